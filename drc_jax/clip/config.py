@@ -1,0 +1,179 @@
+"""CLIP backbone configurations as code.
+
+Field names follow Hugging Face's ``CLIPVisionConfig`` / ``CLIPTextConfig`` so a ``config.json``
+maps onto them one to one; :func:`config_from_openai_state_dict` infers the same fields from the
+tensor shapes of an OpenAI/open_clip state dict (as OpenAI's ``clip.model.build_model`` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+EOT_TOKEN_ID = 49407
+BOS_TOKEN_ID = 49406
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    image_size: int = 224
+    patch_size: int = 32
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int = 49408
+    hidden_size: int = 512
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 8
+    max_position_embeddings: int = 77
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    # Pooling token. ``None`` (OpenAI, and HF configs with the legacy ``eos_token_id == 2``) pools at
+    # ``argmax(ids)``, i.e. the first EOT because EOT=49407 is the largest id; otherwise the first
+    # position whose id equals ``eos_token_id`` -- exactly what transformers' CLIPTextModel does.
+    eos_token_id: int | None = EOT_TOKEN_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPConfig:
+    vision: VisionConfig = VisionConfig()
+    text: TextConfig = TextConfig()
+    projection_dim: int = 512
+
+    @property
+    def context_length(self) -> int:
+        return self.text.max_position_embeddings
+
+
+BACKBONES: dict[str, CLIPConfig] = {
+    "ViT-B/32": CLIPConfig(),
+    "ViT-B/16": CLIPConfig(vision=VisionConfig(patch_size=16)),
+    "ViT-L/14": CLIPConfig(
+        vision=VisionConfig(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            patch_size=14,
+        ),
+        text=TextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12),
+        projection_dim=768,
+    ),
+    # Tiny model for fast end-to-end tests: real 224x224 inputs and the real 49408-token vocabulary
+    # (so real tokenizer ids are valid), everything else minimal.
+    "test-tiny": CLIPConfig(
+        vision=VisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            patch_size=32,
+        ),
+        text=TextConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2
+        ),
+        projection_dim=32,
+    ),
+}
+
+
+def get_config(name: str) -> CLIPConfig:
+    """The backbone config called ``name`` (``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``, ``test-tiny``).
+
+    Spellings ``ViT-B-32`` (open_clip) and ``vit-b/32`` are accepted too.
+    """
+    canon = {k.lower().replace("/", "-"): k for k in BACKBONES}
+    key = canon.get(name.strip().lower().replace("/", "-"))
+    if key is None:
+        raise ValueError(f"unknown CLIP backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[key]
+
+
+def _fields(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def config_from_hf(hf: Mapping[str, Any]) -> CLIPConfig:
+    """Build a :class:`CLIPConfig` from a Hugging Face ``CLIPModel`` ``config.json`` dict."""
+    if hf.get("model_type", "clip") != "clip":
+        raise ValueError(f"config.json has model_type={hf.get('model_type')!r}, expected 'clip'")
+    vis = dict(hf.get("vision_config") or {})
+    txt = dict(hf.get("text_config") or {})
+    for d in (vis, txt):
+        for k in ("image_size", "patch_size"):
+            if isinstance(d.get(k), list | tuple):
+                if len(set(d[k])) != 1:
+                    raise ValueError(f"non-square {k}={d[k]} is not supported")
+                d[k] = d[k][0]
+    text = TextConfig(**_fields(TextConfig, txt))
+    eos = txt.get("eos_token_id", EOT_TOKEN_ID)
+    if isinstance(eos, list):
+        eos = eos[0]
+    # transformers keeps argmax pooling for configs written before its eos_token_id fix (eos == 2).
+    text = dataclasses.replace(text, eos_token_id=None if eos == 2 else eos)
+    return CLIPConfig(
+        vision=VisionConfig(**_fields(VisionConfig, vis)),
+        text=text,
+        projection_dim=int(hf.get("projection_dim", 512)),
+    )
+
+
+def config_from_openai_state_dict(
+    sd: Mapping[str, Any], hidden_act: str = "quick_gelu", head_width: int = 64
+) -> CLIPConfig:
+    """Infer the config from an OpenAI/open_clip ViT state dict's shapes (cf. ``build_model``).
+
+    Attention heads are not stored in the weights; OpenAI and open_clip use ``width // 64``.
+    """
+    if "visual.conv1.weight" not in sd:
+        if any(k.startswith("visual.layer1") or k.startswith("visual.trunk") for k in sd):
+            raise ValueError(
+                "this checkpoint has a ResNet/timm image tower; only ViT CLIP models are supported"
+            )
+        raise ValueError(
+            "not an OpenAI/open_clip ViT CLIP state dict: key 'visual.conv1.weight' is missing "
+            f"(first keys: {sorted(sd)[:8]})"
+        )
+    v_width, _, patch, _ = sd["visual.conv1.weight"].shape
+    v_layers = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
+    grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    t_width = sd["ln_final.weight"].shape[0]
+    t_layers = len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")})
+    v_mlp = sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
+    t_mlp = sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
+    return CLIPConfig(
+        vision=VisionConfig(
+            hidden_size=v_width,
+            intermediate_size=v_mlp,
+            num_hidden_layers=v_layers,
+            num_attention_heads=max(1, v_width // head_width),
+            image_size=patch * grid,
+            patch_size=patch,
+            hidden_act=hidden_act,
+        ),
+        text=TextConfig(
+            vocab_size=sd["token_embedding.weight"].shape[0],
+            hidden_size=t_width,
+            intermediate_size=t_mlp,
+            num_hidden_layers=t_layers,
+            num_attention_heads=max(1, t_width // head_width),
+            max_position_embeddings=sd["positional_embedding"].shape[0],
+            hidden_act=hidden_act,
+            eos_token_id=None,  # OpenAI pools at argmax(ids): EOT=49407 is the largest id
+        ),
+        projection_dim=sd["text_projection"].shape[1],
+    )

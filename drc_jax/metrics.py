@@ -1,0 +1,60 @@
+"""NegBench text-to-image retrieval metrics.
+
+A query is a hit at K when its ground-truth image is among the top K (R@K, in percent); medR is
+the median over queries of the 1-indexed rank of the ground truth, meanR its mean. Ranks come
+either from a full (Q, N) score matrix (:func:`ranks_from_scores`) or streamed from
+:func:`drc_jax.scoring.top_k` (``gt_rank``); no (Q, N) one-hot tensor is ever built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+RECALL_KS = (1, 5, 10)
+
+
+def ranks_from_scores(scores, gt_index) -> np.ndarray:
+    """1-indexed rank of each query's ground truth: 1 + #{images scoring strictly higher}.
+
+    Ties resolve in the ground truth's favour, as in :func:`drc_jax.scoring.top_k`.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    gt_index = np.asarray(gt_index)
+    if scores.ndim != 2 or gt_index.shape != (scores.shape[0],):
+        raise ValueError(
+            f"scores must be (Q, N) and gt_index (Q,); got {scores.shape} and {gt_index.shape}"
+        )
+    gt_scores = scores[np.arange(scores.shape[0]), gt_index]
+    return 1 + np.sum(scores > gt_scores[:, None], axis=1)
+
+
+def retrieval_metrics(gt_rank, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
+    """``{"R@1", "R@5", "R@10", "medR", "meanR"}`` from 1-indexed ground-truth ranks (Q,).
+
+    R@K are percentages (the paper's tables); medR is ``np.median`` (the mean of the two middle
+    ranks for an even query count, as NegBench's ``np.median`` gives).
+    """
+    ranks = np.asarray(gt_rank)
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise ValueError(f"gt_rank must be a non-empty (Q,) array, got shape {ranks.shape}")
+    if np.any(ranks < 1):
+        raise ValueError("ranks are 1-indexed: every rank must be >= 1")
+    out = {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+    out["medR"] = float(np.median(ranks))
+    out["meanR"] = float(np.mean(ranks))
+    return out
+
+
+def negated_in_top_k(top_indices, contains_negated, k: int = 5) -> float:
+    """Share (percent) of top-``k`` results that contain the query's negated concept.
+
+    ``top_indices`` (Q, >=k) are retrieved image indices; ``contains_negated(q, image) -> bool``
+    says whether image ``image`` shows query ``q``'s negated concept (for COCO, the negated object
+    is in the image's ``positive_objects``). This is the failure of the paper's Figure 1 that R@K
+    alone hides.
+    """
+    top = np.asarray(top_indices)[:, :k]
+    hits = [contains_negated(q, int(i)) for q in range(top.shape[0]) for i in top[q] if i >= 0]
+    return float(100.0 * np.mean(hits)) if hits else 0.0

@@ -1,0 +1,57 @@
+"""Device mesh helpers shared by encoding and retrieval.
+
+One concern: how a batch is laid out over devices. Everything here is data parallel over a 1-D
+``Mesh`` named ``"data"``: batches are sharded along their first axis, parameters and queries are
+replicated. Multi-host runs call :func:`initialize_distributed` first; ``jax.devices()`` then spans
+every process and the same code runs unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Shard the leading (batch) axis over the mesh, replicate the rest."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def pad_batch(x: np.ndarray, multiple: int) -> tuple[np.ndarray, int]:
+    """Pad axis 0 of ``x`` with zeros up to a multiple of ``multiple``; return (padded, n_valid).
+
+    The last batch of a data set is rarely divisible by the device count; padding keeps one
+    compiled shape, and callers drop rows ``n_valid:`` from the result.
+    """
+    n = x.shape[0]
+    target = max(multiple, -(-n // multiple) * multiple)
+    if target == n:
+        return x, n
+    pad = np.zeros((target - n, *x.shape[1:]), dtype=x.dtype)
+    return np.concatenate([x, pad], axis=0), n
+
+
+def initialize_distributed(
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    """Join a multi-host run through ``jax.distributed`` when a coordinator is given."""
+    if coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
