@@ -26,7 +26,20 @@ def ranks_from_scores(scores, gt_index) -> np.ndarray:
         raise ValueError(
             f"scores must be (Q, N) and gt_index (Q,); got {scores.shape} and {gt_index.shape}"
         )
+    n = scores.shape[1]
+    bad = np.flatnonzero((gt_index < 0) | (gt_index >= n))
+    if bad.size:
+        raise ValueError(
+            f"gt_index out of range [0, {n}) for {bad.size} queries, first at query {bad[0]} "
+            f"(value {gt_index[bad[0]]})"
+        )
     gt_scores = scores[np.arange(scores.shape[0]), gt_index]
+    if not np.all(np.isfinite(gt_scores)):
+        q = int(np.flatnonzero(~np.isfinite(gt_scores))[0])
+        raise ValueError(
+            f"non-finite ground-truth score {gt_scores[q]} at query {q}: a rank from it would be "
+            "meaningless; check the embeddings for NaN/inf"
+        )
     return 1 + np.sum(scores > gt_scores[:, None], axis=1)
 
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 STRENGTHS = ("none", "weak", "moderate", "strong")
 """Negation strengths; a query's ``strength`` int is the index in this tuple."""
@@ -109,38 +110,59 @@ def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sum(x.astype(jnp.float32) * y.astype(jnp.float32), axis=-1)
 
 
+def _unit(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """``x / |x|`` along the last axis (zero rows stay zero)."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+_DEGENERATE_SIN = 1e-4
+"""Below this ``sin(theta)`` the operator leaves ``a`` unchanged (see :func:`compose`)."""
+
+
 def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Array:
     """SpaceVLM's angular operator, batched over leading axes (paper eq. 8, SpaceVLM's sign).
 
     alpha = acos(t), theta = acos(a.b). Where theta < 2 alpha the result is
     ``[sin(alpha + theta/2) a + sin(theta/2 - alpha) b] / sin(theta)``: the unit vector on the
-    great circle through a and b at angle ``alpha + theta/2`` from b, i.e. rotated *away* from b;
-    elsewhere (a and b already far apart) it is ``a``.
+    great circle through a and b at angle ``phi = alpha + theta/2`` from b, i.e. rotated *away*
+    from b (its angle to a is ``alpha - theta/2``); elsewhere (a and b already at least
+    ``2 alpha`` apart) it is ``a``. At theta = 2 alpha both branches give ``a``, so the operator
+    is continuous there.
 
-    ``operator="paper_eq8"`` uses the printed ``+sin(alpha - theta/2)`` on b (toward b). That
-    vector is not unit-norm in general, so it is renormalised.
+    It is evaluated in the equivalent, numerically stable form ``cos(phi) b + sin(phi) u`` with
+    ``u`` the unit component of ``a`` orthogonal to ``b`` (substitute
+    ``a = cos(theta) b + sin(theta) u`` into the formula above), and ``theta`` from
+    ``atan2(|a - (a.b) b|, a.b)``, which stays accurate for nearly parallel a and b where
+    ``acos`` of a rounded dot product does not. The result is unit-norm by construction.
 
-    Numerically safe: the dot product is clipped to [-1, 1] and directions with sin(theta) ~ 0
-    (a == b, a == -b) return ``a``, so the result is always finite.
+    ``operator="paper_eq8"`` uses the paper's printed ``+sin(alpha - theta/2)`` on b, which
+    moves the direction *toward* b (both coefficients are positive). That vector is not
+    unit-norm, so it is renormalised; it is kept only as a named ablation.
+
+    Inputs are renormalised, computation is f32. Degenerate pairs are safe: where
+    ``sin(theta) < 1e-4`` (a == b, a == -b, or equal up to rounding, where the rotation plane
+    is undefined) the result is ``a``, so it is always finite and unit-norm.
     """
-    a32, b32 = a.astype(jnp.float32), b.astype(jnp.float32)
-    t = jnp.asarray(t, jnp.float32)
-    cos_theta = jnp.clip(_dot(a32, b32), -1.0, 1.0)
-    theta = jnp.arccos(cos_theta)
-    alpha = jnp.arccos(jnp.clip(t, -1.0, 1.0))
-    sin_theta = jnp.sin(theta)
-    active = (theta < 2.0 * alpha) & (sin_theta > 1e-6)
-    safe_sin = jnp.where(active, sin_theta, 1.0)
-    ca = jnp.sin(alpha + theta / 2.0) / safe_sin
-    if operator == "spacevlm":
-        cb = jnp.sin(theta / 2.0 - alpha) / safe_sin
-    elif operator == "paper_eq8":
-        cb = jnp.sin(alpha - theta / 2.0) / safe_sin
-    else:
+    if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r}; expected one of {OPERATORS}")
-    d = ca[..., None] * a32 + cb[..., None] * b32
-    if operator == "paper_eq8":
-        d = d / jnp.maximum(jnp.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+    a32 = _unit(a.astype(jnp.float32))
+    b32 = _unit(b.astype(jnp.float32))
+    t = jnp.asarray(t, jnp.float32)
+    alpha = jnp.arccos(jnp.clip(t, -1.0, 1.0))
+    cos_theta = jnp.clip(_dot(a32, b32), -1.0, 1.0)
+    ortho = a32 - cos_theta[..., None] * b32  # sin(theta) u
+    sin_theta = jnp.linalg.norm(ortho, axis=-1)
+    theta = jnp.arctan2(sin_theta, cos_theta)
+    active = (theta < 2.0 * alpha) & (sin_theta > _DEGENERATE_SIN)
+    u = ortho / jnp.where(active, sin_theta, 1.0)[..., None]
+    if operator == "spacevlm":
+        phi = alpha + theta / 2.0
+        d = jnp.cos(phi)[..., None] * b32 + jnp.sin(phi)[..., None] * u
+    else:  # "paper_eq8": [sin(alpha + theta/2) a + sin(alpha - theta/2) b] / sin(theta)
+        safe_sin = jnp.where(active, sin_theta, 1.0)
+        ca = jnp.sin(alpha + theta / 2.0) / safe_sin
+        cb = jnp.sin(alpha - theta / 2.0) / safe_sin
+        d = _unit(ca[..., None] * a32 + cb[..., None] * b32)
     return jnp.where(active[..., None], d, a32)
 
 
@@ -182,9 +204,32 @@ def query_directions(
     return q, w_rep
 
 
+def _compute_dtype(image_dtype) -> jnp.dtype:
+    """The dtype the similarity GEMM runs in for images stored as ``image_dtype``.
+
+    bf16 images multiply in bf16 (f32 accumulation) where the hardware has bf16 units (GPU, TPU).
+    On CPU they are upcast to f32, which is exact: XLA's CPU bf16 dot has no native kernel on
+    CPUs without bf16 instructions and runs at about half the f32 GEMM rate (see
+    benchmarks/RESULTS.md), so bf16 there buys memory, not arithmetic speed.
+    """
+    image_dtype = jnp.dtype(image_dtype)
+    if image_dtype == jnp.float32 or jax.default_backend() == "cpu":
+        return jnp.dtype(jnp.float32)
+    return image_dtype
+
+
 def _sim(images: jax.Array, q: jax.Array) -> jax.Array:
-    """(Q, N) similarities; inputs may be bf16, accumulation is f32."""
-    return jnp.matmul(q.astype(images.dtype), images.T, preferred_element_type=jnp.float32)
+    """(Q, N) similarities ``q . images``, accumulated in f32 (inputs may be bf16)."""
+    cd = _compute_dtype(images.dtype)
+    return jnp.matmul(q.astype(cd), images.astype(cd).T, preferred_element_type=jnp.float32)
+
+
+def _row_sim(images: jax.Array, q: jax.Array) -> jax.Array:
+    """(Q,) similarities of row ``i`` of ``images`` with row ``i`` of ``q``, rounded as :func:`_sim`
+    rounds them (so a ground-truth score computed here ranks consistently against streamed ones).
+    """
+    cd = _compute_dtype(images.dtype)
+    return _dot(images.astype(cd), q.astype(cd))
 
 
 def _linear_minus_repulsion(
@@ -285,6 +330,29 @@ def score(
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
+def _check_queries(queries: Queries, dim: int) -> None:
+    """Shape/range checks for concrete queries, with an actionable message (outside jit only)."""
+    nq = len(queries)
+    for name in ("aff", "neg", "cf", "full"):
+        shape = getattr(queries, name).shape
+        if shape != (nq, dim):
+            raise ValueError(
+                f"Queries.{name} has shape {shape}, expected ({nq}, {dim}) to match the "
+                f"{dim}-d image embeddings; were queries and images encoded by the same CLIP?"
+            )
+    strength = queries.strength
+    if strength.shape != (nq,):
+        raise ValueError(f"Queries.strength has shape {strength.shape}, expected ({nq},)")
+    if not isinstance(strength, jax.core.Tracer):
+        st = np.asarray(strength)
+        bad = np.flatnonzero((st < 0) | (st >= len(STRENGTHS)))
+        if bad.size:
+            raise ValueError(
+                f"Queries.strength must index STRENGTHS {STRENGTHS} (0..{len(STRENGTHS) - 1}); "
+                f"query {bad[0]} has {st[bad[0]]} ({bad.size} bad rows)"
+            )
+
+
 class TopK(NamedTuple):
     """Streamed retrieval result: best ``k`` (Q, k) scores and image indices, best first, and the
     1-indexed rank of each query's ground-truth image (Q,) when ``gt_index`` was given."""
@@ -301,8 +369,39 @@ def _merge_top_k(scores_a, idx_a, scores_b, idx_b, k):
     return best, jnp.take_along_axis(i, pos, axis=1)
 
 
+def _to_bits(images: jax.Array) -> jax.Array:
+    """bf16 images as their raw uint16 bits (other dtypes unchanged), for :func:`top_k`'s loop.
+
+    XLA's CPU backend rewrites a bf16 while-loop operand to f32 up front, materialising an f32
+    copy of the whole image set (memory O(N), not O(chunk)); uint16 bits pass through untouched
+    and :func:`_from_bits` restores each chunk exactly and for free.
+    """
+    if images.dtype == jnp.bfloat16:
+        return jax.lax.bitcast_convert_type(images, jnp.uint16)
+    return images
+
+
+def _from_bits(x: jax.Array) -> jax.Array:
+    """Inverse of :func:`_to_bits`."""
+    if x.dtype == jnp.uint16:
+        return jax.lax.bitcast_convert_type(x, jnp.bfloat16)
+    return x
+
+
 def _stream_shard(
-    images, n_valid, offset, q, neg, w_rep, gt_score, gt_index, *, k, chunk, repulsion
+    images,
+    n_valid,
+    offset,
+    q,
+    neg,
+    w_rep,
+    gt_score,
+    gt_index,
+    *,
+    k,
+    chunk,
+    repulsion,
+    axis_name=None,
 ):
     """Scan one shard of images (M, D) in chunks, keeping a running top-k and ground-truth count.
 
@@ -316,6 +415,7 @@ def _stream_shard(
     def step(carry, xs):
         best, best_idx, above = carry
         block, start = xs
+        block = _from_bits(block)
         s = _linear_minus_repulsion(block, q, neg, w_rep, repulsion)
         idx = offset + start + jnp.arange(chunk, dtype=jnp.int32)
         s = jnp.where((idx < n_valid)[None, :], s, -jnp.inf)
@@ -332,6 +432,8 @@ def _stream_shard(
         jnp.full((nq, k), -1, jnp.int32),
         jnp.zeros((nq,), jnp.int32),
     )
+    if axis_name is not None:  # inside shard_map the carry varies over the mesh axis
+        init = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, axis_name, to="varying"), init)
     starts = jnp.arange(0, m, chunk, dtype=jnp.int32)
     (best, best_idx, above), _ = jax.lax.scan(step, init, (chunks, starts))
     return best, best_idx, above
@@ -343,11 +445,10 @@ def _top_k_jit(images, queries, params, gt_index, *, method, k, chunk, mesh, wit
     neg = queries.neg
     gt_score = None
     if with_gt:
-        gt_img = images[gt_index]
-        gt_score = jnp.sum(gt_img.astype(jnp.float32) * q, axis=-1)
+        gt_img = _from_bits(images[gt_index])
+        gt_score = _row_sim(gt_img, q)
         if repulsion:
-            rep = jnp.sum(gt_img.astype(jnp.float32) * neg.astype(jnp.float32), axis=-1)
-            gt_score = gt_score - w_rep * jnp.maximum(rep, 0.0)
+            gt_score = gt_score - w_rep * jnp.maximum(_row_sim(gt_img, neg), 0.0)
     stream = functools.partial(_stream_shard, k=k, chunk=chunk, repulsion=repulsion)
     if mesh is None:
         best, best_idx, above = stream(images, n_valid, 0, q, neg, w_rep, gt_score, gt_index)
@@ -360,7 +461,9 @@ def _top_k_jit(images, queries, params, gt_index, *, method, k, chunk, mesh, wit
 
         def local(img, q, neg, w_rep, gt_score, gt_index):
             offset = jax.lax.axis_index(DATA_AXIS) * shard_rows
-            b, bi, ab = stream(img, n_valid, offset, q, neg, w_rep, gt_score, gt_index)
+            b, bi, ab = stream(
+                img, n_valid, offset, q, neg, w_rep, gt_score, gt_index, axis_name=DATA_AXIS
+            )
             return b[None], bi[None], jax.lax.psum(ab, DATA_AXIS)
 
         best, best_idx, above = jax.shard_map(
@@ -401,15 +504,46 @@ def top_k(
     ``gt_index`` (Q,) gives each query's ground-truth image; ``gt_rank`` is then
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
     ground truth's favour). ``image_dtype=jnp.bfloat16`` halves image memory and bandwidth, with
-    f32 accumulation.
+    f32 accumulation (on CPU each chunk is upcast to f32 for the GEMM: :func:`_compute_dtype`).
+
+    Inputs are checked before anything is compiled: a ``gt_index`` outside ``[0, N)``, query
+    fields whose width differs from the images', or a strength outside :data:`STRENGTHS` raise
+    ``ValueError`` naming the first bad query.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     images = jnp.asarray(images, dtype=image_dtype)
+    if images.ndim != 2 or images.shape[0] == 0:
+        raise ValueError(f"top_k needs images of shape (N >= 1, D), got {images.shape}")
     n = images.shape[0]
-    if n == 0:
-        raise ValueError("top_k needs at least one image")
+    nq = len(queries)
+    _check_queries(queries, images.shape[1])
+    if k < 1:
+        raise ValueError(f"top_k needs k >= 1, got {k}")
     k = int(min(k, n))
+    with_gt = gt_index is not None
+    if with_gt:
+        gt_np = np.asarray(gt_index)
+        if gt_np.shape != (nq,) or not np.issubdtype(gt_np.dtype, np.integer):
+            raise ValueError(
+                f"gt_index must be ({nq},) integer image indices, got {gt_np.dtype} {gt_np.shape}"
+            )
+        bad = np.flatnonzero((gt_np < 0) | (gt_np >= n))
+        if bad.size:
+            raise ValueError(
+                f"gt_index out of range [0, {n}) for {bad.size} queries, first at query "
+                f"{bad[0]} (value {gt_np[bad[0]]}); check that it indexes this image set"
+            )
+        gt_all = jnp.asarray(gt_np, jnp.int32)
+    else:
+        gt_all = jnp.zeros((nq,), jnp.int32)
+
+    if images.dtype not in (jnp.float32, jnp.bfloat16):
+        raise ValueError(
+            f"top_k scores float32 or bfloat16 images, got {images.dtype}; pass "
+            "image_dtype=jnp.float32 or jnp.bfloat16"
+        )
+    images = _to_bits(images)
     n_dev = 1 if mesh is None else mesh.size
     per_dev = -(-n // n_dev)
     chunk = int(max(1, min(chunk_size, per_dev)))
@@ -421,18 +555,24 @@ def top_k(
         from drc_jax.parallel import batch_sharding
 
         images = jax.device_put(images, batch_sharding(mesh))
-    with_gt = gt_index is not None
-    nq = len(queries)
-    gt_all = jnp.zeros((nq,), jnp.int32) if gt_index is None else jnp.asarray(gt_index, jnp.int32)
+
+    # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
+    n_blocks = -(-nq // max(1, query_block))
+    block = -(-nq // n_blocks)
+    pad_q = n_blocks * block - nq
+    if pad_q:
+        queries = jax.tree_util.tree_map(
+            lambda x: jnp.pad(x, ((0, pad_q),) + ((0, 0),) * (x.ndim - 1)), queries
+        )
+        gt_all = jnp.pad(gt_all, (0, pad_q))
     outs = []
-    for lo in range(0, nq, query_block):
-        block = queries.take(slice(lo, lo + query_block))
+    for lo in range(0, nq + pad_q, block):
         outs.append(
             _top_k_jit(
                 images,
-                block,
+                queries.take(slice(lo, lo + block)),
                 params,
-                gt_all[lo : lo + query_block],
+                gt_all[lo : lo + block],
                 method=method,
                 k=k,
                 chunk=chunk,
@@ -441,7 +581,7 @@ def top_k(
                 n_valid=n,
             )
         )
-    scores = jnp.concatenate([o[0] for o in outs])
-    indices = jnp.concatenate([o[1] for o in outs])
-    gt_rank = jnp.concatenate([o[2] for o in outs]) if with_gt else None
+    scores = jnp.concatenate([o[0] for o in outs])[:nq]
+    indices = jnp.concatenate([o[1] for o in outs])[:nq]
+    gt_rank = jnp.concatenate([o[2] for o in outs])[:nq] if with_gt else None
     return TopK(scores, indices, gt_rank)

@@ -7,19 +7,22 @@ interrupted run resumes where it stopped.
 
 Layout of a store directory (no pickles; every file is plain ``.npy`` / JSON)::
 
-    manifest.json            {"format", "meta", "dim", "shards": [...], "failed": {...}, "log": name}
-    log-<hex>.jsonl          append-only journal replayed after the manifest:
-                             {"add": shard} | {"remove": [ids]} | {"fail": {id: [fingerprint, reason]}}
-                             | {"replace": [shards], "with": shard}
+    manifest.json            {"format", "meta", "dim", "failed": {id: [fingerprint, reason]},
+                              "shards": [{"name", "dead": [rows]}], "log": journal name}
+    log-<hex>.jsonl          append-only journal replayed after the manifest, one entry a line:
+                             {"add": shard} | {"remove": [ids]}
+                             | {"fail": {id: [fingerprint, reason]}}
     shard-<hex>.npy          float32 (n, D) embeddings
-    shard-<hex>.json         {"ids": [...], "fingerprints": [...]} for the rows of that shard
+    shard-<hex>.json         {"ids": [...], "fingerprints": [...], "dim": D} for its rows
 
-Every file is written to a temporary name and moved into place with ``os.replace``; a shard becomes
-visible only when its journal line is appended, and a torn last journal line (a crash mid-write) is
-ignored. A later shard's row for an id supersedes earlier ones. Dead rows (removed or superseded)
-are dropped by :meth:`EmbeddingStore.compact`, which ``sync`` runs when ids were removed or enough
-rows are dead; it writes one shard, a new manifest and a fresh journal, then deletes the old files.
-Writers take an exclusive ``flock`` on ``<dir>/lock``.
+Every file is written to a temporary name and moved into place with ``os.replace``. During a sync
+each batch becomes a shard, visible once its journal line is appended (fsync'd); a torn last journal
+line (a crash mid-append) is ignored, so an interrupted sync keeps every finished batch. A later
+shard's row for an id supersedes earlier ones. At the end of a sync the batch shards are merged
+into one and a checkpoint writes a new manifest (listing each shard's dead rows) with a fresh
+journal. When a quarter of the stored rows are dead, or there are many shards, the checkpoint is a
+full compaction into one shard (also :meth:`EmbeddingStore.compact`). Writers hold an exclusive
+``flock`` on ``<dir>/lock``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,7 +131,8 @@ class _Shard:
 
     def array(self, directory: Path) -> np.ndarray:
         if self._array is None:
-            self._array = np.load(directory / f"{self.name}.npy", allow_pickle=False)
+            # memory-mapped: rows are copied once, into the store's ``embeddings``
+            self._array = np.load(directory / f"{self.name}.npy", mmap_mode="r", allow_pickle=False)
         return self._array
 
 
@@ -146,7 +151,9 @@ class EmbeddingStore:
         self._live: dict[str, tuple[str, int]] = {}  # id -> (shard, row), insertion ordered
         self._failed: dict[str, tuple[str, str]] = {}  # id -> (fingerprint, reason)
         self._log_name = ""
+        self._dirty = False  # journal has entries not yet folded into the manifest
         self._cache: tuple[list[str], np.ndarray] | None = None
+        self._pos: dict[str, int] = {}  # id -> row of the cached ``embeddings``
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -157,7 +164,7 @@ class EmbeddingStore:
         *,
         on_mismatch: Literal["error", "reset"] = "error",
     ) -> EmbeddingStore:
-        """Open the store in ``directory`` (created if missing) for embeddings described by ``meta``.
+        """Open the store in ``directory`` (created if missing) for embeddings like ``meta``.
 
         ``meta`` (e.g. ``{"weights": clip.weights_id, "preprocess": "spacevlm", "kind": "image"}``)
         must equal the meta the store was created with; otherwise :class:`StoreMismatchError` says
@@ -171,33 +178,34 @@ class EmbeddingStore:
             raise StoreError(f"{directory} exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
         store = cls(directory, meta)
+        if not (directory / MANIFEST).exists():
+            foreign = [
+                p.name for p in directory.iterdir() if p.name != LOCK and not _is_ours(p.name)
+            ]
+            if foreign:
+                raise StoreError(
+                    f"{directory} is not an embedding store (no {MANIFEST}) and is not empty "
+                    f"(e.g. {sorted(foreign)[:3]}); pick an empty or new directory"
+                )
+        if (directory / MANIFEST).exists():
+            diff = _meta_diff(store._read_manifest()["meta"], meta)
+            if not diff:
+                store._load_unlocked()  # readers need no lock (and no write access)
+                return store
+            if on_mismatch == "error":
+                raise StoreMismatchError(
+                    f"embedding store {directory} was built with other settings:\n  "
+                    + "\n  ".join(diff)
+                    + "\nUse another directory, or reset it (on_mismatch='reset') to "
+                    "re-embed everything."
+                )
         with store._locked():
-            manifest_path = directory / MANIFEST
-            if not manifest_path.exists():
-                foreign = [
-                    p.name for p in directory.iterdir() if p.name != LOCK and not _is_ours(p.name)
-                ]
-                if foreign:
-                    raise StoreError(
-                        f"{directory} is not an embedding store (no {MANIFEST}) and is not empty "
-                        f"(e.g. {foreign[:3]}); pick an empty or new directory"
-                    )
-                store._write_fresh()
-                return store
-            stored = store._read_manifest()["meta"]
-            diff = _meta_diff(stored, meta)
-            if diff:
-                if on_mismatch == "error":
-                    raise StoreMismatchError(
-                        f"embedding store {directory} was built with other settings:\n  "
-                        + "\n  ".join(diff)
-                        + "\nUse another directory, or reset it (on_mismatch='reset') to "
-                        "re-embed everything."
-                    )
+            if (directory / MANIFEST).exists():
+                if not _meta_diff(store._read_manifest()["meta"], meta):
+                    store._load()  # another process created it meanwhile
+                    return store
                 store._delete_our_files()
-                store._write_fresh()
-                return store
-            store._load()
+            store._write_fresh()
         return store
 
     # ------------------------------------------------------------------ reading
@@ -212,7 +220,7 @@ class EmbeddingStore:
 
     @property
     def ids(self) -> list[str]:
-        """Stored ids, in the order they were first stored (stable across compaction)."""
+        """Stored ids; ``embeddings`` rows are in this order."""
         return list(self._live)
 
     def __len__(self) -> int:
@@ -245,26 +253,31 @@ class EmbeddingStore:
             )
         if not ids:
             return np.zeros((0, self._dim or 0), np.float32)
-        order = {id_: row for row, id_ in enumerate(self._all()[0])}
-        return self._all()[1][np.asarray([order[i] for i in ids])]
+        arr = self._all()[1]
+        return arr[np.asarray([self._pos[i] for i in ids], dtype=np.int64)]
 
     def _all(self) -> tuple[list[str], np.ndarray]:
         if self._cache is None:
-            ids = list(self._live)
-            if not ids:
-                arr = np.zeros((0, self._dim or 0), np.float32)
-            else:
-                parts, by_shard = [], {}
-                for i, (name, row) in enumerate(self._live.values()):
-                    by_shard.setdefault(name, ([], []))
-                    by_shard[name][0].append(i)
-                    by_shard[name][1].append(row)
-                arr = np.empty((len(ids), self._dim), np.float32)
-                for name, (dst, rows) in by_shard.items():
-                    arr[np.asarray(dst)] = self._shards[name].array(self.directory)[np.asarray(rows)]
-                del parts
+            ids, _, arr = self._gather(list(self._live.items()))
             self._cache = (ids, arr)
+            self._pos = {id_: i for i, id_ in enumerate(ids)}
         return self._cache
+
+    def _gather(
+        self, entries: Sequence[tuple[str, tuple[str, int]]]
+    ) -> tuple[list[str], list[str], np.ndarray]:
+        """Ids, fingerprints and embeddings of ``(id, (shard, row))`` entries."""
+        arr = np.empty((len(entries), self._dim or 0), np.float32)
+        by_shard: dict[str, tuple[list[int], list[int]]] = {}
+        for i, (_, (name, row)) in enumerate(entries):
+            dst, rows = by_shard.setdefault(name, ([], []))
+            dst.append(i)
+            rows.append(row)
+        for name, (dst, rows) in by_shard.items():
+            arr[np.asarray(dst)] = self._shards[name].array(self.directory)[np.asarray(rows)]
+        ids = [id_ for id_, _ in entries]
+        fps = [self._shards[name].fingerprints[row] for _, (name, row) in entries]
+        return ids, fps, arr
 
     # ------------------------------------------------------------------ writing
     def sync(
@@ -343,11 +356,11 @@ class EmbeddingStore:
                     bar.update(len(batch))
             finally:
                 bar.close()
-            self._tidy(new_shards, force=bool(removed))
+            self._tidy(new_shards)
         return report
 
     def compact(self) -> None:
-        """Rewrite all live rows into one shard, with a fresh manifest and journal."""
+        """Rewrite all live rows into one shard, dropping dead rows; fresh manifest and journal."""
         with self._locked():
             self._load()
             self._compact()
@@ -421,7 +434,10 @@ class EmbeddingStore:
                 "format": FORMAT,
                 "meta": self._meta,
                 "dim": self._dim,
-                "shards": list(self._shards),
+                "shards": [
+                    {"name": name, "dead": self._dead_in(shard)}
+                    for name, shard in self._shards.items()
+                ],
                 "failed": {k: list(v) for k, v in self._failed.items()},
                 "log": self._log_name,
             },
@@ -447,9 +463,10 @@ class EmbeddingStore:
         self._dim = manifest["dim"]
         self._shards, self._live = {}, {}
         self._failed = {k: (v[0], v[1]) for k, v in manifest["failed"].items()}
+        self._dirty = False
         self._log_name = manifest["log"]
-        for name in manifest["shards"]:
-            self._apply({"add": name})
+        for entry in manifest["shards"]:
+            self._add_shard(self._read_shard(entry["name"]), dead=set(entry["dead"]))
         log = self.directory / self._log_name
         lines = log.read_bytes().split(b"\n") if log.exists() else []
         for i, line in enumerate(lines):
@@ -460,18 +477,27 @@ class EmbeddingStore:
             except json.JSONDecodeError:
                 if i == len(lines) - 1:  # torn last line: a crash mid-append, nothing committed
                     break
-                raise StoreError(f"{log} line {i + 1} is corrupt; delete {self.directory}") from None
+                raise StoreError(
+                    f"{log} line {i + 1} is corrupt; delete {self.directory}"
+                ) from None
             self._apply(entry)
+            self._dirty = True
         self._cache = None
+
+    def _load_unlocked(self, attempts: int = 5) -> None:
+        """Load while a writer may be compacting (deleting shards): retry on a vanished file."""
+        for attempt in range(attempts):
+            try:
+                self._load()
+                return
+            except StoreError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def _apply(self, entry: dict[str, Any]) -> None:
         if "add" in entry:
-            shard = self._read_shard(entry["add"])
-            self._shards[shard.name] = shard
-            for row, id_ in enumerate(shard.ids):
-                self._live.pop(id_, None)  # re-insert: a superseding row moves to the end
-                self._live[id_] = (shard.name, row)
-                self._failed.pop(id_, None)
+            self._add_shard(self._read_shard(entry["add"]))
         elif "remove" in entry:
             for id_ in entry["remove"]:
                 self._live.pop(id_, None)
@@ -479,16 +505,16 @@ class EmbeddingStore:
         elif "fail" in entry:
             for id_, (fp, reason) in entry["fail"].items():
                 self._failed[id_] = (fp, reason)
-        elif "replace" in entry:
-            new = self._read_shard(entry["with"])
-            self._shards[new.name] = new
-            for row, id_ in enumerate(new.ids):
-                if id_ in self._live and self._live[id_][0] in entry["replace"]:
-                    self._live[id_] = (new.name, row)
-            for name in entry["replace"]:
-                self._shards.pop(name, None)
         else:
             raise StoreError(f"unknown journal entry {entry!r} in {self.directory}")
+        self._cache = None
+
+    def _add_shard(self, shard: _Shard, dead: set[int] = frozenset()) -> None:
+        self._shards[shard.name] = shard
+        for row, id_ in enumerate(shard.ids):
+            if row not in dead:
+                self._live[id_] = (shard.name, row)  # supersedes any earlier row
+                self._failed.pop(id_, None)
         self._cache = None
 
     def _read_shard(self, name: str) -> _Shard:
@@ -520,52 +546,59 @@ class EmbeddingStore:
             f.flush()
             os.fsync(f.fileno())
         self._apply(entry)
+        self._dirty = True
+
+    def _dead_in(self, shard: _Shard) -> list[int]:
+        return [
+            row for row, id_ in enumerate(shard.ids) if self._live.get(id_) != (shard.name, row)
+        ]
 
     def _dead_rows(self) -> int:
         return sum(len(s.ids) for s in self._shards.values()) - len(self._live)
 
-    def _tidy(self, new_shards: list[str], force: bool) -> None:
+    def _tidy(self, new_shards: list[str]) -> None:
+        """End of a sync: merge its batch shards, then checkpoint (compacting when worthwhile)."""
         stored = sum(len(s.ids) for s in self._shards.values())
-        dead = self._dead_rows()
-        if force or len(self._shards) > MAX_SHARDS or dead > DEAD_FRACTION_TO_COMPACT * stored:
+        shards_after_merge = len(self._shards) - len(new_shards) + 1
+        if shards_after_merge > MAX_SHARDS or self._dead_rows() > DEAD_FRACTION_TO_COMPACT * stored:
             self._compact()
-        elif len(new_shards) > 1:  # many per-batch shards from this sync -> one shard
-            self._merge(new_shards)
+            return
+        if not self._dirty:
+            return
+        if len(new_shards) > 1:
+            ids, fps, arr = self._live_rows(new_shards)
+            for name in new_shards:
+                del self._shards[name]
+            if ids:
+                name = self._write_shard(ids, fps, arr)
+                self._shards[name] = _Shard(name, ids, fps, arr)
+                for row, id_ in enumerate(ids):
+                    self._live[id_] = (name, row)
+        self._checkpoint()
 
     def _live_rows(self, names: Sequence[str]) -> tuple[list[str], list[str], np.ndarray]:
         wanted = set(names)
-        ids, fps, parts = [], [], []
-        for id_, (name, row) in self._live.items():
-            if name in wanted:
-                shard = self._shards[name]
-                ids.append(id_)
-                fps.append(shard.fingerprints[row])
-                parts.append(shard.array(self.directory)[row])
-        arr = np.stack(parts) if parts else np.zeros((0, self._dim or 0), np.float32)
-        return ids, fps, arr
-
-    def _merge(self, names: list[str]) -> None:
-        ids, fps, arr = self._live_rows(names)
-        new = self._write_shard(ids, fps, arr)
-        self._append({"replace": names, "with": new})
-        for name in names:
-            _unlink_shard(self.directory, name)
+        return self._gather([(i, loc) for i, loc in self._live.items() if loc[0] in wanted])
 
     def _compact(self) -> None:
-        old_shards, old_log = list(self._shards), self._log_name
-        ids, fps, arr = self._live_rows(old_shards)
-        shards = {}
+        ids, fps, arr = self._live_rows(list(self._shards))
+        self._shards = {}
         if ids:
             name = self._write_shard(ids, fps, arr)
-            shards[name] = _Shard(name, ids, fps, arr)
-        self._shards = shards
+            self._shards[name] = _Shard(name, ids, fps, arr)
         self._live = {id_: (name, row) for row, id_ in enumerate(ids)}
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the in-memory state as a new manifest with an empty journal; drop old files."""
+        for name, shard in list(self._shards.items()):
+            if len(self._dead_in(shard)) == len(shard.ids):
+                del self._shards[name]
         self._log_name = f"log-{uuid.uuid4().hex[:16]}.jsonl"
         self._write_manifest()  # the commit point
         self._cache = None
-        for name in old_shards:
-            _unlink_shard(self.directory, name)
-        (self.directory / old_log).unlink(missing_ok=True)
+        self._dirty = False
+        self._remove_orphans()
 
     def _remove_orphans(self) -> None:
         """Delete files a crashed writer left behind (never referenced by manifest/journal)."""
@@ -587,11 +620,6 @@ def _is_ours(name: str) -> bool:
         or (name.startswith(".") and name.endswith(".tmp"))
         or name == MANIFEST
     )
-
-
-def _unlink_shard(directory: Path, name: str) -> None:
-    (directory / f"{name}.npy").unlink(missing_ok=True)
-    (directory / f"{name}.json").unlink(missing_ok=True)
 
 
 class _NoBar:

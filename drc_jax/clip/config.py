@@ -41,9 +41,9 @@ class TextConfig:
     max_position_embeddings: int = 77
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
-    # Pooling token. ``None`` (OpenAI, and HF configs with the legacy ``eos_token_id == 2``) pools at
-    # ``argmax(ids)``, i.e. the first EOT because EOT=49407 is the largest id; otherwise the first
-    # position whose id equals ``eos_token_id`` -- exactly what transformers' CLIPTextModel does.
+    # Pooling token: the first position whose id is ``eos_token_id``. ``None`` (HF configs with the
+    # legacy ``eos_token_id == 2``) pools at ``argmax(ids)`` instead, as transformers does; OpenAI's
+    # argmax is the first EOT anyway, because EOT=49407 is the largest id.
     eos_token_id: int | None = EOT_TOKEN_ID
 
 
@@ -73,17 +73,17 @@ BACKBONES: dict[str, CLIPConfig] = {
         projection_dim=768,
     ),
     # Tiny model for fast end-to-end tests: real 224x224 inputs and the real 49408-token vocabulary
-    # (so real tokenizer ids are valid), everything else minimal.
+    # (so real tokenizer ids are valid); 2 layers of width 128, heads 64 wide as OpenAI infers them.
     "test-tiny": CLIPConfig(
         vision=VisionConfig(
-            hidden_size=64,
-            intermediate_size=128,
+            hidden_size=128,
+            intermediate_size=256,
             num_hidden_layers=2,
             num_attention_heads=2,
             patch_size=32,
         ),
         text=TextConfig(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2
+            hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2
         ),
         projection_dim=32,
     ),
@@ -91,7 +91,7 @@ BACKBONES: dict[str, CLIPConfig] = {
 
 
 def get_config(name: str) -> CLIPConfig:
-    """The backbone config called ``name`` (``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``, ``test-tiny``).
+    """Backbone config ``name``: ``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14`` or ``test-tiny``.
 
     Spellings ``ViT-B-32`` (open_clip) and ``vit-b/32`` are accepted too.
     """
@@ -173,7 +173,8 @@ def config_from_openai_state_dict(
             num_attention_heads=max(1, t_width // head_width),
             max_position_embeddings=sd["positional_embedding"].shape[0],
             hidden_act=hidden_act,
-            eos_token_id=None,  # OpenAI pools at argmax(ids): EOT=49407 is the largest id
+            # OpenAI pools at argmax(ids); EOT=49407 is the largest id, so that is the first EOT.
+            eos_token_id=EOT_TOKEN_ID,
         ),
         projection_dim=sd["text_projection"].shape[1],
     )

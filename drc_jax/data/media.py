@@ -109,10 +109,9 @@ def read_video(
         frames = read_video_frames(str(path), num_frames=num_frames, sampling=sampling)
     except MediaError:
         raise
-    except Exception as e:  # PyAV raises many types (av.error.*, ValueError, IndexError)
-        raise MediaError(
-            path, f"not a readable video ({type(e).__name__}: {e}); re-download or replace it"
-        ) from e
+    except Exception as e:  # VideoReadError, or PyAV's many types (av.error.*, ValueError, ...)
+        detail = str(e).removeprefix(f"{path}: ")
+        raise MediaError(path, f"not a readable video ({detail}); re-download or replace it") from e
     if not frames:
         raise MediaError(path, "video has no decodable frames; re-download or replace it")
     return [f.convert("RGB") for f in frames]

@@ -56,7 +56,9 @@ DATASETS = {
         csv_name="videos/msr_vtt_retrieval_rephrased_llama.csv",
         media="MSR-VTT test videos (video{N}.mp4)",
         media_url="https://www.robots.ox.ac.uk/~maxbain/frozen-in-time/data/MSRVTT.zip",
-        layout="DATA_DIR/MSRVTT/videos/all/video9838.mp4 (any layout works: files are found by name)",
+        layout=(
+            "DATA_DIR/MSRVTT/videos/all/video9838.mp4 (any layout works: files are found by name)"
+        ),
     ),
 }
 
@@ -173,13 +175,18 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
             missing = [c for c in required if c not in header]
             if missing:
                 hint = ""
-                if header == ["captions"]:
+                other = {"coco": ("msrvtt", MSRVTT_COLUMNS), "msrvtt": ("coco", COCO_COLUMNS)}
+                if benchmark in other and set(other[benchmark][1]) <= set(header):
+                    hint = f" It looks like a {other[benchmark][0]} file: use --benchmark "
+                    hint += f"{other[benchmark][0]}."
+                elif header == ["captions"]:
                     hint = (
                         " It looks like a decomposition file (aff/neg lists only): pass the "
                         "NegBench query file as --captions_csv."
                     )
+                label = DATASETS[benchmark].name if benchmark in DATASETS else benchmark
                 raise DataError(
-                    f"{path}: wrong columns for {DATASETS[benchmark].name if benchmark in DATASETS else benchmark}"
+                    f"{path}: wrong columns for {label}"
                     f": missing {missing}; found {header}; expected {list(required)}.{hint} "
                     + _where_to_get(benchmark)
                 )
@@ -229,8 +236,13 @@ def load_coco_neg(csv_path: str | Path, *, name: str = "coco", limit: int | None
     media, queries = [], []
     for line, row in rows[:limit]:
         captions = _parse_list(path, line, "captions", row["captions"])
-        positives = tuple(_parse_list(path, line, "positive_objects", row["positive_objects"]))
-        negatives = tuple(_parse_list(path, line, "negative_objects", row["negative_objects"]))
+        # Images without COCO objects are written "['']": drop empty names.
+        positives = tuple(
+            filter(None, _parse_list(path, line, "positive_objects", row["positive_objects"]))
+        )
+        negatives = tuple(
+            filter(None, _parse_list(path, line, "negative_objects", row["negative_objects"]))
+        )
         recorded = (row["filepath"] or "").strip()
         if not recorded:
             raise DataError(f"{path}, line {line}: empty 'filepath'. Fix or remove the row.")

@@ -6,7 +6,8 @@ words once "a photo of" and articles are stripped) names it. ``aff`` *leaks* whe
 the ground truth.
 
 MSR-VTT Retrieval-Neg: a prediction is right when a word of ``neg`` shares its first four
-letters with a word of ``negative_concept``; ``aff`` leaks when one of its words does.
+letters with ``negative_concept`` (the concept's first four characters); ``aff`` leaks when one of
+its words does.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def names(words: Sequence[str], obj: str) -> bool:
     return False
 
 
-def _stems(text: str) -> set[str]:
-    return {w[:4] for w in _words(text)}
+def _shares_stem(words: Iterable[str], concept: str) -> bool:
+    stem = concept.strip().lower()[:4]
+    return any(w[:4] == stem for w in words)
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,8 @@ def score_msrvtt(rows: Iterable[tuple[str, str, str]]) -> Score:
     total = correct = leaks = 0
     for neg, aff, concept in rows:
         total += 1
-        stems = _stems(concept)
-        correct += bool(_stems(" ".join(strip_neg(neg))) & stems)
-        leaks += bool(_stems(aff) & stems)
+        correct += _shares_stem(strip_neg(neg), concept)
+        leaks += _shares_stem(_words(aff), concept)
     return Score(total, correct, leaks)
 
 
@@ -133,10 +134,15 @@ class NegBenchQueries:
     mistral_neg: list[str]
 
 
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def load_coco(csv_path: Path, mistral_path: Path | None = None) -> NegBenchQueries:
     """COCO Retrieval-Neg captions whose ground-truth object is unambiguous."""
-    rows = list(csv.DictReader(open(csv_path, newline="", encoding="utf-8")))
-    mrows = list(csv.DictReader(open(mistral_path, newline="", encoding="utf-8"))) if mistral_path else None
+    rows = _read_csv(csv_path)
+    mrows = _read_csv(mistral_path) if mistral_path else None
     caps, truths, maff, mneg = [], [], [], []
     for i, row in enumerate(rows):
         captions = ast.literal_eval(row["captions"])
@@ -155,8 +161,9 @@ def load_coco(csv_path: Path, mistral_path: Path | None = None) -> NegBenchQueri
 
 
 def load_msrvtt(csv_path: Path, mistral_path: Path | None = None) -> NegBenchQueries:
-    rows = list(csv.DictReader(open(csv_path, newline="", encoding="utf-8")))
-    mrows = list(csv.DictReader(open(mistral_path, newline="", encoding="utf-8"))) if mistral_path else None
+    """MSR-VTT Retrieval-Neg captions (one per video) with their negative_concept."""
+    rows = _read_csv(csv_path)
+    mrows = _read_csv(mistral_path) if mistral_path else None
     caps, truths, maff, mneg = [], [], [], []
     for i, row in enumerate(rows):
         cap = ast.literal_eval(row["captions"])[0]

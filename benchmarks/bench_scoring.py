@@ -1,0 +1,281 @@
+"""drc_score throughput against a straightforward NumPy reading of the four-similarity equations.
+
+Everything is measured in one run, interleaved round by round, so the ratios hold even on a busy
+machine (absolute numbers move with the neighbours' load; the ratios are what count):
+
+- ``numpy_four_sim``: the paper's equations in NumPy: the three operator directions, then four
+  GEMMs (s1, s2, sctx, srep) combined as ``w1 s1 + w2 s2 + wctx sctx - w_base rho max(srep, 0)``
+  (in place, so it stays within memory; it is not handicapped by temporaries).
+- ``drc_score f32`` / ``drc_score bf16``: the jitted two-GEMM form, images in f32 / bf16.
+- ``two GEMMs alone``: the two essential XLA GEMMs (``q @ images.T`` and ``neg @ images.T``)
+  without anything else: the floor for drc_score.
+- the machine's GEMM rate: one (Q, D) x (D, N) f32 GEMM in NumPy (OpenBLAS) and in XLA; the best of
+  the two is "this machine's GEMM rate". bf16 x bf16 -> f32 in XLA is measured on a slice of the
+  images too, to show why bf16 images are upcast on CPU (see drc_jax.scoring._compute_dtype).
+
+Run:  .venv/bin/python -m benchmarks.bench_scoring        (Q=4096, N=50,000, D=512; ~3-5 min)
+Writes benchmarks/results/bench_scoring_<backend>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drc_jax.scoring import drc_score, query_directions
+
+W1, W2, WCTX, RHO = 0.35, 0.35, 0.30, 1.5
+T = np.array([1.0, 0.94, 0.92, 0.90])
+W_BASE = np.array([0.0, 0.10, 0.20, 0.30])
+
+
+# ------------------------------------------------------------------ the NumPy reference version
+def numpy_operator(a, b, t):
+    """Eq. 8 (SpaceVLM's sign), vectorised over rows: rotate a away from b when theta < 2 alpha."""
+    alpha = np.arccos(t)
+    theta = np.arccos(np.clip(np.sum(a * b, axis=1), -1.0, 1.0))
+    active = (theta < 2 * alpha) & (np.sin(theta) > 1e-6)
+    sin_theta = np.where(active, np.sin(theta), 1.0)
+    d = (np.sin(alpha + theta / 2) / sin_theta)[:, None] * a + (
+        np.sin(theta / 2 - alpha) / sin_theta
+    )[:, None] * b
+    return np.where(active[:, None], d, a).astype(np.float32)
+
+
+def numpy_four_sim(images, aff, neg, cf, full, strength):
+    """Four similarities, literally: s1, s2, sctx from the three directions, srep from neg."""
+    t, w_rep = T[strength], (W_BASE * RHO)[strength].astype(np.float32)
+    d1 = numpy_operator(aff, neg, t)
+    d2 = numpy_operator(aff, cf, t)
+    dctx = numpy_operator(full, neg, t)
+    out = np.matmul(d1, images.T)  # s1
+    out *= W1
+    s = np.matmul(d2, images.T)  # s2
+    s *= W2
+    out += s
+    np.matmul(dctx, images.T, out=s)  # sctx
+    s *= WCTX
+    out += s
+    np.matmul(neg, images.T, out=s)  # srep
+    np.maximum(s, 0.0, out=s)
+    s *= w_rep[:, None]
+    out -= s
+    plain = strength == 0  # eq. 2 for captions without negation
+    if plain.any():
+        out[plain] = full[plain] @ images.T
+    return out
+
+
+# ------------------------------------------------------------------ helpers
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def make_case(nq, n, dim, seed=0):
+    rng = np.random.default_rng(seed)
+    aff = unit(rng.standard_normal((nq, dim)))
+    near = lambda x, s: unit(x + s * rng.standard_normal(x.shape) / np.sqrt(dim) * 8)
+    neg, cf, full = near(aff, 0.10), near(aff, 0.08), near(aff, 0.05)
+    strength = rng.integers(1, 4, nq).astype(np.int32)  # NegBench: every caption is negated
+    images = unit(rng.standard_normal((n, dim)))
+    f32 = lambda x: np.ascontiguousarray(x, np.float32)
+    return f32(images), f32(aff), f32(neg), f32(cf), f32(full), strength
+
+
+def blas_info() -> dict:
+    info = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(name=cfg.get("name"), version=cfg.get("version"))
+    except Exception as e:  # noqa: BLE001 - informational only
+        info["show_config_error"] = repr(e)
+    libs = glob.glob(
+        os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    )
+    for lib in libs:
+        try:
+            so = ctypes.CDLL(lib)
+            for sym in ("scipy_openblas_get_corename64_", "openblas_get_corename"):
+                if hasattr(so, sym):
+                    fn = getattr(so, sym)
+                    fn.restype = ctypes.c_char_p
+                    info["openblas_core_kernel"] = fn().decode()
+            for sym in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads"):
+                if hasattr(so, sym):
+                    info["openblas_threads"] = int(getattr(so, sym)())
+        except OSError as e:
+            info["load_error"] = repr(e)
+    return info
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    if isinstance(out, tuple | list):
+        jax.block_until_ready(out)
+    elif hasattr(out, "block_until_ready"):
+        out.block_until_ready()
+    dt = time.perf_counter() - t0
+    del out
+    return dt
+
+
+def main(argv=None):
+    from absl import app, flags
+
+    flags.DEFINE_integer("q", 4096, "queries")
+    flags.DEFINE_integer("n", 50_000, "images")
+    flags.DEFINE_integer("d", 512, "embedding dimension")
+    flags.DEFINE_integer("rounds", 3, "interleaved timing rounds (best and median reported)")
+    flags.DEFINE_string(
+        "out", None, "JSON path (default benchmarks/results/bench_scoring_<backend>.json)"
+    )
+
+    def run(_):
+        f = flags.FLAGS
+        backend = jax.default_backend()
+        out_path = Path(f.out or f"benchmarks/results/bench_scoring_{backend}.json")
+        nq, n, dim = f.q, f.n, f.d
+        images, aff, neg, cf, full, strength = make_case(nq, n, dim)
+        j = {k: jnp.asarray(v) for k, v in dict(aff=aff, neg=neg, cf=cf, full=full).items()}
+        j_strength = jnp.asarray(strength)
+        j_images = jnp.asarray(images)
+        j_images16 = j_images.astype(jnp.bfloat16)
+        args = (j["aff"], j["neg"], j["cf"], j["full"], j_strength)
+
+        # Correctness first: the jitted version equals the NumPy equations on this data.
+        check = slice(0, 256)
+        want = numpy_four_sim(
+            images, aff[check], neg[check], cf[check], full[check], strength[check]
+        )
+        got = np.asarray(drc_score(j_images, *(a[check] for a in args)))
+        max_err = float(np.max(np.abs(got - want)))
+        assert max_err < 1e-4, max_err
+
+        q_dir, _ = jax.jit(query_directions)(*args)
+        gemm_xla = jax.jit(lambda x, y: x @ y.T)
+        two_gemms = jax.jit(lambda q, ng, im: (q @ im.T, ng @ im.T))
+        slice16 = j_images16[: min(n, 8192)]
+        gemm_bf16 = jax.jit(
+            lambda x, y: jnp.matmul(x.astype(jnp.bfloat16), y.T, preferred_element_type=jnp.float32)
+        )
+        cases = {
+            "numpy_four_sim": lambda: numpy_four_sim(images, aff, neg, cf, full, strength),
+            "drc_score_f32": lambda: drc_score(j_images, *args),
+            "drc_score_bf16": lambda: drc_score(j_images16, *args),
+            "two_gemms_xla_f32": lambda: two_gemms(q_dir, j["neg"], j_images),
+            "gemm_numpy_f32": lambda: np.matmul(aff, images.T),
+            "gemm_xla_f32": lambda: gemm_xla(j["aff"], j_images),
+            "gemm_xla_bf16_slice": lambda: gemm_bf16(j["aff"], slice16),
+        }
+        flops_per = {
+            "numpy_four_sim": 4 * 2 * nq * n * dim,
+            "drc_score_f32": 2 * 2 * nq * n * dim,
+            "drc_score_bf16": 2 * 2 * nq * n * dim,
+            "two_gemms_xla_f32": 2 * 2 * nq * n * dim,
+            "gemm_numpy_f32": 2 * nq * n * dim,
+            "gemm_xla_f32": 2 * nq * n * dim,
+            "gemm_xla_bf16_slice": 2 * nq * slice16.shape[0] * dim,
+        }
+        for fn in cases.values():  # compile and warm up
+            timed(fn)
+        times = {k: [] for k in cases}
+        for r in range(f.rounds):
+            for name, fn in cases.items():
+                times[name].append(timed(fn))
+            print(
+                f"round {r + 1}/{f.rounds}: "
+                + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+            )
+
+        best = {k: min(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        gflops = {k: flops_per[k] / best[k] / 1e9 for k in cases}
+        machine_gemm = max(gflops["gemm_numpy_f32"], gflops["gemm_xla_f32"])
+        pairs = nq * n
+        rows = []
+        for name in ("numpy_four_sim", "drc_score_f32", "drc_score_bf16", "two_gemms_xla_f32"):
+            rows.append(
+                {
+                    "impl": name,
+                    "best_s": best[name],
+                    "median_s": med[name],
+                    "pairs_per_s": pairs / best[name],
+                    "speedup_vs_numpy": best["numpy_four_sim"] / best[name],
+                    "gflops": gflops[name],
+                    "fraction_of_machine_gemm": gflops[name] / machine_gemm,
+                }
+            )
+        summary = {
+            "drc_f32_speedup_vs_numpy_best": best["numpy_four_sim"] / best["drc_score_f32"],
+            "drc_f32_speedup_vs_numpy_median": med["numpy_four_sim"] / med["drc_score_f32"],
+            "two_gemms_share_of_drc_f32_best": best["two_gemms_xla_f32"] / best["drc_score_f32"],
+            "two_gemms_share_of_drc_f32_median": med["two_gemms_xla_f32"] / med["drc_score_f32"],
+            "bf16_speedup_vs_f32_best": best["drc_score_f32"] / best["drc_score_bf16"],
+            "bf16_speedup_vs_f32_median": med["drc_score_f32"] / med["drc_score_bf16"],
+            "gemm_gflops_numpy_f32": gflops["gemm_numpy_f32"],
+            "gemm_gflops_xla_f32": gflops["gemm_xla_f32"],
+            "gemm_gflops_xla_bf16_native": gflops["gemm_xla_bf16_slice"],
+            "machine_gemm_gflops": machine_gemm,
+            "max_abs_err_vs_numpy": max_err,
+        }
+        print()
+        print(
+            f"Q={nq} N={n} D={dim} backend={backend}, best of {f.rounds} rounds (medians in JSON)"
+        )
+        print("| impl | best s | median s | Mpairs/s | vs NumPy | GFLOP/s | of GEMM rate |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            cells = [
+                r["impl"],
+                f"{r['best_s']:.2f}",
+                f"{r['median_s']:.2f}",
+                f"{r['pairs_per_s'] / 1e6:.0f}",
+                f"{r['speedup_vs_numpy']:.2f}x",
+                f"{r['gflops']:.0f}",
+                f"{100 * r['fraction_of_machine_gemm']:.0f}%",
+            ]
+            print("| " + " | ".join(cells) + " |")
+        g = gflops
+        print(
+            f"GEMM rate (GFLOP/s): NumPy/OpenBLAS f32 {g['gemm_numpy_f32']:.0f}, XLA f32 "
+            f"{g['gemm_xla_f32']:.0f}, XLA bf16 native dot {g['gemm_xla_bf16_slice']:.0f}"
+        )
+        for k, v in summary.items():
+            print(f"{k}: {v:.4g}")
+        result = {
+            "config": {"Q": nq, "N": n, "D": dim, "rounds": f.rounds},
+            "machine": {
+                "backend": backend,
+                "devices": [str(dv) for dv in jax.devices()],
+                "cpu": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "jax": jax.__version__,
+                "numpy": np.__version__,
+                "blas": blas_info(),
+                "xla_flags": os.environ.get("XLA_FLAGS"),
+                "load_avg": os.getloadavg(),
+            },
+            "times_s": times,
+            "rows": rows,
+            "summary": summary,
+        }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out_path}; BLAS: {result['machine']['blas']}")
+
+    app.run(run, argv)
+
+
+if __name__ == "__main__":
+    main()

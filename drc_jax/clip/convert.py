@@ -1,0 +1,167 @@
+"""Weight conversion: OpenAI/open_clip and Hugging Face CLIP state dicts -> Flax params.
+
+Two short tables. OpenAI names map to Hugging Face names (:data:`OPENAI_TO_HF`, plus the fused
+``in_proj`` split and the ``x @ proj`` transposes), and Hugging Face names map to Flax paths by the
+module-naming rule of :mod:`drc_jax.clip.model` (``layers.N`` -> ``layers_N``; Linear ``weight``
+-> ``kernel`` transposed; LayerNorm ``weight`` -> ``scale``; Embedding ``weight`` -> ``embedding``;
+patch conv ``weight`` (D, C, p, p) -> ``kernel`` (p, p, C, D)). Every tensor is checked against
+the model's expected shape; a mismatch names the key and both shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from drc_jax.clip.config import CLIPConfig
+from drc_jax.clip.model import CLIP
+
+# OpenAI clip/model.py (and open_clip ViT) name -> Hugging Face CLIPModel name, by regex.
+OPENAI_TO_HF: tuple[tuple[str, str], ...] = (
+    (r"^visual\.conv1\.weight$", "vision_model.embeddings.patch_embedding.weight"),
+    (r"^visual\.class_embedding$", "vision_model.embeddings.class_embedding"),
+    (r"^visual\.positional_embedding$", "vision_model.embeddings.position_embedding.weight"),
+    (r"^visual\.ln_pre\.", "vision_model.pre_layrnorm."),
+    (r"^visual\.ln_post\.", "vision_model.post_layernorm."),
+    (r"^visual\.transformer\.resblocks\.(\d+)\.", r"vision_model.encoder.layers.\1."),
+    (r"^token_embedding\.weight$", "text_model.embeddings.token_embedding.weight"),
+    (r"^positional_embedding$", "text_model.embeddings.position_embedding.weight"),
+    (r"^transformer\.resblocks\.(\d+)\.", r"text_model.encoder.layers.\1."),
+    (r"^ln_final\.", "text_model.final_layer_norm."),
+    # inside a block
+    (r"\.ln_1\.", ".layer_norm1."),
+    (r"\.ln_2\.", ".layer_norm2."),
+    (r"\.attn\.out_proj\.", ".self_attn.out_proj."),
+    (r"\.mlp\.c_fc\.", ".mlp.fc1."),
+    (r"\.mlp\.c_proj\.", ".mlp.fc2."),
+)
+# Keys in OpenAI/open_clip checkpoints that carry no weights we use.
+OPENAI_IGNORED = ("input_resolution", "context_length", "vocab_size", "logit_scale", "attn_mask")
+HF_IGNORED = ("logit_scale", "position_ids")
+
+_LN = ("layer_norm1", "layer_norm2", "pre_layrnorm", "post_layernorm", "final_layer_norm")
+_EMBED = ("token_embedding", "position_embedding")
+
+
+def unwrap_state_dict(sd: Mapping[str, object]) -> dict[str, object]:
+    """Strip training wrappers: ``{'state_dict': ...}`` / ``{'model': ...}`` and ``module.``."""
+    for wrapper in ("state_dict", "model", "module"):
+        inner = sd.get(wrapper) if isinstance(sd, Mapping) else None
+        if isinstance(inner, Mapping) and not hasattr(inner, "shape"):
+            sd = inner
+            break
+    out = {}
+    for k, v in sd.items():
+        while k.startswith("module."):
+            k = k[len("module.") :]
+        out[k] = v
+    return out
+
+
+def openai_to_hf(
+    sd: Mapping[str, np.ndarray], origins: dict[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """Rename an OpenAI/open_clip ViT CLIP state dict to Hugging Face ``CLIPModel`` names.
+
+    ``origins`` (if given) is filled with HF name -> original key, for error messages.
+    """
+    out: dict[str, np.ndarray] = {}
+    origins = {} if origins is None else origins
+    for key, value in sd.items():
+        if key.split(".")[-1] in OPENAI_IGNORED or key in OPENAI_IGNORED:
+            continue
+        if key == "visual.proj":  # (width, embed), applied as x @ proj
+            out["visual_projection.weight"] = np.asarray(value).T
+            origins["visual_projection.weight"] = key
+            continue
+        if key == "text_projection":
+            out["text_projection.weight"] = np.asarray(value).T
+            origins["text_projection.weight"] = key
+            continue
+        name = key
+        for pattern, repl in OPENAI_TO_HF:
+            name = re.sub(pattern, repl, name)
+        if name.endswith(".attn.in_proj_weight") or name.endswith(".attn.in_proj_bias"):
+            prefix, kind = name.rsplit(".attn.in_proj_", 1)  # kind: weight | bias
+            q, k, v = np.split(np.asarray(value), 3, axis=0)
+            for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                out[f"{prefix}.self_attn.{proj}.{kind}"] = part
+                origins[f"{prefix}.self_attn.{proj}.{kind}"] = f"{key} ({proj[0]} third)"
+            continue
+        if name == key:
+            raise KeyError(
+                f"unexpected key {key!r} in OpenAI/open_clip state dict (no mapping to CLIP ViT)"
+            )
+        out[name] = np.asarray(value)
+        origins[name] = key
+    return out
+
+
+def _hf_to_flax_key(key: str, value: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    parts = re.sub(r"\.layers\.(\d+)\.", r".layers_\1.", key).split(".")
+    leaf, parent = parts[-1], parts[-2] if len(parts) > 1 else ""
+    if leaf == "weight":
+        if parent in _LN:
+            leaf = "scale"
+        elif parent in _EMBED:
+            leaf = "embedding"
+        elif parent == "patch_embedding":
+            leaf, value = "kernel", value.transpose(2, 3, 1, 0)
+        else:
+            leaf, value = "kernel", value.T
+    return (*parts[:-1], leaf), value
+
+
+@functools.lru_cache(maxsize=16)
+def expected_shapes(config: CLIPConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Flat Flax param path -> shape, from the model definition (traced, nothing allocated)."""
+    c = config
+    shapes = jax.eval_shape(
+        CLIP(c).init,
+        jax.random.key(0),
+        jnp.zeros((1, c.vision.image_size, c.vision.image_size, 3)),
+        jnp.zeros((1, c.context_length), jnp.int32),
+    )
+    return {k: v.shape for k, v in flatten_dict(shapes["params"]).items()}
+
+
+def hf_to_flax(
+    sd: Mapping[str, np.ndarray],
+    config: CLIPConfig,
+    source: str = "checkpoint",
+    origins: Mapping[str, str] | None = None,
+):
+    """Hugging Face ``CLIPModel`` state dict -> nested Flax params (float32 numpy).
+
+    Errors name the checkpoint's own key (``origins`` maps HF names back to it) and the shapes.
+    """
+    origins = origins or {}
+    want = expected_shapes(config)
+    flat: dict[tuple[str, ...], np.ndarray] = {}
+    for key, value in sd.items():
+        if key.split(".")[-1] in HF_IGNORED:
+            continue
+        path, arr = _hf_to_flax_key(key, np.asarray(value, dtype=np.float32))
+        shown = origins.get(key, key)
+        if path not in want:
+            raise KeyError(
+                f"{source}: unexpected key {shown!r} (Flax path {'/'.join(path)}) "
+                "for this CLIP config"
+            )
+        if tuple(arr.shape) != tuple(want[path]):
+            raise ValueError(
+                f"{source}: shape mismatch for {shown!r}: checkpoint has {tuple(np.shape(value))} "
+                f"(-> {tuple(arr.shape)} in Flax layout), model expects {tuple(want[path])} "
+                f"at {'/'.join(path)}"
+            )
+        flat[path] = np.ascontiguousarray(arr)
+    missing = sorted("/".join(p) for p in set(want) - set(flat))
+    if missing:
+        raise KeyError(f"{source}: missing {len(missing)} weights, e.g. {missing[:5]}")
+    return unflatten_dict(flat)

@@ -1,0 +1,299 @@
+"""``load_clip``: resolve a weights spec, convert (or restore cached) params, build the encoder.
+
+Specs:
+
+- ``random:<backbone>`` -- random weights (seeded) for ``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``
+  or ``test-tiny``, with the tokenizer built from CLIP's packaged BPE vocabulary;
+- a Hugging Face model directory (``config.json`` + ``model.safetensors``, or
+  ``pytorch_model.bin`` read with ``torch.load(weights_only=True)``);
+- a Hugging Face hub id such as ``openai/clip-vit-base-patch32`` (downloaded with
+  ``huggingface_hub``; a clear error when the machine is offline);
+- an OpenAI/open_clip state dict file (``.pt``/``.pth``/``.bin``/``.safetensors``), possibly wrapped
+  in ``{'state_dict': ...}`` with ``module.`` prefixes (NegCLIP-family checkpoints).
+
+Nothing is ever unpickled beyond tensors: safetensors, or ``torch.load(weights_only=True)``.
+Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
+``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by a fingerprint of the weight file, so a second
+load skips reading and converting the original checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax.traverse_util import unflatten_dict
+
+from drc_jax.clip.config import (
+    CLIPConfig,
+    TextConfig,
+    VisionConfig,
+    config_from_hf,
+    config_from_openai_state_dict,
+    get_config,
+)
+from drc_jax.clip.convert import expected_shapes, hf_to_flax, openai_to_hf, unwrap_state_dict
+from drc_jax.clip.encoder import ClipEncoder
+from drc_jax.clip.tokenizer import ClipTokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_PATTERNS = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DRC_JAX_CACHE", Path.home() / ".cache" / "drc_jax"))
+
+
+# --- reading weight files ---------------------------------------------------------------------
+def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Tensors of a ``.safetensors`` or torch file as float32 numpy (no arbitrary unpickling)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        out = {}
+        with safe_open(str(path), framework="np") as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                try:
+                    out[k] = f.get_tensor(k)
+                except (TypeError, ValueError):  # bfloat16 has no numpy dtype: read via jax
+                    with safe_open(str(path), framework="flax") as fj:
+                        out[k] = np.asarray(fj.get_tensor(k).astype("float32"))
+        return out
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path}: reading a torch checkpoint needs PyTorch; convert it to .safetensors or "
+            "install torch"
+        ) from e
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any refusal with the file name
+        hint = ""
+        if "TorchScript" in str(e) or "constants.pkl" in str(e):
+            hint = (
+                " It looks like a TorchScript archive (OpenAI's original .pt release): export its "
+                "state_dict to .safetensors first."
+            )
+        raise ValueError(
+            f"{path}: cannot read as a tensor-only torch checkpoint (weights_only=True): {e}.{hint}"
+        ) from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    obj = unwrap_state_dict(obj)
+    return {
+        k: v.detach().to(torch.float32).numpy()
+        for k, v in obj.items()
+        if isinstance(v, torch.Tensor)
+    }
+
+
+def _fingerprint(files: list[Path], extra: str = "") -> str:
+    """Cheap content fingerprint: size plus the first and last MiB of each file."""
+    h = hashlib.sha256(extra.encode())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            fh.seek(max(0, size - (1 << 20)))
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:20]
+
+
+# --- orbax param cache --------------------------------------------------------------------------
+def _config_to_json(cfg: CLIPConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def _config_from_json(s: str) -> CLIPConfig:
+    d = json.loads(s)
+    return CLIPConfig(
+        vision=VisionConfig(**d["vision"]),
+        text=TextConfig(**d["text"]),
+        projection_dim=d["projection_dim"],
+    )
+
+
+def _cache_restore(entry: Path):
+    import orbax.checkpoint as ocp
+
+    try:
+        cfg = _config_from_json((entry / "clip_config.json").read_text())
+        target = unflatten_dict(
+            {k: np.empty(v, np.float32) for k, v in expected_shapes(cfg).items()}
+        )
+        params = ocp.StandardCheckpointer().restore((entry / "params").resolve(), target)
+        params = jax.tree.map(np.asarray, params)
+        return cfg, params
+    except Exception as e:  # noqa: BLE001 - a broken cache entry is rebuilt, never fatal
+        log.warning("ignoring unreadable CLIP param cache %s (%s)", entry, e)
+        return None
+
+
+def _cache_save(entry: Path, cfg: CLIPConfig, params) -> None:
+    import orbax.checkpoint as ocp
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp", dir=entry.parent))
+    try:
+        ckpt = ocp.StandardCheckpointer()
+        ckpt.save((tmp / "params").resolve(), params)
+        ckpt.wait_until_finished()
+        (tmp / "clip_config.json").write_text(_config_to_json(cfg))
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        tmp.rename(entry)
+    except Exception as e:  # noqa: BLE001 - caching is an optimisation
+        log.warning("could not cache CLIP params at %s (%s)", entry, e)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- resolving specs ------------------------------------------------------------------------------
+def _download(hub_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        d = Path(snapshot_download(hub_id, allow_patterns=_HUB_PATTERNS))
+        if not (d / "model.safetensors").is_file():
+            d = Path(
+                snapshot_download(hub_id, allow_patterns=[*_HUB_PATTERNS, "pytorch_model.bin"])
+            )
+        return d
+    except Exception as e:  # noqa: BLE001 - wrap offline/missing-repo errors with what to do
+        raise RuntimeError(
+            f"could not get {hub_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
+            "If this machine is offline, download the model where there is a connection "
+            f"(`hf download {hub_id}`) and pass its local directory to load_clip, or point "
+            "HF_HOME at a cache that already holds it and set HF_HUB_OFFLINE=1."
+        ) from e
+
+
+def _load_hf_dir(d: Path):
+    cfg = config_from_hf(json.loads((d / "config.json").read_text()))
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (d / name).is_file():
+            return cfg, d / name
+    raise FileNotFoundError(f"{d}: no model.safetensors or pytorch_model.bin next to config.json")
+
+
+def _random_params(cfg: CLIPConfig, seed: int):
+    """Seeded random params from the model's shapes (no compilation): N(0, 0.02) matrices and
+    embeddings, unit LayerNorm scales, zero biases."""
+    rng = np.random.default_rng(seed)
+    flat = {}
+    for path, shape in sorted(expected_shapes(cfg).items()):
+        if path[-1] == "scale":
+            flat[path] = np.ones(shape, np.float32)
+        elif path[-1] == "bias":
+            flat[path] = np.zeros(shape, np.float32)
+        else:
+            flat[path] = rng.standard_normal(shape, dtype=np.float32)
+            flat[path] *= np.float32(0.02)
+    return unflatten_dict(flat)
+
+
+def load_clip(
+    spec: str | os.PathLike,
+    dtype: str = "float32",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    mesh=None,
+    batch_size: int = 64,
+    preprocess_mode: str = "spacevlm",
+    hidden_act: str = "quick_gelu",
+    seed: int = 0,
+) -> ClipEncoder:
+    """Load CLIP weights from ``spec`` (see module doc) as a data-parallel :class:`ClipEncoder`.
+
+    ``hidden_act`` applies to OpenAI/open_clip state dicts only (they do not record it):
+    ``quick_gelu`` for OpenAI-trained weights and their fine-tunes (NegCLIP, CLIP_CC12M_NegFull),
+    ``gelu`` for open_clip models trained without QuickGELU.
+    """
+    spec_s = str(spec)
+    kw = dict(
+        dtype=dtype, mesh=mesh if mesh is not None else _default_mesh(), batch_size=batch_size
+    )
+    kw["preprocess_mode"] = preprocess_mode
+    if spec_s.startswith("random:"):
+        cfg = get_config(spec_s.split(":", 1)[1])
+        tok = ClipTokenizer(load_tokenizer(None), cfg.context_length)
+        weights_id = f"random:{spec_s.split(':', 1)[1]}:seed{seed}:{dtype}"
+        return ClipEncoder(cfg, _random_params(cfg, seed), tok, weights_id=weights_id, **kw)
+
+    path = Path(spec_s).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: a Hugging Face CLIP directory needs config.json (+ model.safetensors)"
+            )
+        model_dir, kind = path, "hf"
+    elif path.is_file():
+        if path.suffix not in STATE_DICT_SUFFIXES:
+            raise ValueError(
+                f"{path}: unsupported weight file type; use one of {STATE_DICT_SUFFIXES}"
+            )
+        model_dir, kind = None, "openai"
+    elif _HUB_ID.match(spec_s):
+        model_dir, kind = _download(spec_s), "hf"
+    else:
+        raise FileNotFoundError(
+            f"{spec_s!r} is not a local directory or file, a 'random:<backbone>' spec, or a hub id "
+            "like 'openai/clip-vit-base-patch32'"
+        )
+
+    if kind == "hf":
+        cfg, weight_file = _load_hf_dir(model_dir)
+        fp = _fingerprint([model_dir / "config.json", weight_file], "hf")
+    else:
+        cfg, weight_file = None, path
+        fp = _fingerprint([path], f"openai:{hidden_act}")
+
+    entry = Path(cache_dir or default_cache_dir()) / "clip_params" / fp
+    restored = _cache_restore(entry) if use_cache and entry.is_dir() else None
+    if restored is not None:
+        cfg, params = restored
+        log.info("restored converted CLIP params from %s", entry)
+    else:
+        sd = read_state_dict(weight_file)
+        if kind == "openai":
+            sd = unwrap_state_dict(sd)
+            cfg = config_from_openai_state_dict(sd, hidden_act=hidden_act)
+            sd = openai_to_hf(sd, origins := {})
+        else:
+            origins = {}
+        params = hf_to_flax(sd, cfg, source=str(weight_file), origins=origins)
+        if use_cache:
+            _cache_save(entry, cfg, params)
+    tok = ClipTokenizer(load_tokenizer(model_dir), cfg.context_length)
+    enc = ClipEncoder(cfg, params, tok, weights_id=f"{fp}:{dtype}", **kw)
+    enc.loaded_from_cache = restored is not None
+    return enc
+
+
+def _default_mesh():
+    from drc_jax.parallel import make_mesh
+
+    return make_mesh()

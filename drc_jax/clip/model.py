@@ -1,0 +1,248 @@
+"""CLIP image and text towers in Flax (linen).
+
+Module and parameter names mirror Hugging Face's ``CLIPModel`` (``vision_model.encoder.layers.3.
+self_attn.q_proj.weight`` -> ``vision_model/encoder/layers_3/self_attn/q_proj/kernel``) so weight
+conversion (:mod:`drc_jax.clip.convert`) is a short table. The architecture is OpenAI's CLIP:
+pre-LN transformer blocks, quick-GELU MLPs, a pre-LN ("pre_layrnorm") before the vision encoder,
+class-token pooling for images and EOT pooling under a causal mask for text.
+
+Precision: matmuls run in ``dtype`` (float32 or bfloat16) with float32 accumulation; the residual
+stream, layer norms, softmax statistics and the final L2 normalisation stay float32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from drc_jax.clip.config import CLIPConfig, TextConfig, VisionConfig
+
+Dtype = jnp.dtype
+
+
+def quick_gelu(x):
+    """OpenAI CLIP's activation, ``x * sigmoid(1.702 x)``."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {
+    "quick_gelu": quick_gelu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
+
+
+def _activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported hidden_act {name!r}; supported: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class Dense(nn.Module):
+    """``x @ kernel + bias`` computed in ``dtype`` with a float32 result (f32 accumulation)."""
+
+    features: int
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param(
+            "kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), jnp.float32
+        )
+        y = jnp.dot(
+            x.astype(self.dtype), kernel.astype(self.dtype), preferred_element_type=jnp.float32
+        )
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return y
+
+
+def layer_norm(eps: float, name: str) -> nn.LayerNorm:
+    """LayerNorm computed in float32 whatever the compute dtype (params ``scale``/``bias``)."""
+    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
+
+class Attention(nn.Module):
+    hidden_size: int
+    num_heads: int
+    causal: bool
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x):
+        b, t, d = x.shape
+        h = d // self.num_heads
+        xd = x.astype(self.dtype)
+
+        def heads(name):
+            y = Dense(d, dtype=self.dtype, name=name)(xd)
+            return y.astype(self.dtype).reshape(b, t, self.num_heads, h)
+
+        q, k, v = heads("q_proj"), heads("k_proj"), heads("v_proj")
+        # Fused attention kernel where the backend has one (cuDNN on GPU); XLA elsewhere.
+        o = jax.nn.dot_product_attention(q, k, v, scale=h**-0.5, is_causal=self.causal)
+        return Dense(d, dtype=self.dtype, name="out_proj")(o.reshape(b, t, d))
+
+
+class MLP(nn.Module):
+    hidden_size: int
+    intermediate_size: int
+    act: str
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x):
+        y = Dense(self.intermediate_size, dtype=self.dtype, name="fc1")(x)
+        y = _activation(self.act)(y.astype(self.dtype))
+        return Dense(self.hidden_size, dtype=self.dtype, name="fc2")(y)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))``."""
+
+    cfg: VisionConfig | TextConfig
+    causal: bool
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x):
+        c = self.cfg
+        y = layer_norm(c.layer_norm_eps, "layer_norm1")(x.astype(jnp.float32))
+        x = x + Attention(
+            c.hidden_size, c.num_attention_heads, self.causal, self.dtype, name="self_attn"
+        )(y)
+        y = layer_norm(c.layer_norm_eps, "layer_norm2")(x.astype(jnp.float32))
+        return x + MLP(c.hidden_size, c.intermediate_size, c.hidden_act, self.dtype, name="mlp")(y)
+
+
+class Encoder(nn.Module):
+    cfg: VisionConfig | TextConfig
+    causal: bool
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x):
+        for i in range(self.cfg.num_hidden_layers):
+            x = EncoderLayer(self.cfg, self.causal, self.dtype, name=f"layers_{i}")(x)
+        return x
+
+
+class VisionTransformer(nn.Module):
+    cfg: VisionConfig
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, pixels):
+        c = self.cfg
+        x = _VisionEmbeddingsScope(c, self.dtype, name="embeddings")(pixels)
+        x = layer_norm(c.layer_norm_eps, "pre_layrnorm")(x.astype(jnp.float32))
+        x = Encoder(c, causal=False, dtype=self.dtype, name="encoder")(x)
+        return layer_norm(c.layer_norm_eps, "post_layernorm")(x[:, 0])
+
+
+class _VisionEmbeddingsScope(nn.Module):
+    """``embeddings/{class_embedding, patch_embedding/kernel, position_embedding/embedding}``."""
+
+    cfg: VisionConfig
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, pixels):
+        c = self.cfg
+        b, hh, ww, ch = pixels.shape
+        p = c.patch_size
+        if hh != c.image_size or ww != c.image_size:
+            raise ValueError(
+                f"expected {c.image_size}x{c.image_size} images, got {hh}x{ww} "
+                f"(shape {pixels.shape})"
+            )
+        g = c.image_size // p
+        kernel = _Param((p, p, ch, c.hidden_size), name="patch_embedding")()
+        x = pixels.astype(self.dtype).reshape(b, g, p, g, p, ch).transpose(0, 1, 3, 2, 4, 5)
+        x = jnp.dot(
+            x.reshape(b, g * g, p * p * ch),
+            kernel.reshape(p * p * ch, c.hidden_size).astype(self.dtype),
+            preferred_element_type=jnp.float32,
+        )
+        cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.hidden_size,))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.hidden_size)), x], axis=1)
+        pos = nn.Embed(g * g + 1, c.hidden_size, name="position_embedding").embedding
+        return x + pos[None]
+
+
+class _Param(nn.Module):
+    shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self):
+        return self.param("kernel", nn.initializers.normal(0.02), self.shape, jnp.float32)
+
+
+class TextTransformer(nn.Module):
+    cfg: TextConfig
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, ids):
+        c = self.cfg
+        b, t = ids.shape
+        if t > c.max_position_embeddings:
+            raise ValueError(
+                f"token ids of length {t} exceed the context of {c.max_position_embeddings}"
+            )
+        x = _TextEmbeddingsScope(c, name="embeddings")(ids)
+        x = Encoder(c, causal=True, dtype=self.dtype, name="encoder")(x)
+        x = layer_norm(c.layer_norm_eps, "final_layer_norm")(x.astype(jnp.float32))
+        # EOT pooling. With a causal mask nothing before EOT sees the padding after it, so the
+        # pooled vector does not depend on how far the batch is padded (see encode length buckets).
+        if c.eos_token_id is None:
+            eot = jnp.argmax(ids, axis=-1)
+        else:
+            eot = jnp.argmax(ids == c.eos_token_id, axis=-1)
+        return jnp.take_along_axis(x, eot[:, None, None], axis=1)[:, 0]
+
+
+class _TextEmbeddingsScope(nn.Module):
+    """``embeddings/{token_embedding, position_embedding}/embedding``."""
+
+    cfg: TextConfig
+
+    @nn.compact
+    def __call__(self, ids):
+        c = self.cfg
+        tok = nn.Embed(c.vocab_size, c.hidden_size, name="token_embedding")
+        pos = nn.Embed(c.max_position_embeddings, c.hidden_size, name="position_embedding")
+        return tok(ids) + pos.embedding[None, : ids.shape[1]]
+
+
+class CLIP(nn.Module):
+    """Both towers and their projections; ``encode_*`` return unit-norm float32 embeddings."""
+
+    config: CLIPConfig
+    dtype: Dtype = jnp.float32
+
+    def setup(self):
+        c = self.config
+        self.vision_model = VisionTransformer(c.vision, self.dtype)
+        self.text_model = TextTransformer(c.text, self.dtype)
+        self.visual_projection = Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
+        self.text_projection = Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
+
+    def encode_image(self, pixels):
+        """``pixels``: (B, H, W, 3) CLIP-normalised NHWC -> (B, projection_dim) unit-norm f32."""
+        return _l2_normalize(self.visual_projection(self.vision_model(pixels)))
+
+    def encode_text(self, ids):
+        """``ids``: (B, L) int32 CLIP BPE ids with EOT -> (B, projection_dim) unit-norm f32."""
+        return _l2_normalize(self.text_projection(self.text_model(ids)))
+
+    def __call__(self, pixels, ids):
+        return self.encode_image(pixels), self.encode_text(ids)
+
+
+def _l2_normalize(x):
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))

@@ -1,0 +1,126 @@
+"""CLIP BPE tokenizer: transformers' fast ``CLIPTokenizer`` with OpenAI's 77-token convention.
+
+A Hugging Face model directory brings its own tokenizer files. Checkpoints without them
+(OpenAI/open_clip ``.pt`` files, ``random:`` specs) get the same tokenizer built from CLIP's BPE
+merges file ``bpe_simple_vocab_16e6.txt.gz``, the copy shipped in the ``open_clip_torch`` wheel
+(``pip install --no-deps open_clip_torch``; only the data file is read, the package is never
+imported).
+The vocabulary is built exactly as OpenAI's ``SimpleTokenizer`` builds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from drc_jax.clip.config import BOS_TOKEN_ID, EOT_TOKEN_ID
+
+CONTEXT_LENGTH = 77
+# Text batches are padded to the shortest bucket that fits (one compiled shape per bucket).
+LENGTH_BUCKETS = (16, 32, 48, 64, 77)
+BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
+
+
+def find_bpe_vocab() -> Path:
+    """CLIP's BPE merges file: ``$DRC_JAX_CLIP_BPE``, else the ``open_clip`` package's copy."""
+    env = os.environ.get("DRC_JAX_CLIP_BPE")
+    if env:
+        if not Path(env).is_file():
+            raise FileNotFoundError(f"DRC_JAX_CLIP_BPE={env} does not exist")
+        return Path(env)
+    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / BPE_FILENAME
+            if p.is_file():
+                return p
+    raise FileNotFoundError(
+        f"CLIP's BPE vocabulary ({BPE_FILENAME}) was not found. Install the packaged copy with "
+        "`pip install --no-deps open_clip_torch`, or set DRC_JAX_CLIP_BPE to the file's path."
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP reversible byte -> printable unicode map (as in OpenAI's simple_tokenizer)."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
+
+
+@functools.lru_cache(maxsize=2)
+def tokenizer_from_bpe(bpe_path: str | None = None):
+    """transformers ``CLIPTokenizer`` built from CLIP's BPE merges file (vocab of 49408)."""
+    from transformers import CLIPTokenizer
+
+    path = Path(bpe_path) if bpe_path else find_bpe_vocab()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merges = [tuple(m.split()) for m in lines[1 : 49152 - 256 - 2 + 1]]
+    vocab = list(_bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    tok = CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges)
+    assert tok.bos_token_id == BOS_TOKEN_ID and tok.eos_token_id == EOT_TOKEN_ID
+    return tok
+
+
+def load_tokenizer(model_dir: str | Path | None = None):
+    """The tokenizer of a HF model directory if it has one, else :func:`tokenizer_from_bpe`."""
+    if model_dir is not None:
+        d = Path(model_dir)
+        if (d / "tokenizer.json").is_file() or (d / "vocab.json").is_file():
+            from transformers import CLIPTokenizer
+
+            return CLIPTokenizer.from_pretrained(str(d))
+    return tokenizer_from_bpe()
+
+
+class ClipTokenizer:
+    """Texts -> int32 ids ``[BOS, ..., EOT, 0, ...]``; long texts are cut to 77 keeping EOT."""
+
+    def __init__(self, hf_tokenizer, context_length: int = CONTEXT_LENGTH):
+        self.hf = hf_tokenizer
+        self.context_length = context_length
+        self.bos = hf_tokenizer.bos_token_id
+        self.eot = hf_tokenizer.eos_token_id
+
+    def _content(self, texts: list[str]) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TypeError("expected a list of strings, got a single string")
+        return self.hf(list(texts), add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` needs including BOS and EOT (> 77 means it will be truncated)."""
+        return len(self._content([text])[0]) + 2
+
+    def __call__(self, texts: list[str], length: int | None = None) -> np.ndarray:
+        """(B, L) int32; ``L`` = ``length`` or the shortest of :data:`LENGTH_BUCKETS` that fits."""
+        content = self._content(texts)
+        keep = self.context_length - 2
+        seqs = [[self.bos, *c[:keep], self.eot] for c in content]
+        need = max((len(s) for s in seqs), default=2)
+        if length is None:
+            length = next(b for b in (*LENGTH_BUCKETS, self.context_length) if b >= need)
+            length = min(length, self.context_length)
+        if need > length:
+            raise ValueError(f"texts need {need} tokens but length={length}")
+        ids = np.zeros((len(seqs), length), np.int32)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = s
+        return ids

@@ -1,0 +1,104 @@
+"""On-disk cache of decompositions: an append-only JSONL per (backend, model, prompt version).
+
+Every answer is appended and flushed the moment it arrives, so an interrupted run loses nothing
+and resumes where it stopped; a second run over the same captions makes no requests. A torn last
+line (the process died mid-write) is ignored on load; other unreadable lines are skipped with a
+warning, since the cache only ever holds derived data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+from drc_jax.decompose.types import Decomposition, DecompositionError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / (
+    "drc_jax/decompositions"
+)
+
+
+def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> str:
+    """sha256 over everything an answer depends on."""
+    blob = json.dumps([backend, model, prompt_version, caption], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class DecompositionCache:
+    """Thread-safe append-only cache for one (backend, model, prompt version).
+
+    Records are ``{"key", "caption", "decomposition", "fallback"}``; ``fallback`` is None for a
+    valid answer or the reason a caption fell back to plain CLIP (invalid model output is
+    deterministic at temperature 0, so it is cached too; transport failures are not).
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, backend: str, model: str, prompt_version: str):
+        self.backend, self.model, self.prompt_version = backend, model, prompt_version
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{backend}-{model}-{prompt_version}")
+        self.path = Path(cache_dir).expanduser() / f"{slug}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Decomposition, str | None]] = {}
+        self._load()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        if self.path.stat().st_size and not self._ends_with_newline():
+            self._file.write("\n")  # after a torn last line, start a fresh one
+            self._file.flush()
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+    def _load(self):
+        if not self.path.exists():
+            return
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                dec = Decomposition.from_dict(rec["decomposition"])
+                self._entries[rec["key"]] = (dec, rec.get("fallback"))
+            except (ValueError, KeyError, TypeError, DecompositionError) as e:
+                if lineno == len(lines):  # torn write at the end: expected after a kill
+                    continue
+                log.warning("%s:%d: skipping unreadable cache line (%s)", self.path, lineno, e)
+
+    def key(self, caption: str) -> str:
+        return cache_key(self.backend, self.model, self.prompt_version, caption)
+
+    def get(self, caption: str) -> tuple[Decomposition, str | None] | None:
+        return self._entries.get(self.key(caption))
+
+    def put(self, dec: Decomposition, fallback: str | None = None) -> None:
+        key = self.key(dec.caption)
+        rec = {
+            "key": key,
+            "caption": dec.caption,
+            "decomposition": dec.to_dict(),
+            "fallback": fallback,
+        }
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._entries[key] = (dec, fallback)
+            self._file.write(line)
+            self._file.flush()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()

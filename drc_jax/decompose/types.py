@@ -1,0 +1,142 @@
+"""The Decomposition record, its JSON schemas and a small validator for them.
+
+DRC (SpaceVLM-DRC) needs, per caption, the affirmative phrase ``aff``, the negated concept
+``neg``, the counterfactual ``cf`` (``aff`` with ``neg`` present) and the negation strength, which
+selects (t, w_base) in the scoring step. A caption without negation has ``negated = False`` and is
+scored with plain CLIP.
+
+The schemas are flat objects with every field required, an enum for ``strength`` and no
+pattern/length keywords: SGLang's default grammar backend (XGrammar) rejects or ignores those.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Same tuple, same order as drc_jax.scoring.STRENGTHS (strength int = index in this tuple).
+STRENGTHS: tuple[str, ...] = ("none", "weak", "moderate", "strong")
+FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength")
+
+
+class DecompositionError(ValueError):
+    """A decomposition (from a model, a file or a caller) is malformed or makes no sense."""
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """One caption split for DRC.
+
+    Attributes:
+      caption: the query as given (the "full" text of the paper).
+      negated: whether the caption negates something; False means plain CLIP scoring.
+      aff: the affirmative part, which must not name the negated concept.
+      neg: the negated concept ("" when not negated).
+      cf: the counterfactual, ``aff`` with ``neg`` present.
+      strength: one of STRENGTHS; "none" exactly when not negated.
+    """
+
+    caption: str
+    negated: bool
+    aff: str
+    neg: str
+    cf: str
+    strength: str
+
+    def __post_init__(self):
+        if self.strength in _OK_STRENGTH[self.negated] and (not self.negated or self.neg.strip()):
+            return
+        problems = sense_problems(asdict(self))
+        if problems:
+            raise DecompositionError(f"invalid Decomposition for {self.caption!r}: {problems}")
+
+    @classmethod
+    def plain(cls, caption: str) -> Decomposition:
+        """The decomposition of a caption without negation (scored with plain CLIP)."""
+        return cls(caption, False, caption, "", caption, "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Decomposition:
+        """Build from a dict with exactly FIELDS; raises DecompositionError saying what is wrong."""
+        problems = schema_problems(obj, DECOMPOSITION_SCHEMA)
+        if problems:
+            raise DecompositionError("; ".join(problems))
+        return cls(**{k: obj[k] for k in FIELDS})
+
+
+def _object_schema(properties: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+_STR = {"type": "string"}
+_STRENGTH = {"type": "string", "enum": list(STRENGTHS)}
+
+#: The full record (CLI output, JSONL files).
+DECOMPOSITION_SCHEMA = _object_schema(
+    {
+        "caption": _STR,
+        "negated": {"type": "boolean"},
+        "aff": _STR,
+        "neg": _STR,
+        "cf": _STR,
+        "strength": _STRENGTH,
+    }
+)
+#: What the merged prompt asks the model for (the caption is ours, not the model's).
+MERGED_SCHEMA = _object_schema(
+    {"negated": {"type": "boolean"}, "aff": _STR, "neg": _STR, "cf": _STR, "strength": _STRENGTH}
+)
+#: The paper's two-prompt mode: decomposer, then strength estimator.
+SPLIT_SCHEMA = _object_schema(
+    {"negated": {"type": "boolean"}, "aff": _STR, "neg": _STR, "cf": _STR}
+)
+STRENGTH_SCHEMA = _object_schema({"strength": _STRENGTH})
+
+_OK_STRENGTH = {False: ("none",), True: STRENGTHS[1:]}
+_TYPES = {"string": str, "boolean": bool, "object": dict}
+
+
+def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
+    """Violations of one of the flat schemas above (empty when ``obj`` conforms)."""
+    if not isinstance(obj, dict):
+        return [f"expected a JSON object, got {type(obj).__name__}"]
+    props = schema["properties"]
+    problems = [f"missing field {k!r}" for k in schema["required"] if k not in obj]
+    if schema.get("additionalProperties") is False:
+        problems += [f"unexpected field {k!r}" for k in obj if k not in props]
+    for key, spec in props.items():
+        if key not in obj:
+            continue
+        value = obj[key]
+        if not isinstance(value, _TYPES[spec["type"]]):
+            problems.append(f"{key!r} must be a {spec['type']}, got {type(value).__name__}")
+        elif "enum" in spec and value not in spec["enum"]:
+            problems.append(f"{key!r} must be one of {spec['enum']}, got {value!r}")
+    return problems
+
+
+def sense_problems(obj: dict[str, Any]) -> list[str]:
+    """Checks beyond the schema: negated needs neg and a strength; not negated, neither."""
+    problems = []
+    if obj.get("strength") not in STRENGTHS:
+        problems.append(f"strength must be one of {STRENGTHS}, got {obj.get('strength')!r}")
+    if obj.get("negated"):
+        if not str(obj.get("neg", "")).strip():
+            problems.append("negated but neg is empty")
+        if obj.get("strength") == "none":
+            problems.append("negated but strength is 'none'")
+    elif obj.get("strength") not in (None, "none"):
+        problems.append(f"not negated but strength is {obj.get('strength')!r}")
+    return problems

@@ -1,0 +1,76 @@
+"""Caption decomposition for a run: rules, an SGLang server, or a precomputed JSONL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from drc_jax.launch.encode import progress_bar
+from drc_jax.launch.errors import LaunchError
+from drc_jax.launch.options import RunOptions
+
+
+def decompose(captions: list[str], opts: RunOptions, timing: dict):
+    """Decompositions of the unique captions (rules, sglang, or a JSONL), with stats."""
+    from drc_jax.decompose import get_decomposer, load_decompositions_jsonl
+
+    t0 = time.perf_counter()
+    unique = list(dict.fromkeys(captions))
+    if opts.decompositions:
+        path = Path(opts.decompositions).expanduser()
+        if not path.is_file():
+            raise LaunchError(f"--decompositions {path}: no such file (a JSONL of decompositions).")
+        try:
+            loaded = load_decompositions_jsonl(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise LaunchError(f"--decompositions {path}: {e}") from e
+        table = loaded if isinstance(loaded, dict) else {d.caption: d for d in loaded}
+        missing = [c for c in unique if c not in table]
+        if missing:
+            raise LaunchError(
+                f"--decompositions {path} lacks {len(missing)} of {len(unique)} captions, e.g. "
+                f"{missing[0]!r}. Regenerate it for this CSV, or drop --decompositions."
+            )
+        decs = [table[c] for c in unique]
+        stats = {"decomposer": f"jsonl:{path}", "captions": len(unique)}
+    else:
+        try:
+            if opts.decomposer == "sglang":
+                kwargs = {"url": opts.sglang_url}
+                if opts.sglang_model:
+                    kwargs["model"] = opts.sglang_model
+                if opts.cache_dir:
+                    kwargs["cache_dir"] = str(Path(opts.cache_dir).expanduser() / "decompositions")
+                d = get_decomposer("sglang", **kwargs)
+            else:
+                d = get_decomposer(opts.decomposer)
+        except (ValueError, OSError, ConnectionError) as e:
+            raise LaunchError(f"--decomposer {opts.decomposer}: {e}") from e
+        decs = []
+        bar = progress_bar(len(unique), f"decomposing ({opts.decomposer})", opts.progress)
+        step = 1024 if opts.decomposer == "sglang" else 256  # sglang: concurrent within a batch
+        try:
+            for lo in range(0, len(unique), step):
+                chunk = unique[lo : lo + step]
+                decs += d.decompose(chunk)
+                bar.update(len(chunk))
+        except ConnectionError as e:  # SGLangUnavailableError: the server is down
+            raise LaunchError(
+                f"--decomposer sglang: cannot reach the SGLang server at {opts.sglang_url} ({e}). "
+                "Start it (see the README), pass --sglang_url, use --decompositions with a "
+                "precomputed JSONL, or --decomposer rules. Finished answers are cached."
+            ) from e
+        finally:
+            bar.close()
+            if hasattr(d, "close"):
+                d.close()
+        stats = {"decomposer": opts.decomposer, **dict(getattr(d, "stats", {}) or {})}
+    by_caption = dict(zip(unique, decs, strict=True))
+    out = [by_caption[c] for c in captions]
+    stats["captions"] = len(unique)
+    stats["negated"] = sum(bool(d.negated) for d in decs)
+    stats["strength"] = {
+        s: sum(d.strength == s for d in decs if d.negated) for s in ("weak", "moderate", "strong")
+    }
+    timing["decompose_s"] = time.perf_counter() - t0
+    return out, stats

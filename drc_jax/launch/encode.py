@@ -1,0 +1,272 @@
+"""Encoding with an on-disk cache: media and texts -> CLIP embeddings, each computed once.
+
+Embeddings are kept by :class:`drc_jax.store.EmbeddingStore`, one store per (weights, dtype,
+kind, preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint
+(media) or by text. Stores are written batch by batch, so an interrupted run resumes where it
+stopped, and a second run (another table on the same data) encodes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from drc_jax.data import media as media_io
+from drc_jax.data.negbench import Benchmark
+from drc_jax.launch.errors import LaunchError
+from drc_jax.launch.options import RunOptions
+
+MAX_TOKENS = 77
+TEXT_BATCH = 512  # texts are cheap: big batches mean few compiled shapes
+
+
+def load_backbone(weights: str, dtype: str):
+    from drc_jax.clip import load_clip
+
+    try:
+        return load_clip(weights, dtype=dtype)
+    except Exception as e:  # hub/network/file/format errors all end the run the same way
+        raise LaunchError(
+            f"cannot load CLIP weights {weights!r} ({type(e).__name__}: {e}). Pass --weights "
+            "a local Hugging Face directory or an OpenAI .pt/.safetensors file (no download "
+            "is possible offline), or --weights random:ViT-B/32 to check the pipeline with "
+            "random weights."
+        ) from e
+
+
+def _open_store(opts: RunOptions, meta: dict):
+    from drc_jax.store import EmbeddingStore
+
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    directory = Path(opts.cache_dir).expanduser() / "embeddings" / f"{meta['kind']}-{key}"
+    return EmbeddingStore.open(directory, meta)
+
+
+def _sync(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: str, desc: str):
+    """Sync ``items`` into ``store`` while keeping entries of other runs (a cache, not a mirror)."""
+    keep = {i: store.fingerprint(i) for i in store.ids if i not in items}
+    return store.sync(
+        {**keep, **items},
+        embed,
+        batch_size=opts.batch_size,
+        on_error=on_error,
+        desc=desc,
+        progress=opts.progress,
+    )
+
+
+class _Uncached:
+    """The store interface without a disk: embeds everything, keeps it in memory."""
+
+    def __init__(self):
+        self.table: dict[str, np.ndarray] = {}
+        self.failed: list[tuple[str, str]] = []
+
+    @property
+    def ids(self):
+        return list(self.table)
+
+    def fingerprint(self, i):  # never called: ``ids`` of a fresh store is empty
+        raise KeyError(i)
+
+    def sync(self, items, embed, *, batch_size, on_error, desc, progress):
+        from drc_jax.store import ItemError, SyncReport
+
+        report = SyncReport()
+        todo = list(items)
+        bar = progress_bar(len(todo), desc, progress)
+        for start in range(0, len(todo), batch_size):
+            pending = todo[start : start + batch_size]
+            while pending:
+                try:
+                    out = np.asarray(embed(list(pending)), np.float32)
+                except ItemError as e:
+                    if on_error == "fail":
+                        raise
+                    report.failed.append((e.id, e.reason))
+                    pending.remove(e.id)
+                    continue
+                self.table.update(zip(pending, out, strict=True))
+                report.added += len(pending)
+                break
+            bar.update(len(todo[start : start + batch_size]))
+        bar.close()
+        return report
+
+    def get(self, ids):
+        return np.stack([self.table[i] for i in ids]).astype(np.float32)
+
+
+def progress_bar(total, desc, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
+
+
+def _store(opts: RunOptions, meta: dict):
+    if not opts.cache_dir:
+        return _Uncached()
+    try:
+        return _open_store(opts, meta)
+    except Exception as e:  # StoreError, permissions, ...
+        raise LaunchError(
+            f"cannot use the embedding cache under {opts.cache_dir}: {e}. Pass another "
+            "--cache_dir, or --cache_dir '' to run without a cache."
+        ) from e
+
+
+def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> Callable[[list[str]], np.ndarray]:
+    """``paths -> (B, D)`` embeddings; an unreadable file raises ItemError naming it."""
+    from drc_jax.store import ItemError
+
+    def read(path: str):
+        try:
+            if bench.kind == "image":
+                return media_io.read_image(path)
+            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
+        except media_io.MediaError as e:
+            return e
+        if len(frames) != opts.video_frames:
+            return media_io.MediaError(
+                path, f"decoded {len(frames)} frames, expected {opts.video_frames}"
+            )
+        return frames
+
+    workers = min(8, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(workers)
+
+    def embed(paths: list[str]) -> np.ndarray:
+        decoded = list(pool.map(read, paths))
+        for p, d in zip(paths, decoded, strict=True):
+            if isinstance(d, media_io.MediaError):
+                raise ItemError(p, d.reason)
+        if bench.kind == "image":
+            return clip.encode_images(clip.preprocess(decoded, mode=opts.preprocess))
+        f = opts.video_frames
+        flat = [frame for frames in decoded for frame in frames]
+        pixels = clip.preprocess(flat, mode=opts.preprocess)
+        pixels = pixels.reshape(len(paths), f, *pixels.shape[1:])
+        return clip.encode_videos(pixels, renormalize=opts.video_renormalize)
+
+    return embed
+
+
+def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, timing: dict):
+    """(N, D) media embeddings in ``bench.media`` order and the (path, reason) failures."""
+    import jax
+
+    kind = bench.kind
+    meta = {
+        "weights": clip.weights_id,
+        "kind": kind,
+        "preprocess": opts.preprocess,
+        **(
+            {
+                "frames": opts.video_frames,
+                "sampling": opts.video_sampling,
+                "renormalize": opts.video_renormalize,
+            }
+            if kind == "video"
+            else {}
+        ),
+    }
+    if jax.process_count() > 1:
+        # Multi-host: every process passes the same media to the encoder, which computes its
+        # own devices' shards (drc_jax.clip); each process keeps its own cache.
+        meta["process"] = jax.process_index()
+    mine = [str(p) for p in paths]
+    t0 = time.perf_counter()
+    store = _store(opts, meta)
+    items = {p: media_io.fingerprint(p) for p in mine}
+    on_error = "fail" if opts.on_missing_media == "fail" else "skip"
+    from drc_jax.store import ItemError
+
+    try:
+        report = _sync(
+            store,
+            items,
+            media_embedder(clip, bench, opts),
+            opts=opts,
+            on_error=on_error,
+            desc=f"encoding {kind}s ({clip.weights_id})",
+        )
+    except ItemError as e:
+        raise LaunchError(
+            f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
+        ) from e
+    failed = {p: r for p, r in report.failed if p in items}
+    ok = [p for p in mine if p not in failed]
+    local = store.get(ok) if ok else np.zeros((0, clip.embed_dim), np.float32)
+    # Failed rows are NaN; the caller drops them (and their queries).
+    rows = np.full((len(mine), clip.embed_dim), np.nan, np.float32)
+    pos = {p: i for i, p in enumerate(mine)}
+    if ok:
+        rows[[pos[p] for p in ok]] = local
+    emb = rows
+    timing[f"encode_{kind}s_s"] = timing.get(f"encode_{kind}s_s", 0.0) + time.perf_counter() - t0
+    embedded = report.added + report.changed
+    stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
+    return emb, failed, stats
+
+
+def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
+    """A precomputed (N, D) array, rows in the CSV's media order; renormalised to unit norm."""
+    p = Path(path).expanduser()
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LaunchError(f"--image_embeddings {p}: cannot read a .npy array ({e}).") from e
+    if arr.ndim != 2 or arr.shape[0] != len(bench_all.media):
+        raise LaunchError(
+            f"--image_embeddings {p}: shape {arr.shape}, expected ({len(bench_all.media)}, D): "
+            f"one row per media row of {bench_all.csv_path}, in file order."
+        )
+    arr = arr.astype(np.float32)[keep_index]
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if not np.all(np.isfinite(arr)) or np.any(norms == 0):
+        raise LaunchError(f"--image_embeddings {p}: rows with zeros or non-finite values.")
+    return arr / norms
+
+
+def embed_texts(clip, decompositions, opts: RunOptions, timing: dict):
+    """Queries for ``decompositions``; every text encoded once and cached by weights."""
+    from drc_jax.queries import embed_queries, query_texts
+
+    t0 = time.perf_counter()
+    rows, _ = query_texts(decompositions)
+    texts = list(dict.fromkeys(t for row in rows for t in row))
+    store = _store(opts, {"weights": clip.weights_id, "kind": "text"})
+
+    def embed(batch: list[str]) -> np.ndarray:
+        return clip.encode_texts(batch)
+
+    report = _sync(
+        store,
+        {t: t for t in texts},
+        embed,
+        opts=dataclasses.replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
+        on_error="fail",
+        desc=f"encoding texts ({clip.weights_id})",
+    )
+    queries = embed_queries(store.get, decompositions, batch_size=max(len(texts), 1))
+    timing["encode_texts_s"] = timing.get("encode_texts_s", 0.0) + time.perf_counter() - t0
+    embedded = report.added + report.changed
+    return queries, {"embedded": embedded, "cached": len(texts) - embedded}
+
+
+def long_captions(clip, bench: Benchmark) -> list[dict]:
+    """Captions over CLIP's 77 tokens: encoded truncated (as OpenAI CLIP does); reported."""
+    out = []
+    for q in bench.queries:
+        n = clip.count_tokens(q.caption)
+        if n > MAX_TOKENS:
+            out.append({"line": q.line, "tokens": n, "caption": q.caption})
+    return out

@@ -1,0 +1,117 @@
+"""Run report: the paper-layout table (text and Markdown) and results.json.
+
+Rows are variants; columns R@1, R@5, R@10 (percent) and medR, each followed by its change against
+the CLIP row of the same backbone in parentheses (as in the paper's tables). For benchmarks whose
+object lists are complete (COCO, synthetic) a last column gives the share of top-5 results that
+contain the negated object: the failure of the paper's Figure 1, which R@K alone hides (lower is
+better).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+COLUMNS = ("R@1", "R@5", "R@10", "medR")
+NEG_COLUMN = "neg@5"  # % of top-5 results containing the negated object
+
+
+def _cell(value: float, base: float | None, digits: int = 1) -> str:
+    text = f"{value:.{digits}f}"
+    if base is None or math.isnan(base):
+        return text
+    return f"{text} ({value - base:+.{digits}f})"
+
+
+def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    methods = results["methods"]
+    has_neg = any(NEG_COLUMN in m for m in methods.values())
+    header = ["Method", *COLUMNS] + ([f"{NEG_COLUMN} (%)"] if has_neg else [])
+    rows = []
+    for name, m in methods.items():
+        base_name = m.get("baseline")
+        base = methods.get(base_name) if base_name and base_name != name else None
+        row = [m.get("label", name)]
+        for col in COLUMNS:
+            row.append(_cell(m[col], base[col] if base else None))
+        if has_neg:
+            neg = m.get(NEG_COLUMN)
+            row.append("-" if neg is None else _cell(neg, base.get(NEG_COLUMN) if base else None))
+        rows.append(row)
+    return header, rows
+
+
+def _title(results: dict) -> str:
+    c = results["config"]
+    title = (
+        f"{results['benchmark_name']}: {results['num_queries']} queries, "
+        f"{results['num_media']} {results['media_kind']}s; config {c['name']}; weights "
+        f"{', '.join(c['backbones'])}"
+    )
+    if c.get("random_weights"):
+        title += " (RANDOM WEIGHTS: numbers only check the pipeline)"
+    return title
+
+
+def format_text(results: dict) -> str:
+    header, rows = table_rows(results)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+    )
+    sep = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    out = [_title(results), sep, line(header), sep, *map(line, rows), sep]
+    out += _notes(results)
+    return "\n".join(out)
+
+
+def format_markdown(results: dict) -> str:
+    header, rows = table_rows(results)
+    out = [f"### {_title(results)}", ""]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    notes = _notes(results)
+    if notes:
+        out += [""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def _notes(results: dict) -> list[str]:
+    notes = ["R@K in %, medR in ranks; (change vs CLIP on the same backbone)."]
+    if any(NEG_COLUMN in m for m in results["methods"].values()):
+        cov = results.get("negated_object_coverage")
+        notes.append(
+            f"{NEG_COLUMN}: share of top-5 results showing the negated object (lower is better)"
+            + (f"; measured on {cov:.1f}% of queries (negated object named)." if cov else ".")
+        )
+    d = results.get("decomposition", {})
+    if d:
+        notes.append(
+            f"decomposer {d.get('decomposer')}: {d.get('negated', '?')} of "
+            f"{d.get('captions', '?')} captions negated"
+            + (f", {d['fallbacks']} fell back to plain CLIP" if d.get("fallbacks") else "")
+            + "."
+        )
+    skipped = results.get("skipped", [])
+    if skipped:
+        notes.append(
+            f"{len(skipped)} media item(s) skipped (--on_missing_media skip), e.g. "
+            + "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+        )
+    for w in results.get("warnings", []):
+        notes.append(w)
+    return notes
+
+
+def write(output_dir: str | Path, results: dict) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``output_dir``; return their paths."""
+    out = Path(output_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(json_path)
+    md_path.write_text(format_markdown(results))
+    return json_path, md_path

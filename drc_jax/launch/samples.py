@@ -1,0 +1,84 @@
+"""``--figures N``: render N sample queries per benchmark, one row of top-5 results per method.
+
+Tiles come from :func:`drc_jax.figures.render_comparison`: the ground truth is marked, and a
+green / red border says the result does not / does show the negated object (known when the
+benchmark's object lists are complete: COCO, synthetic). Videos show their middle frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from drc_jax.data import media as media_io
+
+TILES = 5
+
+
+def pick_queries(bench, decompositions, n: int) -> list[int]:
+    """``n`` negated queries spread evenly over the benchmark (deterministic)."""
+    negated = [i for i, d in enumerate(decompositions) if d.negated] or list(
+        range(len(bench.queries))
+    )
+    if n >= len(negated):
+        return negated
+    return [negated[int(j)] for j in np.linspace(0, len(negated) - 1, n).round()]
+
+
+def _thumbnail(path, kind: str, opts):
+    try:
+        if kind == "image":
+            img = media_io.read_image(path)
+        else:
+            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
+            img = frames[len(frames) // 2]
+    except media_io.MediaError:
+        return None
+    img.thumbnail((256, 256))
+    return img
+
+
+def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> list[str]:
+    """Write ``figures/query_XX.png`` under the output dir; return their paths."""
+    from drc_jax.figures import FigureTile, render_comparison
+
+    out_dir = Path(opts.output_dir).expanduser() / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache: dict[int, object] = {}
+
+    def thumb(i: int):
+        if i not in cache:
+            cache[i] = _thumbnail(paths[i], bench.kind, opts)
+        return cache[i]
+
+    written = []
+    for n, qi in enumerate(pick_queries(bench, decompositions, opts.figures)):
+        q = bench.queries[qi]
+        rows = {}
+        for v in config.variants:  # tops: {variant: (Q, 10) indices, "variant/gt_rank": ...}
+            tiles = []
+            for rank, i in enumerate(tops[v.name][qi][:TILES]):
+                i = int(i)
+                if i < 0 or thumb(i) is None:
+                    continue
+                contains = None
+                if bench.objects_complete and q.negated:
+                    contains = q.negated in bench.media[i].positive_objects
+                tiles.append(
+                    FigureTile(
+                        image=thumb(i),
+                        label=f"#{rank + 1} {bench.media[i].id}",
+                        contains_negated=contains,
+                        is_ground_truth=i == q.gt,
+                    )
+                )
+            rows[v.label] = tiles
+        d = decompositions[qi]
+        title = f'"{q.caption}"'
+        if d.negated:
+            title += f"  [aff: {d.aff} | neg: {d.neg} | {d.strength}]"
+        path = out_dir / f"query_{n:02d}.png"
+        render_comparison(path, title, rows)
+        written.append(str(path))
+    return written

@@ -1,0 +1,214 @@
+"""``python -m drc_jax.search``: index a folder of images, then search it with negation.
+
+    python -m drc_jax.search index --images ~/Pictures --index ~/pictures.idx
+    python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" -k 10
+    python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
+        --method drc --decomposer rules --figure out.png --json
+
+``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
+files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
+decomposition it used; several queries are batched; ``--figure`` draws CLIP's top-k above the
+chosen method's (one PNG per query).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from drc_jax.scoring import METHODS
+from drc_jax.search.index import (
+    DEFAULT_WEIGHTS,
+    FINGERPRINTS,
+    PREPROCESS_MODES,
+    build_index,
+    is_random,
+)
+from drc_jax.store import StoreError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
+flags.DEFINE_string("images", None, "index: folder of images, searched recursively.")
+flags.DEFINE_string(
+    "weights",
+    DEFAULT_WEIGHTS,
+    "CLIP weights: HF dir, hub id, OpenAI .pt/.safetensors, or random:<backbone> (tests). "
+    "query: defaults to the weights the index was built with.",
+)
+flags.DEFINE_string("dtype", "float32", "Compute dtype of the CLIP encoders.")
+flags.DEFINE_enum("preprocess", "spacevlm", PREPROCESS_MODES, "index: image preprocessing.")
+flags.DEFINE_integer("batch_size", None, "index: images per batch (default 64 per device).")
+flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
+flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
+flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before, unchanged.")
+flags.DEFINE_integer("k", 10, "query: results per query.")
+flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
+flags.DEFINE_enum("decomposer", "rules", ["rules", "sglang"], "query: how queries are decomposed.")
+flags.DEFINE_string("sglang_url", "http://127.0.0.1:30000", "query: SGLang server (sglang).")
+flags.DEFINE_string("sglang_model", None, "query: model name served by SGLang (sglang).")
+flags.DEFINE_string("decomposition_cache", None, "query: cache dir for LLM decompositions.")
+flags.DEFINE_string("queries_file", None, "query: also read queries from this file, one a line.")
+flags.DEFINE_bool("json", False, "query: print JSON instead of a table.")
+flags.DEFINE_string("figure", None, "query: write a CLIP-vs-method PNG (out.png; out-<i>.png).")
+flags.DEFINE_bool(
+    "hint_from_path",
+    False,
+    "query --figure: red border when a result's path names the negated concept, else green.",
+)
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+USAGE = "usage: python -m drc_jax.search index|query [flags] [queries...]"
+
+
+def random_note(weights_id: str) -> str:
+    return f"weights are RANDOM ({weights_id}): rankings are meaningless (testing only)"
+
+
+def run_index() -> int:
+    if not FLAGS.images or not FLAGS.index:
+        raise app.UsageError("index needs --images DIR and --index PATH")
+    from drc_jax.clip import load_clip
+
+    clip = load_clip(FLAGS.weights, dtype=FLAGS.dtype)
+    report = build_index(
+        FLAGS.images,
+        FLAGS.index,
+        weights=FLAGS.weights,
+        clip=clip,
+        preprocess=FLAGS.preprocess,
+        batch_size=FLAGS.batch_size,
+        fingerprint_by=FLAGS.fingerprint,
+        reset=FLAGS.reset,
+        retry_failed=FLAGS.retry_failed,
+        progress=FLAGS.progress,
+    )
+    if is_random(clip.weights_id):
+        print(f"NOTE: {random_note(clip.weights_id)}")
+    total = report.added + report.changed + report.unchanged
+    print(
+        f"indexed {FLAGS.images} -> {FLAGS.index} with {clip.weights_id} "
+        f"(preprocess {FLAGS.preprocess}): {report.summary()}; {total} images in the index"
+    )
+    if report.failed:
+        print(f"{len(report.failed)} file(s) could not be read (not indexed):")
+        for id_, reason in report.failed:
+            print(f"  {id_}: {reason}")
+    return 0
+
+
+def figure_paths(out: str, n: int) -> list[Path]:
+    out = Path(out)
+    if n == 1:
+        return [out]
+    suffix = out.suffix or ".png"
+    return [out.with_name(f"{out.stem}-{i}{suffix}") for i in range(n)]
+
+
+def describe(dec) -> str:
+    if not dec.negated:
+        return "no negation found -> plain CLIP score"
+    return f'aff="{dec.aff}" | neg="{dec.neg}" | cf="{dec.cf}" | strength={dec.strength}'
+
+
+def run_query(queries: list[str]) -> int:
+    from drc_jax.search.query import Searcher, render_search_figure
+
+    if not FLAGS.index:
+        raise app.UsageError("query needs --index PATH")
+    if FLAGS.queries_file:
+        lines = Path(FLAGS.queries_file).read_text().splitlines()
+        queries += [q.strip() for q in lines if q.strip()]
+    if not queries:
+        raise app.UsageError('query needs at least one query, e.g. "a dog not on a beach"')
+    options = {}
+    if FLAGS.decomposer == "sglang":
+        options = {"url": FLAGS.sglang_url, "model": FLAGS.sglang_model}
+        if FLAGS.decomposition_cache:
+            options["cache_dir"] = FLAGS.decomposition_cache
+    searcher = Searcher.open(
+        FLAGS.index,
+        weights=FLAGS.weights if FLAGS["weights"].present else None,
+        dtype=FLAGS.dtype,
+        decomposer=FLAGS.decomposer,
+        decomposer_options=options,
+    )
+    methods = [FLAGS.method]
+    if FLAGS.figure and FLAGS.method != "clip":
+        methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
+    by_method = searcher.search(queries, k=FLAGS.k, methods=methods)
+    results = by_method[FLAGS.method]
+    info = searcher.info
+    random = info.random_weights
+    figures = []
+    if FLAGS.figure:
+        warning = random_note(info.weights_id) if random else ""
+        for qi, path in enumerate(figure_paths(FLAGS.figure, len(queries))):
+            per_method = {m: by_method[m][qi] for m in methods}
+            figures.append(
+                str(
+                    render_search_figure(
+                        path, per_method, hint_from_path=FLAGS.hint_from_path, warning=warning
+                    )
+                )
+            )
+    if FLAGS.json:
+        if random:
+            print(f"NOTE: {random_note(info.weights_id)}", file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    "index": str(info.index),
+                    "images": len(searcher.store),
+                    "weights": info.weights,
+                    "weights_id": info.weights_id,
+                    "random_weights": random,
+                    "method": FLAGS.method,
+                    "decomposer": FLAGS.decomposer,
+                    "decomposer_stats": dict(getattr(searcher.decomposer, "stats", {}) or {}),
+                    "results": [r.to_dict() for r in results],
+                    "figures": figures,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    if random:
+        print(f"NOTE: {random_note(info.weights_id)}")
+    print(
+        f"index {info.index}: {len(searcher.store)} images, weights {info.weights_id}, "
+        f"method {FLAGS.method}, decomposer {FLAGS.decomposer}"
+    )
+    for res in results:
+        print(f'\nquery: "{res.query}"')
+        print(f"  decomposition: {describe(res.decomposition)}")
+        print(f"  {'rank':>4}  {'score':>8}  path")
+        for h in res.hits:
+            missing = "" if Path(h.path).exists() else "  [file no longer exists]"
+            print(f"  {h.rank:>4}  {h.score:>8.4f}  {h.path}{missing}")
+    for f in figures:
+        print(f"figure: {f}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
+    if len(argv) < 2 or argv[1] not in ("index", "query"):
+        raise app.UsageError(USAGE)
+    command, rest = argv[1], argv[2:]
+    try:
+        if command == "index":
+            if rest:
+                raise app.UsageError(f"index takes no positional arguments, got {rest}")
+            return run_index()
+        return run_query(rest)
+    except (StoreError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    app.run(main)

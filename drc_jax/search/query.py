@@ -1,0 +1,239 @@
+"""Query an image index with negation-aware text ("a dog not on a beach").
+
+Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
+embeddings, "A photo of" prefixed) -> ``scoring.top_k`` over the index's image embeddings ->
+ranked paths. All queries of a call are decomposed, embedded and scored as one batch. With several
+local devices the image embeddings are sharded over them (``top_k(..., mesh=...)``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drc_jax.scoring import METHODS, DRCParams, top_k
+from drc_jax.search.index import IndexInfo, read_info
+from drc_jax.store import EmbeddingStore
+
+METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
+_STOPWORDS = frozenset(
+    {"a", "an", "the", "some", "any", "of", "on", "in", "at", "with", "by", "to", "from"}
+    | {"near", "under", "over", "and", "or", "no", "not", "without"}
+)
+DEFAULT_PARAMS = DRCParams()  # the paper's constants
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-indexed
+    score: float
+    path: str  # absolute path of the image
+    id: str  # path relative to the indexed folder
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    method: str
+    decomposition: Any  # drc_jax.decompose.Decomposition
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.decomposition
+        return {
+            "query": self.query,
+            "method": self.method,
+            "decomposition": d.to_dict() if hasattr(d, "to_dict") else vars(d),
+            "hits": [vars(h) for h in self.hits],
+        }
+
+
+@dataclass
+class Searcher:
+    """An opened index plus a loaded CLIP and decomposer, reusable across calls (notebooks).
+
+    The image embeddings are moved to the accelerator(s) once, on the first search; reopen the
+    Searcher to see later index updates.
+    """
+
+    info: IndexInfo
+    store: EmbeddingStore
+    clip: Any
+    decomposer: Any
+    params: DRCParams = DEFAULT_PARAMS
+    _images: Any = field(default=None, init=False, repr=False)
+    _mesh: Any = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        index: str | os.PathLike,
+        *,
+        weights: str | None = None,
+        clip=None,
+        dtype: str = "float32",
+        decomposer="rules",
+        decomposer_options: dict[str, Any] | None = None,
+        params: DRCParams = DEFAULT_PARAMS,
+    ) -> Searcher:
+        """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
+
+        The weights must produce the same ``weights_id`` the index was built with; otherwise the
+        image and text embeddings would live in different spaces and the error says so.
+        """
+        info = read_info(index)
+        if clip is None:
+            from drc_jax.clip import load_clip
+
+            clip = load_clip(weights or info.weights, dtype=dtype)
+        if clip.weights_id != info.weights_id:
+            raise ValueError(
+                f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
+                f"model is {clip.weights_id!r}; pass --weights {info.weights} (or re-index)"
+            )
+        store = EmbeddingStore.open(info.index, info.meta)
+        if isinstance(decomposer, str):
+            from drc_jax.decompose import get_decomposer
+
+            decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
+        return cls(info, store, clip, decomposer, params)
+
+    def search(
+        self, queries: str | Sequence[str], *, k: int = 10, methods: Sequence[str] = ("drc",)
+    ) -> dict[str, list[SearchResult]]:
+        """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``."""
+        from drc_jax.queries import embed_queries
+
+        queries = [queries] if isinstance(queries, str) else list(queries)
+        if not queries:
+            raise ValueError("no query given")
+        bad = [m for m in methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
+        if len(self.store) == 0:
+            raise ValueError(
+                f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
+                f"--images DIR --index {self.info.index}` first"
+            )
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        decompositions = self.decomposer.decompose(queries)
+        q = embed_queries(self.clip, decompositions)
+        ids, images, mesh = self.store.ids, *self._device_images()
+        out: dict[str, list[SearchResult]] = {}
+        for method in methods:
+            res = top_k(images, q, k, method=method, params=self.params, mesh=mesh)
+            scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+            out[method] = [
+                SearchResult(
+                    query=query,
+                    method=method,
+                    decomposition=dec,
+                    hits=[
+                        Hit(r + 1, float(s), str(self.info.root / ids[i]), ids[i])
+                        for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
+                    ],
+                )
+                for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
+            ]
+        return out
+
+    def _device_images(self):
+        """The index embeddings on device (sharded over local devices when there are several)."""
+        if self._images is None:
+            import jax
+
+            from drc_jax.parallel import make_mesh
+
+            self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+            self._images = jax.device_put(self.store.embeddings)
+        return self._images, self._mesh
+
+
+def search(
+    index: str | os.PathLike,
+    queries: str | Sequence[str],
+    *,
+    k: int = 10,
+    method: str = "drc",
+    decomposer="rules",
+    weights: str | None = None,
+    clip=None,
+    params: DRCParams = DEFAULT_PARAMS,
+) -> list[SearchResult]:
+    """Search ``index`` with one query or a batch; one :class:`SearchResult` per query.
+
+    For repeated calls (a notebook), keep a :class:`Searcher` instead: it loads CLIP once.
+    """
+    searcher = Searcher.open(
+        index, weights=weights, clip=clip, decomposer=decomposer, params=params
+    )
+    return searcher.search(queries, k=k, methods=(method,))[method]
+
+
+def _singular(w: str) -> str:
+    """Crude English singular, enough to match "beaches"/"beach", "puppies"/"puppy", "dogs"."""
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def _words(text: str) -> set[str]:
+    return {_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
+
+
+def path_mentions(path: str, concept: str) -> bool | None:
+    """Whether a file path names ``concept`` (all its content words): a hint for figure borders.
+
+    ``None`` when there is no concept (query without negation). "beach" matches
+    ``photos/dog_on_beach_02.jpg``; plural/singular are folded.
+    """
+    wanted = _words(concept)
+    if not wanted:
+        return None
+    return wanted <= _words(path)
+
+
+def render_search_figure(
+    out_path: str | os.PathLike,
+    results: dict[str, SearchResult],
+    *,
+    hint_from_path: bool = False,
+    warning: str = "",
+) -> Path:
+    """One query's rankings as a figure: a row per method (e.g. CLIP above DRC), top-k each.
+
+    With ``hint_from_path`` a tile's border is red when its path names the negated concept and
+    green when it does not (an optional, name-based hint; no border otherwise). ``warning`` is
+    drawn as an orange line under the title (e.g. that the weights are random).
+    """
+    from drc_jax.figures import FigureTile, render_comparison
+
+    first = next(iter(results.values()))
+    dec = first.decomposition
+    if dec.negated:
+        subtitle = f'aff "{dec.aff}" · neg "{dec.neg}" · cf "{dec.cf}" · strength {dec.strength}'
+    else:
+        subtitle = "no negation found: plain CLIP scoring"
+    rows = {}
+    for method, res in results.items():
+        rows[METHOD_LABELS.get(method, method)] = [
+            FigureTile(
+                image=h.path,
+                label=f"{h.score:.4f}\n{Path(h.id).name}",
+                contains_negated=path_mentions(h.id, dec.neg) if hint_from_path else None,
+                rank=h.rank,
+            )
+            for h in res.hits
+        ]
+    return render_comparison(out_path, first.query, rows, subtitle=subtitle, warning=warning)

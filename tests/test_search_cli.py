@@ -1,0 +1,112 @@
+"""`python -m drc_jax.search index|query` end to end on generated scenes, with random weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drc_jax.figures import GREEN, RED
+from drc_jax.search.scenes import draw_scene, make_scene_folder
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+WEIGHTS = "random:test-tiny"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [sys.executable, "-m", "drc_jax.search", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    make_scene_folder(root, per_combination=1)
+    (root / "broken.png").write_bytes(b"\x89PNG but truncated")
+    index = root.parent / "idx"
+    proc = cli("index", "--images", str(root), "--index", str(index), "--weights", WEIGHTS)
+    assert proc.returncode == 0, proc.stderr
+    return root, index, proc.stdout
+
+
+def test_index_reports_counts_random_weights_and_unreadable_files(indexed):
+    root, index, out = indexed
+    assert "weights are RANDOM" in out
+    assert "9 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in out
+    assert "broken.png: " in out
+
+
+def test_reindex_after_adding_and_deleting_files_touches_only_those(indexed, tmp_path):
+    root, index, _ = indexed
+    draw_scene("cat", "park", seed=42).save(root / "park" / "extra_cat.png")
+    os.rename(root / "street" / "street_0.png", tmp_path / "street_0.png")
+    args = ("index", "--images", str(root), "--index", str(index), "--weights", WEIGHTS)
+    try:
+        proc = cli(*args)
+    finally:  # put the folder back as the other tests expect it, and re-sync the index
+        os.rename(tmp_path / "street_0.png", root / "street" / "street_0.png")
+        (root / "park" / "extra_cat.png").unlink()
+        restored = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 added, 0 changed, 1 removed, 8 unchanged, 1 failed" in proc.stdout
+    assert restored.returncode == 0, restored.stderr
+    assert "1 added, 0 changed, 1 removed, 8 unchanged, 1 failed" in restored.stdout
+
+
+def test_query_json_batches_queries_and_writes_one_figure_per_query(indexed, tmp_path):
+    _, index, _ = indexed
+    fig = tmp_path / "fig.png"
+    proc = cli(
+        "query", "--index", str(index), "a dog, but no beach", "a cat", "-k", "4", "--json",
+        "--figure", str(fig), "--hint_from_path",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["random_weights"] is True and out["weights"] == WEIGHTS
+    assert out["images"] == 9 and out["method"] == "drc"
+    assert [r["query"] for r in out["results"]] == ["a dog, but no beach", "a cat"]
+    first = out["results"][0]
+    assert first["decomposition"]["neg"] == "a beach" and first["decomposition"]["negated"]
+    assert [h["rank"] for h in first["hits"]] == [1, 2, 3, 4]
+    assert all(os.path.exists(h["path"]) for h in first["hits"])
+    assert out["figures"] == [str(tmp_path / "fig-0.png"), str(tmp_path / "fig-1.png")]
+    arr = np.asarray(Image.open(out["figures"][0]).convert("RGB"))
+    # With random weights which images come first is arbitrary, but the border hint (path names
+    # "beach") colours every tile: 4 in each of the 2 rows, about 4 * 6 * 188 pixels per tile.
+    n_red = int((arr == np.asarray(RED)).all(-1).sum())
+    n_green = int((arr == np.asarray(GREEN)).all(-1).sum())
+    assert n_red + n_green > 8 * 4 * 6 * 180
+    assert Image.open(out["figures"][1]).format == "PNG"
+
+
+def test_query_table_shows_decomposition_rank_score_path_and_random_note(indexed):
+    root, index, _ = indexed
+    proc = cli("query", "--index", str(index), "a cat without a street", "-k", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("NOTE: weights are RANDOM")
+    assert 'aff="a cat" | neg="a street"' in out and "strength=strong" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    assert all(r[2].startswith(str(root)) for r in rows)
+
+
+def test_bad_invocations_are_clear_errors_not_tracebacks(tmp_path):
+    proc = cli("query", "--index", str(tmp_path / "nope"), "a dog")
+    assert proc.returncode == 1
+    assert "error: no search index at" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("lookup")
+    assert proc.returncode != 0 and "index|query" in proc.stderr

@@ -1,0 +1,204 @@
+"""Searching an index: negation moves results away from the negated concept; batching; errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drc_jax.figures import GREEN, RED
+from drc_jax.search import Searcher, build_index, path_mentions, render_search_figure, search
+from drc_jax.search.scenes import make_scene_folder
+from tests.conftest import run_with_devices
+
+# Colours drawn by drc_jax.search.scenes, and the concept each one shows.
+CONCEPT_COLOURS = {
+    "dog": (130, 85, 45),
+    "cat": (120, 120, 125),
+    "beach": (235, 210, 150),
+    "park": (80, 160, 70),
+    "street": (90, 90, 95),
+}
+CONCEPTS = list(CONCEPT_COLOURS)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+class ConceptClip:
+    """A stand-in CLIP whose embedding space is known: one axis per concept plus a shared one.
+
+    An image embeds the concepts whose colour it shows; a text the concept words it contains. So
+    "a dog, but no beach" (the full caption) is closest to dogs on beaches, and only a method that
+    understands the negation ranks dogs elsewhere first.
+    """
+
+    weights_id = "concept-clip"
+    image_size = 64
+    embed_dim = len(CONCEPTS) + 1
+
+    def preprocess(self, images, mode="spacevlm"):
+        return np.stack(
+            [np.asarray(im.convert("RGB").resize((64, 64), Image.NEAREST)) for im in images]
+        )
+
+    def encode_images(self, pixels):
+        feats = []
+        for px in np.asarray(pixels):
+            frac = [
+                (np.abs(px.astype(int) - c).sum(-1) < 6).mean() for c in CONCEPT_COLOURS.values()
+            ]
+            # presence, plus a tiny layout-dependent term so that no two scenes tie
+            feats.append([float(f > 0.01) * (1 + 0.05 * f) for f in frac] + [0.5])
+        return _unit(np.asarray(feats))
+
+    def encode_texts(self, texts):
+        rows = [[float(c in t.lower()) for c in CONCEPTS] + [0.5] for t in texts]
+        return _unit(np.asarray(rows))
+
+
+class CountingRules:
+    """The rule decomposer, counting how often (and with how many captions) it is called."""
+
+    def __init__(self):
+        from drc_jax.decompose import get_decomposer
+
+        self._d = get_decomposer("rules")
+        self.calls: list[int] = []
+
+    def decompose(self, captions):
+        self.calls.append(len(captions))
+        return self._d.decompose(captions)
+
+    @property
+    def stats(self):
+        return self._d.stats
+
+
+@pytest.fixture(scope="module")
+def concept_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    contents = make_scene_folder(root, per_combination=2)
+    index = root.parent / "concept_index"
+    build_index(root, index, clip=ConceptClip(), progress=False)
+    return index, contents
+
+
+def test_drc_ranks_the_subject_away_from_the_negated_place_while_clip_does_not(concept_index):
+    index, contents = concept_index
+    searcher = Searcher.open(index, clip=ConceptClip())
+    out = searcher.search("a dog, but no beach", k=4, methods=("clip", "drc"))
+    clip_top = [contents[h.id] for h in out["clip"][0].hits]
+    drc_top = [contents[h.id] for h in out["drc"][0].hits]
+    assert clip_top[:2] == [("dog", "beach")] * 2  # CLIP matches the words, negation ignored
+    assert all(subject == "dog" and place != "beach" for subject, place in drc_top)
+    dec = out["drc"][0].decomposition
+    assert (dec.negated, dec.neg) == (True, "a beach")
+
+
+def test_query_without_negation_is_plain_clip(concept_index):
+    index, _ = concept_index
+    searcher = Searcher.open(index, clip=ConceptClip())
+    out = searcher.search("a cat in a park", k=5, methods=("clip", "drc"))
+    assert not out["drc"][0].decomposition.negated
+    assert [h.id for h in out["drc"][0].hits] == [h.id for h in out["clip"][0].hits]
+    np.testing.assert_allclose(
+        [h.score for h in out["drc"][0].hits], [h.score for h in out["clip"][0].hits], atol=1e-6
+    )
+
+
+def test_several_queries_are_decomposed_and_scored_as_one_batch(concept_index):
+    index, contents = concept_index
+    decomposer = CountingRules()
+    searcher = Searcher.open(index, clip=ConceptClip(), decomposer=decomposer)
+    queries = ["a cat, but no street", "a dog without a park", "a beach"]
+    results = searcher.search(queries, k=3)["drc"]
+    assert decomposer.calls == [3]
+    assert [r.query for r in results] == queries
+    assert all(contents[h.id] == ("cat", contents[h.id][1]) for h in results[0].hits)
+    assert all(contents[h.id][1] != "street" for h in results[0].hits)
+    for r in results:
+        scores = [h.score for h in r.hits]
+        assert scores == sorted(scores, reverse=True) and [h.rank for h in r.hits] == [1, 2, 3]
+        assert all(h.path.endswith(h.id) for h in r.hits)
+    json.dumps([r.to_dict() for r in results])  # JSON-ready
+
+
+def test_search_function_matches_searcher(concept_index):
+    index, _ = concept_index
+    a = search(index, ["a dog, but no beach"], k=3, clip=ConceptClip())[0]
+    b = Searcher.open(index, clip=ConceptClip()).search("a dog, but no beach", k=3)["drc"][0]
+    assert [h.id for h in a.hits] == [h.id for h in b.hits]
+
+
+def test_loading_other_weights_than_the_index_was_built_with_is_refused(concept_index):
+    index, _ = concept_index
+
+    class Other(ConceptClip):
+        weights_id = "other-weights"
+
+    with pytest.raises(ValueError, match="built with weights 'concept-clip'"):
+        Searcher.open(index, clip=Other())
+
+
+def test_empty_index_says_to_run_index_first(tmp_path):
+    (tmp_path / "empty").mkdir()
+    build_index(tmp_path / "empty", tmp_path / "index", clip=ConceptClip(), progress=False)
+    with pytest.raises(ValueError, match="holds no images"):
+        search(tmp_path / "index", "a dog", clip=ConceptClip())
+
+
+def test_path_hint_names_the_negated_concept():
+    assert path_mentions("beach/dog_on_beach_0.png", "a beach") is True
+    assert path_mentions("park/dog_on_park_0.png", "a beach") is False
+    assert path_mentions("trips/Beaches/IMG_1.jpg", "the beach") is True
+    assert path_mentions("pets/Puppies/1.jpg", "a puppy") is True
+    assert path_mentions("street/bus_glass.png", "glasses") is True
+    assert path_mentions("red_car.png", "a red bus") is False  # every content word must appear
+    assert path_mentions("x.png", "") is None
+
+
+def test_search_figure_has_clip_and_drc_rows_with_path_hint_borders(concept_index, tmp_path):
+    index, _ = concept_index
+    searcher = Searcher.open(index, clip=ConceptClip())
+    out = searcher.search("a dog, but no beach", k=4, methods=("clip", "drc"))
+    path = render_search_figure(
+        tmp_path / "fig.png",
+        {"clip": out["clip"][0], "drc": out["drc"][0]},
+        hint_from_path=True,
+    )
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    h = arr.shape[0]
+    top, bottom = arr[: h // 2], arr[h // 2 : h - 70]  # the rows, without the legend
+
+    def n(a, c):
+        return int((a == np.asarray(c)).all(-1).sum())
+
+    assert n(top, RED) > 1000  # CLIP's row: dogs on beaches, red borders
+    assert n(bottom, GREEN) > 4 * 1000 and n(bottom, RED) == 0  # DRC's row: all green
+
+
+def test_sharded_search_matches_single_device(concept_index):
+    index, _ = concept_index
+    code = f"""
+    import json, jax
+    from tests.test_search_query import ConceptClip
+    from drc_jax.search import Searcher
+    assert jax.local_device_count() == 8
+    s = Searcher.open({str(index)!r}, clip=ConceptClip())
+    out = s.search(["a dog, but no beach", "a cat", "a park without a cat"], k=5,
+                   methods=("clip", "drc"))
+    print(json.dumps({{m: [[(h.id, h.score) for h in r.hits] for r in rs]
+                      for m, rs in out.items()}}))
+    """
+    sharded = json.loads(run_with_devices(code).strip().splitlines()[-1])
+    single = Searcher.open(index, clip=ConceptClip()).search(
+        ["a dog, but no beach", "a cat", "a park without a cat"], k=5, methods=("clip", "drc")
+    )
+    for m, rs in single.items():
+        for r, s in zip(rs, sharded[m], strict=True):
+            np.testing.assert_allclose([h.score for h in r.hits], [x[1] for x in s], atol=1e-5)
+            assert [h.id for h in r.hits] == [x[0] for x in s]

@@ -1,0 +1,371 @@
+"""The SGLang client against a real loopback HTTP server speaking OpenAI chat completions.
+
+The fake "model" answers with the rule decomposer's split, or with scripted faults: invalid JSON,
+schema-violating JSON, a plain string, HTTP 500, answers slower than the client's timeout,
+nothing listening, and a server that dies mid-batch. Every timeout here is well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from drc_jax.decompose import Decomposition, get_decomposer, load_decompositions_jsonl
+from drc_jax.decompose.prompts import MERGED_SYSTEM, STRENGTH_SYSTEM
+from drc_jax.decompose.rules import RuleDecomposer
+from drc_jax.decompose.sglang import SGLangRequestError, SGLangUnavailableError
+from drc_jax.decompose.types import MERGED_SCHEMA
+
+CAPTIONS = [
+    "A man in a kitchen is making pizzas, but there is no chair in sight.",
+    "No fork is present, but a baker is busy working in the kitchen.",
+    "Two dogs play in the snow.",
+    "A cartoon clip shows Pokemon dancing, with no hiking scenes present.",
+    "A kitchen is equipped with a stove and sink, but lacks a chair.",
+    "A bus waits at a red light, and a car is noticeably absent.",
+]
+_RULES = RuleDecomposer()
+
+
+def rule_answer(caption: str, system: str) -> str:
+    d = _RULES.decompose_one(caption)
+    if system == STRENGTH_SYSTEM:
+        return json.dumps({"strength": d.strength})
+    obj = {"negated": d.negated, "aff": d.aff, "neg": d.neg, "cf": d.cf}
+    if system == MERGED_SYSTEM:
+        obj["strength"] = d.strength
+    return json.dumps(obj)
+
+
+class FakeServer:
+    """ThreadingHTTPServer on 127.0.0.1; ``behave(caption, n_seen) -> (status, content, delay)``."""
+
+    def __init__(self, behave=None, port: int = 0, die_after: int | None = None):
+        self.behave = behave or (lambda cap, n: (200, None, 0.0))
+        self.requests: list[dict] = []
+        self.seen: dict[str, int] = {}
+        self.in_flight = self.max_in_flight = 0
+        self.die_after = die_after
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200 if self.path == "/health" else 404)
+                self.end_headers()
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                caption = body["messages"][-1]["content"]
+                with fake._lock:
+                    fake.requests.append(body)
+                    n = fake.seen[caption] = fake.seen.get(caption, 0) + 1
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    dying = fake.die_after is not None and len(fake.requests) > fake.die_after
+                try:
+                    if dying:  # drop this connection and stop listening
+                        threading.Thread(target=fake.stop, daemon=True).start()
+                        self.close_connection = True
+                        return
+                    status, content, delay = fake.behave(caption, n)
+                    time.sleep(delay)
+                    if content is None:
+                        content = rule_answer(caption, body["messages"][0]["content"])
+                    payload = json.dumps(
+                        {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                        if status == 200
+                        else {"error": "boom"}
+                    ).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    def stop(self):
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(**kwargs):
+        s = FakeServer(**kwargs)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def client(url, tmp_path, **kw):
+    opts = dict(
+        url=url,
+        cache_dir=str(tmp_path / "cache"),
+        timeout_s=2.0,
+        retries=2,
+        backoff_s=0.01,
+        backoff_max_s=0.05,
+        concurrency=4,
+    )
+    opts.update(kw)
+    return get_decomposer("sglang", **opts)
+
+
+def test_valid_answers_match_the_model_in_input_order(server_factory, tmp_path):
+    srv = server_factory()
+    d = client(srv.url, tmp_path)
+    out = d.decompose(CAPTIONS + CAPTIONS[:2])
+    expected = _RULES.decompose(CAPTIONS + CAPTIONS[:2])
+    assert out == expected
+    assert d.stats["fallbacks"] == 0
+    assert d.stats["requests"] == len(CAPTIONS)  # duplicates asked once
+    assert out[2].negated is False and out[2].strength == "none"
+
+
+def test_requests_share_a_byte_identical_prefix_and_end_with_the_caption(server_factory, tmp_path):
+    srv = server_factory()
+    client(srv.url, tmp_path).decompose(CAPTIONS)
+    systems = {r["messages"][0]["content"] for r in srv.requests}
+    assert systems == {MERGED_SYSTEM}
+    for r in srv.requests:
+        assert r["messages"][0]["role"] == "system"
+        assert r["messages"][-1]["role"] == "user" and r["messages"][-1]["content"] in CAPTIONS
+        assert r["temperature"] == 0
+        assert r["response_format"]["type"] == "json_schema"
+        assert r["response_format"]["json_schema"]["schema"] == MERGED_SCHEMA
+
+
+def test_requests_run_concurrently_up_to_the_bound(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (200, None, 0.15))
+    caps = [f"a photo of cat {i} without a dog" for i in range(12)]
+    client(srv.url, tmp_path, concurrency=4).decompose(caps)
+    assert 2 <= srv.max_in_flight <= 4
+
+
+def test_two_prompt_mode_asks_the_strength_estimator_only_for_negated_captions(
+    server_factory, tmp_path
+):
+    srv = server_factory()
+    out = client(srv.url, tmp_path, mode="two_prompt").decompose(CAPTIONS)
+    assert out == _RULES.decompose(CAPTIONS)
+    n_negated = sum(d.negated for d in out)
+    strength_calls = [r for r in srv.requests if r["messages"][0]["content"] == STRENGTH_SYSTEM]
+    assert len(strength_calls) == n_negated
+    assert len(srv.requests) == len(CAPTIONS) + n_negated
+
+
+@pytest.mark.parametrize(
+    "bad_content",
+    [
+        "{not json",  # invalid JSON
+        json.dumps({"negated": True, "aff": "a dog"}),  # schema: missing fields
+        json.dumps({"negated": True, "aff": "a", "neg": "b", "cf": "c", "strength": "very"}),
+        json.dumps({"negated": True, "aff": "a", "neg": "", "cf": "a", "strength": "strong"}),
+        "Sure! The negated concept is a chair.",  # a plain string
+    ],
+    ids=["invalid-json", "missing-fields", "bad-enum", "negated-without-neg", "plain-string"],
+)
+def test_invalid_output_is_retried_then_falls_back_to_plain_clip(
+    server_factory, tmp_path, bad_content
+):
+    bad = CAPTIONS[0]
+    srv = server_factory(behave=lambda cap, n: (200, bad_content if cap == bad else None, 0.0))
+    d = client(srv.url, tmp_path, retries=2)
+    out = d.decompose(CAPTIONS)
+    assert out[0].negated is False and out[0].aff == bad and out[0].strength == "none"
+    assert out[1:] == _RULES.decompose(CAPTIONS[1:])
+    assert srv.seen[bad] == 3  # first try + 2 retries
+    assert d.stats["fallbacks"] == 1 and d.fallback_reasons["invalid"] == 1
+
+
+def test_http_500_then_success_is_retried_without_fallback(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (500, None, 0.0) if n == 1 else (200, None, 0.0))
+    d = client(srv.url, tmp_path)
+    assert d.decompose(CAPTIONS) == _RULES.decompose(CAPTIONS)
+    assert d.stats["retries"] == len(CAPTIONS) and d.stats["fallbacks"] == 0
+
+
+def test_persistent_http_500_falls_back_and_is_not_cached(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (500, None, 0.0))
+    d = client(srv.url, tmp_path, retries=1)
+    out = d.decompose(CAPTIONS[:2])
+    assert [o.negated for o in out] == [False, False]
+    assert d.stats["fallbacks"] == 2 and d.fallback_reasons["transport"] == 2
+    d.close()
+    # A transport failure is not the model's answer: the next run asks again.
+    srv.behave = lambda cap, n: (200, None, 0.0)
+    d2 = client(srv.url, tmp_path)
+    assert d2.decompose(CAPTIONS[:2]) == _RULES.decompose(CAPTIONS[:2])
+    assert d2.stats["requests"] == 2
+
+
+def test_a_rejected_caption_falls_back_at_once_and_is_not_cached(server_factory, tmp_path):
+    long = CAPTIONS[0] * 50
+    srv = server_factory(behave=lambda cap, n: (400, None, 0.0) if cap == long else (200, None, 0))
+    d = client(srv.url, tmp_path)
+    out = d.decompose([long] + CAPTIONS[1:])
+    assert out[0] == Decomposition.plain(long) and out[1:] == _RULES.decompose(CAPTIONS[1:])
+    assert srv.seen[long] == 1  # a 4xx is not retried
+    assert d.fallback_reasons["rejected"] == 1
+    assert d.cache.get(long) is None
+
+
+def test_a_server_rejecting_every_request_raises_a_setup_error(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (404, None, 0.0))
+    d = client(srv.url, tmp_path, model="no-such-model")
+    with pytest.raises(SGLangRequestError, match="rejected all 3 requests.*no-such-model"):
+        d.decompose(CAPTIONS[:3])
+
+
+def test_too_slow_answers_time_out_and_are_retried(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (200, None, 0.6 if n == 1 else 0.0))
+    d = client(srv.url, tmp_path, timeout_s=0.2)
+    t0 = time.monotonic()
+    assert d.decompose(CAPTIONS[:3]) == _RULES.decompose(CAPTIONS[:3])
+    assert d.stats["retries"] == 3
+    assert time.monotonic() - t0 < 5
+
+
+def test_connection_refused_raises_a_clear_error(tmp_path):
+    srv = FakeServer()
+    url = srv.url
+    srv.stop()  # nothing listens on this port any more
+    d = client(url, tmp_path, retries=1)
+    with pytest.raises(SGLangUnavailableError, match="unreachable.*serve_sglang"):
+        d.decompose(CAPTIONS)
+
+
+def test_second_run_makes_no_requests(server_factory, tmp_path):
+    srv = server_factory()
+    d1 = client(srv.url, tmp_path)
+    first = d1.decompose(CAPTIONS)
+    d1.close()
+    n = len(srv.requests)
+    d2 = client(srv.url, tmp_path)
+    assert d2.decompose(CAPTIONS) == first
+    assert len(srv.requests) == n
+    assert d2.stats["requests"] == 0 and d2.stats["cache_hits"] == len(CAPTIONS)
+
+
+def test_invalid_fallbacks_are_cached_and_still_reported(server_factory, tmp_path):
+    srv = server_factory(behave=lambda cap, n: (200, "nope", 0.0))
+    d1 = client(srv.url, tmp_path, retries=0)
+    d1.decompose(CAPTIONS[:2])
+    d1.close()
+    n = len(srv.requests)
+    d2 = client(srv.url, tmp_path, retries=0)
+    out = d2.decompose(CAPTIONS[:2])
+    assert len(srv.requests) == n and [o.negated for o in out] == [False, False]
+    assert d2.stats["fallbacks"] == 2
+
+
+def test_server_dying_mid_batch_loses_nothing_and_resume_completes(server_factory, tmp_path):
+    caps = [f"a photo of a street with no car number {i}" for i in range(20)]
+    srv = server_factory(die_after=8, behave=lambda cap, n: (200, None, 0.02))
+    d1 = client(srv.url, tmp_path, concurrency=3, retries=2)
+    with pytest.raises(SGLangUnavailableError) as err:
+        d1.decompose(caps)
+    d1.close()
+    saved = len(d1.cache)
+    assert saved == 8  # every answer sent before the server died
+    assert f"the {saved} answers received are saved" in str(err.value)
+    assert str(d1.cache.path) in str(err.value)
+
+    srv2 = server_factory(port=srv.port)  # the server comes back on the same port
+    d2 = client(srv2.url, tmp_path, concurrency=3)
+    out = d2.decompose(caps)
+    assert out == _RULES.decompose(caps)
+    assert d2.stats["cache_hits"] == saved
+    assert len(srv2.requests) == len(caps) - saved
+
+
+def test_cli_sglang_backend_writes_one_json_line_per_caption(server_factory, tmp_path):
+    import subprocess
+    import sys
+
+    srv = server_factory()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drc_jax.decompose",
+            "--backend",
+            "sglang",
+            "--url",
+            srv.url,
+            "--cache_dir",
+            str(tmp_path / "c"),
+            "--timeout",
+            "5",
+        ],
+        input="\n".join(CAPTIONS) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out.jsonl"
+    out.write_text(proc.stdout)
+    table = load_decompositions_jsonl(out)
+    assert [json.loads(x)["caption"] for x in proc.stdout.splitlines()] == CAPTIONS
+    assert [table[c] for c in CAPTIONS] == _RULES.decompose(CAPTIONS)
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["requests"] == len(CAPTIONS)
+
+
+def test_cli_reports_an_unreachable_server_with_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    srv = FakeServer()
+    url = srv.url
+    srv.stop()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drc_jax.decompose",
+            "--backend",
+            "sglang",
+            "--url",
+            url,
+            "--cache_dir",
+            str(tmp_path / "c"),
+            "--retries",
+            "0",
+        ],
+        input="no dogs\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "unreachable" in proc.stderr
