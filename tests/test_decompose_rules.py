@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drc_jax.decompose import Decomposition, get_decomposer
 from drc_jax.decompose.negbench_eval import (
@@ -114,11 +116,11 @@ def test_templated_coco_captions_are_decomposed_exactly(negbench_dir):
         ("A kitchen with a stove, but it lacks a chair.", "a chair", "moderate"),
         ("A parking lot filled with cars, but noticeably lacking a bus.", "a bus", "moderate"),
         ("A living room that doesn't have a television.", "a television", "moderate"),
-        ("A house where there isn't a garage.", "a house" and "a garage", "moderate"),
+        ("A house where there isn't a garage.", "a garage", "moderate"),
         ("A boat on a lake; a fisherman cannot be seen.", "a fisherman", "moderate"),
         ("A desk with papers, but the laptop is missing.", "a laptop", "moderate"),
         ("A fridge full of food, except for milk.", "milk", "moderate"),
-        ("Spices in a bowl; cake is noticeably absent from the scene.", "cake", "weak"),
+        ("Spices in a bowl; cake is noticeably absent from the scene.", "a cake", "weak"),
         ("Absent from the image is a bench, but a tall tower stands.", "a bench", "weak"),
         ("The stadium is absent of fans.", "a fan", "weak"),
         ("A girl walks her dog, unaccompanied by any adult.", "an adult", "weak"),
@@ -241,3 +243,22 @@ def test_unicode_and_odd_punctuation_do_not_break_offsets():
     assert d.negated and "hiking" in d.neg and "hiking" not in d.aff
     d = one("A woman reports on Keds commercials – there’s no food in sight.")
     assert d.neg == "food" and "food" not in d.aff
+
+
+_VOCAB = (
+    "no not without a the dog dogs cat is are in on absent missing none of them nobody one "
+    "there isn't doesn't have lacks empty free devoid chair-free chairless , . ; – ' \" sight "
+    "image scene running runs with except for instead neither nor or and but which who "
+    "Absent No There The İ Pokémon ’s"
+)
+_WORDS = _VOCAB.split()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), max_size=14), st.text(max_size=30))
+def test_any_text_decomposes_without_raising(words, noise):
+    for caption in (" ".join(words), noise, " ".join(words) + noise):
+        d = RULES.decompose_one(caption)
+        assert d.caption == caption
+        assert d.negated == (d.strength != "none")
+        assert not d.negated or d.neg.strip()

@@ -77,6 +77,8 @@ def read_video_frames(
     """
     import av
 
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown frame sampling {sampling!r}; choose one of {SAMPLINGS}")
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(f"{path}: no such video file")

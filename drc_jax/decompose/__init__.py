@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from drc_jax.decompose.jsonl import load_decompositions_jsonl, write_decompositions_jsonl
 from drc_jax.decompose.rules import RuleDecomposer
+from drc_jax.decompose.sglang import (
+    SGLangConfig,
+    SGLangDecomposer,
+    SGLangRequestError,
+    SGLangUnavailableError,
+)
 from drc_jax.decompose.types import (
     DECOMPOSITION_SCHEMA,
     MERGED_SCHEMA,
@@ -37,8 +43,6 @@ def get_decomposer(backend: str = "rules", **kwargs):
             raise ValueError(f"the rules decomposer takes no options, got {sorted(kwargs)}")
         return RuleDecomposer()
     if backend == "sglang":
-        from drc_jax.decompose.sglang import SGLangConfig, SGLangDecomposer
-
         unknown = set(kwargs) - set(SGLangConfig.__dataclass_fields__)
         if unknown:
             raise ValueError(
@@ -57,6 +61,10 @@ __all__ = [
     "Decomposition",
     "DecompositionError",
     "RuleDecomposer",
+    "SGLangConfig",
+    "SGLangDecomposer",
+    "SGLangRequestError",
+    "SGLangUnavailableError",
     "get_decomposer",
     "load_decompositions_jsonl",
     "write_decompositions_jsonl",

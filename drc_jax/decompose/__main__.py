@@ -12,6 +12,7 @@ import sys
 from absl import app, flags
 
 from drc_jax.decompose import BACKENDS, get_decomposer, write_decompositions_jsonl
+from drc_jax.decompose.sglang import SGLangRequestError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("backend", "rules", list(BACKENDS), "Decomposer backend.")
@@ -63,7 +64,7 @@ def main(argv):
                 batch = []
         if batch:
             write_decompositions_jsonl(dec.decompose(batch), sys.stdout)
-    except ConnectionError as e:
+    except (ConnectionError, SGLangRequestError) as e:  # server down / rejecting everything
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

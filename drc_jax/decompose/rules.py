@@ -27,212 +27,43 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 
+from drc_jax.decompose.lexicon import (
+    AUX,
+    BOUNDARY_PUNCT,
+    CLAUSE_CONJ,
+    CONJ,
+    CONTAINERS,
+    DETS,
+    GLUE,
+    IDIOMS_AFTER_NO,
+    INVARIANT_PLURALS,
+    MASS,
+    NEG_AUX,
+    NOT_PLURAL,
+    NP_LEAD,
+    NUMBERS,
+    OPENERS,
+    POSSESS,
+    POST_OK_AFTER_NEG,
+    PREDICATES,
+    PREPS,
+    PRONOUN_PERSON,
+    PRONOUNS,
+    QUOTES,
+    SCENE_GLUE,
+    WITHOUT,
+    container_link,
+    gerund,
+    is_word,
+    participle_or_adverb,
+    singular,
+)
+from drc_jax.decompose.lexicon import words as _W
 from drc_jax.decompose.types import Decomposition
 
+_STRONG, _MODERATE, _WEAK = "strong", "moderate", "weak"
 _TOKEN_SPLIT = re.compile(r"(\w+(?:[-'’]\w+)*|[^\w\s])")
 _RUN_ON = re.compile(r"[a-z] +(?:There|The|This|It|No|A|An|In|These|Those|We)\b")
-
-# ---------------------------------------------------------------------------------------------
-# General English word classes (closed classes plus a few frequent verbs). Nothing here is
-# specific to NegBench's captions or to COCO's object names.
-# ---------------------------------------------------------------------------------------------
-_W = lambda s: frozenset(s.split())
-
-DETS = _W(
-    "a an the any single one some other another more such this that these those his her their "
-    "its our my your either"
-)
-CONTAINERS = _W(
-    "sign signs trace traces hint hints indication indications evidence presence mention mentions "
-    "appearance appearances kind kinds type types form forms sort sorts glimpse sight instance "
-    "instances example examples reference references attention involvement use usage amount "
-    "amounts bit bits element elements scene scenes image images depiction depictions"
-)
-PREPS = _W(
-    "in on at to from for with within without by near around inside outside into onto across "
-    "behind above below beneath under underneath over through throughout along among amongst "
-    "during beside besides between beyond except like of off up down toward towards against upon "
-    "about after before past via per amid amidst"
-)
-CONJ = _W(
-    "and but while as so yet because since though although where when whereas which who whom "
-    "whose that than if nor or instead however unlike whether until unless whilst thus therefore "
-    "meanwhile just only rather even"
-)
-AUX = _W(
-    "is are was were be been being am 's 're has have had do does did can could will would shall "
-    "should may might must isn't aren't wasn't weren't doesn't don't didn't cannot can't won't "
-    "hasn't haven't couldn't wouldn't shouldn't there's it's"
-)
-# Predicates that follow a subject NP ("No dancing takes place", "no car visible").
-PREDICATES = _W(
-    "appear appears appeared appearing take takes took taking make makes made happen happens "
-    "happening occur occurs occurring exist exists existing come comes came go goes went seem "
-    "seems seemed break breaks broke interrupt interrupts accompany accompanies accompanying "
-    "fill fills enter enters remain remains stand stands sit sits lie lies get gets pass passes "
-    "feature features featured include includes included involve involves involved show shows "
-    "shown visible present seen found spotted noticed detected evident apparent available "
-    "anywhere everywhere nowhere here there nearby today either whatsoever else left allowed "
-    "permitted shed heard mentioned used needed required depicted pictured displayed captured "
-    "in-sight around inside outside whatsoever at all spoiled disturbs disturb mar mars "
-    "distract distracts join joins intrude intrudes again anymore too now"
-)
-# Verbs of having/showing whose object is the negated thing ("doesn't include a cup").
-POSSESS = _W(
-    "include includes including feature features featuring have has having contain contains "
-    "containing show shows showing display displays displaying involve involves involving depict "
-    "depicts depicting hold holds holding carry carries carrying wear wears wearing need needs "
-    "offer offers see find spot notice mention mentions reference references use uses using "
-    "present presents presenting"
-)
-PRONOUN_PERSON = _W("anyone anybody someone somebody anyone's")
-PRONOUNS = _W(
-    "it this he she they them there that these those which who what we you i something anything "
-    "nothing everything"
-)
-# Words dropped around the removed clause when building aff.
-GLUE = _W(
-    "there it is are was were 's 're be been with but and while as yet also even still however "
-    "so just though although whereas where which that who instead rather only yet whilst thus "
-    "meanwhile surprisingly curiously interestingly notably noticeably conspicuously clearly "
-    "evidently obviously completely entirely totally absolutely quite very too also further "
-    "moreover additionally furthermore indeed all"
-)
-SCENE_GLUE = _W(
-    "the a an this that image scene video picture photo photograph frame shot clip view footage "
-    "space setting surroundings background in on of within throughout has have had does do "
-    "did shows show features feature contains contain includes include appears appear seems seem "
-    "to sits sit stands stand lies lie remains remain looks look"
-)
-MASS = _W(
-    "water food music rain snow grass sand traffic furniture scenery nature wildlife equipment "
-    "luggage clothing smoke fire laughter dialogue dialog text writing violence technology "
-    "money hair milk coffee tea wine beer bread meat fruit cake pizza salad sushi soup ice art "
-    "architecture greenery vegetation foliage sunlight sunshine fog mist dust mud paper litter "
-    "trash garbage rubbish debris clutter graffiti lighting decor sound noise color colour media "
-    "electricity"
-)
-IDIOMS_AFTER_NO = _W("longer matter doubt wonder less sooner")
-_NP_LEAD = _W("even only just also both all at least")
-_WITHOUT = _W("without sans minus")
-_QUOTES = frozenset("\"'“”‘’`")
-# Words whose -s is not a plural, and irregular singulars.
-_NOT_PLURAL = _W(
-    "scissors pants jeans glasses sunglasses eyeglasses clothes shorts trousers binoculars "
-    "headphones earphones news series species means politics physics mathematics athletics "
-    "gymnastics electronics graphics economics aerobics ethics thanks goods stairs overalls "
-    "pajamas pyjamas tongs pliers tweezers"
-)
-_SINGULAR = {
-    "people": "person",
-    "men": "man",
-    "women": "woman",
-    "children": "child",
-    "mice": "mouse",
-    "feet": "foot",
-    "teeth": "tooth",
-    "geese": "goose",
-    "knives": "knife",
-    "wives": "wife",
-    "lives": "life",
-    "leaves": "leaf",
-    "wolves": "wolf",
-    "shelves": "shelf",
-    "halves": "half",
-    "loaves": "loaf",
-    "calves": "calf",
-    "thieves": "thief",
-    "scarves": "scarf",
-    "hooves": "hoof",
-    "cookies": "cookie",
-    "movies": "movie",
-    "pies": "pie",
-    "ties": "tie",
-    "zombies": "zombie",
-    "brownies": "brownie",
-    "smoothies": "smoothie",
-    "selfies": "selfie",
-    "goalies": "goalie",
-    "calories": "calorie",
-    "rookies": "rookie",
-    "hoodies": "hoodie",
-    "lies": "lie",
-    "police": "police",
-    "sheep": "sheep",
-    "fish": "fish",
-    "deer": "deer",
-    "aircraft": "aircraft",
-}
-_NUMBERS = _W("two three four five six seven eight nine ten dozen several many few multiple")
-_INVARIANT_PLURALS = _W("people men women children mice feet teeth geese police")
-BOUNDARY_PUNCT = frozenset(",;:.!?–—-()[]…")
-CLAUSE_CONJ = _W(
-    "but while whereas yet although though however instead where which so because since whilst "
-    "meanwhile"
-)
-_NEG_AUX = _W(
-    "not isn't aren't wasn't weren't doesn't don't didn't cannot can't won't hasn't haven't "
-    "couldn't"
-)
-_POST_OK_AFTER_NEG = _W(
-    "featured visible present shown seen found involved included pictured depicted in part there "
-    "around anywhere appear appears feature features exist exists be available evident spotted "
-    "allowed permitted shown captured heard to"
-)
-
-_STRONG, _MODERATE, _WEAK = "strong", "moderate", "weak"
-
-
-def _is_word(tok: str) -> bool:
-    return tok[0].isalnum()
-
-
-_OPENERS = _W("there the this it no a an in these those we")
-_LY_NOUNS = _W("family butterfly dragonfly firefly belly jelly lily bully rally ally holly")
-
-
-def _container_link(container: str, prep: str) -> bool:
-    """'signs of', 'mention of', 'reference to': a head that hands over to its complement."""
-    if prep == "of":
-        return container in CONTAINERS
-    return prep == "to" and container in ("reference", "references", "attention")
-
-
-def _participle_or_adverb(w: str) -> bool:
-    """'parked', 'sitting', 'currently': words that end a noun phrase ('bed', 'king' do not)."""
-    if w.endswith("ed"):
-        return len(w) > 4 and not w.endswith("eed")
-    if w.endswith("ing"):
-        return len(w) > 5 and not w.endswith("thing")
-    if w.endswith("ly"):
-        return len(w) > 4 and w not in _LY_NOUNS
-    return False
-
-
-def _gerund(verb: str) -> str:
-    """'runs' -> 'running', 'sings' -> 'singing', 'makes' -> 'making', 'cries' -> 'crying'."""
-    v = verb
-    if v.endswith("ies") and len(v) > 4:
-        v = v[:-3] + "y"
-    elif v.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
-        v = v[:-2]
-    elif v.endswith("s") and not v.endswith("ss"):
-        v = v[:-1]
-    if v.endswith("ie"):
-        return v[:-2] + "ying"
-    if v.endswith("e") and not v.endswith(("ee", "ye", "oe")) and len(v) > 2:
-        return v[:-1] + "ing"
-    vowels = "aeiou"
-    if (
-        len(v) >= 3
-        and v[-1] not in vowels + "wxy"
-        and v[-2] in vowels
-        and v[-3] not in vowels
-        and (len(v) <= 4 or v[-4] not in vowels)
-        and len(v) <= 4
-    ):
-        return v + v[-1] + "ing"
-    return v + "ing"
 
 
 @dataclass
@@ -270,7 +101,7 @@ class _Caption:
             breaks = [
                 i
                 for i in range(1, len(low))
-                if low[i] in _OPENERS
+                if low[i] in OPENERS
                 and text[starts[i]].isupper()
                 and low[i - 1][0].isalpha()
                 and text[starts[i - 1]].islower()
@@ -295,20 +126,20 @@ class _Caption:
     def np_forward(self, i: int, limit: int = 4) -> tuple[int, int] | None:
         """The noun phrase starting at token i (determiners and 'sign of'-style heads skipped)."""
         low, n = self.low, self.n
-        i = self.skip(self.skip(i, _NP_LEAD), DETS)
+        i = self.skip(self.skip(i, NP_LEAD), DETS)
         # "signs of", "mention or appearance of", "any reference to"
         k = i
         while k < n and (low[k] in CONTAINERS or low[k] in ("or", "and") or low[k] in DETS):
             k += 1
-        if k > i and k < n and _container_link(low[k - 1], low[k]):
+        if k > i and k < n and container_link(low[k - 1], low[k]):
             i = self.skip(k + 1, DETS)
         start = j = i
         words = 0
         while j < n:
             w = low[j]
-            if not _is_word(w):
+            if not is_word(w):
                 break
-            if w in ("or", "nor") and words and j + 1 < n and _is_word(low[j + 1]):
+            if w in ("or", "nor") and words and j + 1 < n and is_word(low[j + 1]):
                 nxt = low[j + 1]
                 if (
                     nxt not in PREPS
@@ -320,7 +151,7 @@ class _Caption:
                     words = 0
                     limit += 2
                     continue
-            if w in PREDICATES and not words and j + 1 < n and _is_word(low[j + 1]):
+            if w in PREDICATES and not words and j + 1 < n and is_word(low[j + 1]):
                 nxt = low[j + 1]
                 if not (nxt in PREPS or nxt in CONJ or nxt in AUX or nxt in PREDICATES):
                     # "no visible chairs", "no accompanying bottle": an adjective, not a predicate
@@ -332,13 +163,13 @@ class _Caption:
             if w in PREPS or w in CONJ or w in AUX or w in PREDICATES or w in PRONOUNS:
                 break
             if words:
-                if w.endswith("s") and j + 1 < n and low[j + 1] in DETS and w not in _NOT_PLURAL:
+                if w.endswith("s") and j + 1 < n and low[j + 1] in DETS and w not in NOT_PLURAL:
                     break  # "a man in a hat rides a bike": a verb, not a plural noun
                 if (
                     w.endswith("ing")
                     and j + 1 < n
-                    and _is_word(low[j + 1])
-                    and not (low[j - 1].endswith("s") and low[j - 1] not in _NOT_PLURAL)
+                    and is_word(low[j + 1])
+                    and not (low[j - 1].endswith("s") and low[j - 1] not in NOT_PLURAL)
                 ):  # ("no shoes playing games": after a plural, -ing is a participle)
                     nxt = low[j + 1]
                     if not (
@@ -361,7 +192,7 @@ class _Caption:
                     j += 1
                     words += 1
                     break
-                if _participle_or_adverb(w):
+                if participle_or_adverb(w):
                     break
                 if w in DETS:
                     break
@@ -385,7 +216,7 @@ class _Caption:
         words = 0
         while j >= 0 and words < limit:
             w = low[j]
-            if not _is_word(w) or w in PREPS or w in CONJ or w in AUX or w in PREDICATES:
+            if not is_word(w) or w in PREPS or w in CONJ or w in AUX or w in PREDICATES:
                 break
             if w in DETS or w in PRONOUNS:
                 break
@@ -405,7 +236,7 @@ def _person_action(c: _Caption, i: int) -> tuple[str, tuple[int, int] | None]:
     """
     low, n = c.low, c.n
     j = c.skip(i, _PERSON_SKIP)
-    if j >= n or not _is_word(low[j]):
+    if j >= n or not is_word(low[j]):
         return "a person", None
     w = low[j]
     if w in POSSESS and j + 1 < n and low[j + 1] in DETS:
@@ -425,7 +256,7 @@ def _person_action(c: _Caption, i: int) -> tuple[str, tuple[int, int] | None]:
         and w not in CONJ
         and w not in DETS
     ):
-        verb = _gerund(w)
+        verb = gerund(w)
     if verb is None:
         return "a person", None
     out = "a person " + verb
@@ -465,7 +296,7 @@ def _scene_level(c: _Caption, cue: _Cue) -> bool:
 
 def _quoted(c: _Caption) -> list[tuple[int, int]]:
     """Token spans inside quotation marks that open after the caption's first token."""
-    marks = [i for i, t in enumerate(c.low) if t in _QUOTES]
+    marks = [i for i, t in enumerate(c.low) if t in QUOTES]
     spans = []
     for a, b in zip(marks[::2], marks[1::2], strict=False):
         if a > 0 and b - a <= 10:  # a short quoted label: 'no parking'
@@ -478,7 +309,7 @@ def _find_cue(c: _Caption) -> _Cue | None:
     low, n = c.low, c.n
     best: _Cue | None = None
     best_rank = (-1, -1)
-    quoted = _quoted(c) if any(q in c.text for q in _QUOTES) else ()
+    quoted = _quoted(c) if any(q in c.text for q in QUOTES) else ()
     for i in range(n):
         w = low[i]
         if w not in _CUE_WORDS and not (
@@ -513,7 +344,7 @@ def _cue_at(c: _Caption, i: int, w: str) -> _Cue | None:
         return _prenominal(c, i, i + 1, _STRONG)
     if w in ("nobody", "no-one"):
         return _person_cue(c, i, i + 1, _STRONG)
-    if w in _WITHOUT:
+    if w in WITHOUT:
         return _prenominal(c, i, i + 1, _STRONG)
     if nxt in ("of", "from") and w in ("devoid", "free", "void", "bereft"):
         return _prenominal(c, i, i + 2, _STRONG)
@@ -544,7 +375,7 @@ def _cue_at(c: _Caption, i: int, w: str) -> _Cue | None:
         return _none_of(c, i)
     if w in ("absent", "missing", "nowhere"):
         return _absent(c, i)
-    if w in _NEG_AUX:
+    if w in NEG_AUX:
         return _negated_aux(c, i)
     if w in ("instead", "rather") and nxt in ("of", "than"):
         return _prenominal(c, i, i + 2, _MODERATE, explicit=False)
@@ -574,9 +405,9 @@ def _cue_at(c: _Caption, i: int, w: str) -> _Cue | None:
 
 _ALWAYS_PEOPLE = _W("deserted uninhabited unmanned unoccupied")
 _PLACES = _W(
-    "room rooms kitchen bathroom bedroom restroom toilet office hallway corridor hall lobby "
+    "room rooms kitchen bathroom bedroom restroom office hallway corridor hall lobby "
     "street streets road roads parking intersection beach field park playground court "
-    "stadium arena station platform bus train subway classroom building house city town space "
+    "stadium arena station platform classroom building house city town space "
     "scene area theater church restaurant bar cafe store shop market"
 )
 # -less adjectives that do not mean "without <stem>" in a scene.
@@ -596,7 +427,7 @@ _CUE_WORDS = (
         "no nobody no-one nothing without sans minus devoid free void bereft empty vacant absent "
         "lacks lack lacking lacked absence neither none missing nowhere instead rather far except"
     )
-    | _NEG_AUX
+    | NEG_AUX
     | _IMPLICIT
     | frozenset(w for w in ("unaccompanied", "undisturbed", "unoccupied", "unencumbered"))
 )
@@ -604,7 +435,7 @@ _CUE_WORDS = (
 
 def _np_from_word(word: str) -> str:
     w = word.lower()
-    sing = _singular(w)
+    sing = singular(w)
     if sing == "person" or w in PRONOUN_PERSON:
         return "a person"
     return ("an " if sing[0] in "aeiou" else "a ") + sing if sing not in MASS else sing
@@ -618,12 +449,12 @@ def _person_cue(c: _Caption, start: int, after: int, strength: str) -> _Cue:
 
 
 def _prenominal(c: _Caption, cue_start: int, np_start: int, strength: str, explicit=True):
-    j = c.skip(c.skip(np_start, _NP_LEAD), DETS)
+    j = c.skip(c.skip(np_start, NP_LEAD), DETS)
     # "no indication of anyone watching", "without anyone"
     k = j
     while k < c.n and (c.low[k] in CONTAINERS or c.low[k] in DETS or c.low[k] in ("or", "and")):
         k += 1
-    if k > j and k < c.n and _container_link(c.low[k - 1], c.low[k]):
+    if k > j and k < c.n and container_link(c.low[k - 1], c.low[k]):
         j = c.skip(k + 1, DETS)
     if j < c.n and c.low[j] in PRONOUN_PERSON:
         return (
@@ -686,7 +517,7 @@ def _absent(c: _Caption, i: int):
     # "absent from the image is a chair", "nowhere in the image is a bottle"
     if j < n and low[j] in PREPS:
         k = j + 1
-        while k < n and k < j + 10 and _is_word(low[k]) and low[k] not in AUX:
+        while k < n and k < j + 10 and is_word(low[k]) and low[k] not in AUX:
             k += 1
         if k < n and low[k] in ("is", "are", "was", "were"):
             return _prenominal(c, i, k + 1, strength, explicit)
@@ -699,10 +530,10 @@ def _absent(c: _Caption, i: int):
     if (
         w == "missing"
         and j < n
-        and _is_word(low[j])
+        and is_word(low[j])
         and low[j] not in PREPS
         and low[j] not in CONJ
-        and not _participle_or_adverb(low[j])
+        and not participle_or_adverb(low[j])
     ):
         return _prenominal(c, i, j, strength, explicit)
     return _postnominal(c, i, strength, explicit)
@@ -714,7 +545,7 @@ def _none_of(c: _Caption, i: int):
     j = i + 1
     if j < n and low[j] == "of":
         j += 1
-        while j < n and _is_word(low[j]) and low[j] not in AUX and low[j] not in POSSESS:
+        while j < n and is_word(low[j]) and low[j] not in AUX and low[j] not in POSSESS:
             j += 1
     j = c.skip(j, AUX)
     if j < n and (low[j] in POSSESS or low[j].endswith("ing") or low[j] == "with"):
@@ -746,7 +577,7 @@ def _negated_aux(c: _Caption, i: int):
     k = c.skip(j, _AUX_ADVERBS)
     if k < n and low[k] in ("find", "see", "spot", "notice"):  # "what you won't find is a bowl"
         m = k + 1
-        while m < n and m < k + 8 and _is_word(low[m]) and low[m] not in ("is", "are"):
+        while m < n and m < k + 8 and is_word(low[m]) and low[m] not in ("is", "are"):
             m += 1
         if m < n and low[m] in ("is", "are"):
             return _prenominal(c, i, m + 1, _MODERATE)
@@ -757,7 +588,7 @@ def _negated_aux(c: _Caption, i: int):
         and (
             low[k + 1] in DETS
             or (
-                _is_word(low[k + 1])
+                is_word(low[k + 1])
                 and low[k + 1] not in PREPS
                 and low[k + 1] not in CONJ
                 and low[k + 1] not in PREDICATES
@@ -766,13 +597,13 @@ def _negated_aux(c: _Caption, i: int):
     ):
         return _prenominal(c, i, k + 1, _MODERATE)
     # "a dog not on a beach", "not sitting at a dining table"
-    p = k + 1 if k + 1 < n and _is_word(low[k]) and _locative(low, k + 1) else k
-    if p < n and _locative(low, p) and p + 1 < n and _is_word(low[p + 1]):
+    p = k + 1 if k + 1 < n and is_word(low[k]) and _locative(low, k + 1) else k
+    if p < n and _locative(low, p) and p + 1 < n and is_word(low[p + 1]):
         cue = _prenominal(c, i, p + 1, _STRONG if bare_not else _MODERATE)
         if cue is not None and cue.np and low[cue.np[1] - 1] not in _STATE_NOUNS:
             cue.link = low[p] if p == k else f"{low[k]} {low[p]}"
             return cue
-    if k >= n or low[k] in _POST_OK_AFTER_NEG or not _is_word(low[k]):
+    if k >= n or low[k] in POST_OK_AFTER_NEG or not is_word(low[k]):
         return _postnominal(c, i, _MODERATE)
     return None
 
@@ -808,25 +639,7 @@ def _predicative(c: _Caption, i: int) -> bool:
     if i > 0 and low[i - 1] in DETS:  # "an empty, stylish kitchen"
         return False
     nxt = low[i + 1] if i + 1 < n else "."
-    return not _is_word(nxt) or nxt in PREPS or nxt in CONJ or nxt == "and"
-
-
-def _singular(w: str) -> str:
-    if w in _SINGULAR:
-        return _SINGULAR[w]
-    if len(w) < 4 or not w.endswith("s") or w in _NOT_PLURAL:
-        return w
-    if w.endswith(("ss", "us", "is", "ics", "'s")):
-        return w
-    if w.endswith("ies"):
-        return w[:-3] + "y"
-    if w.endswith("uses"):  # buses, houses
-        return w[:-2] if len(w) <= 5 else w[:-1]
-    if w.endswith(("ches", "shes", "sses", "xes", "zes")):
-        return w[:-2]
-    if w.endswith("oes") and len(w) > 5:
-        return w[:-2]
-    return w[:-1]
+    return not is_word(nxt) or nxt in PREPS or nxt in CONJ or nxt == "and"
 
 
 def _neg_text(c: _Caption, cue: _Cue) -> str:
@@ -843,23 +656,23 @@ def _neg_text(c: _Caption, cue: _Cue) -> str:
         text = text.replace(" nor ", " or ")
         return (low[a - 1] + " " + text) if a > 0 and low[a - 1] in ("a", "an") else text
     gerund_phrase = low[a].endswith("ing") and any(low[k] in DETS for k in range(a + 1, b))
-    if head.endswith("ing") or head in MASS or gerund_phrase or low[a] in _NUMBERS:
+    if head.endswith("ing") or head in MASS or gerund_phrase or low[a] in NUMBERS:
         return text  # "swimming", "water", "taking the lift", "two slices"
-    sing = _singular(head)
+    sing = singular(head)
     if sing != head:
         text = c.text[c.starts[a] : c.starts[b - 1]] + (
             sing if c.tok(b - 1).islower() else c.tok(b - 1)[: len(sing)]
         )
-        if head in _INVARIANT_PLURALS:
+        if head in INVARIANT_PLURALS:
             text = c.text[c.starts[a] : c.starts[b - 1]] + sing
     elif (
         head.endswith("s")
-        and head not in _NOT_PLURAL
+        and head not in NOT_PLURAL
         and len(head) > 3
         and not head.endswith(("ss", "us", "is"))
     ):
         return text
-    if sing in MASS or head in _NOT_PLURAL:
+    if sing in MASS or head in NOT_PLURAL:
         return text
     return ("an " if low[a][0] in "aeiou" else "a ") + text
 
@@ -911,7 +724,7 @@ def _aff_text(c: _Caption, s: int, e: int) -> str:
             break
         r += 1
     while r < n and (
-        low[r] in BOUNDARY_PUNCT or low[r] in GLUE or low[r].endswith("ly") or low[r] in _QUOTES
+        low[r] in BOUNDARY_PUNCT or low[r] in GLUE or low[r].endswith("ly") or low[r] in QUOTES
     ):
         r += 1
     left = text[: c.ends[p - 1]].strip() if p > 0 else ""
@@ -944,13 +757,13 @@ def _setting(c: _Caption, cue: _Cue) -> str:
     i = cue.start
     if low[i] == "none" and i + 2 < n and low[i + 1] == "of" and low[i + 2] not in PRONOUNS:
         j = i + 2
-        while j < n and _is_word(low[j]) and low[j] not in AUX and low[j] not in POSSESS:
+        while j < n and is_word(low[j]) and low[j] not in AUX and low[j] not in POSSESS:
             j += 1
         return text[c.starts[i + 2] : c.ends[j - 1]] if j > i + 2 else ""
     for j in range(cue.end, n - 1):
         if low[j] in BOUNDARY_PUNCT and low[j] not in "-":
             break
-        if low[j] in _SETTING_PREPS and _is_word(low[j + 1]) and low[j + 1] not in _OBJ_PRONOUNS:
+        if low[j] in _SETTING_PREPS and is_word(low[j + 1]) and low[j + 1] not in _OBJ_PRONOUNS:
             k = j + 1
             while k < n and low[k] not in BOUNDARY_PUNCT and low[k] not in CLAUSE_CONJ:
                 k += 1

@@ -14,9 +14,9 @@ A caption whose output is still invalid after the retries falls back as the pape
 scored with plain CLIP (``negated=False``) and counted in ``stats["fallbacks"]`` (by reason in
 ``fallback_reasons``). Invalid answers are cached (temperature 0 repeats them); timeouts, 5xx and
 4xx rejections (e.g. a caption longer than the context) are not, so a rerun asks again. A call
-whose every request is rejected raises :class:`SGLangRequestError` (wrong model name, old server). A server that
-cannot be reached at all raises :class:`SGLangUnavailableError` once the answers already received
-are saved, so a rerun resumes from the cache.
+whose every request is rejected raises :class:`SGLangRequestError` (wrong model name, old
+server). A server that cannot be reached at all raises :class:`SGLangUnavailableError` once the
+answers already received are saved, so a rerun resumes from the cache.
 """
 
 from __future__ import annotations
@@ -248,9 +248,8 @@ class SGLangDecomposer:
         with self._lock:
             self.stats["fallbacks"] += 1
             self.fallback_reasons[kind] += 1
-        if (
-            self.cache is not None and kind == "invalid"
-        ):  # deterministic at temperature 0: don't ask again
+        # Invalid output repeats at temperature 0: cache it so a rerun does not ask again.
+        if self.cache is not None and kind == "invalid":
             self.cache.put(dec, fallback=kind)
         log.info("caption %r fell back to plain CLIP (%s)", caption, reason)
         return dec

@@ -11,7 +11,7 @@ from drc_jax.launch.options import RunOptions
 
 
 def decompose(captions: list[str], opts: RunOptions, timing: dict):
-    """Decompositions of the unique captions (rules, sglang, or a JSONL), with stats."""
+    """One Decomposition per caption (each unique caption decomposed once), and stats."""
     from drc_jax.decompose import get_decomposer, load_decompositions_jsonl
 
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def _thumbnail(path, kind: str, opts):
 
 def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> list[str]:
     """Write ``figures/query_XX.png`` under the output dir; return their paths."""
-    from drc_jax.figures import FigureTile, render_comparison
+    from drc_jax.figures import FigureStyle, FigureTile, render_comparison
 
     out_dir = Path(opts.output_dir).expanduser() / "figures"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,12 @@ def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> li
             cache[i] = _thumbnail(paths[i], bench.kind, opts)
         return cache[i]
 
+    # Row labels are method names ("SpaceVLM-DRC"): make room for the longest word.
+    longest = max(len(w) for v in config.variants for w in v.label.split())
+    style = FigureStyle(row_label_width=int(min(360, max(120, 18 * longest + 24))))
+    warning = ""
+    if any(w.startswith("random") for w in config.backbones(opts.resolved_weights)):
+        warning = "random weights: results only exercise the pipeline"
     written = []
     for n, qi in enumerate(pick_queries(bench, decompositions, opts.figures)):
         q = bench.queries[qi]
@@ -68,17 +74,22 @@ def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> li
                 tiles.append(
                     FigureTile(
                         image=thumb(i),
-                        label=f"#{rank + 1} {bench.media[i].id}",
+                        label=bench.media[i].id,
+                        rank=rank + 1,
                         contains_negated=contains,
                         is_ground_truth=i == q.gt,
                     )
                 )
             rows[v.label] = tiles
         d = decompositions[qi]
-        title = f'"{q.caption}"'
-        if d.negated:
-            title += f"  [aff: {d.aff} | neg: {d.neg} | {d.strength}]"
+        subtitle = (
+            f"aff: {d.aff} | neg: {d.neg} | cf: {d.cf} | strength: {d.strength}"
+            if d.negated
+            else "no negation found: plain CLIP score"
+        )
         path = out_dir / f"query_{n:02d}.png"
-        render_comparison(path, title, rows)
+        render_comparison(
+            path, f'"{q.caption}"', rows, subtitle=subtitle, warning=warning, style=style
+        )
         written.append(str(path))
     return written
