@@ -12,6 +12,7 @@ pads each group of texts to the shortest of the 16/32/48/64/77 buckets that hold
 from __future__ import annotations
 
 import ast
+import copy
 import csv
 import json
 import os
@@ -32,7 +33,7 @@ flags.DEFINE_string("backbone", "ViT-B/32", "ViT-B/32 | ViT-B/16 | ViT-L/14")
 flags.DEFINE_integer("images", 256, "images per timed run")
 flags.DEFINE_integer("texts", 1024, "texts per timed run")
 flags.DEFINE_integer("batch_size", 64, "batch size for both implementations")
-flags.DEFINE_integer("repeats", 3, "timed runs per measurement (the median is reported)")
+flags.DEFINE_integer("repeats", 3, "timed rounds per measurement (the median is reported)")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "dtypes to measure")
 flags.DEFINE_string(
     "captions", str(REPO.parent / "shared" / "negbench" / "coco_neg_dev.csv"), "NegBench csv"
@@ -52,21 +53,26 @@ def _captions(path: str, n: int) -> list[str]:
     return out[:n]
 
 
-def _median_rate(fn, n: int, repeats: int) -> float:
-    fn()  # warm-up: compiles every shape (jax) / primes allocators (torch)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _interleaved_rates(fns: dict, n: int, repeats: int) -> dict[str, float]:
+    """Items/s of each function: one warm-up call each (compiles every shape for jax), then
+    ``repeats`` rounds that time every function once in turn, so load from other processes on a
+    shared machine hits both sides alike; the median round is reported."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return n / statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: n / statistics.median(v) for k, v in times.items()}
 
 
-def _torch_side(model, tok, pixels, texts, dtype: str, bs: int, repeats: int):
+def _torch_fns(model, tok, pixels, texts, dtype: str, bs: int):
     import torch
 
     tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    m = model.to(tdt)
+    m = copy.deepcopy(model).to(tdt)
     px = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).to(tdt)
 
     def images():
@@ -88,14 +94,7 @@ def _torch_side(model, tok, pixels, texts, dtype: str, bs: int, repeats: int):
                 e = m.get_text_features(**batch).pooler_output
                 (e / e.norm(dim=-1, keepdim=True)).float().numpy()
 
-    return _median_rate(images, len(px), repeats), _median_rate(text, len(texts), repeats)
-
-
-def _jax_side(clip, pixels, texts, repeats: int):
-    return (
-        _median_rate(lambda: clip.encode_images(pixels), len(pixels), repeats),
-        _median_rate(lambda: clip.encode_texts(texts), len(texts), repeats),
-    )
+    return images, text
 
 
 def main(argv):
@@ -143,8 +142,18 @@ def main(argv):
             clip = load_clip(d, dtype=dtype, batch_size=bs, use_cache=False)
             # sanity: same weights give the same embeddings (checks the run compares like for like)
             ref = load_clip(d, dtype="float32", use_cache=False).encode_images(pixels[:2])
-            jimg, jtxt = _jax_side(clip, pixels, texts, FLAGS.repeats)
-            timg, ttxt = _torch_side(model, tok, pixels, texts, dtype, bs, FLAGS.repeats)
+            t_images, t_texts = _torch_fns(model, tok, pixels, texts, dtype, bs)
+            r_img = _interleaved_rates(
+                {"flax": lambda c=clip: c.encode_images(pixels), "torch": t_images},
+                len(pixels),
+                FLAGS.repeats,
+            )
+            r_txt = _interleaved_rates(
+                {"flax": lambda c=clip: c.encode_texts(texts), "torch": t_texts},
+                len(texts),
+                FLAGS.repeats,
+            )
+            jimg, timg, jtxt, ttxt = r_img["flax"], r_img["torch"], r_txt["flax"], r_txt["torch"]
             results[dtype] = {
                 "flax_images_per_s": jimg,
                 "torch_images_per_s": timg,

@@ -147,6 +147,107 @@ def timed(fn):
     return dt
 
 
+def flops_of(nq: int, n: int, dim: int, n_slice: int) -> dict[str, int]:
+    one = 2 * nq * n * dim
+    return {
+        "numpy_four_sim": 4 * one,
+        "numpy_four_sim_inplace": 4 * one,
+        "drc_score_f32": 2 * one,
+        "drc_score_bf16": 2 * one,
+        "two_gemms_xla_f32": 2 * one,
+        "gemm_numpy_f32": one,
+        "gemm_xla_f32": one,
+        "gemm_xla_f32_slice": 2 * nq * n_slice * dim,
+        "gemm_xla_bf16_slice": 2 * nq * n_slice * dim,
+    }
+
+
+def summarize(times, nq, n, dim, n_slice, rounds, backend, max_err):
+    """Table rows and summary ratios from per-round times; prints the table."""
+    flops_per = flops_of(nq, n, dim, n_slice)
+    best = {k: min(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    gflops = {k: flops_per[k] / best[k] / 1e9 for k in times}
+    # This machine's GEMM rate: the best f32 GEMM rate seen anywhere in the run (a single GEMM in
+    # NumPy or XLA, or the two-GEMM pair), so a busy moment in one measurement cannot inflate
+    # the fractions.
+    machine_gemm = max(
+        gflops["gemm_numpy_f32"], gflops["gemm_xla_f32"], gflops["two_gemms_xla_f32"]
+    )
+    pairs = nq * n
+    rows = []
+    impls = (
+        "numpy_four_sim",
+        "numpy_four_sim_inplace",
+        "drc_score_f32",
+        "drc_score_bf16",
+        "two_gemms_xla_f32",
+    )
+    # Per-round ratios: both sides of a ratio ran within a minute of each other.
+    per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b], strict=True)]
+    for name in impls:
+        rows.append(
+            {
+                "impl": name,
+                "best_s": best[name],
+                "median_s": med[name],
+                "pairs_per_s": pairs / best[name],
+                "speedup_vs_numpy": best["numpy_four_sim"] / best[name],
+                "gflops": gflops[name],
+                "fraction_of_machine_gemm": gflops[name] / machine_gemm,
+            }
+        )
+    summary = {
+        "drc_f32_speedup_vs_numpy_median_of_round_ratios": statistics.median(
+            per_round("numpy_four_sim", "drc_score_f32")
+        ),
+        "drc_f32_speedup_vs_numpy_inplace_best": best["numpy_four_sim_inplace"]
+        / best["drc_score_f32"],
+        "two_gemms_share_median_of_round_ratios": statistics.median(
+            per_round("two_gemms_xla_f32", "drc_score_f32")
+        ),
+        "bf16_speedup_median_of_round_ratios": statistics.median(
+            per_round("drc_score_f32", "drc_score_bf16")
+        ),
+        "drc_f32_speedup_vs_numpy_best": best["numpy_four_sim"] / best["drc_score_f32"],
+        "drc_f32_speedup_vs_numpy_median": med["numpy_four_sim"] / med["drc_score_f32"],
+        "two_gemms_share_of_drc_f32_best": best["two_gemms_xla_f32"] / best["drc_score_f32"],
+        "two_gemms_share_of_drc_f32_median": med["two_gemms_xla_f32"] / med["drc_score_f32"],
+        "bf16_speedup_vs_f32_best": best["drc_score_f32"] / best["drc_score_bf16"],
+        "bf16_speedup_vs_f32_median": med["drc_score_f32"] / med["drc_score_bf16"],
+        "gemm_gflops_numpy_f32": gflops["gemm_numpy_f32"],
+        "gemm_gflops_xla_f32": gflops["gemm_xla_f32"],
+        "gemm_gflops_xla_f32_slice": gflops["gemm_xla_f32_slice"],
+        "gemm_gflops_xla_bf16_native_slice": gflops["gemm_xla_bf16_slice"],
+        "machine_gemm_gflops": machine_gemm,
+        "max_abs_err_vs_numpy": max_err,
+    }
+    print()
+    print(f"Q={nq} N={n} D={dim} backend={backend}, best of {rounds} rounds (medians in JSON)")
+    print("| impl | best s | median s | Mpairs/s | vs NumPy | GFLOP/s | of GEMM rate |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [
+            r["impl"],
+            f"{r['best_s']:.2f}",
+            f"{r['median_s']:.2f}",
+            f"{r['pairs_per_s'] / 1e6:.0f}",
+            f"{r['speedup_vs_numpy']:.2f}x",
+            f"{r['gflops']:.0f}",
+            f"{100 * r['fraction_of_machine_gemm']:.0f}%",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    g = gflops
+    print(
+        f"GEMM rate (GFLOP/s): NumPy/OpenBLAS f32 {g['gemm_numpy_f32']:.0f}, XLA f32 "
+        f"{g['gemm_xla_f32']:.0f}; on an {n_slice}-image slice XLA f32 "
+        f"{g['gemm_xla_f32_slice']:.0f} vs XLA bf16 native dot {g['gemm_xla_bf16_slice']:.0f}"
+    )
+    for k, v in summary.items():
+        print(f"{k}: {v:.4g}")
+    return rows, summary
+
+
 def main(argv=None):
     from absl import app, flags
 
@@ -155,11 +256,29 @@ def main(argv=None):
     flags.DEFINE_integer("d", 512, "embedding dimension")
     flags.DEFINE_integer("rounds", 5, "interleaved timing rounds (best and median reported)")
     flags.DEFINE_string(
+        "from_json", None, "re-analyse the per-round times of an earlier run's JSON (no timing)"
+    )
+    flags.DEFINE_string(
         "out", None, "JSON path (default benchmarks/results/bench_scoring_<backend>.json)"
     )
 
     def run(_):
         f = flags.FLAGS
+        if f.from_json:
+            result = json.loads(Path(f.from_json).read_text())
+            c = result["config"]
+            result["rows"], result["summary"] = summarize(
+                result["times_s"],
+                c["Q"],
+                c["N"],
+                c["D"],
+                c.get("n_slice", min(c["N"], 8192)),
+                c["rounds"],
+                result["machine"]["backend"],
+                result["summary"]["max_abs_err_vs_numpy"],
+            )
+            Path(f.out or f.from_json).write_text(json.dumps(result, indent=2) + "\n")
+            return
         backend = jax.default_backend()
         out_path = Path(f.out or f"benchmarks/results/bench_scoring_{backend}.json")
         nq, n, dim = f.q, f.n, f.d
@@ -199,17 +318,6 @@ def main(argv=None):
             "gemm_xla_f32_slice": lambda: gemm_xla(j["aff"], j_images[: slice16.shape[0]]),
             "gemm_xla_bf16_slice": lambda: gemm_bf16(j["aff"], slice16),
         }
-        flops_per = {
-            "numpy_four_sim": 4 * 2 * nq * n * dim,
-            "numpy_four_sim_inplace": 4 * 2 * nq * n * dim,
-            "drc_score_f32": 2 * 2 * nq * n * dim,
-            "drc_score_bf16": 2 * 2 * nq * n * dim,
-            "two_gemms_xla_f32": 2 * 2 * nq * n * dim,
-            "gemm_numpy_f32": 2 * nq * n * dim,
-            "gemm_xla_f32": 2 * nq * n * dim,
-            "gemm_xla_f32_slice": 2 * nq * slice16.shape[0] * dim,
-            "gemm_xla_bf16_slice": 2 * nq * slice16.shape[0] * dim,
-        }
         for name, fn in cases.items():  # compile and warm up the jitted ones
             if not name.startswith(("numpy", "gemm_numpy")):
                 timed(fn)
@@ -222,85 +330,15 @@ def main(argv=None):
                 + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
             )
 
-        best = {k: min(v) for k, v in times.items()}
-        med = {k: statistics.median(v) for k, v in times.items()}
-        gflops = {k: flops_per[k] / best[k] / 1e9 for k in cases}
-        machine_gemm = max(gflops["gemm_numpy_f32"], gflops["gemm_xla_f32"])
-        pairs = nq * n
-        rows = []
-        impls = (
-            "numpy_four_sim",
-            "numpy_four_sim_inplace",
-            "drc_score_f32",
-            "drc_score_bf16",
-            "two_gemms_xla_f32",
-        )
-        # Per-round ratios: both sides of a ratio ran within a minute of each other.
-        per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b], strict=True)]
-        for name in impls:
-            rows.append(
-                {
-                    "impl": name,
-                    "best_s": best[name],
-                    "median_s": med[name],
-                    "pairs_per_s": pairs / best[name],
-                    "speedup_vs_numpy": best["numpy_four_sim"] / best[name],
-                    "gflops": gflops[name],
-                    "fraction_of_machine_gemm": gflops[name] / machine_gemm,
-                }
-            )
-        summary = {
-            "drc_f32_speedup_vs_numpy_median_of_round_ratios": statistics.median(
-                per_round("numpy_four_sim", "drc_score_f32")
-            ),
-            "drc_f32_speedup_vs_numpy_inplace_best": best["numpy_four_sim_inplace"]
-            / best["drc_score_f32"],
-            "two_gemms_share_median_of_round_ratios": statistics.median(
-                per_round("two_gemms_xla_f32", "drc_score_f32")
-            ),
-            "bf16_speedup_median_of_round_ratios": statistics.median(
-                per_round("drc_score_f32", "drc_score_bf16")
-            ),
-            "drc_f32_speedup_vs_numpy_best": best["numpy_four_sim"] / best["drc_score_f32"],
-            "drc_f32_speedup_vs_numpy_median": med["numpy_four_sim"] / med["drc_score_f32"],
-            "two_gemms_share_of_drc_f32_best": best["two_gemms_xla_f32"] / best["drc_score_f32"],
-            "two_gemms_share_of_drc_f32_median": med["two_gemms_xla_f32"] / med["drc_score_f32"],
-            "bf16_speedup_vs_f32_best": best["drc_score_f32"] / best["drc_score_bf16"],
-            "bf16_speedup_vs_f32_median": med["drc_score_f32"] / med["drc_score_bf16"],
-            "gemm_gflops_numpy_f32": gflops["gemm_numpy_f32"],
-            "gemm_gflops_xla_f32": gflops["gemm_xla_f32"],
-            "gemm_gflops_xla_f32_slice": gflops["gemm_xla_f32_slice"],
-            "gemm_gflops_xla_bf16_native_slice": gflops["gemm_xla_bf16_slice"],
-            "machine_gemm_gflops": machine_gemm,
-            "max_abs_err_vs_numpy": max_err,
-        }
-        print()
-        print(
-            f"Q={nq} N={n} D={dim} backend={backend}, best of {f.rounds} rounds (medians in JSON)"
-        )
-        print("| impl | best s | median s | Mpairs/s | vs NumPy | GFLOP/s | of GEMM rate |")
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            cells = [
-                r["impl"],
-                f"{r['best_s']:.2f}",
-                f"{r['median_s']:.2f}",
-                f"{r['pairs_per_s'] / 1e6:.0f}",
-                f"{r['speedup_vs_numpy']:.2f}x",
-                f"{r['gflops']:.0f}",
-                f"{100 * r['fraction_of_machine_gemm']:.0f}%",
-            ]
-            print("| " + " | ".join(cells) + " |")
-        g = gflops
-        print(
-            f"GEMM rate (GFLOP/s): NumPy/OpenBLAS f32 {g['gemm_numpy_f32']:.0f}, XLA f32 "
-            f"{g['gemm_xla_f32']:.0f}; on an {slice16.shape[0]}-image slice XLA f32 "
-            f"{g['gemm_xla_f32_slice']:.0f} vs XLA bf16 native dot {g['gemm_xla_bf16_slice']:.0f}"
-        )
-        for k, v in summary.items():
-            print(f"{k}: {v:.4g}")
+        rows, summary = summarize(times, nq, n, dim, slice16.shape[0], f.rounds, backend, max_err)
         result = {
-            "config": {"Q": nq, "N": n, "D": dim, "rounds": f.rounds},
+            "config": {
+                "Q": nq,
+                "N": n,
+                "D": dim,
+                "rounds": f.rounds,
+                "n_slice": slice16.shape[0],
+            },
             "machine": {
                 "backend": backend,
                 "devices": [str(dv) for dv in jax.devices()],

@@ -132,8 +132,9 @@ def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Ar
     It is evaluated in the equivalent, numerically stable form ``cos(phi) b + sin(phi) u`` with
     ``u`` the unit component of ``a`` orthogonal to ``b`` (substitute
     ``a = cos(theta) b + sin(theta) u`` into the formula above), and ``theta`` from
-    ``atan2(|a - (a.b) b|, a.b)``, which stays accurate for nearly parallel a and b where
-    ``acos`` of a rounded dot product does not. The result is unit-norm by construction.
+    ``atan2(|a - (a.b) b|, a.b)`` (orthogonalised twice), which stays accurate for nearly
+    parallel a and b where ``acos`` of a rounded dot product does not. The result is unit-norm
+    by construction.
 
     ``operator="paper_eq8"`` uses the paper's printed ``+sin(alpha - theta/2)`` on b, which
     moves the direction *toward* b (both coefficients are positive). That vector is not
@@ -151,6 +152,9 @@ def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Ar
     alpha = jnp.arccos(jnp.clip(t, -1.0, 1.0))
     cos_theta = jnp.clip(_dot(a32, b32), -1.0, 1.0)
     ortho = a32 - cos_theta[..., None] * b32  # sin(theta) u
+    # A second Gram-Schmidt pass: for nearly parallel a, b the rounding of a.b leaves a component
+    # along b of relative size eps / sin(theta) in the first, which would cost unit norm.
+    ortho = ortho - _dot(ortho, b32)[..., None] * b32
     sin_theta = jnp.linalg.norm(ortho, axis=-1)
     theta = jnp.arctan2(sin_theta, cos_theta)
     active = (theta < 2.0 * alpha) & (sin_theta > _DEGENERATE_SIN)
@@ -208,9 +212,9 @@ def _compute_dtype(image_dtype) -> jnp.dtype:
     """The dtype the similarity GEMM runs in for images stored as ``image_dtype``.
 
     bf16 images multiply in bf16 (f32 accumulation) where the hardware has bf16 units (GPU, TPU).
-    On CPU they are upcast to f32, which is exact: XLA's CPU bf16 dot has no native kernel on
-    CPUs without bf16 instructions and runs at about half the f32 GEMM rate (see
-    benchmarks/RESULTS.md), so bf16 there buys memory, not arithmetic speed.
+    On CPU they are upcast to f32, which is exact and keeps the query directions unrounded: a CPU
+    without AVX512-BF16/AMX has no bf16 arithmetic, so a bf16 dot converts to f32 internally
+    anyway and is no faster (benchmarks/RESULTS.md). There bf16 buys memory, not FLOPs.
     """
     image_dtype = jnp.dtype(image_dtype)
     if image_dtype == jnp.float32 or jax.default_backend() == "cpu":

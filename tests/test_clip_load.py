@@ -196,3 +196,10 @@ def test_hub_id_resolves_from_the_local_hub_cache(tiny, tmp_path):
         tmp_path,
     )
     assert "DIFF 0.0" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_archives_are_refused_with_an_export_hint(tmp_path):
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "ViT-B-32.pt"))
+    with pytest.raises(ValueError, match=r"ViT-B-32\.pt.*TorchScript archive.*state_dict"):
+        load_clip(tmp_path / "ViT-B-32.pt", use_cache=False)

@@ -67,6 +67,7 @@ def counting(monkeypatch):
     return loaded
 
 
+@pytest.mark.slow
 def test_synthetic_cli_writes_results_with_clip_spacevlm_and_drc_rows(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -94,6 +95,7 @@ def test_synthetic_cli_writes_results_with_clip_spacevlm_and_drc_rows(tmp_path):
     assert results["methods"]["drc"]["R@5"] == pytest.approx(100 * np.mean(ranks <= 5))
 
 
+@pytest.mark.slow
 def test_sharded_run_on_8_devices_gives_the_single_device_numbers(tmp_path):
     single = run(options(tmp_path / "one", config="table3"))
     code = f"""
@@ -127,6 +129,7 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
     assert r4["methods"]["clip"] == r3["methods"]["clip"]
 
 
+@pytest.mark.slow
 def test_synthetic_videos_run_end_to_end(tmp_path):
     r = run(options(tmp_path, benchmark="synthetic_video", cache_dir=None))
     assert r["media_kind"] == "video" and r["num_media"] == SMALL.num_videos
@@ -161,6 +164,7 @@ def coco_subset(negbench_dir, tmp_path):
     return tmp_path / "coco.csv", tmp_path / "coco_media", rows
 
 
+@pytest.mark.slow
 def test_coco_dev_rows_run_with_stand_in_images(coco_subset, tmp_path):
     csv_path, data_dir, rows = coco_subset
     r = run(options(tmp_path, benchmark="coco", captions_csv=str(csv_path),
@@ -271,3 +275,23 @@ def test_an_interrupted_run_resumes_without_re_encoding_finished_batches(tmp_pat
     monkeypatch.setattr(pipeline, "load_backbone", real)
     r = run(options(tmp_path, batch_size=4))
     assert r["encoding"][TINY]["media"] == {"embedded": SMALL.num_images - 4, "cached": 4}
+
+
+def test_cache_is_not_reused_when_the_same_weights_name_holds_other_numbers(
+    tmp_path, counting, monkeypatch
+):
+    import jax
+
+    run(options(tmp_path))
+    assert counting[0].media == SMALL.num_images
+    real = pipeline.load_backbone
+
+    def reinitialised(weights, dtype):  # same weights_id, different parameters
+        clip = real(weights, dtype)
+        clip.params = jax.tree_util.tree_map(lambda x: x + 1, clip._clip.params)
+        return clip
+
+    monkeypatch.setattr(pipeline, "load_backbone", reinitialised)
+    r = run(options(tmp_path))
+    assert counting[1].media == SMALL.num_images
+    assert r["encoding"][TINY]["media"]["cached"] == 0

@@ -60,6 +60,7 @@ def _synthetic_root(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_missing_image_fails_naming_file_and_line_or_is_skipped_and_listed(tmp_path):
     root = _synthetic_root(tmp_path)
     (root / "images" / "synthetic_000002.jpg").unlink()

@@ -375,3 +375,16 @@ def test_drc_score_jits_once_per_shape_and_accepts_bf16_images(case):
     assert bf16.dtype == np.float32
     # bf16 images round each coordinate to 8 bits of mantissa: scores move by ~1e-2 at most.
     np.testing.assert_allclose(bf16, f32, atol=2e-2)
+
+
+def test_benchmark_numpy_baselines_compute_the_same_scores(case):
+    """bench_scoring's NumPy versions are the baseline its speed-ups are measured against: they
+    must compute DRC, not something cheaper."""
+    from benchmarks.bench_scoring import numpy_four_sim, numpy_four_sim_inplace
+
+    images, aff, neg, cf, full, strength = (
+        x.astype(np.float32) if x.dtype != np.int32 else x for x in case
+    )
+    want = np.asarray(drc_score(*as_f32(images, aff, neg, cf, full, strength)))
+    for baseline in (numpy_four_sim, numpy_four_sim_inplace):
+        np.testing.assert_allclose(baseline(images, aff, neg, cf, full, strength), want, atol=1e-5)

@@ -78,6 +78,7 @@ class ClipEncoder:
     mesh: Mesh = dataclasses.field(default_factory=make_mesh)
     batch_size: int = 64
     preprocess_mode: str = "spacevlm"
+    loaded_from_cache: bool = False  # params restored from the orbax cache (not re-converted)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

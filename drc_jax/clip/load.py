@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import jax
@@ -88,7 +89,9 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             "install torch"
         ) from e
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # TorchScript archives are reported below instead
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report any refusal with the file name
         hint = ""
         if "TorchScript" in str(e) or "constants.pkl" in str(e):
@@ -234,9 +237,11 @@ def load_clip(
     """
     spec_s = str(spec)
     kw = dict(
-        dtype=dtype, mesh=mesh if mesh is not None else _default_mesh(), batch_size=batch_size
+        dtype=dtype,
+        mesh=mesh if mesh is not None else _default_mesh(),
+        batch_size=batch_size,
+        preprocess_mode=preprocess_mode,
     )
-    kw["preprocess_mode"] = preprocess_mode
     if spec_s.startswith("random:"):
         cfg = get_config(spec_s.split(":", 1)[1])
         tok = ClipTokenizer(load_tokenizer(None), cfg.context_length)
@@ -288,9 +293,15 @@ def load_clip(
         if use_cache:
             _cache_save(entry, cfg, params)
     tok = ClipTokenizer(load_tokenizer(model_dir), cfg.context_length)
-    enc = ClipEncoder(cfg, params, tok, weights_id=f"{fp}:{dtype}", **kw)
-    enc.loaded_from_cache = restored is not None
-    return enc
+    name = path.name if path.exists() else spec_s  # dir or file name, else the hub id
+    return ClipEncoder(
+        cfg,
+        params,
+        tok,
+        weights_id=f"{name}@{fp}:{dtype}",
+        loaded_from_cache=restored is not None,
+        **kw,
+    )
 
 
 def _default_mesh():

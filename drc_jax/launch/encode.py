@@ -42,6 +42,25 @@ def load_backbone(weights: str, dtype: str):
         ) from e
 
 
+def params_probe(clip) -> str | None:
+    """A cheap content fingerprint of the loaded parameters, part of every cache key.
+
+    ``weights_id`` names the weights, but the same name can denote other numbers (random
+    weights after a change in their initialiser, a file rewritten in place): hashing the first
+    values of every parameter array keeps a stale cache from being reused.
+    """
+    import jax
+
+    params = getattr(clip, "params", None)
+    if params is None:
+        return None
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        local = leaf.addressable_data(0) if hasattr(leaf, "addressable_data") else leaf
+        h.update(np.asarray(np.ravel(np.asarray(local))[:16], np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _open_store(opts: RunOptions, meta: dict):
     from drc_jax.store import EmbeddingStore
 
@@ -112,8 +131,15 @@ def progress_bar(total, desc, enabled):
 
 
 def _store(opts: RunOptions, meta: dict):
+    import jax
+
     if not opts.cache_dir:
         return _Uncached()
+    if jax.process_count() > 1:
+        # Multi-host: every process passes the same inputs to the encoders, which compute their
+        # own devices' shards (drc_jax.clip); each process keeps its own cache (a shared
+        # --cache_dir must not be written by two processes at once).
+        meta = {**meta, "process": jax.process_index()}
     try:
         return _open_store(opts, meta)
     except Exception as e:  # StoreError, permissions, ...
@@ -156,16 +182,21 @@ def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> Callable[[list[s
         pixels = pixels.reshape(len(paths), f, *pixels.shape[1:])
         return clip.encode_videos(pixels, renormalize=opts.video_renormalize)
 
+    embed.close = pool.shutdown  # the decoding threads; called once the sync is done
     return embed
 
 
-def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, timing: dict):
-    """(N, D) media embeddings in ``bench.media`` order and the (path, reason) failures."""
-    import jax
+def encode_media(
+    clip, bench: Benchmark, paths: list[Path], opts: RunOptions, timing: dict, probe=None
+):
+    """(N, D) media embeddings in ``bench.media`` order and the (path, reason) failures.
 
+    ``probe`` is :func:`params_probe` of ``clip`` (computed once per backbone by the caller).
+    """
     kind = bench.kind
     meta = {
         "weights": clip.weights_id,
+        "params_probe": probe or params_probe(clip),
         "kind": kind,
         "preprocess": opts.preprocess,
         **(
@@ -178,10 +209,6 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, ti
             else {}
         ),
     }
-    if jax.process_count() > 1:
-        # Multi-host: every process passes the same media to the encoder, which computes its
-        # own devices' shards (drc_jax.clip); each process keeps its own cache.
-        meta["process"] = jax.process_index()
     mine = [str(p) for p in paths]
     t0 = time.perf_counter()
     store = _store(opts, meta)
@@ -189,11 +216,12 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, ti
     on_error = "fail" if opts.on_missing_media == "fail" else "skip"
     from drc_jax.store import ItemError
 
+    embed = media_embedder(clip, bench, opts)
     try:
         report = _sync(
             store,
             items,
-            media_embedder(clip, bench, opts),
+            embed,
             opts=opts,
             on_error=on_error,
             desc=f"encoding {kind}s ({clip.weights_id})",
@@ -202,6 +230,8 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, ti
         raise LaunchError(
             f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
         ) from e
+    finally:
+        embed.close()
     failed = {p: r for p, r in report.failed if p in items}
     ok = [p for p in mine if p not in failed]
     local = store.get(ok) if ok else np.zeros((0, clip.embed_dim), np.float32)
@@ -236,14 +266,17 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
     return arr / norms
 
 
-def embed_texts(clip, decompositions, opts: RunOptions, timing: dict):
+def embed_texts(clip, decompositions, opts: RunOptions, timing: dict, probe=None):
     """Queries for ``decompositions``; every text encoded once and cached by weights."""
     from drc_jax.queries import embed_queries, query_texts
 
     t0 = time.perf_counter()
     rows, _ = query_texts(decompositions)
     texts = list(dict.fromkeys(t for row in rows for t in row))
-    store = _store(opts, {"weights": clip.weights_id, "kind": "text"})
+    store = _store(
+        opts,
+        {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"},
+    )
 
     def embed(batch: list[str]) -> np.ndarray:
         return clip.encode_texts(batch)

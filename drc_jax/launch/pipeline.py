@@ -32,6 +32,7 @@ from drc_jax.launch.encode import (
     load_image_embeddings,
     long_captions,
     media_embedder,
+    params_probe,
 )
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
@@ -52,13 +53,27 @@ __all__ = [
 log = logging.getLogger("drc_jax.launch")
 
 
+def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
+    """Render the synthetic set in process 0 only; the others wait, then read it."""
+    import jax
+
+    if jax.process_count() == 1:
+        return load_synthetic(root, kind, opts.synthetic)
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        load_synthetic(root, kind, opts.synthetic)
+    multihost_utils.sync_global_devices("drc_jax.launch: synthetic set rendered")
+    return load_synthetic(root, kind, opts.synthetic)
+
+
 def load_data(opts: RunOptions) -> tuple[Benchmark, Path]:
     """The benchmark and the directory its media live under."""
     if opts.benchmark in SYNTHETIC:
         root = Path(opts.data_dir or Path(opts.cache_dir or opts.output_dir) / "synthetic_data")
         root = root.expanduser()
         kind = "image" if opts.benchmark == "synthetic" else "video"
-        bench = load_synthetic(root, kind, opts.synthetic)
+        bench = _build_synthetic_once(root, kind, opts)
         if opts.limit:
             bench = bench.subset(set(range(min(opts.limit, len(bench.media)))))
         return bench, root
@@ -143,6 +158,7 @@ def encode_backbones(opts, backbones, clips, bench_all, bench, paths, decomposit
         clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
         if not long:
             long = long_captions(clip, bench)
+        probe = params_probe(clip)
         if opts.image_embeddings:
             kept = {m.line for m in bench.media}
             keep_index = [i for i, m in enumerate(bench_all.media) if m.line in kept]
@@ -154,9 +170,9 @@ def encode_backbones(opts, backbones, clips, bench_all, bench, paths, decomposit
                     f"{weights} embeds to {clip.embed_dim}."
                 )
         else:
-            emb, failed, mstats = encode_media(clip, bench, paths, opts, timing)
+            emb, failed, mstats = encode_media(clip, bench, paths, opts, timing, probe)
             failures.update(failed)
-        queries, tstats = embed_texts(clip, decompositions, opts, timing)
+        queries, tstats = embed_texts(clip, decompositions, opts, timing, probe)
         encoded[weights] = (emb, queries)
         encoding[weights] = {"weights_id": clip.weights_id, "media": mstats, "texts": tstats}
         del clip
