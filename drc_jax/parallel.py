@@ -8,10 +8,10 @@ every process and the same code runs unchanged.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
