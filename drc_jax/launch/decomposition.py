@@ -12,7 +12,11 @@ from drc_jax.launch.options import RunOptions
 
 def decompose(captions: list[str], opts: RunOptions, timing: dict):
     """One Decomposition per caption (each unique caption decomposed once), and stats."""
-    from drc_jax.decompose import get_decomposer, load_decompositions_jsonl
+    from drc_jax.decompose import (
+        SGLangRequestError,
+        get_decomposer,
+        load_decompositions_jsonl,
+    )
 
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(captions))
@@ -59,6 +63,11 @@ def decompose(captions: list[str], opts: RunOptions, timing: dict):
                 f"--decomposer sglang: cannot reach the SGLang server at {opts.sglang_url} ({e}). "
                 "Start it (see the README), pass --sglang_url, use --decompositions with a "
                 "precomputed JSONL, or --decomposer rules. Finished answers are cached."
+            ) from e
+        except SGLangRequestError as e:  # the server rejected every request (e.g. wrong model)
+            raise LaunchError(
+                f"--decomposer sglang: the server at {opts.sglang_url} rejected every request "
+                f"({e}). Check --sglang_model against the model the server was started with."
             ) from e
         finally:
             bar.close()
