@@ -9,9 +9,10 @@ machine (absolute numbers move with the neighbours' load; the ratios are what co
 - ``drc_score f32`` / ``drc_score bf16``: the jitted two-GEMM form, images in f32 / bf16.
 - ``two GEMMs alone``: the two essential XLA GEMMs (``q @ images.T`` and ``neg @ images.T``)
   without anything else: the floor for drc_score.
+- ``two GEMMs alone bf16``: the same with bf16 operands, f32 accumulation (drc_score bf16's floor).
 - the machine's GEMM rate: one (Q, D) x (D, N) f32 GEMM in NumPy (OpenBLAS) and in XLA; the best of
   the two is "this machine's GEMM rate". bf16 x bf16 -> f32 in XLA is measured on a slice of the
-  images too, to show why bf16 images are upcast on CPU (see drc_jax.scoring._compute_dtype).
+  images too (on a CPU with AVX512-BF16 it runs on the bf16 dot-product instructions).
 
 Run:  .venv/bin/python -m benchmarks.bench_scoring      (Q=4096, N=50,000, D=512; ~10 min)
 Writes benchmarks/results/bench_scoring_<backend>.json and prints a table.
@@ -135,6 +136,24 @@ def blas_info() -> dict:
     return info
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's bf16 / AVX-512 / AMX features (they decide whether bf16 can be faster here)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
+    keep = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return [f for f in flags if f in keep]
+
+
+def xla_gemm(x, y):
+    """(Q, D) x (N, D) -> (Q, N) in f32, contracting D with D: the form drc_score's GEMMs take."""
+    return jax.lax.dot_general(x, y, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -155,6 +174,7 @@ def flops_of(nq: int, n: int, dim: int, n_slice: int) -> dict[str, int]:
         "drc_score_f32": 2 * one,
         "drc_score_bf16": 2 * one,
         "two_gemms_xla_f32": 2 * one,
+        "two_gemms_xla_bf16": 2 * one,
         "gemm_numpy_f32": one,
         "gemm_xla_f32": one,
         "gemm_xla_f32_slice": 2 * nq * n_slice * dim,
@@ -182,6 +202,7 @@ def summarize(times, nq, n, dim, n_slice, rounds, backend, max_err):
         "drc_score_f32",
         "drc_score_bf16",
         "two_gemms_xla_f32",
+        "two_gemms_xla_bf16",
     )
     # Per-round ratios: both sides of a ratio ran within a minute of each other.
     per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b], strict=True)]
@@ -215,6 +236,8 @@ def summarize(times, nq, n, dim, n_slice, rounds, backend, max_err):
         "two_gemms_share_of_drc_f32_median": med["two_gemms_xla_f32"] / med["drc_score_f32"],
         "bf16_speedup_vs_f32_best": best["drc_score_f32"] / best["drc_score_bf16"],
         "bf16_speedup_vs_f32_median": med["drc_score_f32"] / med["drc_score_bf16"],
+        "two_gemms_bf16_share_of_drc_bf16_best": best["two_gemms_xla_bf16"]
+        / best["drc_score_bf16"],
         "gemm_gflops_numpy_f32": gflops["gemm_numpy_f32"],
         "gemm_gflops_xla_f32": gflops["gemm_xla_f32"],
         "gemm_gflops_xla_f32_slice": gflops["gemm_xla_f32_slice"],
@@ -297,14 +320,15 @@ def main(argv=None):
         got = np.asarray(drc_score(j_images, *(a[check] for a in args)))
         max_err = float(np.max(np.abs(got - want)))
         assert max_err < 1e-4, max_err
+        got16 = np.asarray(drc_score(j_images16, *(a[check] for a in args)))
+        max_err_bf16 = float(np.max(np.abs(got16 - want)))  # bf16 rounds inputs to 8 bits
+        assert max_err_bf16 < 2e-2, max_err_bf16
 
         q_dir, _ = jax.jit(query_directions)(*args)
-        gemm_xla = jax.jit(lambda x, y: x @ y.T)
-        two_gemms = jax.jit(lambda q, ng, im: (q @ im.T, ng @ im.T))
+        q16, neg16, aff16 = (x.astype(jnp.bfloat16) for x in (q_dir, j["neg"], j["aff"]))
+        gemm_xla = jax.jit(xla_gemm)
+        two_gemms = jax.jit(lambda q, ng, im: (xla_gemm(q, im), xla_gemm(ng, im)))
         slice16 = j_images16[: min(n, 8192)]
-        gemm_bf16 = jax.jit(
-            lambda x, y: jnp.matmul(x.astype(jnp.bfloat16), y.T, preferred_element_type=jnp.float32)
-        )
         cases = {
             "numpy_four_sim": lambda: numpy_four_sim(images, aff, neg, cf, full, strength),
             "numpy_four_sim_inplace": lambda: numpy_four_sim_inplace(
@@ -313,10 +337,11 @@ def main(argv=None):
             "drc_score_f32": lambda: drc_score(j_images, *args),
             "drc_score_bf16": lambda: drc_score(j_images16, *args),
             "two_gemms_xla_f32": lambda: two_gemms(q_dir, j["neg"], j_images),
+            "two_gemms_xla_bf16": lambda: two_gemms(q16, neg16, j_images16),
             "gemm_numpy_f32": lambda: np.matmul(aff, images.T),
             "gemm_xla_f32": lambda: gemm_xla(j["aff"], j_images),
             "gemm_xla_f32_slice": lambda: gemm_xla(j["aff"], j_images[: slice16.shape[0]]),
-            "gemm_xla_bf16_slice": lambda: gemm_bf16(j["aff"], slice16),
+            "gemm_xla_bf16_slice": lambda: gemm_xla(aff16, slice16),
         }
         for name, fn in cases.items():  # compile and warm up the jitted ones
             if not name.startswith(("numpy", "gemm_numpy")):
@@ -331,6 +356,8 @@ def main(argv=None):
             )
 
         rows, summary = summarize(times, nq, n, dim, slice16.shape[0], f.rounds, backend, max_err)
+        summary["max_abs_err_bf16_vs_numpy"] = max_err_bf16
+        print(f"max |drc_score bf16 - NumPy f32|: {max_err_bf16:.2g}")
         result = {
             "config": {
                 "Q": nq,
@@ -344,6 +371,7 @@ def main(argv=None):
                 "devices": [str(dv) for dv in jax.devices()],
                 "cpu": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(),
+                "cpu_flags": cpu_flags(),
                 "jax": jax.__version__,
                 "numpy": np.__version__,
                 "blas": blas_info(),

@@ -209,28 +209,37 @@ def query_directions(
 
 
 def _compute_dtype(image_dtype) -> jnp.dtype:
-    """The dtype the similarity GEMM runs in for images stored as ``image_dtype``.
+    """The dtype the similarity GEMM's inputs take for images stored as ``image_dtype``.
 
-    bf16 images multiply in bf16 (f32 accumulation) where the hardware has bf16 units (GPU, TPU).
-    On CPU they are upcast to f32, which is exact and keeps the query directions unrounded: a CPU
-    without AVX512-BF16/AMX has no bf16 arithmetic, so a bf16 dot converts to f32 internally
-    anyway and is no faster (benchmarks/RESULTS.md). There bf16 buys memory, not FLOPs.
+    bf16 images multiply in bf16 with f32 accumulation on every backend: the query vectors are
+    rounded to bf16 too, so the dot runs on bf16 units (GPU/TPU tensor cores, AVX512-BF16 or AMX
+    on CPU). On a Zen 4 CPU with AVX512-BF16, XLA's bf16 x bf16 -> f32 dot runs ~1.5x its f32 dot;
+    on CPUs without bf16 arithmetic it is as fast as f32 (benchmarks/RESULTS.md).
     """
     image_dtype = jnp.dtype(image_dtype)
-    if image_dtype == jnp.float32 or jax.default_backend() == "cpu":
-        return jnp.dtype(jnp.float32)
+    if image_dtype not in (jnp.float32, jnp.bfloat16):
+        raise ValueError(f"images must be float32 or bfloat16, got {image_dtype}")
     return image_dtype
 
 
 def _sim(images: jax.Array, q: jax.Array) -> jax.Array:
     """(Q, N) similarities ``q . images``, accumulated in f32 (inputs may be bf16)."""
     cd = _compute_dtype(images.dtype)
-    return jnp.matmul(q.astype(cd), images.astype(cd).T, preferred_element_type=jnp.float32)
+    # Contract D with D directly (no transposed operand) and ask for an f32 result: that is the
+    # form XLA:CPU hands to its bf16 GEMM kernel; ``q @ images.T`` or a bf16 result makes it
+    # upcast both operands to f32 first (~2.5x slower on AVX512-BF16; benchmarks/RESULTS.md).
+    return jax.lax.dot_general(
+        q.astype(cd),
+        images.astype(cd),
+        (((1,), (1,)), ((), ())),
+        preferred_element_type=jnp.float32,
+    )
 
 
 def _row_sim(images: jax.Array, q: jax.Array) -> jax.Array:
     """(Q,) similarities of row ``i`` of ``images`` with row ``i`` of ``q``, rounded as :func:`_sim`
-    rounds them (so a ground-truth score computed here ranks consistently against streamed ones).
+    rounds them (inputs in the compute dtype, exact products and f32 sums), so a ground-truth score
+    computed here ranks consistently against streamed ones.
     """
     cd = _compute_dtype(images.dtype)
     return _dot(images.astype(cd), q.astype(cd))
@@ -508,7 +517,7 @@ def top_k(
     ``gt_index`` (Q,) gives each query's ground-truth image; ``gt_rank`` is then
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
     ground truth's favour). ``image_dtype=jnp.bfloat16`` halves image memory and bandwidth, with
-    f32 accumulation (on CPU each chunk is upcast to f32 for the GEMM: :func:`_compute_dtype`).
+    f32 accumulation (query vectors rounded to bf16 for the GEMM: :func:`_compute_dtype`).
 
     Inputs are checked before anything is compiled: a ``gt_index`` outside ``[0, N)``, query
     fields whose width differs from the images', or a strength outside :data:`STRENGTHS` raise

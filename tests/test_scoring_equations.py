@@ -377,6 +377,21 @@ def test_drc_score_jits_once_per_shape_and_accepts_bf16_images(case):
     np.testing.assert_allclose(bf16, f32, atol=2e-2)
 
 
+def test_bf16_images_are_multiplied_in_bf16_with_f32_accumulation():
+    """bf16 images are only faster if the GEMMs see bf16 operands: each dot contracts D with D on
+    the stored (N, D) images (no transposed copy, no f32 upcast) and accumulates into f32, the form
+    XLA:CPU sends to its AVX512-BF16 kernel and GPUs to their tensor cores."""
+    images = jnp.ones((64, 16), jnp.bfloat16)
+    q = jnp.ones((8, 16), jnp.float32)
+    text = drc_score.lower(images, q, q, q, q, jnp.ones(8, jnp.int32)).as_text()
+    dots = [ln for ln in text.splitlines() if "dot_general" in ln]
+    assert len(dots) == 2, dots  # the combined direction and the repulsion
+    for ln in dots:
+        assert "contracting_dims = [1] x [1]" in ln, ln
+        assert "(tensor<8x16xbf16>, tensor<64x16xbf16>) -> tensor<8x64xf32>" in ln, ln
+    assert "transpose" not in text
+
+
 def test_benchmark_numpy_baselines_compute_the_same_scores(case):
     """bench_scoring's NumPy versions are the baseline its speed-ups are measured against: they
     must compute DRC, not something cheaper."""
