@@ -122,3 +122,31 @@ def test_second_load_restores_cached_params_with_same_embeddings(b32):
     np.testing.assert_array_equal(
         again.encode_images(checkpoint["pixels"][:2]), first.encode_images(checkpoint["pixels"][:2])
     )
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_written_out_attention_equals_jax_dot_product_attention(causal, dtype):
+    """bf16 encoders on CPU use a written-out attention (f32 logits, probabilities in the compute
+    dtype) to stay on the bf16 GEMM kernels; everything else uses jax.nn.dot_product_attention.
+    Both must give the same result, causal mask included."""
+    import jax
+    import jax.numpy as jnp
+
+    from drc_jax.clip.model import attention, written_out_attention
+
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.standard_normal((3, 9, 4, 16)), dtype) for _ in range(3))
+    got = written_out_attention(q, k, v, scale=0.25, causal=causal)
+    assert got.dtype == jnp.dtype(dtype)
+    if dtype == "bfloat16":  # what the encoders call on CPU in bf16
+        np.testing.assert_array_equal(attention(q, k, v, scale=0.25, causal=causal), got)
+    want = jax.nn.dot_product_attention(
+        q.astype(jnp.float32),
+        k.astype(jnp.float32),
+        v.astype(jnp.float32),
+        scale=0.25,
+        is_causal=causal,
+    )
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), atol=tol)

@@ -7,7 +7,8 @@ pre-LN transformer blocks, quick-GELU MLPs, a pre-LN ("pre_layrnorm") before the
 class-token pooling for images and EOT pooling under a causal mask for text.
 
 Precision: matmuls run in ``dtype`` (float32 or bfloat16) with float32 accumulation; the residual
-stream, layer norms, softmax statistics and the final L2 normalisation stay float32.
+stream, layer norms, activations (on the f32 GEMM outputs), softmax logits and statistics and the
+final L2 normalisation stay float32.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def layer_norm(eps: float, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
 
 
+def attention(q, k, v, *, scale: float, causal: bool):
+    """Multi-head softmax attention over (B, T, heads, head_dim) inputs, in ``q.dtype``.
+
+    ``jax.nn.dot_product_attention`` (cuDNN's fused kernel on GPU where it applies), except for
+    bf16 on CPU: there :func:`written_out_attention` keeps both products on XLA:CPU's bf16 GEMM
+    kernels (the generic version costs ~15% of a ViT-B/32 bf16 forward pass on CPU; for f32 it is
+    as fast or faster; benchmarks/RESULTS.md, bench_encode).
+    """
+    if jax.default_backend() == "cpu" and q.dtype == jnp.bfloat16:
+        return written_out_attention(q, k, v, scale=scale, causal=causal)
+    return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=causal)
+
+
+def written_out_attention(q, k, v, *, scale: float, causal: bool):
+    """Attention as two einsums: f32 logits and softmax, probabilities cast back to ``v.dtype``,
+    both products accumulated in f32."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    if causal:
+        t = q.shape[1]
+        logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, -jnp.inf)
+    p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", p, v, preferred_element_type=jnp.float32).astype(v.dtype)
+
+
 class Attention(nn.Module):
     hidden_size: int
     num_heads: int
@@ -82,8 +107,7 @@ class Attention(nn.Module):
             return y.astype(self.dtype).reshape(b, t, self.num_heads, h)
 
         q, k, v = heads("q_proj"), heads("k_proj"), heads("v_proj")
-        # Fused attention kernel where the backend has one (cuDNN on GPU); XLA elsewhere.
-        o = jax.nn.dot_product_attention(q, k, v, scale=h**-0.5, is_causal=self.causal)
+        o = attention(q, k, v, scale=h**-0.5, causal=self.causal)
         return Dense(d, dtype=self.dtype, name="out_proj")(o.reshape(b, t, d))
 
 
@@ -95,8 +119,9 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        # The activation reads fc1's f32 result and its output is cast once, for fc2's GEMM.
         y = Dense(self.intermediate_size, dtype=self.dtype, name="fc1")(x)
-        y = _activation(self.act)(y.astype(self.dtype))
+        y = _activation(self.act)(y).astype(self.dtype)
         return Dense(self.hidden_size, dtype=self.dtype, name="fc2")(y)
 
 
