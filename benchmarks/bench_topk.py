@@ -22,37 +22,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import DRCParams, Queries, _top_k_jit, top_k
+from drc_jax.scoring import Queries, top_k, top_k_memory
 
 MIB = 2**20
 
 
-def compiled_memory(nq_block: int, n: int, dim: int, storage, chunk: int) -> dict:
-    shape = jax.ShapeDtypeStruct
-    n_padded = -(-n // chunk) * chunk  # top_k pads the images to a whole number of chunks
-    queries = Queries(
-        *(shape((nq_block, dim), jnp.float32) for _ in range(4)), shape((nq_block,), jnp.int32)
-    )
-    compiled = _top_k_jit.lower(
-        shape((n_padded, dim), storage),  # uint16 is how top_k carries bf16 images through its loop
-        queries,
-        DRCParams(),
-        shape((nq_block,), jnp.int32),
-        method="drc",
-        k=10,
-        chunk=chunk,
-        mesh=None,
-        with_gt=True,
-        n_valid=n,
-    ).compile()
-    m = compiled.memory_analysis()
+def compiled_memory(nq_total: int, n: int, dim: int, image_dtype, chunk: int) -> dict:
+    """One query block's compiled memory for an ``nq_total``-query search over ``n`` images."""
+    m = top_k_memory(nq_total, n, dim, 10, chunk_size=chunk, image_dtype=image_dtype)
     return {
         "N": n,
-        "images": "bf16" if storage == jnp.uint16 else "f32",
-        "temp_MiB": m.temp_size_in_bytes / MIB,
-        "argument_MiB": m.argument_size_in_bytes / MIB,
-        "output_MiB": m.output_size_in_bytes / MIB,
-        "full_QxN_f32_MiB": nq_block * n * 4 / MIB,
+        "images": "bf16" if image_dtype == jnp.bfloat16 else "f32",
+        "temp_MiB": m["temp"] / MIB,
+        "argument_MiB": m["argument"] / MIB,
+        "output_MiB": m["output"] / MIB,
+        "full_QxN_f32_MiB": m["block"] * n * 4 / MIB,
     }
 
 
@@ -131,12 +115,12 @@ def main(argv=None):
     def run(_):
         f = flags.FLAGS
         backend = jax.default_backend()
-        nq_total, query_block = 25_000, 4096
-        n_blocks = -(-nq_total // query_block)
-        block = -(-nq_total // n_blocks)
+        nq_total = 25_000
+        plan = top_k_memory(nq_total, 100_000, f.d, 10, chunk_size=f.chunk)
+        block, n_blocks = plan["block"], plan["blocks"]
         rows = [
-            compiled_memory(block, n, f.d, storage, f.chunk)
-            for storage in (jnp.float32, jnp.uint16)
+            compiled_memory(nq_total, n, f.d, image_dtype, f.chunk)
+            for image_dtype in (jnp.float32, jnp.bfloat16)
             for n in (100_000, 1_000_000, 10_000_000)
         ]
         print(

@@ -494,6 +494,64 @@ def _top_k_jit(images, queries, params, gt_index, *, method, k, chunk, mesh, wit
     return best, best_idx, (above + 1 if with_gt else None)
 
 
+def _plan(n: int, nq: int, chunk_size: int, n_dev: int, query_block: int):
+    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to whole
+    chunks on every device, and the equal query blocks a search of ``nq`` queries runs as."""
+    per_dev = -(-n // n_dev)
+    chunk = int(max(1, min(chunk_size, per_dev)))
+    padded = -(-per_dev // chunk) * chunk * n_dev
+    n_blocks = -(-nq // max(1, query_block))
+    return chunk, padded, -(-nq // n_blocks), n_blocks
+
+
+def top_k_memory(
+    num_queries: int,
+    num_images: int,
+    dim: int,
+    k: int = 10,
+    *,
+    method: str = "drc",
+    chunk_size: int = 8192,
+    image_dtype=jnp.float32,
+    query_block: int = 4096,
+    with_gt: bool = True,
+) -> dict[str, int]:
+    """Bytes one query block of a single-device :func:`top_k` search needs, read from the compiled
+    executable (compiled from shapes only: nothing of that size is allocated).
+
+    ``temp`` is the scratch memory, O(block k + block chunk) whatever ``num_images``; ``argument``
+    is dominated by the images; ``block``/``blocks`` say how the queries are split. Use it to size
+    a search before running it (benchmarks/bench_topk.py prints it for corpus-scale N).
+    """
+    chunk, padded, block, n_blocks = _plan(num_images, num_queries, chunk_size, 1, query_block)
+    storage = jnp.uint16 if jnp.dtype(image_dtype) == jnp.bfloat16 else jnp.float32
+    shape = jax.ShapeDtypeStruct
+    queries = Queries(
+        *(shape((block, dim), jnp.float32) for _ in range(4)), shape((block,), jnp.int32)
+    )
+    compiled = _top_k_jit.lower(
+        shape((padded, dim), storage),
+        queries,
+        DRCParams(),
+        shape((block,), jnp.int32),
+        method=method,
+        k=int(min(k, num_images)),
+        chunk=chunk,
+        mesh=None,
+        with_gt=with_gt,
+        n_valid=num_images,
+    ).compile()
+    m = compiled.memory_analysis()
+    return {
+        "temp": int(m.temp_size_in_bytes),
+        "argument": int(m.argument_size_in_bytes),
+        "output": int(m.output_size_in_bytes),
+        "block": block,
+        "blocks": n_blocks,
+        "chunk": chunk,
+    }
+
+
 def top_k(
     images,
     queries: Queries,
@@ -558,10 +616,7 @@ def top_k(
         )
     images = _to_bits(images)
     n_dev = 1 if mesh is None else mesh.size
-    per_dev = -(-n // n_dev)
-    chunk = int(max(1, min(chunk_size, per_dev)))
-    per_dev = -(-per_dev // chunk) * chunk
-    padded = per_dev * n_dev
+    chunk, padded, block, n_blocks = _plan(n, nq, chunk_size, n_dev, query_block)
     if padded != n:
         images = jnp.pad(images, ((0, padded - n), (0, 0)))
     if mesh is not None:
@@ -570,8 +625,6 @@ def top_k(
         images = jax.device_put(images, batch_sharding(mesh))
 
     # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
-    n_blocks = -(-nq // max(1, query_block))
-    block = -(-nq // n_blocks)
     pad_q = n_blocks * block - nq
     if pad_q:
         queries = jax.tree_util.tree_map(

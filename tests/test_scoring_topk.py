@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drc_jax.metrics import ranks_from_scores
-from drc_jax.scoring import METHODS, DRCParams, Queries, _top_k_jit, drc_score, score, top_k
+from drc_jax.scoring import METHODS, Queries, drc_score, score, top_k, top_k_memory
 from tests.conftest import run_with_devices
 
 
@@ -75,32 +75,21 @@ def test_bf16_top_k_ranks_like_bf16_full_scores():
 
 def test_top_k_memory_does_not_grow_with_the_image_count():
     """The compiled search keeps O(Q k + Q chunk) temporaries: 16x more images (f32 or bf16) need
-    no more scratch memory. Lowered abstractly, so nothing of that size is allocated."""
-    shape = jax.ShapeDtypeStruct
+    no more scratch memory. Compiled from shapes, so nothing of that size is allocated."""
     nq, dim, chunk = 256, 64, 2048
-    queries = Queries(*(shape((nq, dim), jnp.float32) for _ in range(4)), shape((nq,), jnp.int32))
     temps = {}
-    for storage in (jnp.float32, jnp.uint16):  # uint16 = how top_k carries bf16 images
+    for dtype in (jnp.float32, jnp.bfloat16):
         for n in (chunk * 4, chunk * 64):
-            compiled = _top_k_jit.lower(
-                shape((n, dim), storage),
-                queries,
-                DRCParams(),
-                shape((nq,), jnp.int32),
-                method="drc",
-                k=10,
-                chunk=chunk,
-                mesh=None,
-                with_gt=True,
-                n_valid=n,
-            ).compile()
-            temps[storage, n] = compiled.memory_analysis().temp_size_in_bytes
-    for storage in (jnp.float32, jnp.uint16):
+            m = top_k_memory(nq, n, dim, 10, chunk_size=chunk, image_dtype=dtype)
+            assert (m["block"], m["blocks"], m["chunk"]) == (nq, 1, chunk)
+            assert m["argument"] >= n * dim * jnp.dtype(dtype).itemsize  # the images
+            temps[dtype, n] = m["temp"]
+    for dtype in (jnp.float32, jnp.bfloat16):
         # Only the per-chunk start offsets (one int32 per chunk) grow; one extra chunk of images
         # alone would be chunk * dim * 2 bytes.
-        assert temps[storage, chunk * 64] - temps[storage, chunk * 4] <= 16 * 60
+        assert temps[dtype, chunk * 64] - temps[dtype, chunk * 4] <= 16 * 60
         # A (Q, N) score matrix at the larger N would alone be nq * n * 4 bytes.
-        assert temps[storage, chunk * 64] < nq * chunk * 64 * 4 / 8
+        assert temps[dtype, chunk * 64] < nq * chunk * 64 * 4 / 8
 
 
 def test_top_k_rejects_bad_input_with_a_clear_message():
