@@ -88,3 +88,41 @@ def test_bad_configs_are_refused():
         RunConfig("dup", (Variant("a", "clip"), Variant("a", "drc")))
     with pytest.raises(ConfigError, match="matches no variant"):
         load_config("paper").select(["nope"])
+
+
+@pytest.mark.slow
+def test_a_wheel_install_finds_the_run_configs(tmp_path):
+    """`pip install drc-jax` (no checkout) still resolves `--config table3`: the wheel carries
+    configs/ as drc_jax/configs and the loader looks there."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + [str(repo), "-w", str(tmp_path / "wheel")],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("drc_jax-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    assert sorted(p.name for p in (site / "drc_jax" / "configs").glob("*.py")) == sorted(
+        p.name for p in (repo / "configs").glob("*.py")
+    )
+    code = (
+        "from drc_jax.launch.config import find_config, load_config; "
+        "print(find_config('table3')); print(len(load_config('table3').variants))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,  # no ./configs here
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out[0] == str(site / "drc_jax" / "configs" / "table3.py")
+    assert int(out[1]) >= 4

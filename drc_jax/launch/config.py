@@ -4,8 +4,9 @@ A :class:`RunConfig` is a list of :class:`Variant` rows (method + :class:`DRCPar
 backbone). Every variant of a run is scored on the *same* embeddings: media and texts are encoded
 once per backbone, so a whole ablation table (paper Tables 3 and 4) costs one encoding pass.
 
-Config files live in ``configs/`` at the repository root (``configs/table3.py``); each defines
-``get_config() -> RunConfig``. ``--config`` takes a name from there or a path to any such file.
+Config files live in ``configs/`` at the repository root (``configs/table3.py``; a wheel carries
+them as ``drc_jax/configs/``); each defines ``get_config() -> RunConfig``. ``--config`` takes a
+name from there (or from ``./configs``) or a path to any such file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from pathlib import Path
 
 from drc_jax.scoring import METHODS, DRCParams
 
-CONFIG_DIRS = (Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs")
+CONFIG_DIRS = (
+    Path(__file__).resolve().parents[2] / "configs",  # a checkout (or an editable install)
+    Path(__file__).resolve().parents[1] / "configs",  # a wheel install: drc_jax/configs
+    Path.cwd() / "configs",
+)
 
 
 class ConfigError(ValueError):
