@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,25 @@ def torch_reference(model, tokenizer, pixels_nhwc: np.ndarray, texts: list[str])
     img = img / img.norm(dim=-1, keepdim=True)
     txt = txt / txt.norm(dim=-1, keepdim=True)
     return img.numpy(), txt.numpy(), batch["input_ids"].numpy()
+
+
+def save_openai_torchscript(state_dict: dict, path) -> None:
+    """Save ``state_dict`` the way OpenAI's original ``ViT-B-32.pt`` holds it: a TorchScript archive
+    whose modules carry the tensors under the same dotted names, plus the ``input_resolution``,
+    ``context_length`` and ``vocab_size`` buffers OpenAI's ``clip.load`` drops."""
+    import torch
+
+    root = torch.nn.Module()
+    for key, value in state_dict.items():
+        *parents, leaf = key.split(".")
+        module = root
+        for name in parents:
+            if not hasattr(module, name):
+                module.add_module(name, torch.nn.Module())
+            module = getattr(module, name)
+        module.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
+    for name, value in (("input_resolution", 224), ("context_length", 77), ("vocab_size", 49408)):
+        root.register_buffer(name, torch.tensor(value))
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, but it is how these exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(root).save(str(path))

@@ -14,6 +14,7 @@ from tests.clip_fixtures import (
     make_hf_clip,
     negbench_captions,
     photos,
+    save_openai_torchscript,
     torch_reference,
 )
 
@@ -48,6 +49,7 @@ def _build(patch: int, tmp_path_factory, negbench_dir) -> dict:
     wrapped = {"state_dict": {f"module.{k}": v for k, v in oa.items()}, "epoch": 3}
     torch.save(wrapped, root / "negclip_style.pt")
     save_file(oa, str(root / "openai_format.safetensors"))
+    save_openai_torchscript(oa, root / "openai_torchscript.pt")
     del model, oa, wrapped
     _BUILT[patch] = dict(
         root=root,
@@ -104,7 +106,9 @@ def test_bfloat16_matches_transformers_float32_to_cosine_0999(checkpoint):
     assert clip.weights_id != checkpoint["clip"].weights_id
 
 
-@pytest.mark.parametrize("name", ["negclip_style.pt", "openai_format.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["negclip_style.pt", "openai_format.safetensors", "openai_torchscript.pt"]
+)
 def test_openai_format_state_dict_matches_transformers(b32, name):
     checkpoint = b32
     clip = load_clip(checkpoint["root"] / name, cache_dir=checkpoint["root"] / "cache")

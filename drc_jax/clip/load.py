@@ -9,9 +9,13 @@ Specs:
 - a Hugging Face hub id such as ``openai/clip-vit-base-patch32`` (downloaded with
   ``huggingface_hub``; a clear error when the machine is offline);
 - an OpenAI/open_clip state dict file (``.pt``/``.pth``/``.bin``/``.safetensors``), possibly wrapped
-  in ``{'state_dict': ...}`` with ``module.`` prefixes (NegCLIP-family checkpoints).
+  in ``{'state_dict': ...}`` with ``module.`` prefixes (NegCLIP-family checkpoints);
+- OpenAI's original release (``ViT-B-32.pt`` as ``clip.load`` downloads it), a TorchScript archive.
 
 Nothing is ever unpickled beyond tensors: safetensors, or ``torch.load(weights_only=True)``.
+TorchScript archives are read with ``torch.jit.load`` (TorchScript's own deserialiser, which builds
+only TorchScript types, never arbitrary Python objects), keeping only the ``state_dict()`` tensors;
+the module's code is never run.
 Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
 ``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by a fingerprint of the weight file, so a second
 load skips reading and converting the original checkpoint.
@@ -28,6 +32,7 @@ import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import jax
@@ -88,20 +93,22 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             f"{path}: reading a torch checkpoint needs PyTorch; convert it to .safetensors or "
             "install torch"
         ) from e
-    try:
-        with warnings.catch_warnings():  # TorchScript archives are reported below instead
-            warnings.simplefilter("ignore", UserWarning)
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():  # deprecated, but the only reader of this format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception as e:  # noqa: BLE001 - report any refusal with the file name
+            raise ValueError(f"{path}: cannot read this TorchScript archive: {e}") from e
+    else:
+        try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any refusal with the file name
-        hint = ""
-        if "TorchScript" in str(e) or "constants.pkl" in str(e):
-            hint = (
-                " It looks like a TorchScript archive (OpenAI's original .pt release): export its "
-                "state_dict to .safetensors first."
-            )
-        raise ValueError(
-            f"{path}: cannot read as a tensor-only torch checkpoint (weights_only=True): {e}.{hint}"
-        ) from e
+        except Exception as e:  # noqa: BLE001 - report any refusal with the file name
+            raise ValueError(
+                f"{path}: cannot read as a tensor-only torch checkpoint (weights_only=True): {e}. "
+                "Only tensors (optionally in nested dicts) are read; re-save the state_dict, "
+                "e.g. as .safetensors"
+            ) from e
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     obj = unwrap_state_dict(obj)
@@ -110,6 +117,14 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         for k, v in obj.items()
         if isinstance(v, torch.Tensor)
     }
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip holding ``<name>/constants.pkl`` and ``<name>/code/``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") for n in z.namelist())
 
 
 def _fingerprint(files: list[Path], extra: str = "") -> str:
@@ -285,7 +300,10 @@ def load_clip(
         sd = read_state_dict(weight_file)
         if kind == "openai":
             sd = unwrap_state_dict(sd)
-            cfg = config_from_openai_state_dict(sd, hidden_act=hidden_act)
+            try:
+                cfg = config_from_openai_state_dict(sd, hidden_act=hidden_act)
+            except ValueError as e:
+                raise ValueError(f"{weight_file}: {e}") from e
             sd = openai_to_hf(sd, origins := {})
         else:
             origins = {}
