@@ -308,30 +308,24 @@ def test_server_dying_mid_batch_loses_nothing_and_resume_completes(server_factor
     assert len(srv2.requests) == len(caps) - saved
 
 
-def test_cli_sglang_backend_writes_one_json_line_per_caption(server_factory, tmp_path):
+def _run_decompose_cli(url: str, tmp_path, stdin: str, *extra: str):
+    """``python -m drc_jax.decompose --backend sglang --url URL`` on ``stdin``."""
     import subprocess
     import sys
 
-    srv = server_factory()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "drc_jax.decompose",
-            "--backend",
-            "sglang",
-            "--url",
-            srv.url,
-            "--cache_dir",
-            str(tmp_path / "c"),
-            "--timeout",
-            "5",
-        ],
-        input="\n".join(CAPTIONS) + "\n",
+    return subprocess.run(
+        [sys.executable, "-m", "drc_jax.decompose", "--backend", "sglang", "--url", url]
+        + ["--cache_dir", str(tmp_path / "c"), *extra],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_cli_sglang_backend_writes_one_json_line_per_caption(server_factory, tmp_path):
+    srv = server_factory()
+    proc = _run_decompose_cli(srv.url, tmp_path, "\n".join(CAPTIONS) + "\n", "--timeout", "5")
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out.jsonl"
     out.write_text(proc.stdout)
@@ -342,30 +336,9 @@ def test_cli_sglang_backend_writes_one_json_line_per_caption(server_factory, tmp
 
 
 def test_cli_reports_an_unreachable_server_with_exit_code_2(tmp_path):
-    import subprocess
-    import sys
-
     srv = FakeServer()
     url = srv.url
     srv.stop()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "drc_jax.decompose",
-            "--backend",
-            "sglang",
-            "--url",
-            url,
-            "--cache_dir",
-            str(tmp_path / "c"),
-            "--retries",
-            "0",
-        ],
-        input="no dogs\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _run_decompose_cli(url, tmp_path, "no dogs\n", "--retries", "0")
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
