@@ -41,6 +41,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("out", "bench_encode.json", "where to write the JSON results")
 
 
+def cpu_flags() -> list[str]:
+    from benchmarks.bench_scoring import cpu_flags as flags_of_this_cpu
+
+    return flags_of_this_cpu()
+
+
 def _captions(path: str, n: int) -> list[str]:
     out: list[str] = []
     with open(path, newline="") as f:
@@ -191,6 +197,7 @@ def main(argv):
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_flags": cpu_flags(),  # bf16 speed depends on AVX512-BF16 / AMX
     }
     print(
         f"\nCLIP {FLAGS.backbone} encoding throughput ({env['devices'][0]} x{len(jax.devices())}, "
