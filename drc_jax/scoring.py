@@ -211,15 +211,16 @@ def query_directions(
 def _compute_dtype(image_dtype) -> jnp.dtype:
     """The dtype the similarity GEMM's inputs take for images stored as ``image_dtype``.
 
-    bf16 images multiply in bf16 with f32 accumulation on every backend: the query vectors are
-    rounded to bf16 too, so the dot runs on bf16 units (GPU/TPU tensor cores, AVX512-BF16 or AMX
-    on CPU). On a Zen 4 CPU with AVX512-BF16, XLA's bf16 x bf16 -> f32 dot runs ~1.5x its f32 dot;
-    on CPUs without bf16 arithmetic it is as fast as f32 (benchmarks/RESULTS.md).
+    bf16 (and f16) images multiply in that dtype with f32 accumulation on every backend: the query
+    vectors are rounded to it too, so the dot runs on half-precision units (GPU/TPU tensor cores,
+    AVX512-BF16 or AMX on CPU). On a Zen 4 CPU with AVX512-BF16, XLA's bf16 x bf16 -> f32 GEMM runs
+    ~1.6x its f32 GEMM; on CPUs without bf16 arithmetic it is about as fast as f32
+    (benchmarks/RESULTS.md). Anything else is scored in f32.
     """
     image_dtype = jnp.dtype(image_dtype)
-    if image_dtype not in (jnp.float32, jnp.bfloat16):
-        raise ValueError(f"images must be float32 or bfloat16, got {image_dtype}")
-    return image_dtype
+    if image_dtype in (jnp.bfloat16, jnp.float16):  # half-precision storage: half-precision GEMM
+        return image_dtype
+    return jnp.dtype(jnp.float32)
 
 
 def _sim(images: jax.Array, q: jax.Array) -> jax.Array:
