@@ -41,12 +41,6 @@ flags.DEFINE_string(
 flags.DEFINE_string("out", "bench_encode.json", "where to write the JSON results")
 
 
-def cpu_flags() -> list[str]:
-    from benchmarks.bench_scoring import cpu_flags as flags_of_this_cpu
-
-    return flags_of_this_cpu()
-
-
 def _captions(path: str, n: int) -> list[str]:
     out: list[str] = []
     with open(path, newline="") as f:
@@ -110,6 +104,7 @@ def main(argv):
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+    from benchmarks.bench_scoring import cpu_flags
     from drc_jax.clip import get_config, load_clip
     from drc_jax.clip.tokenizer import tokenizer_from_bpe
 

@@ -37,6 +37,8 @@ def compiled_memory(nq_total: int, n: int, dim: int, image_dtype, chunk: int) ->
         "argument_MiB": m["argument"] / MIB,
         "output_MiB": m["output"] / MIB,
         "full_QxN_f32_MiB": m["block"] * n * 4 / MIB,
+        "query_block": m["block"],
+        "query_blocks": m["blocks"],
     }
 
 
@@ -116,13 +118,12 @@ def main(argv=None):
         f = flags.FLAGS
         backend = jax.default_backend()
         nq_total = 25_000
-        plan = top_k_memory(nq_total, 100_000, f.d, 10, chunk_size=f.chunk)
-        block, n_blocks = plan["block"], plan["blocks"]
         rows = [
             compiled_memory(nq_total, n, f.d, image_dtype, f.chunk)
             for image_dtype in (jnp.float32, jnp.bfloat16)
             for n in (100_000, 1_000_000, 10_000_000)
         ]
+        block, n_blocks = rows[0]["query_block"], rows[0]["query_blocks"]
         print(
             f"compiled search: one query block of {block} "
             f"(25,000 queries = {n_blocks} blocks), D={f.d}"

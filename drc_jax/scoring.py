@@ -525,13 +525,13 @@ def top_k_memory(
     a search before running it (benchmarks/bench_topk.py prints it for corpus-scale N).
     """
     chunk, padded, block, n_blocks = _plan(num_images, num_queries, chunk_size, 1, query_block)
-    storage = jnp.uint16 if jnp.dtype(image_dtype) == jnp.bfloat16 else jnp.float32
     shape = jax.ShapeDtypeStruct
+    images = jax.eval_shape(_to_bits, shape((padded, dim), image_dtype))  # as top_k carries them
     queries = Queries(
         *(shape((block, dim), jnp.float32) for _ in range(4)), shape((block,), jnp.int32)
     )
     compiled = _top_k_jit.lower(
-        shape((padded, dim), storage),
+        images,
         queries,
         DRCParams(),
         shape((block,), jnp.int32),

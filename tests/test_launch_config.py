@@ -94,15 +94,24 @@ def test_bad_configs_are_refused():
 def test_a_wheel_install_finds_the_run_configs(tmp_path):
     """`pip install drc-jax` (no checkout) still resolves `--config table3`: the wheel carries
     configs/ as drc_jax/configs and the loader looks there."""
+    import shutil
     import subprocess
     import sys
     import zipfile
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
+    # Build from a clean copy: setuptools reuses a checkout's build/ directory, whose stale files
+    # would hide a package missing from pyproject.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    for name in ("drc_jax", "launch", "configs"):
+        shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + [str(repo), "-w", str(tmp_path / "wheel")],
+        + [str(src), "-w", str(tmp_path / "wheel")],
         check=True,
         capture_output=True,
     )
@@ -112,6 +121,9 @@ def test_a_wheel_install_finds_the_run_configs(tmp_path):
     assert sorted(p.name for p in (site / "drc_jax" / "configs").glob("*.py")) == sorted(
         p.name for p in (repo / "configs").glob("*.py")
     )
+    # pyproject lists the packages by hand (find cannot map configs/): none may be left out.
+    for init in [*(repo / "drc_jax").rglob("__init__.py"), repo / "launch" / "__init__.py"]:
+        assert (site / init.relative_to(repo)).is_file(), f"{init.parent.name} missing from wheel"
     code = (
         "from drc_jax.launch.config import find_config, load_config; "
         "print(find_config('table3')); print(len(load_config('table3').variants))"
