@@ -174,6 +174,7 @@ def test_command_line_names_resolve_to_shipped_files_and_shorthands_to_overrides
     mine = tmp_path / "mine.py"
     mine.write_text("")
     assert expand_argv(["p", f"--config={mine}:small"]) == ["p", f"--config={mine}:small"]
+    assert expand_argv(["p"]) == ["p", f"--config={find_config('paper').resolve()}"]
     with pytest.raises(ConfigError, match="needs a value"):
         expand_argv(["p", "--benchmark"])
 

@@ -28,9 +28,10 @@ def options(tmp_path, config="paper", synthetic=SMALL, **overrides):
     """The run config ``config`` (a shipped name or a path) for a quick run under ``tmp_path``."""
     overrides.setdefault("weights", TINY)
     overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    overrides.setdefault("output_dir", str(tmp_path / "out"))
     spec = {f"synthetic.{k}": v for k, v in dataclasses.asdict(synthetic).items()}
     path = config if config.endswith(".py") else str(REPO / "configs" / f"{config}.py")
-    return load_config(path, output_dir=str(tmp_path / "out"), progress=False, **spec, **overrides)
+    return load_config(path, progress=False, **spec, **overrides)
 
 
 class CountingClip:
@@ -300,3 +301,28 @@ def test_cache_is_not_reused_when_the_same_weights_name_holds_other_numbers(
     r = run(options(tmp_path))
     assert counting[1].media == SMALL.num_images
     assert r["encoding"][TINY]["media"]["cached"] == 0
+
+
+def test_an_empty_cache_dir_turns_off_the_decomposition_cache_too(tmp_path, monkeypatch):
+    """``--cache_dir ''``: no embedding cache and no decomposition cache (not even the default
+    one), so a second run asks the SGLang server again; with a cache it asks nothing."""
+    from drc_jax.decompose import sglang
+    from tests.test_sglang_client import FakeServer
+
+    default = tmp_path / "default_decompositions"
+    monkeypatch.setattr(sglang, "DEFAULT_CACHE_DIR", default)
+    server = FakeServer()
+    try:
+        kw = dict(decomposer="sglang", sglang_url=server.url, sglang_model="fake")
+        for _ in range(2):
+            r = run(options(tmp_path, cache_dir="", **kw))
+        asked = len(server.requests)
+        assert asked == 2 * r["decomposition"]["unique_captions"] > 0
+        assert not default.exists() and not (tmp_path / "cache").exists()
+
+        for _ in range(2):
+            run(options(tmp_path, **kw))
+        assert len(server.requests) == asked + r["decomposition"]["unique_captions"]
+        assert (tmp_path / "cache" / "decompositions").is_dir()
+    finally:
+        server.stop()

@@ -38,17 +38,24 @@ SHORTHANDS = {
     **ALIASES,
 }
 
-CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    str(find_config("paper")),
-    "The run config: a name in configs/ (paper, table3, table4, backbones) or a path to a "
-    "Python file whose get_config() returns base_config() with its rows. Override any field "
-    "with --config.FIELD=VALUE (e.g. --config.rho=1.0, --config.variants.drc.params.rho=2); "
-    f"top-level fields also as --FIELD=VALUE: {', '.join(sorted(SHORTHANDS))}.",
-)
-flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+DEFAULT_CONFIG = "paper"
+
+
+def _define_flags() -> None:
+    """Defined once ``sys.argv`` holds the expanded command line: config_flags reads the
+    overrides from it when ``--config`` is parsed."""
+    config_flags.DEFINE_config_file(
+        "config",
+        str(find_config(DEFAULT_CONFIG)),
+        "The run config: a name in configs/ (paper, table3, table4, backbones) or a path to a "
+        "Python file whose get_config() returns base_config() with its rows. Override any "
+        "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
+        "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
+        f"{', '.join(sorted(SHORTHANDS))}.",
+    )
+    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
+    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
 
 
 def _is_bool(path: str) -> bool:
@@ -59,9 +66,10 @@ def _is_bool(path: str) -> bool:
 
 
 def expand_argv(argv: list[str]) -> list[str]:
-    """``--config NAME`` -> ``--config=<configs/NAME.py>`` (moved first, as config_flags wants
-    it before the overrides) and ``--FIELD v`` -> ``--config.FIELD=v`` for the shorthands."""
-    out, config, i = [], [], 1
+    """``--config NAME`` -> ``--config=<configs/NAME.py>`` (always present, and first, as
+    config_flags wants it before the overrides) and ``--FIELD v`` -> ``--config.FIELD=v`` for
+    the shorthands."""
+    out, config, i = [], [f"--config={find_config(DEFAULT_CONFIG).resolve()}"], 1
     while i < len(argv):
         arg = argv[i]
         i += 1
@@ -100,7 +108,7 @@ def main(argv: list[str]) -> int:
     absl_logging.set_verbosity(absl_logging.WARNING)  # quiet jax's INFO lines
     logging.getLogger("drc_jax").setLevel(logging.INFO)  # keep ours
     try:
-        config = validate(CONFIG.value)
+        config = validate(FLAGS.config)
         from drc_jax.parallel import initialize_distributed
 
         initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -130,6 +138,7 @@ def run() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.argv = argv  # config_flags reads its overrides from sys.argv
+    _define_flags()
     app.run(main, argv=argv)
 
 
