@@ -42,8 +42,12 @@ def cli(*args):
          ["3 of 3 media file(s)", "video9838.mp4 (line 2)", "MSRVTT.zip",
           "--on_missing_media skip"]),
         (["--config", "tabel3"], ["no configs/tabel3.py", "table3"]),
+        (["--config.variants.drcc.label=x"],
+         ["--config.variants.drcc.label: no such field", 'Did you mean "drc"']),
+        (["--config.benchmark=cocoa"], ["--config.benchmark='cocoa': expected one of", "coco"]),
     ],
-    ids=["missing_data_dir", "no_captions_csv", "wrong_columns", "missing_videos", "bad_config"],
+    ids=["missing_data_dir", "no_captions_csv", "wrong_columns", "missing_videos", "bad_config",
+         "unknown_field", "bad_choice"],
 )  # fmt: skip
 def test_cli_errors_exit_nonzero_with_an_actionable_message(args, expected, negbench_dir, tmp_path):
     args = [a.format(negbench=negbench_dir, tmp=tmp_path) for a in args]

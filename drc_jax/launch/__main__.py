@@ -131,6 +131,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with an unknown ``--config.FIELD`` turned into a message."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        overrides = [a.split("=", 1)[0] for a in argv if a.lstrip("-").startswith("config.")]
+        detail = str(e.args[0] if e.args else e).replace("'", "").replace("\n", ". ")
+        print(
+            f"error: {', '.join(overrides)}: no such field in the run config ({detail}). "
+            "The fields are base_config()'s in "
+            "drc_jax/launch/config.py and the rows' in config.variants; --help lists the "
+            "top-level ones.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def run() -> None:
     try:
         argv = expand_argv(sys.argv)
@@ -139,7 +156,7 @@ def run() -> None:
         sys.exit(2)
     sys.argv = argv  # config_flags reads its overrides from sys.argv
     _define_flags()
-    app.run(main, argv=argv)
+    app.run(main, argv=argv, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
