@@ -136,11 +136,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:
-        overrides = [a.split("=", 1)[0] for a in argv if a.lstrip("-").startswith("config.")]
-        detail = str(e.args[0] if e.args else e).replace("'", "").replace("\n", ". ")
+        detail = str(e.args[0] if e.args else e).replace("'", "")
+        missing = detail.split("\n")[0].strip('"')
+        names = [a.split("=", 1)[0] for a in argv if a.lstrip("-").startswith("config.")]
+        named = [n for n in names if missing in n.split(".")] or names
         print(
-            f"error: {', '.join(overrides)}: no such field in the run config ({detail}). "
-            "The fields are base_config()'s in "
+            f"error: {', '.join(named)}: no such field in the run config "
+            f"({detail.replace(chr(10), '. ')}). The fields are base_config()'s in "
             "drc_jax/launch/config.py and the rows' in config.variants; --help lists the "
             "top-level ones.",
             file=sys.stderr,
