@@ -3,7 +3,7 @@
 One run encodes each medium and each text once per backbone (cached on disk by
 :class:`~drc_jax.store.EmbeddingStore`, keyed by weights, dtype, preprocessing and file), decomposes
 every caption once, then scores every variant of the config on the same embeddings with the image
-set sharded over all devices (:func:`drc_jax.retrieval.top_k` with a mesh). In multi-host runs every
+set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). In multi-host runs every
 process reads the same inputs and the encoders and top-k compute on their own devices' shards;
 process 0 writes the outputs.
 
