@@ -290,11 +290,12 @@ def spacevlm_vectors(
 def _drc(aff, neg, cf, full, strength, params: DRCParams, neg_mask=None) -> QueryVectors:
     t, w_base, valid = _strength_table(params, strength)
     multi = neg.ndim == 3
-    op = params.operator
-    if multi:
-        turn = lambda a, bs: compose_each(a, bs, neg_mask, t, op)  # noqa: E731
-    else:
-        turn = lambda a, b: compose(a, b, t, op)  # noqa: E731
+
+    def turn(a, b):  # a away from one concept b (Q, D), or from each of several (Q, M, D)
+        if multi:
+            return compose_each(a, b, neg_mask, t, params.operator)
+        return compose(a, b, t, params.operator)
+
     terms = []
     if params.use_d1:
         terms.append((params.w1, turn(aff, neg)))

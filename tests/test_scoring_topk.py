@@ -169,3 +169,17 @@ def test_drc_score_under_jit_and_vmap_composes():
     halves = jnp.asarray(images).reshape(2, 20, -1)
     got = jax.vmap(lambda im: drc_score(im, *args))(halves)
     np.testing.assert_allclose(np.concatenate(list(np.asarray(got)), axis=1), want, atol=1e-6)
+
+
+def test_package_exports_the_method_and_the_engine():
+    """``from drc_jax import ...`` is the public contract (README): the method from scoring, the
+    engine from retrieval, one object each."""
+    import drc_jax
+    from drc_jax import retrieval, scoring
+
+    for name in ("drc_score", "DRCParams", "Queries", "STRENGTHS", "METHODS", "compose"):
+        assert getattr(drc_jax, name) is getattr(scoring, name)
+    for name in ("clip_score", "spacevlm_score", "drc_score_multi", "query_vectors"):
+        assert getattr(drc_jax, name) is getattr(scoring, name)
+    for name in ("top_k", "TopK", "top_k_memory"):
+        assert getattr(drc_jax, name) is getattr(retrieval, name)
