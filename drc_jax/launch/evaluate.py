@@ -43,7 +43,8 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
 
     from drc_jax.metrics import retrieval_metrics
     from drc_jax.parallel import make_mesh
-    from drc_jax.scoring import top_k
+    from drc_jax.retrieval import top_k
+    from drc_jax.scoring import query_vectors
 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
@@ -54,10 +55,8 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
         t0 = time.perf_counter()
         res = top_k(
             images,
-            encoded.queries,
+            query_vectors(v.method, encoded.queries, v.params),
             TOP_K,
-            method=v.method,
-            params=v.params,
             gt_index=gt,
             chunk_size=opts.chunk_size,
             mesh=mesh,
