@@ -3,7 +3,7 @@ r"""``python -m drc_jax.launch``: reproduce the paper's NegBench tables (or a sy
     python -m drc_jax.launch --benchmark synthetic --output_dir runs/synthetic
     python -m drc_jax.launch --benchmark coco --captions_csv COCO_val_negated_...csv \
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
-    python -m drc_jax.launch --config table4 --config.rho=1.0 --config.variants.drc.label=DRC
+    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
 
 The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_config`), read with
 ``ml_collections.config_flags``: ``--config`` takes a name in ``configs/`` or a file path, and

@@ -5,7 +5,7 @@
 returning ``base_config()`` with its table's rows filled in (:func:`row`). The command line reads it
 with ``ml_collections.config_flags`` (big_vision's way), so any field can be overridden::
 
-    python -m drc_jax.launch --config table4 --config.rho=1.0 --config.variants.drc.params.rho=2
+    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
 
 A table is ``config.rows`` (row names, in order) over ``config.variants`` (one :func:`row` each:
 method, label, backbone, and the :class:`~drc_jax.scoring.DRCParams` fields the row sets). A row
@@ -100,7 +100,12 @@ def base_config() -> ConfigDict:
 
 def row(method: str, label: str = "", *, weights: str | None = None, **params) -> ConfigDict:
     """One table row: ``method`` scored with ``params`` (DRCParams fields; the others inherit the
-    run-level values) on backbone ``weights`` (None: the run's ``weights``)."""
+    run-level values) on backbone ``weights`` (None: the run's ``weights``).
+
+    Every DRCParams field is present (``None``: inherit), so any row's parameter can be overridden
+    from the command line. A new per-row setting is one more key here, a field of
+    :class:`Variant` read in :func:`table`, and its use where rows are scored.
+    """
     unknown = sorted(set(params) - set(_PARAM_FIELDS))
     if unknown:
         raise ConfigError(f"row {label or method!r}: unknown parameters {unknown}")
