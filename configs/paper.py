@@ -1,7 +1,22 @@
-"""Paper default (Table 1/2 rows): CLIP, SpaceVLM and SpaceVLM-DRC with the paper's constants.
+"""Paper Tables 1 and 2, row for row: CLIP Baseline, CLIP + NEAT, SpaceVLM, SpaceVLM-DRC (Ours).
 
-(w1, w2, wctx) = (0.35, 0.35, 0.30), rho = 1.5, strength-adaptive (t, w_base): the run-level
-DRCParams defaults of base_config().
+Each baseline with its own settings, gains in parentheses against the CLIP row:
+
+- "CLIP Baseline": eq. 2 on the raw caption, as NegBench encodes it (prompts "raw"). The
+  prefixed variant ("A photo of <caption>") is the row ``clip_prefixed``, defined but not shown:
+  ``--config.rows="('clip', 'clip_prefixed', 'neat', 'spacevlm', 'drc')"``.
+- "CLIP + NEAT": the text encoder's residual-block LayerNorms adapted at test time over the query
+  batches (drc_jax.neat: AdamW lr 2e-4, wd 1e-3, 3 steps per batch of 256), pos/neg/inv from our
+  decomposition's aff/neg/cf.
+- "SpaceVLM": one direction compose(aff, neg, 0.92) for every negated caption whatever its
+  strength, unprefixed phrases, no repulsion. ``--config.spacevlm_split=<SpaceVLM's Mistral-7B
+  split CSV>`` scores the decomposition SpaceVLM itself used.
+- "SpaceVLM-DRC (Ours)": (w1, w2, wctx) = (0.35, 0.35, 0.30), rho = 1.5, strength-adaptive
+  (t, w_base), "A photo of" on aff/neg/cf/full once decomposed (the run-level DRCParams).
+
+The paper decomposes with Qwen2.5-14B-Instruct, two independent prompts run in parallel
+(decomposer and strength estimator): ``--decomposer sglang`` uses that protocol here
+(``decomposer_mode="two_prompt"``). The default decomposer is the embedded rules (no server).
 """
 
 from drc_jax.launch.config import base_config, row
@@ -10,9 +25,12 @@ from drc_jax.launch.config import base_config, row
 def get_config():
     config = base_config()
     config.name = "paper"
-    config.description = "CLIP vs SpaceVLM vs SpaceVLM-DRC (paper defaults)"
-    config.variants.clip = row("clip", "CLIP")
+    config.description = "CLIP Baseline vs CLIP + NEAT vs SpaceVLM vs SpaceVLM-DRC (Ours)"
+    config.decomposer_mode = "two_prompt"
+    config.variants.clip = row("clip", "CLIP Baseline")
+    config.variants.clip_prefixed = row("clip", "CLIP Baseline (A photo of)", prompts="photo")
+    config.variants.neat = row("neat", "CLIP + NEAT")
     config.variants.spacevlm = row("spacevlm", "SpaceVLM")
-    config.variants.drc = row("drc", "SpaceVLM-DRC")
-    config.rows = ("clip", "spacevlm", "drc")
+    config.variants.drc = row("drc", "SpaceVLM-DRC (Ours)")
+    config.rows = ("clip", "neat", "spacevlm", "drc")
     return config

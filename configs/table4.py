@@ -2,6 +2,11 @@
 
 Rows are named ``rho_<value>`` with ``_`` for the decimal point (``rho_0_5``), so that a row can
 be overridden from the command line: ``--config.variants.rho_0_5.params.rho=0.4``.
+
+rho = 0 vs Table 3's "+ dctx" row: the paper's text says the two coincide (no repulsion, all three
+angular terms), but its printed numbers differ, so its rho=0 row cannot be the "+ dctx" row it
+describes. Here they coincide by construction: ``w_rep = w_base * rho`` is 0 for every query, and
+the ranking is that of "+ dctx" (tests/test_launch_tables.py checks it query by query).
 """
 
 from drc_jax.launch.config import base_config, row

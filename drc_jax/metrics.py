@@ -80,3 +80,46 @@ def negated_in_top_k(top_indices, contains_negated, k: int = 5) -> float:
     top = np.asarray(top_indices)[:, :k]
     hits = [contains_negated(q, int(i)) for q in range(top.shape[0]) for i in top[q] if i >= 0]
     return float(100.0 * np.mean(hits)) if hits else 0.0
+
+
+def paired_bootstrap(
+    base_rank,
+    rank,
+    ks: Sequence[int] = RECALL_KS,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    block: int = 100,
+) -> dict[str, dict[str, float]]:
+    """Paired bootstrap confidence intervals of the R@K change ``rank`` vs ``base_rank``.
+
+    Both are 1-indexed ground-truth ranks (Q,) of the *same* queries under two methods. Queries
+    are resampled with replacement ``resamples`` times (one ``numpy`` generator seeded with
+    ``seed``, so the result is deterministic), the same resample for both methods (paired); the
+    interval is the percentile interval at ``level`` of the resampled differences
+    ``R@K(rank) - R@K(base_rank)`` in percentage points. Returns ``{"R@K": {"delta", "lo",
+    "hi"}}``. Resamples are drawn ``block`` at a time (vectorised, bounded memory).
+    """
+    a, b = np.asarray(base_rank), np.asarray(rank)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(
+            f"paired ranks must be two non-empty (Q,) arrays of the same queries; got {a.shape} "
+            f"and {b.shape}"
+        )
+    if resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"need resamples >= 1 and 0 < level < 1; got {resamples}, {level}")
+    diff = np.stack([100.0 * ((b <= k).astype(np.float64) - (a <= k)) for k in ks])  # (K, Q)
+    rng = np.random.default_rng(seed)
+    q = a.size
+    means = []
+    for start in range(0, resamples, block):
+        idx = rng.integers(0, q, size=(min(block, resamples - start), q))
+        means.append(diff[:, idx].mean(axis=-1))  # (K, block)
+    means = np.concatenate(means, axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(means, [tail, 100.0 - tail], axis=1)
+    return {
+        f"R@{k}": {"delta": float(diff[i].mean()), "lo": float(lo[i]), "hi": float(hi[i])}
+        for i, k in enumerate(ks)
+    }

@@ -1,12 +1,21 @@
-"""Decompositions -> query embeddings (the encode step for text).
+"""Decompositions -> the texts each method scores -> query embeddings (the encode step for text).
 
-Every text DRC embeds (aff, neg, cf and the full caption) is prefixed "A photo of", as in the paper.
-Unique texts are encoded once; captions without negation reuse the full caption's embedding for
-aff/neg/cf (their strength is 0, so only ``full`` is scored: plain CLIP, eq. 2).
+Which prefix each text gets is a per-row setting (:class:`Prompts`), one per text field:
+
+- DRC (the paper): once a caption is decomposed, ``aff``, ``neg``, ``cf`` and ``full`` are prefixed
+  "A photo of" (:data:`DRC_PROMPTS`); a caption without negation is scored with plain CLIP on the
+  caption *itself* (eq. 2; the ``fallback`` field, raw).
+- CLIP (NegBench's baseline, eq. 2) encodes the raw caption (:data:`RAW_PROMPTS`);
+  :data:`PHOTO_PROMPTS` is the prefixed variant, kept as a named option ("clip_prefixed").
+- SpaceVLM encodes its aff and negated phrases as they are (:data:`RAW_PROMPTS`).
+
+Texts are deduplicated before encoding, so rows that score the same text (any row's ``full`` of a
+negated caption and another's fallback, ...) share one embedding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
@@ -15,46 +24,100 @@ import numpy as np
 from drc_jax.scoring import STRENGTHS, Queries
 
 PROMPT_PREFIX = "A photo of"
+FIELDS = ("aff", "neg", "cf", "full")
+"""The four texts of a decomposed query, in :class:`~drc_jax.scoring.Queries` order."""
 
 
-def with_prefix(text: str) -> str:
-    """``"A photo of <text>"``; text that already starts with the prefix is left as it is."""
-    text = " ".join(text.split())
-    if text.lower().startswith(PROMPT_PREFIX.lower()):
+@dataclasses.dataclass(frozen=True)
+class Prompts:
+    """The prefix put before each text field ("" = the text as it is).
+
+    ``aff``, ``neg``, ``cf`` and ``full`` apply to captions with negation; ``fallback`` to the
+    caption of a query without negation, which every method scores with eq. 2.
+    """
+
+    aff: str = PROMPT_PREFIX
+    neg: str = PROMPT_PREFIX
+    cf: str = PROMPT_PREFIX
+    full: str = PROMPT_PREFIX
+    fallback: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+DRC_PROMPTS = Prompts()
+"""The paper's: "A photo of" on aff/neg/cf/full once decomposed; the raw caption otherwise."""
+RAW_PROMPTS = Prompts("", "", "", "", "")
+"""Every text as written: NegBench's CLIP baseline and SpaceVLM's phrases."""
+PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)
+"""Every text prefixed, the fallback caption too (the "clip_prefixed" option)."""
+
+
+def with_prefix(text: str, prefix: str = PROMPT_PREFIX) -> str:
+    """``"<prefix> <text>"`` (whitespace collapsed); text that already starts with the prefix is
+    left as it is. An empty ``prefix`` returns ``text`` unchanged, byte for byte."""
+    if not prefix:
         return text
-    return f"{PROMPT_PREFIX} {text}"
+    text = " ".join(text.split())
+    if text.lower().startswith(prefix.lower()):
+        return text
+    return f"{prefix} {text}".rstrip()
 
 
-def query_texts(decompositions: Sequence) -> tuple[list[list[str]], np.ndarray]:
-    """Per decomposition the four prefixed texts [aff, neg, cf, full], and strength ints (Q,)."""
+def query_texts(
+    decompositions: Sequence, prompts: Prompts = DRC_PROMPTS
+) -> tuple[list[list[str]], np.ndarray]:
+    """Per decomposition the four texts [aff, neg, cf, full] with ``prompts``' prefixes, and the
+    strength ints (Q,). A caption without negation gives its fallback text in all four slots
+    (strength 0: only ``full`` is scored, eq. 2)."""
     texts, strength = [], []
     for d in decompositions:
-        full = with_prefix(d.caption)
         if d.negated and d.strength != "none":
-            texts.append([with_prefix(d.aff), with_prefix(d.neg), with_prefix(d.cf), full])
+            texts.append([with_prefix(getattr(d, f), getattr(prompts, f)) for f in FIELDS[:3]])
+            texts[-1].append(with_prefix(d.caption, prompts.full))
             strength.append(STRENGTHS.index(d.strength))
         else:
-            texts.append([full, full, full, full])
+            texts.append([with_prefix(d.caption, prompts.fallback)] * 4)
             strength.append(0)
     return texts, np.asarray(strength, np.int32)
 
 
-def embed_queries(clip_or_encode, decompositions: Sequence, *, batch_size: int = 256) -> Queries:
+def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Queries:
+    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full]) from
+    ``lookup(list[str]) -> (B, D)`` embeddings of those texts (each distinct text asked once)."""
+    if not texts:
+        raise ValueError("queries need at least one row of texts")
+    unique = list(dict.fromkeys(t for row in texts for t in row))
+    table = np.asarray(lookup(unique), np.float32)
+    pos = {t: i for i, t in enumerate(unique)}
+    idx = np.asarray([[pos[t] for t in row] for row in texts])
+    aff, neg, cf, full = (jnp.asarray(table[idx[:, j]]) for j in range(4))
+    return Queries(aff=aff, neg=neg, cf=cf, full=full, strength=jnp.asarray(strength, jnp.int32))
+
+
+def embed_queries(
+    clip_or_encode,
+    decompositions: Sequence,
+    *,
+    batch_size: int = 256,
+    prompts: Prompts = DRC_PROMPTS,
+) -> Queries:
     """Embed decompositions into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields).
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.
     """
     encode: Callable = getattr(clip_or_encode, "encode_texts", clip_or_encode)
-    texts, strength = query_texts(decompositions)
+    texts, strength = query_texts(decompositions, prompts)
     if not texts:
         raise ValueError("embed_queries needs at least one decomposition")
-    unique = list(dict.fromkeys(t for row in texts for t in row))
-    parts = [
-        np.asarray(encode(unique[i : i + batch_size])) for i in range(0, len(unique), batch_size)
-    ]
-    table = np.concatenate(parts).astype(np.float32)
-    pos = {t: i for i, t in enumerate(unique)}
-    idx = np.asarray([[pos[t] for t in row] for row in texts])
-    aff, neg, cf, full = (jnp.asarray(table[idx[:, j]]) for j in range(4))
-    return Queries(aff=aff, neg=neg, cf=cf, full=full, strength=jnp.asarray(strength))
+
+    def batched(unique):
+        parts = [
+            np.asarray(encode(unique[i : i + batch_size]))
+            for i in range(0, len(unique), batch_size)
+        ]
+        return np.concatenate(parts)
+
+    return queries_from_table(batched, texts, strength)

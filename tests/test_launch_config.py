@@ -19,6 +19,7 @@ from drc_jax.launch.config import (
     row,
     table,
 )
+from drc_jax.queries import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS
 from drc_jax.scoring import DRCParams
 from tests.conftest import REPO
 
@@ -29,16 +30,56 @@ def shipped(name: str, **overrides):
     return load_config(str(SHIPPED / f"{name}.py"), **overrides)
 
 
-def test_paper_config_scores_clip_spacevlm_and_drc_with_paper_constants():
-    rows = table(shipped("paper")).variants
-    assert [(v.name, v.method) for v in rows] == [
-        ("clip", "clip"),
-        ("spacevlm", "spacevlm"),
-        ("drc", "drc"),
+def test_paper_config_has_the_papers_four_rows_each_with_its_own_settings():
+    config = shipped("paper")
+    rows = table(config).variants
+    assert [(v.name, v.method, v.label) for v in rows] == [
+        ("clip", "clip", "CLIP Baseline"),
+        ("neat", "neat", "CLIP + NEAT"),
+        ("spacevlm", "spacevlm", "SpaceVLM"),
+        ("drc", "drc", "SpaceVLM-DRC (Ours)"),
     ]
-    assert rows[2].params == DRCParams()
-    assert (rows[2].params.w1, rows[2].params.w2, rows[2].params.wctx) == (0.35, 0.35, 0.30)
-    assert rows[2].params.rho == 1.5
+    clip, neat, spacevlm, drc = rows
+    assert drc.params == DRCParams()
+    assert (drc.params.w1, drc.params.w2, drc.params.wctx) == (0.35, 0.35, 0.30)
+    assert drc.params.rho == 1.5
+    # CLIP and SpaceVLM encode their texts as written; DRC prefixes once decomposed, and its
+    # fallback for captions without negation is the raw caption (eq. 2), as CLIP's.
+    assert clip.prompts == spacevlm.prompts == RAW_PROMPTS
+    assert drc.prompts == DRC_PROMPTS and drc.prompts.fallback == ""
+    assert spacevlm.params.spacevlm_t == 0.92
+    assert neat.neat_config().lr == 2e-4 and neat.neat_config().steps == 3
+    # The paper's protocol when an LLM decomposes: two prompts, concurrent.
+    assert config.decomposer_mode == "two_prompt"
+    assert base_config().decomposer_mode == "merged"
+
+
+def test_the_prefixed_clip_row_is_a_named_option_with_every_field_prefixed():
+    config = shipped("paper", rows=("clip", "clip_prefixed"))
+    prefixed = table(config).variants[1]
+    assert prefixed.method == "clip" and prefixed.prompts == PHOTO_PROMPTS
+    assert prefixed.prompts.full == prefixed.prompts.fallback == "A photo of"
+
+
+def test_a_row_prompt_field_is_overridable_and_unknown_prompts_are_refused():
+    config = shipped("paper", **{"variants.clip.prompts.full": "A picture of"})
+    clip = table(config).variants[0]
+    assert clip.prompts.full == "A picture of" and clip.prompts.fallback == ""
+    assert clip.to_json()["prompts"]["full"] == "A picture of"
+    with pytest.raises(ConfigError, match="unknown prompts 'fancy'"):
+        row("clip", prompts="fancy")
+    with pytest.raises(ConfigError, match=r"unknown prompt fields \['title'\]"):
+        row("clip", prompts={"title": "x"})
+    with pytest.raises(ConfigError, match="unknown NEAT settings"):
+        row("neat", neat={"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="NEATConfig.steps"):
+        table(shipped("paper", **{"variants.neat.neat.steps": 0}))
+
+
+def test_decomposer_mode_takes_the_sglang_clients_modes_only():
+    assert shipped("paper", decomposer_mode="merged").decomposer_mode == "merged"
+    with pytest.raises(ConfigError, match="decomposer_mode"):
+        shipped("paper", decomposer_mode="three_prompt")
 
 
 def test_table3_adds_one_component_per_row():

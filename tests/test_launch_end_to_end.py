@@ -70,7 +70,7 @@ def counting(monkeypatch):
 
 
 @pytest.mark.slow
-def test_synthetic_cli_writes_results_with_clip_spacevlm_and_drc_rows(tmp_path):
+def test_synthetic_cli_writes_results_with_the_papers_four_rows(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "drc_jax.launch", "--benchmark", "synthetic",
@@ -81,7 +81,7 @@ def test_synthetic_cli_writes_results_with_clip_spacevlm_and_drc_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["benchmark"] == "synthetic" and results["config"]["random_weights"]
-    assert set(results["methods"]) == {"clip", "spacevlm", "drc"}
+    assert set(results["methods"]) == {"clip", "neat", "spacevlm", "drc"}
     for m in results["methods"].values():
         assert set(METRICS) <= set(m) and 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 100
     assert results["num_media"] == 8 and results["num_queries"] == 24
@@ -135,7 +135,7 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
 def test_synthetic_videos_run_end_to_end(tmp_path):
     r = run(options(tmp_path, benchmark="synthetic_video", cache_dir=""))
     assert r["media_kind"] == "video" and r["num_media"] == SMALL.num_videos
-    assert set(r["methods"]) == {"clip", "spacevlm", "drc"}
+    assert set(r["methods"]) == {"clip", "neat", "spacevlm", "drc"}
 
 
 # --------------------------------------------------------------------------- NegBench dev rows
@@ -174,7 +174,7 @@ def test_coco_dev_rows_run_with_stand_in_images(coco_subset, tmp_path):
     n_captions = sum(len(eval_free_list(row["captions"])) for row in rows)
     assert r["num_media"] == 6 and r["num_queries"] == n_captions
     assert r["benchmark_name"] == "COCO Retrieval-Neg"
-    assert set(r["methods"]) == {"clip", "spacevlm", "drc"}
+    assert set(r["methods"]) == {"clip", "neat", "spacevlm", "drc"}
     assert "neg@5" in r["methods"]["clip"] and r["negated_object_coverage"] > 50
 
 

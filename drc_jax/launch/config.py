@@ -26,6 +26,8 @@ from ml_collections import ConfigDict, config_dict
 
 from drc_jax import defaults
 from drc_jax.data.synthetic import SyntheticSpec
+from drc_jax.decompose.sglang import MODES as DECOMPOSER_MODES
+from drc_jax.queries import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS, Prompts
 from drc_jax.scoring import METHODS, DRCParams
 
 CONFIG_DIRS = (
@@ -34,6 +36,21 @@ CONFIG_DIRS = (
     Path.cwd() / "configs",
 )
 BENCHMARKS = ("synthetic", "synthetic_video", "coco", "msrvtt")
+ROW_METHODS = (*METHODS, "neat")
+"""What a table row can be: a scoring method of :mod:`drc_jax.scoring`, or "neat" (CLIP + NEAT,
+test-time adaptation of the text encoder, :mod:`drc_jax.neat`)."""
+
+PROMPT_PRESETS = {"raw": RAW_PROMPTS, "drc": DRC_PROMPTS, "photo": PHOTO_PROMPTS}
+"""Named prefix settings (:class:`~drc_jax.queries.Prompts`) a row can take by name."""
+METHOD_PROMPTS = {
+    "clip": RAW_PROMPTS,
+    "spacevlm": RAW_PROMPTS,
+    "drc": DRC_PROMPTS,
+    "neat": RAW_PROMPTS,
+}
+"""Each method's own prefixes, used for the fields a row leaves unset: CLIP encodes the raw
+caption (eq. 2, as NegBench), SpaceVLM its phrases as they are, DRC "A photo of" once a caption is
+decomposed (and the raw caption otherwise), NEAT its texts as they are (its loader lower-cases)."""
 SYNTHETIC = ("synthetic", "synthetic_video")
 
 # Settings that take one of a few values (checked by :func:`validate`).
@@ -43,6 +60,7 @@ CHOICES = {
     "preprocess": ("spacevlm", "openai"),
     "video_sampling": ("spacevlm", "negbench"),
     "decomposer": ("rules", "sglang"),
+    "decomposer_mode": DECOMPOSER_MODES,
     "on_missing_media": ("fail", "skip"),
     "on_bad_caption": ("fail", "skip", "keep"),
     "image_dtype": (None, "bfloat16"),
@@ -79,9 +97,15 @@ def base_config() -> ConfigDict:
     c.image_embeddings = config_dict.placeholder(str)  # precomputed (N, D) .npy, CSV row order
     # Decomposition.
     c.decomposer = "rules"
+    # sglang: "merged" (one request per caption, the default: half the requests) or "two_prompt"
+    # (the paper's protocol: decomposer and strength estimator, two concurrent requests).
+    c.decomposer_mode = "merged"
     c.sglang_url = defaults.SGLANG_URL
     c.sglang_model = defaults.SGLANG_MODEL
     c.decompositions = config_dict.placeholder(str)  # a JSONL of precomputed decompositions
+    # SpaceVLM's own Mistral-7B split of the query CSV (drc_jax.data.spacevlm_split): rows of
+    # method "spacevlm" score its aff / neg verbatim instead of the run's decomposition.
+    c.spacevlm_split = config_dict.placeholder(str)
     # Scoring: run-level DRCParams (eqs. 3-9), used by every row that does not set its own.
     for name, f in _PARAM_FIELDS.items():
         c[name] = f.default
@@ -98,13 +122,27 @@ def base_config() -> ConfigDict:
     return c
 
 
-def row(method: str, label: str = "", *, weights: str | None = None, **params) -> ConfigDict:
+def row(
+    method: str,
+    label: str = "",
+    *,
+    weights: str | None = None,
+    prompts: str | Prompts | dict | None = None,
+    neat: dict | None = None,
+    **params,
+) -> ConfigDict:
     """One table row: ``method`` scored with ``params`` (DRCParams fields; the others inherit the
     run-level values) on backbone ``weights`` (None: the run's ``weights``).
 
-    Every DRCParams field is present (``None``: inherit), so any row's parameter can be overridden
-    from the command line. A new per-row setting is one more key here, a field of
-    :class:`Variant` read in :func:`table`, and its use where rows are scored.
+    ``prompts``: the prefix of each text field (aff, neg, cf, full, fallback), as a
+    :data:`PROMPT_PRESETS` name, a :class:`~drc_jax.queries.Prompts` or a dict of some fields;
+    fields left unset take the method's own (:data:`METHOD_PROMPTS`). ``neat`` (method "neat"
+    only): :class:`drc_jax.neat.NEATConfig` fields that differ from NEAT's defaults.
+
+    Every DRCParams, prompt and NEAT field is present (``None``: inherit), so any row's setting can
+    be overridden from the command line (``--config.variants.clip.prompts.full='A photo of'``).
+    A new per-row setting is one more key here, a field of :class:`Variant` read in
+    :func:`table`, and its use where rows are scored.
     """
     unknown = sorted(set(params) - set(_PARAM_FIELDS))
     if unknown:
@@ -121,7 +159,45 @@ def row(method: str, label: str = "", *, weights: str | None = None, **params) -
     r.weights = config_dict.placeholder(str)
     r.weights = weights
     r.params = p
+    r.prompts = _prompt_fields(label or method, prompts)
+    if method == "neat":
+        r.neat = _neat_fields(label or method, neat or {})
+    elif neat:
+        raise ConfigError(f"row {label or method!r}: neat settings on a {method!r} row")
     return r
+
+
+def _prompt_fields(name: str, prompts) -> ConfigDict:
+    if isinstance(prompts, str):
+        if prompts not in PROMPT_PRESETS:
+            raise ConfigError(
+                f"row {name!r}: unknown prompts {prompts!r}; expected one of "
+                f"{sorted(PROMPT_PRESETS)} or a dict of {list(Prompts.__dataclass_fields__)}"
+            )
+        prompts = PROMPT_PRESETS[prompts]
+    if isinstance(prompts, Prompts):
+        prompts = prompts.to_dict()
+    prompts = dict(prompts or {})
+    unknown = sorted(set(prompts) - set(Prompts.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"row {name!r}: unknown prompt fields {unknown}")
+    out = ConfigDict()
+    for f in Prompts.__dataclass_fields__:
+        out[f] = config_dict.placeholder(str)
+        out[f] = prompts.get(f)
+    return out
+
+
+def _neat_fields(name: str, neat: dict) -> ConfigDict:
+    from drc_jax.neat import NEATConfig
+
+    defaults = NEATConfig().to_dict()
+    unknown = sorted(set(neat) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"row {name!r}: unknown NEAT settings {unknown}; known: {sorted(defaults)}"
+        )
+    return ConfigDict({**defaults, **neat})
 
 
 @dataclass(frozen=True)
@@ -137,14 +213,32 @@ class Variant:
     params: DRCParams = field(default_factory=DRCParams)
     label: str = ""
     weights: str | None = None
+    prompts: Prompts | None = None  # None: the method's own (METHOD_PROMPTS)
+    neat: dict | None = None  # NEATConfig fields (method "neat")
+    split: str | None = None  # SpaceVLM's split file (method "spacevlm" with spacevlm_split)
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if self.method not in ROW_METHODS:
             raise ConfigError(
-                f"row {self.name!r}: unknown method {self.method!r}; expected one of {METHODS}"
+                f"row {self.name!r}: unknown method {self.method!r}; expected one of {ROW_METHODS}"
             )
         if not self.label:
             object.__setattr__(self, "label", self.name)
+        if self.prompts is None:
+            object.__setattr__(self, "prompts", METHOD_PROMPTS[self.method])
+        if self.method == "neat" and self.neat is None:
+            from drc_jax.neat import NEATConfig
+
+            object.__setattr__(self, "neat", NEATConfig().to_dict())
+
+    def neat_config(self):
+        """The row's :class:`drc_jax.neat.NEATConfig` (method "neat")."""
+        from drc_jax.neat import NEATConfig
+
+        try:
+            return NEATConfig(**self.neat)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"row {self.name!r}: {e}") from e
 
     def to_json(self) -> dict:
         params = dataclasses.asdict(self.params)
@@ -153,6 +247,9 @@ class Variant:
             "label": self.label,
             "weights": self.weights,
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+            "prompts": self.prompts.to_dict(),
+            **({"neat": dict(self.neat)} if self.neat is not None else {}),
+            **({"spacevlm_split": self.split} if self.split else {}),
         }
 
 
@@ -197,11 +294,26 @@ def table(config: ConfigDict) -> Table:
     variants = []
     for n in names:
         r = config.variants[n]
+        prompts = METHOD_PROMPTS.get(r.method, RAW_PROMPTS).to_dict()
+        if "prompts" in r:
+            prompts.update({k: v for k, v in r.prompts.items() if v is not None})
         variants.append(
-            Variant(n, r.method, _params(config, n, r.params), label=r.label, weights=r.weights)
+            Variant(
+                n,
+                r.method,
+                _params(config, n, r.params),
+                label=r.label,
+                weights=r.weights,
+                prompts=Prompts(**prompts),
+                neat=r.neat.to_dict() if "neat" in r else None,
+                split=config.spacevlm_split if r.method == "spacevlm" else None,
+            )
         )
     if not variants:
         raise ConfigError(f"config {config.name!r} has no rows")
+    for v in variants:
+        if v.method == "neat":
+            v.neat_config()  # NEAT's own checks, before any work
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise ConfigError(f"config {config.name!r}: duplicate rows {dupes}")
@@ -211,7 +323,7 @@ def table(config: ConfigDict) -> Table:
         if not variants:
             raise ConfigError(
                 f"--methods {config.methods} matches no row of config {config.name!r} "
-                f"(rows: {names}; methods: {list(METHODS)})"
+                f"(rows: {names}; methods: {list(ROW_METHODS)})"
             )
     return Table(config.name, tuple(variants))
 

@@ -43,7 +43,7 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
     else:
         try:
             if opts.decomposer == "sglang":
-                kwargs = {"url": opts.sglang_url}
+                kwargs = {"url": opts.sglang_url, "mode": opts.decomposer_mode}
                 if opts.sglang_model:
                     kwargs["model"] = opts.sglang_model
                 # "" turns the client's cache off (its None would mean the default directory).

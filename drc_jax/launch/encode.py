@@ -260,13 +260,14 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
     return arr / norms
 
 
-def embed_texts(clip, decompositions, opts: RunOptions, probe=None):
-    """Queries for ``decompositions``; every text encoded once and cached by weights."""
+def embed_texts(clip, text_sets: dict, opts: RunOptions, probe=None):
+    """One :class:`~drc_jax.scoring.Queries` per text set (``key -> (rows of [aff, neg, cf, full],
+    strength)``); the union of every set's texts is encoded once (each distinct text once) and
+    cached by weights."""
     from drc_jax.launch.config import replace
-    from drc_jax.queries import embed_queries, query_texts
+    from drc_jax.queries import queries_from_table
 
-    rows, _ = query_texts(decompositions)
-    texts = list(dict.fromkeys(t for row in rows for t in row))
+    texts = list(dict.fromkeys(t for rows, _ in text_sets.values() for row in rows for t in row))
     store = _store(
         opts,
         {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"},
@@ -283,9 +284,12 @@ def embed_texts(clip, decompositions, opts: RunOptions, probe=None):
         on_error="fail",
         desc=f"encoding texts ({clip.weights_id})",
     )
-    queries = embed_queries(store.get, decompositions, batch_size=max(len(texts), 1))
+    queries = {
+        key: queries_from_table(store.get, rows, strength)
+        for key, (rows, strength) in text_sets.items()
+    }
     embedded = report.added + report.changed
-    return queries, {"embedded": embedded, "cached": len(texts) - embedded}
+    return queries, {"embedded": embedded, "cached": len(texts) - embedded, "unique": len(texts)}
 
 
 def long_captions(clip, bench: Benchmark) -> list[dict]:

@@ -15,6 +15,7 @@ import numpy as np
 from drc_jax.data.negbench import Benchmark
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.stages import Encoded, Ranking
+from drc_jax.launch.texts import text_set
 
 TOP_K = 10
 
@@ -36,6 +37,16 @@ def negated_in_top5(bench: Benchmark, top_indices: np.ndarray) -> tuple[float | 
     return share, 100.0 * len(named) / len(bench.queries)
 
 
+def top_from_scores(scores: np.ndarray, gt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` media (best first, ties to the lower index) and the ground truth's 1-indexed rank
+    (ties in its favour, as :func:`drc_jax.retrieval.top_k`) from a full (Q, N) score matrix."""
+    from drc_jax.metrics import ranks_from_scores
+
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, ranks_from_scores(scores, gt)
+
+
 def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> list[Ranking]:
     """Rank ``encoded``'s media for every query under each of ``variants`` (one backbone)."""
     import jax
@@ -53,17 +64,20 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
     out = []
     for v in variants:
         t0 = time.perf_counter()
-        res = top_k(
-            images,
-            query_vectors(v.method, encoded.queries, v.params),
-            TOP_K,
-            gt_index=gt,
-            chunk_size=opts.chunk_size,
-            mesh=mesh,
-            image_dtype=image_dtype,
-        )
-        ranks = np.asarray(jax.device_get(res.gt_rank))
-        idx = np.asarray(jax.device_get(res.indices))
+        if v.method == "neat":  # scored by the adapted encoder itself (pipeline.adapt_neat)
+            idx, ranks = top_from_scores(encoded.neat_scores[v.name], gt, TOP_K)
+        else:
+            res = top_k(
+                images,
+                query_vectors(v.method, encoded.queries[text_set(v)], v.params),
+                TOP_K,
+                gt_index=gt,
+                chunk_size=opts.chunk_size,
+                mesh=mesh,
+                image_dtype=image_dtype,
+            )
+            ranks = np.asarray(jax.device_get(res.gt_rank))
+            idx = np.asarray(jax.device_get(res.indices))
         seconds = time.perf_counter() - t0
         metrics = retrieval_metrics(ranks)
         share, coverage = negated_in_top5(bench, idx)

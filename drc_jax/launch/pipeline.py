@@ -27,7 +27,7 @@ import numpy as np
 from drc_jax.data import media as media_io
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
-from drc_jax.launch import report
+from drc_jax.launch import record, report
 from drc_jax.launch.config import (
     BENCHMARKS,
     SYNTHETIC,
@@ -50,7 +50,8 @@ from drc_jax.launch.encode import (
 )
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
-from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings
+from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
+from drc_jax.launch.texts import neat_lists, text_set, texts_of
 
 __all__ = [
     "LaunchError",
@@ -177,9 +178,49 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
     return corpus, read
 
 
+def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opts) -> Texts:
+    """What every row scores (:mod:`drc_jax.launch.texts`), computed once for all backbones."""
+    split = None
+    if any(v.split for v in rows.variants):
+        from drc_jax.data.negbench import DataError
+        from drc_jax.data.spacevlm_split import load_spacevlm_split
+
+        try:
+            split = load_spacevlm_split(opts.spacevlm_split, read)
+        except DataError as e:
+            raise LaunchError(f"--config.spacevlm_split: {e}") from e
+    sets = {}
+    for v in rows.variants:
+        if v.method != "neat":
+            key = text_set(v)
+            if key not in sets:
+                sets[key] = texts_of(key, decomposed.per_query, corpus.bench.queries, split)
+    neat = {
+        v.name: neat_lists(decomposed.per_query, v.prompts)
+        for v in rows.variants
+        if v.method == "neat"
+    }
+    return Texts(sets, neat)
+
+
+def adapt_neat(clip, variants, texts: Texts, media: MediaEmbeddings, opts) -> dict:
+    """(Q, N) "CLIP + NEAT" scores of each NEAT row: the text encoder's LayerNorms adapted online
+    over the query batches (:func:`drc_jax.neat.neat_scores`), from ``clip``'s weights each time."""
+    from drc_jax.neat import neat_scores
+
+    out = {}
+    for v in variants:
+        captions, pos, neg, inv = texts.neat[v.name]
+        out[v.name] = neat_scores(
+            clip, media.vectors, captions, pos, neg, inv, v.neat_config(), progress=opts.progress
+        )
+    return out
+
+
 def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark,
-           decomposed: Decomposed, watch) -> Encoded:  # fmt: skip
-    """The encode stage for one backbone: media (or ``--image_embeddings``) and query texts."""
+           texts: Texts, watch, neat_rows=()) -> Encoded:  # fmt: skip
+    """The encode stage for one backbone: media (or ``--image_embeddings``), query texts, and the
+    scores of its NEAT rows (``neat_rows``), which adapt the encoder itself."""
     probe = params_probe(clip)
     bench = corpus.bench
     with watch(f"encode_{bench.kind}s"):
@@ -197,24 +238,34 @@ def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark
         else:
             media = encode_media(clip, bench, list(corpus.paths), opts, probe)
     with watch("encode_texts"):
-        queries, text_stats = embed_texts(clip, decomposed.per_query, opts, probe)
-    return Encoded(weights, clip.weights_id, media, queries, text_stats)
+        queries, text_stats = embed_texts(clip, texts.sets, opts, probe)
+    neat = {}
+    if neat_rows:
+        with watch("neat"):
+            neat = adapt_neat(clip, neat_rows, texts, media, opts)
+    return Encoded(weights, clip.weights_id, media, queries, text_stats, probe, neat)
 
 
-def drop_unreadable(corpus: Corpus, decomposed: Decomposed, encoded: list[Encoded]):
+def drop_unreadable(corpus: Corpus, decomposed: Decomposed, texts: Texts, encoded: list[Encoded]):
     """Leave out media that some backbone could not embed (``--on_missing_media skip``), and
-    their queries, from every stage's output."""
+    their queries, from every stage's output. (NEAT rows adapted over every query; their scores
+    of the dropped ones are left out here.)"""
     errors: dict[int, str] = {}
     for e in encoded:
         for i in map(int, (~e.media.valid).nonzero()[0]):
             errors.setdefault(i, e.media.errors.get(i, "unreadable"))
     if not errors:
-        return corpus, decomposed, encoded
+        return corpus, decomposed, texts, encoded
     kept, kept_queries = corpus.without_media(errors)
     if not kept.bench.media or not kept.bench.queries:
         raise LaunchError(f"no readable media left in {corpus.root}; see the errors above.")
     keep = np.asarray([i for i in range(len(corpus.paths)) if i not in errors], np.int64)
-    return kept, decomposed.take(kept_queries), [e.take(keep, kept_queries) for e in encoded]
+    return (
+        kept,
+        decomposed.take(kept_queries),
+        texts.take(kept_queries),
+        [e.take(keep, kept_queries) for e in encoded],
+    )
 
 
 class _Stopwatch:
@@ -263,12 +314,18 @@ def run(opts: RunOptions) -> dict:
     with watch("decompose"):
         decomposed = decompose([q.caption for q in bench.queries], opts)
 
+    texts = row_texts(rows, corpus, read, decomposed, opts)
+
     encoded, long = [], []
     for weights in backbones:
         clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
         if not long:
             long = long_captions(clip, bench)
-        encoded.append(encode(opts, weights, clip, corpus, read, decomposed, watch))
+        neat_rows = [
+            v for v in rows.variants
+            if v.method == "neat" and (v.weights or default_weights) == weights
+        ]  # fmt: skip
+        encoded.append(encode(opts, weights, clip, corpus, read, texts, watch, neat_rows))
         del clip
     warnings = []
     if long:
@@ -279,7 +336,7 @@ def run(opts: RunOptions) -> dict:
         log.warning(warnings[-1])
 
     skipped_before = len(corpus.skipped)
-    corpus, decomposed, encoded = drop_unreadable(corpus, decomposed, encoded)
+    corpus, decomposed, texts, encoded = drop_unreadable(corpus, decomposed, texts, encoded)
     for s in corpus.skipped[skipped_before:]:
         log.warning("skipped %s (line %s): %s", s["file"], s["line"], s["reason"])
     with watch("score"):
@@ -294,7 +351,10 @@ def run(opts: RunOptions) -> dict:
     results = report.build(
         opts, rows, corpus, decomposed, encoded, rankings, timing=timing, extra=extra
     )
+    results["environment"] = record.environment()
+    results["inputs"] = record.inputs(opts, corpus, read, encoded)
     if writer:
         report.write(output_dir(opts), results)
+        record.write_decompositions(output_dir(opts), rows, corpus, decomposed, texts)
         save_rankings(output_dir(opts), corpus.bench, rankings)
     return results

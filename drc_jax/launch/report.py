@@ -15,6 +15,8 @@ from pathlib import Path
 
 COLUMNS = ("R@1", "R@5", "R@10", "medR")
 NEG_COLUMN = "neg@5"  # % of top-5 results containing the negated object
+BOOTSTRAP_RESAMPLES = 1000  # paired bootstrap over queries for each row's change vs CLIP
+BOOTSTRAP_SEED = 0
 
 
 def _cell(value: float, base: float | None, digits: int = 1) -> str:
@@ -66,12 +68,39 @@ def format_text(results: dict) -> str:
     return "\n".join(out)
 
 
+def ci_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """The paired-bootstrap table: per row (other than its baseline) the R@K change vs its CLIP
+    row and the 95% interval, ``+1.2 [+0.3, +2.0]``."""
+    methods = results["methods"]
+    ks = [c for c in COLUMNS if c.startswith("R@")]
+    rows = []
+    for name, m in methods.items():
+        ci = m.get("ci")
+        if not ci:
+            continue
+        cells = [f"{ci[k]['delta']:+.1f} [{ci[k]['lo']:+.1f}, {ci[k]['hi']:+.1f}]" for k in ks]
+        rows.append([m.get("label", name), *cells])
+    return ["Method", *(f"{k} change [95% CI]" for k in ks)], rows
+
+
 def format_markdown(results: dict) -> str:
     header, rows = table_rows(results)
     out = [f"### {_title(results)}", ""]
     out.append("| " + " | ".join(header) + " |")
     out.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
     out += ["| " + " | ".join(r) + " |" for r in rows]
+    ci_header, ci = ci_rows(results)
+    if ci:
+        b = results.get("bootstrap", {})
+        out += [
+            "",
+            f"Paired bootstrap over queries ({b.get('resamples')} resamples, seed "
+            f"{b.get('seed')}): change vs CLIP in points, [95% confidence interval].",
+            "",
+            "| " + " | ".join(ci_header) + " |",
+            "| " + " | ".join(["---"] + ["---:"] * (len(ci_header) - 1)) + " |",
+            *("| " + " | ".join(r) + " |" for r in ci),
+        ]
     notes = _notes(results)
     if notes:
         out += [""] + [f"- {n}" for n in notes]
@@ -112,6 +141,8 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
 
     from drc_jax.data.negbench import DATASETS
     from drc_jax.launch.config import SYNTHETIC, resolved_weights
+    from drc_jax.launch.record import row_record
+    from drc_jax.metrics import paired_bootstrap
 
     bench = corpus.bench
     backbones = [e.weights for e in encoded]
@@ -119,14 +150,23 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
     if config.benchmark not in SYNTHETIC:
         del settings["synthetic"]
     methods = {}
+    by_name = {r.variant.name: r for r in rankings}
     for r in rankings:
         base = table.baseline_of(r.variant)
+        ci = None
+        if base and base.name != r.variant.name and base.name in by_name:
+            ci = paired_bootstrap(
+                by_name[base.name].gt_rank, r.gt_rank, resamples=BOOTSTRAP_RESAMPLES,
+                seed=BOOTSTRAP_SEED,
+            )  # fmt: skip
         methods[r.variant.name] = {
             **r.metrics,
             "label": r.variant.label,
             "method": r.variant.method,
             "weights": r.weights,
             **({"baseline": base.name} if base else {}),
+            **({"ci": ci} if ci else {}),
+            "record": row_record(r.variant, config),
         }
     results = {
         "benchmark": config.benchmark,
@@ -146,6 +186,7 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
             "platform": jax.devices()[0].platform,
         },
         "methods": methods,
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
         "decomposition": decomposed.stats(),
         "encoding": {e.weights: e.stats() for e in encoded},
         "timing": {

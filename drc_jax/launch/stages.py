@@ -77,6 +77,24 @@ class Decomposed:
 
 
 @dataclass(frozen=True)
+class Texts:
+    """What every row scores, per query (:mod:`drc_jax.launch.texts`): per
+    :class:`~drc_jax.launch.texts.TextSet` the rows of [aff, neg, cf, full] and the strengths;
+    per NEAT row its (captions, pos, neg, inv) lists."""
+
+    sets: dict  # TextSet -> (list of [aff, neg, cf, full], (Q,) int32 strength)
+    neat: dict  # row name -> (captions, pos, neg, inv)
+
+    def take(self, queries: np.ndarray) -> Texts:
+        idx = [int(i) for i in queries]
+        sets = {
+            k: ([rows[i] for i in idx], strength[idx]) for k, (rows, strength) in self.sets.items()
+        }
+        neat = {k: tuple([xs[i] for i in idx] for xs in v) for k, v in self.neat.items()}
+        return Texts(sets, neat)
+
+
+@dataclass(frozen=True)
 class MediaEmbeddings:
     """One backbone's media embeddings: ``vectors[i]`` is valid where ``valid[i]``; ``errors``
     says why each invalid one could not be embedded (media index -> reason)."""
@@ -96,21 +114,33 @@ class MediaEmbeddings:
 
 @dataclass(frozen=True)
 class Encoded:
-    """The encode stage, per backbone: media embeddings and the queries' text embeddings."""
+    """The encode stage, per backbone: media embeddings, the queries' text embeddings (one
+    :class:`~drc_jax.scoring.Queries` per text set) and NEAT rows' (Q, N) scores, which need the
+    encoder itself (test-time adaptation)."""
 
     weights: str  # as named in the config
     weights_id: str  # what was loaded (file fingerprint, dtype)
     media: MediaEmbeddings
-    queries: object  # drc_jax.queries.Queries, rows in Corpus.bench.queries order
+    queries: dict  # TextSet -> drc_jax.queries.Queries, rows in Corpus.bench.queries order
     text_stats: dict
+    probe: str | None = None  # content fingerprint of the loaded parameters
+    neat_scores: dict = dataclasses.field(default_factory=dict)  # row name -> (Q, N) float32
 
     def take(self, media: np.ndarray, queries: np.ndarray) -> Encoded:
         return dataclasses.replace(
-            self, media=self.media.take(media), queries=self.queries.take(queries)
+            self,
+            media=self.media.take(media),
+            queries={k: q.take(queries) for k, q in self.queries.items()},
+            neat_scores={k: s[queries][:, media] for k, s in self.neat_scores.items()},
         )
 
     def stats(self) -> dict:
-        return {"weights_id": self.weights_id, "media": self.media.stats, "texts": self.text_stats}
+        return {
+            "weights_id": self.weights_id,
+            "params_probe": self.probe,
+            "media": self.media.stats,
+            "texts": self.text_stats,
+        }
 
 
 @dataclass(frozen=True)

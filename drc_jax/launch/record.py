@@ -1,0 +1,178 @@
+"""The run record: what a reviewer needs to trust a table, written beside it.
+
+- per row (:func:`row_record`): everything that decides its scores: method, ``t`` per strength,
+  weights, rho, operator, the prefix of each text field, where its decomposition came from
+  (backend, mode, model; or SpaceVLM's split file), NEAT's hyper-parameters;
+- :func:`environment`: package versions, git commit of a checkout, backend and devices;
+- :func:`inputs`: sha256 of the query CSV (and of SpaceVLM's split), the weights' fingerprints,
+  media found / missing;
+- :func:`write_decompositions`: ``decompositions.jsonl``, one line per query with exactly the
+  texts each row scored (after prefixing).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+from drc_jax.data.spacevlm_split import sha256_file
+from drc_jax.launch.texts import scored_texts, text_set
+from drc_jax.scoring import STRENGTHS
+
+PACKAGES = ("drc-jax", "jax", "jaxlib", "flax", "transformers", "numpy", "optax")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(path: Path | None = None) -> dict | None:
+    """``{"commit", "dirty"}`` of the checkout holding this package, or None (a wheel install,
+    or no git)."""
+    root = Path(path or Path(__file__).resolve().parents[2])
+    if not (root / ".git").exists():
+        return None
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", *a], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions, the checkout's commit, and the devices the run used."""
+    import jax
+
+    devices = jax.devices()
+    return {
+        "versions": {p: _version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "git": git_commit(),
+        "backend": jax.default_backend(),
+        "device_kinds": sorted({d.device_kind for d in devices}),
+        "device_count": len(devices),
+        "process_count": jax.process_count(),
+    }
+
+
+def inputs(opts, corpus, read, encoded) -> dict:
+    """What the numbers were computed from: file hashes, weights fingerprints, media counts."""
+    csv_path = Path(read.csv_path)
+    out = {
+        "captions_csv": str(csv_path),
+        "captions_csv_sha256": sha256_file(csv_path) if csv_path.is_file() else None,
+        "weights": {
+            e.weights: {"weights_id": e.weights_id, "params_probe": e.probe} for e in encoded
+        },
+        "media": {
+            "listed": len(read.media),
+            "found": len(corpus.bench.media),
+            "missing": len(corpus.skipped),
+        },
+        "queries": {"listed": len(read.queries), "evaluated": len(corpus.bench.queries)},
+    }
+    if opts.spacevlm_split:
+        out["spacevlm_split"] = str(opts.spacevlm_split)
+        out["spacevlm_split_sha256"] = sha256_file(opts.spacevlm_split)
+    if opts.decompositions:
+        out["decompositions_sha256"] = sha256_file(opts.decompositions)
+    return out
+
+
+def decomposer(opts) -> dict:
+    """Where the run's decomposition came from."""
+    if opts.decompositions:
+        return {"backend": "jsonl", "path": str(opts.decompositions)}
+    if opts.decomposer == "sglang":
+        return {
+            "backend": "sglang",
+            "mode": opts.decomposer_mode,
+            "model": opts.sglang_model,
+            "url": opts.sglang_url,
+        }
+    return {"backend": opts.decomposer}
+
+
+def row_record(variant, opts) -> dict:
+    """Everything that decides a row's scores (only the settings its method reads)."""
+    p = variant.params
+    rec = {"method": variant.method, "prompts": variant.prompts.to_dict()}
+    if variant.method == "clip":
+        rec["score"] = "eq. 2: images . full (full = the caption with prompts.full)"
+        return rec
+    if variant.split:
+        rec["decomposer"] = {
+            "backend": "spacevlm_split",
+            "path": variant.split,
+            "prompts": "texts scored verbatim, as in the file",
+        }
+    else:
+        rec["decomposer"] = decomposer(opts)
+    if variant.method == "spacevlm":
+        rec.update(t=p.spacevlm_t, operator=p.operator, repulsion=False)
+    elif variant.method == "drc":
+        rec.update(
+            t={s: p.t[i] for i, s in enumerate(STRENGTHS) if i},
+            w_base={s: p.w_base[i] for i, s in enumerate(STRENGTHS) if i},
+            weights={"w1": p.w1, "w2": p.w2, "wctx": p.wctx},
+            terms={"d1": p.use_d1, "d2": p.use_d2, "dctx": p.use_dctx},
+            repulsion=p.use_repulsion,
+            rho=p.rho,
+            operator=p.operator,
+        )
+    elif variant.method == "neat":
+        rec["neat"] = dict(variant.neat)
+        rec["texts"] = "caption = full, pos = aff, neg = neg, inv = cf; no negation: pos = caption"
+    return rec
+
+
+def _neat_scored(texts: tuple, cfg) -> list[dict]:
+    from drc_jax.neat import NEATTexts
+
+    t = NEATTexts.from_lists(*texts)
+    if cfg.pre_caption:
+        t = t.preprocessed()
+    return [
+        {"caption": c, "pos": p, **({"neg": n, "inv": v} if m else {})}
+        for c, p, n, v, m in zip(t.captions, t.pos, t.neg, t.inv, t.negated, strict=True)
+    ]
+
+
+def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
+    """``decompositions.jsonl``: per query its CSV line, ground truth, caption, decomposition and,
+    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``)."""
+    path = Path(output_dir).expanduser() / "decompositions.jsonl"
+    neat = {
+        v.name: _neat_scored(texts.neat[v.name], v.neat_config())
+        for v in table.variants
+        if v.method == "neat"
+    }
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for i, (q, d) in enumerate(zip(corpus.bench.queries, decomposed.per_query, strict=True)):
+            scored = {}
+            for v in table.variants:
+                if v.method == "neat":
+                    scored[v.name] = neat[v.name][i]
+                    continue
+                rows, strength = texts.sets[text_set(v)]
+                scored[v.name] = scored_texts(v.method, rows[i], int(strength[i]))
+            line = {
+                "query": i,
+                "line": q.line,
+                "gt": q.gt,
+                "caption": q.caption,
+                "decomposition": d.to_dict(),
+                "scored": scored,
+            }
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
