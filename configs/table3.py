@@ -11,6 +11,7 @@ from drc_jax.launch.config import base_config, row
 def get_config():
     config = base_config()
     config.name = "table3"
+    config.decomposer_mode = "two_prompt"  # --decomposer sglang: the paper's protocol
     config.description = "Table 3: CLIP, + d1, + d2, + dctx, + repulsion (cumulative)"
     off = dict(use_d1=True, use_d2=False, use_dctx=False, use_repulsion=False)
     config.variants.clip = row("clip", "CLIP")

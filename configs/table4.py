@@ -17,6 +17,7 @@ RHOS = (0.0, 0.5, 1.0, 1.5, 2.0)
 def get_config():
     config = base_config()
     config.name = "table4"
+    config.decomposer_mode = "two_prompt"  # --decomposer sglang: the paper's protocol
     config.description = "Table 4: DRC with rho in " + ", ".join(map(str, RHOS))
     config.variants.clip = row("clip", "CLIP")
     names = []

@@ -122,7 +122,9 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
     clip = counting[0]
     assert clip.media == r3["num_media"] == SMALL.num_images
     unique_texts = clip.texts
-    assert 0 < unique_texts <= 4 * r3["num_queries"]
+    # DRC's four prefixed fields, and the raw caption of the CLIP row; each text once.
+    assert unique_texts == r3["encoding"][TINY]["texts"]["unique"]
+    assert 0 < unique_texts <= 5 * r3["num_queries"]
     # Table 4 on the same data: every embedding comes from the cache.
     r4 = run(options(tmp_path, config="table4"))
     assert len(r4["methods"]) == 6 and counting[1].media == 0 and counting[1].texts == 0
@@ -313,7 +315,8 @@ def test_an_empty_cache_dir_turns_off_the_decomposition_cache_too(tmp_path, monk
     monkeypatch.setattr(sglang, "DEFAULT_CACHE_DIR", default)
     server = FakeServer()
     try:
-        kw = dict(decomposer="sglang", sglang_url=server.url, sglang_model="fake")
+        kw = dict(decomposer="sglang", sglang_url=server.url, sglang_model="fake",
+                  decomposer_mode="merged")  # fmt: skip
         for _ in range(2):
             r = run(options(tmp_path, cache_dir="", **kw))
         asked = len(server.requests)

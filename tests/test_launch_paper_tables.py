@@ -155,12 +155,14 @@ def test_spacevlm_and_the_d1_row_differ_exactly_where_the_strength_is_not_modera
         ),
     )
     texts = row_texts(rows, corpus, read, decomposed, opts)
-    assert len(texts.sets) == 1  # same prompts: one text set, encoded once
     clip = pipeline.load_backbone(TINY, "float32")
     queries, _ = embed_texts(clip, texts.sets, opts)
     q = queries[text_set(rows.variants[0])]
+    q_d1 = queries[text_set(rows.variants[1])]  # + d1 also encodes cf and full; aff, neg shared
+    np.testing.assert_array_equal(np.asarray(q.aff), np.asarray(q_d1.aff))
+    np.testing.assert_array_equal(np.asarray(q.neg), np.asarray(q_d1.neg))
     spacevlm = np.asarray(query_vectors("spacevlm", q, base).q)
-    plus_d1 = np.asarray(query_vectors("drc", q, d1).q)
+    plus_d1 = np.asarray(query_vectors("drc", q_d1, d1).q)
     strength = np.asarray(q.strength)
     theta = np.arccos(np.clip(np.sum(np.asarray(q.aff) * np.asarray(q.neg), -1), -1, 1))
     t_row = np.asarray(t)[strength]

@@ -84,7 +84,7 @@ def base_config() -> ConfigDict:
     c.limit = config_dict.placeholder(int)  # only the first N media rows (quick checks)
     c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))  # the synthetic set's size
     c.on_missing_media = "fail"  # missing / unreadable media: stop, or evaluate without them
-    c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep as NegBench ("A photo of")
+    c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep (NegBench's count)
     # Encoding.
     c.weights = config_dict.placeholder(str)  # None: PAPER_WEIGHTS, or SYNTHETIC_WEIGHTS
     c.dtype = "float32"  # encoder compute dtype

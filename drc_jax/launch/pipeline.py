@@ -127,7 +127,8 @@ def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
 
 def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[dict]]:
     """Empty captions fail the run, or are dropped (``--on_bad_caption skip``) or kept and
-    scored as NegBench scores them (``keep``: the query is just the "A photo of" prefix).
+    scored as NegBench scores them (``keep``: each row encodes the empty caption with its own
+    prefix: the empty text for the raw-caption CLIP row, "A photo of" for a prefixed one).
 
     NegBench's own COCO file has a few empty captions; ``keep`` reproduces its query count.
     """
@@ -139,7 +140,7 @@ def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[
         raise LaunchError(
             f"{bench.csv_path}: {len(bad)} empty caption(s) at {where}. Fix the CSV, or pass "
             "--on_bad_caption skip to leave them out, or --on_bad_caption keep to score them "
-            "as NegBench does (as the bare prompt 'A photo of')."
+            "as NegBench does (kept in the query count, encoded as they are)."
         )
     keep = tuple(q for q in bench.queries if q.caption.strip())
     if not keep:

@@ -13,24 +13,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drc_jax.queries import FIELDS, Prompts, query_texts, with_prefix
+from drc_jax.queries import FIELDS, PROMPT_PREFIX, Prompts, query_texts, with_prefix
 from drc_jax.scoring import STRENGTHS
 
 SPLIT_STRENGTH = STRENGTHS.index("moderate")
 """Strength given to a split's negated captions: any value > 0 (SpaceVLM's one ``t`` ignores it)."""
 
 
+SCORED = {"clip": ("full",), "spacevlm": ("aff", "neg"), "drc": FIELDS}
+"""The fields each method reads for a negated query (every method reads ``full`` otherwise)."""
+
+
 @dataclass(frozen=True)
 class TextSet:
-    """Which texts a row scores: its prompts, and whether SpaceVLM's split replaces the run's
-    decomposition."""
+    """Which texts a row scores: its prompts, whether SpaceVLM's split replaces the run's
+    decomposition, and the fields its method reads (:data:`SCORED`; only those are encoded)."""
 
     prompts: Prompts
     split: bool = False
+    fields: tuple[str, ...] = FIELDS
 
 
 def text_set(variant) -> TextSet:
-    return TextSet(variant.prompts, bool(variant.split))
+    return TextSet(variant.prompts, bool(variant.split), SCORED[variant.method])
+
+
+def _only(fields: tuple[str, ...], row: list[str], strength: int) -> list[str]:
+    """``row`` with the fields a method does not read replaced by one it reads (so nothing
+    unread is encoded; the shapes of :class:`~drc_jax.scoring.Queries` stay (Q, D))."""
+    if strength == 0 or fields == FIELDS:
+        return row
+    keep = row[FIELDS.index(fields[0])]
+    return [t if f in fields else keep for f, t in zip(FIELDS, row, strict=True)]
 
 
 def texts_of(ts: TextSet, decompositions, queries, split: dict | None):
@@ -39,6 +53,11 @@ def texts_of(ts: TextSet, decompositions, queries, split: dict | None):
     ``queries`` are the benchmark's :class:`~drc_jax.data.negbench.Query` records (their CSV line
     and caption key the split).
     """
+    rows, strength = _texts(ts, decompositions, queries, split)
+    return [_only(ts.fields, r, int(s)) for r, s in zip(rows, strength, strict=True)], strength
+
+
+def _texts(ts: TextSet, decompositions, queries, split: dict | None):
     if not ts.split:
         return query_texts(decompositions, ts.prompts)
     rows, strength = [], []
@@ -53,10 +72,6 @@ def texts_of(ts: TextSet, decompositions, queries, split: dict | None):
     return rows, np.asarray(strength, np.int32)
 
 
-SCORED = {"clip": ("full",), "spacevlm": ("aff", "neg"), "drc": FIELDS}
-"""The fields each method reads for a negated query (every method reads ``full`` otherwise)."""
-
-
 def scored_texts(method: str, row: list[str], strength: int) -> dict[str, str]:
     """The texts ``method`` scores for one query: what decompositions.jsonl records."""
     if strength == 0:
@@ -67,9 +82,16 @@ def scored_texts(method: str, row: list[str], strength: int) -> dict[str, str]:
 def neat_lists(decompositions, prompts: Prompts):
     """NEAT's (captions, pos, neg, inv) from our decomposition: pos = aff, neg = neg, inv = cf
     (:mod:`drc_jax.neat.texts`); a caption without negation gives (caption, caption, None, None),
-    which NEAT masks out of every term that reads neg / inv."""
+    which NEAT masks out of every term that reads neg / inv. NEAT refuses an empty text, so an
+    empty caption (kept by ``--on_bad_caption keep``) is given as the bare "A photo of"."""
     captions, pos, neg, inv = [], [], [], []
     for d in decompositions:
+        if not d.caption.strip():
+            captions.append(PROMPT_PREFIX)
+            pos.append(PROMPT_PREFIX)
+            neg.append(None)
+            inv.append(None)
+            continue
         if d.negated and d.strength != "none":
             captions.append(with_prefix(d.caption, prompts.full))
             pos.append(with_prefix(d.aff, prompts.aff))
