@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from drc_jax.scoring import METHODS, DRCParams, top_k
-from drc_jax.search.index import IndexInfo, read_info
-from drc_jax.store import EmbeddingStore
+from drc_jax.search.index import IndexInfo, indexed_files, read_info
+from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -63,12 +63,13 @@ class Searcher:
     """
 
     info: IndexInfo
-    store: EmbeddingStore
+    store: Store
     clip: Any
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
+    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def open(
@@ -97,7 +98,7 @@ class Searcher:
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
                 f"model is {clip.weights_id!r}; pass --weights {info.weights} (or re-index)"
             )
-        store = EmbeddingStore.open(info.index, info.meta)
+        store = Store.open(info.index, None)
         if isinstance(decomposer, str):
             from drc_jax.decompose import get_decomposer
 
@@ -125,7 +126,8 @@ class Searcher:
             raise ValueError(f"k must be >= 1, got {k}")
         decompositions = self.decomposer.decompose(queries)
         q = embed_queries(self.clip, decompositions)
-        ids, images, mesh = self.store.ids, *self._device_images()
+        images, mesh = self._device_images()
+        files = self._files
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             res = top_k(images, q, k, method=method, params=self.params, mesh=mesh)
@@ -136,7 +138,7 @@ class Searcher:
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(self.info.root / ids[i]), ids[i])
+                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
                         for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
                     ],
                 )
@@ -152,7 +154,13 @@ class Searcher:
             from drc_jax.parallel import make_mesh
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
-            self._images = jax.device_put(self.store.embeddings)
+            keys, vectors = self.store.vectors()  # memory-mapped
+            files = indexed_files(self.store, self.info.roots)
+            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+            if len(named) < len(keys):
+                vectors = vectors[np.asarray(named, np.int64)]
+            self._files = [files[keys[i]] for i in named]
+            self._images = jax.device_put(vectors)
         return self._images, self._mesh
 
 
