@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), error TEXT, row INTEGER UNIQUE,
     CHECK ((status = 'ok') = (row IS NOT NULL)));
+CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
 """
 
@@ -265,7 +266,7 @@ class Store:
         """
         for attempt in range(3):  # a compaction may replace the array file between two reads
             try:
-                rows, array = self._snapshot()
+                stored, rows, array = self._snapshot()
                 break
             except FileNotFoundError:
                 if attempt == 2:
@@ -274,23 +275,26 @@ class Store:
                         f"{self.directory} and re-run to rebuild it"
                     ) from None
         if keys is None:
-            keys = sorted(rows, key=rows.__getitem__)
-            if len(keys) == len(array):
-                return keys, array
-        absent = [k for k in keys if k not in rows]
-        if absent:
-            raise KeyError(
-                f"{len(absent)} key(s) not in embedding store {self.directory}, e.g. "
-                f"{absent[:3]}; embed them first"
-            )
-        return list(keys), np.asarray(array[np.asarray([rows[k] for k in keys], np.int64)])
+            if len(stored) == len(array):
+                return stored, array
+            keys, take = stored, rows
+        else:
+            row_of = dict(zip(stored, rows, strict=True))
+            absent = [k for k in keys if k not in row_of]
+            if absent:
+                raise KeyError(
+                    f"{len(absent)} key(s) not in embedding store {self.directory}, e.g. "
+                    f"{absent[:3]}; embed them first"
+                )
+            take = [row_of[k] for k in keys]
+        return list(keys), np.asarray(array[np.asarray(take, np.int64)])
 
-    def _snapshot(self) -> tuple[dict[str, int], np.ndarray]:
-        """``key -> row`` of the stored vectors and the array they index, read consistently."""
+    def _snapshot(self) -> tuple[list[str], list[int], np.ndarray]:
+        """Stored keys and their rows (in row order) and the array they index, read together."""
         with _Transaction(self._db, "BEGIN"):
-            return dict(self._db.execute("SELECT key, row FROM items WHERE status='ok'")), (
-                self._array()
-            )
+            q = "SELECT key, row FROM items WHERE status='ok' ORDER BY row"
+            pairs = self._db.execute(q).fetchall()
+            return [k for k, _ in pairs], [r for _, r in pairs], self._array()
 
     def _array(self) -> np.ndarray:
         n, dim = self._setting("rows", 0), self._setting("dim") or 0
@@ -380,12 +384,11 @@ class Store:
         """Rewrite the array file with only the live rows, in key order of their rows."""
         with self._write():
             n = self._setting("rows", 0)
-            rows, array = self._snapshot()
-            keys = sorted(rows, key=rows.__getitem__)
+            keys, rows, array = self._snapshot()
             dead = n - len(keys)
             if dead == 0 or (only_if_worthwhile and dead <= DEAD_FRACTION_TO_COMPACT * n):
                 return
-            array = array[np.asarray([rows[k] for k in keys], np.int64)]
+            array = array[np.asarray(rows, np.int64)]
             self._set("vectors", f"vectors-{self._generation() + 1}.bin")
             self._set("rows", 0)
             self._db.execute("UPDATE items SET row = -row - 1 WHERE status='ok'")  # free rows

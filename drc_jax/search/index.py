@@ -170,23 +170,24 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
     )
 
 
-def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[Path, str]]:
+def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
-    Every path read from the index must lie inside one of its roots (``id`` is the path relative
-    to it); anything else means a damaged or crafted index, which is refused.
+    Every path read from the index must be absolute, free of ``..`` and inside one of its roots
+    (``id`` is the path relative to that root); anything else means a damaged or crafted index,
+    which is refused.
     """
-    out: dict[str, tuple[Path, str]] = {}
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
-        path = Path(name)
-        root = next((r for r in roots if path.is_relative_to(r)), None)
-        if not path.is_absolute() or ".." in path.parts or root is None:
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is None or "/../" in f"{name}/" or "/./" in f"{name}/":
             raise StoreError(
                 f"index {store.directory} lists the file {name!r}, which is not inside its roots "
                 f"{[str(r) for r in roots]}; the index is damaged or was crafted: delete it and "
                 "re-run `python -m drc_jax.search index`"
             )
-        out.setdefault(key, (path, path.relative_to(root).as_posix()))
+        out.setdefault(key, (name, name[len(prefix) :]))
     return out
 
 
