@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import ml_dtypes
 import numpy as np
 
 CATALOGUE = "catalogue.sqlite"
@@ -88,14 +89,6 @@ def plain_name(name: str, where: Path) -> str:
     return name
 
 
-def _canonical(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Meta as it round-trips through JSON (tuples become lists), so comparisons are exact."""
-    try:
-        return json.loads(json.dumps(dict(meta), sort_keys=True))
-    except TypeError as e:
-        raise TypeError(f"store meta must be JSON-serialisable: {e}") from e
-
-
 def _meta_diff(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return [
         f"{k}: store has {stored.get(k, '<missing>')!r}, asked for {wanted.get(k, '<missing>')!r}"
@@ -109,14 +102,6 @@ def _damaged(directory: Path, error: Exception) -> StoreError:
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
         f"delete {directory} and re-run to rebuild it"
     )
-
-
-def _np_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
 
 
 class Store:
@@ -150,7 +135,8 @@ class Store:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         directory = Path(directory)
-        meta = {**_canonical(meta), "dtype": dtype}
+        # as it round-trips through JSON (tuples become lists), so comparisons are exact
+        meta = json.loads(json.dumps({**meta, "dtype": dtype}, sort_keys=True))
         if directory.exists() and not directory.is_dir():
             raise StoreError(f"{directory} exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +175,10 @@ class Store:
     @classmethod
     def _connect(cls, directory: Path) -> Store:
         try:
-            db = sqlite3.connect(directory / CATALOGUE, timeout=600, isolation_level=None)
+            # one connection may serve several threads (a server's workers): SQLite serialises
+            db = sqlite3.connect(
+                directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as e:
@@ -213,7 +202,8 @@ class Store:
 
     @property
     def dtype(self) -> np.dtype:
-        return _np_dtype(self._setting("meta")["dtype"])
+        name = self._setting("meta")["dtype"]
+        return np.dtype(ml_dtypes.bfloat16 if name == "bfloat16" else name)
 
     @property
     def dim(self) -> int | None:
@@ -398,7 +388,8 @@ class Store:
             if keys:
                 self._append(0, np.ascontiguousarray(array, self.dtype).tobytes())
             self._set("rows", len(keys))
-        self._sweep_now()
+        with self._write():
+            self._sweep()
 
     def _generation(self) -> int:
         name = self._setting("vectors") or "vectors-0.bin"
@@ -410,10 +401,6 @@ class Store:
         for p in self.directory.glob("vectors-*.bin"):
             if p.name != current:
                 p.unlink(missing_ok=True)
-
-    def _sweep_now(self) -> None:
-        with self._write():
-            self._sweep()
 
     # ------------------------------------------------------------------ names
     def names(self) -> dict[str, tuple[str, str]]:

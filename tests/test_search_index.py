@@ -264,3 +264,16 @@ def test_export_parquet_has_one_row_per_file_with_path_hash_and_embedding(
         rel = Path(path).relative_to(root.resolve()).as_posix()
         np.testing.assert_array_equal(np.asarray(vector, np.float32), emb[rel])
         assert digest.startswith("sha1:")
+
+
+def test_export_without_pyarrow_says_what_to_install(tmp_path, scenes, tiny_clip, monkeypatch):
+    import sys
+
+    from drc_jax.search.export import export_index
+
+    root, _ = scenes
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"needs pyarrow: pip install 'drc-jax\[parquet\]'"):
+        export_index(tmp_path / "index", tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()

@@ -117,17 +117,17 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if len(self.store) == 0:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        images, mesh = self._device_images()
+        files = self._files
+        if not files:
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         decompositions = self.decomposer.decompose(queries)
         q = embed_queries(self.clip, decompositions)
-        images, mesh = self._device_images()
-        files = self._files
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             res = top_k(images, q, k, method=method, params=self.params, mesh=mesh)
