@@ -149,7 +149,7 @@ class Store:
         store = cls._connect(directory)
         try:
             db = store._db
-            with store._write():
+            with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     db.execute(statement)
                 stored = store._setting("meta")
@@ -215,7 +215,7 @@ class Store:
         return self._setting(f"user.{name}", default)
 
     def set_setting(self, name: str, value: Any) -> None:
-        with self._write():
+        with self.transaction():
             self._set(f"user.{name}", value)
 
     # ------------------------------------------------------------------ reading
@@ -302,8 +302,8 @@ class Store:
         return np.memmap(path, dtype=dtype, mode="r", shape=(n, dim))
 
     # ------------------------------------------------------------------ writing
-    def _write(self):
-        """A write transaction: ``BEGIN IMMEDIATE`` waits for other writers, then holds the lock."""
+    def transaction(self):
+        """Several writes as one (``with store.transaction(): ...``); waits for other writers."""
         return _Transaction(self._db)
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], vectors: np.ndarray) -> None:
@@ -320,7 +320,7 @@ class Store:
                 f"non-finite vectors for {int(bad.sum())} key(s), e.g. "
                 f"{[keys[i] for i in np.flatnonzero(bad)[:3]]}"
             )
-        with self._write():
+        with self.transaction():
             dim = self._setting("dim")
             if dim is not None and vectors.shape[1] != dim:
                 raise ValueError(
@@ -351,7 +351,7 @@ class Store:
 
     def put_errors(self, errors: Mapping[str, tuple[str, str]]) -> None:
         """Record ``key -> (fingerprint, error)`` for items that could not be embedded."""
-        with self._write():
+        with self.transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, 'error', ?, NULL)",
                 [(k, str(fp), err) for k, (fp, err) in errors.items()],
@@ -359,7 +359,7 @@ class Store:
 
     def prune(self, keep: Iterable[str]) -> int:
         """Drop every item (vector or error) whose key is not in ``keep``; return how many."""
-        with self._write():
+        with self.transaction():
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (key TEXT PRIMARY KEY)")
             self._db.execute("DELETE FROM keep")
             self._db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in keep))
@@ -372,7 +372,7 @@ class Store:
 
     def compact(self, *, only_if_worthwhile: bool = False) -> None:
         """Rewrite the array file with only the live rows, in key order of their rows."""
-        with self._write():
+        with self.transaction():
             n = self._setting("rows", 0)
             keys, rows, array = self._snapshot()
             dead = n - len(keys)
@@ -388,7 +388,7 @@ class Store:
             if keys:
                 self._append(0, np.ascontiguousarray(array, self.dtype).tobytes())
             self._set("rows", len(keys))
-        with self._write():
+        with self.transaction():
             self._sweep()
 
     def _generation(self) -> int:
@@ -409,7 +409,7 @@ class Store:
 
     def set_names(self, names: Mapping[str, tuple[str, str]]) -> None:
         """Replace all names with ``name -> (key, stamp)`` (one transaction)."""
-        with self._write():
+        with self.transaction():
             self._db.execute("DELETE FROM names")
             self._db.executemany(
                 "INSERT INTO names VALUES (?, ?, ?)", ((n, k, s) for n, (k, s) in names.items())

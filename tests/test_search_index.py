@@ -277,3 +277,46 @@ def test_export_without_pyarrow_says_what_to_install(tmp_path, scenes, tiny_clip
     with pytest.raises(ImportError, match=r"needs pyarrow: pip install 'drc-jax\[parquet\]'"):
         export_index(tmp_path / "index", tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_an_interrupted_reindex_keeps_the_index_usable_and_resumes_bit_identically(
+    tmp_path, scenes, tiny_clip
+):
+    from drc_jax.search import Searcher
+
+    root, contents = scenes
+    build_index(root, tmp_path / "clean", clip=tiny_clip, batch_size=4, progress=False)
+
+    class Interrupting(CountingClip):
+        def encode_images(self, pixels, *a, **kw):
+            if self.images_encoded >= 4:  # the second batch of 4
+                raise KeyboardInterrupt
+            return super().encode_images(pixels, *a, **kw)
+
+    index = tmp_path / "index"
+    build_index(root, index, clip=tiny_clip, progress=False)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    draw_scene("dog", "beach", seed=5).save(moved / "a.png")
+    draw_scene("cat", "park", seed=6).save(moved / "b.png")
+    for i in range(6):
+        draw_scene("dog", "street", seed=10 + i).save(moved / f"new_{i}.png")
+    with pytest.raises(KeyboardInterrupt):
+        build_index(moved, index, clip=Interrupting(tiny_clip), batch_size=4, progress=False)
+    # the interrupted run changed nothing a query sees: the old files, inside the old root
+    hits = Searcher.open(index, clip=tiny_clip).search("a dog", k=len(contents))["drc"][0].hits
+    assert sorted(h.id for h in hits) == sorted(contents)
+    assert all(h.path.startswith(str(root.resolve())) for h in hits)
+
+    clip = CountingClip(tiny_clip)
+    report = build_index(moved, index, clip=clip, batch_size=4, progress=False)
+    assert clip.images_encoded == 4 and report.embedded == 4  # the first batch of 4 was kept
+    build_index(moved, tmp_path / "clean", clip=tiny_clip, batch_size=4, progress=False)
+    resumed, clean = stored(index), stored(tmp_path / "clean")
+    assert (
+        sorted(resumed)
+        == sorted(clean)
+        == sorted([*contents, "a.png", "b.png"] + [f"new_{i}.png" for i in range(6)])
+    )
+    for id_, emb in clean.items():
+        np.testing.assert_array_equal(resumed[id_], emb)

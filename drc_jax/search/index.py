@@ -271,12 +271,12 @@ def build_index(
             f"{e}\nTo rebuild this index with the new settings pass --reset (CLI) or reset=True."
         ) from None
     with store:
-        store.set_setting("weights", str(weights or clip.weights_id))
-        store.set_setting("roots", [str(r) for r in roots])
         old = store.names()
         names, unreadable = _scan(roots, old, fingerprint_by)
         ids = {n: _id(n, roots) for n in names}
-        first = {h: n for n, (h, _) in reversed(names.items())}  # a file per content
+        first: dict[str, str] = {}  # a file per content
+        for name, (h, _) in names.items():
+            first.setdefault(h, name)
 
         def embed(hashes: list[str]) -> np.ndarray:
             try:
@@ -294,7 +294,10 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
-        store.set_names(names)
+        with store.transaction():  # the files, their roots and the weights change together
+            store.set_names(names)
+            store.set_setting("roots", [str(r) for r in roots])
+            store.set_setting("weights", str(weights or clip.weights_id))
         store.prune(first)
     bad = dict(report.failed)
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
