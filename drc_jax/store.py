@@ -140,11 +140,20 @@ class Store:
         if directory.exists() and not directory.is_dir():
             raise StoreError(f"{directory} exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
-        if not (directory / CATALOGUE).exists() and any(directory.iterdir()):
+        # (our own files may appear meanwhile: another process creating the same store)
+        foreign = sorted(
+            p.name for p in directory.iterdir() if not p.name.startswith((CATALOGUE, "vectors-"))
+        )
+        if "manifest.json" in foreign and not (directory / CATALOGUE).exists():
+            raise StoreError(
+                f"{directory} holds an embedding store of an older drc-jax (manifest.json and "
+                f"shards), which this version does not read: delete {directory} and re-run to "
+                "rebuild it"
+            )
+        if foreign and not (directory / CATALOGUE).exists():
             raise StoreError(
                 f"{directory} is not an embedding store (no {CATALOGUE}) and is not empty "
-                f"(e.g. {sorted(p.name for p in directory.iterdir())[:3]}); pick an empty or new "
-                "directory"
+                f"(e.g. {foreign[:3]}); pick an empty or new directory"
             )
         store = cls._connect(directory)
         try:

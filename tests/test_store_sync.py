@@ -299,6 +299,10 @@ def test_refuses_a_directory_that_is_not_a_store(tmp_path):
     with pytest.raises(StoreError, match="not an embedding store"):
         Store.open(tmp_path / "photos", META)
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["cat.jpg"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format": 1}')
+    with pytest.raises(StoreError, match="older drc-jax .*delete .*old and re-run"):
+        Store.open(tmp_path / "old", META)
 
 
 def test_embed_output_of_wrong_shape_width_or_non_finite_is_a_clear_error(tmp_path):

@@ -68,7 +68,8 @@ def _open_store(opts: RunOptions, meta: dict):
     from drc_jax.store import Store
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    directory = Path(opts.cache_dir).expanduser() / "embeddings" / f"{meta['kind']}-{key}"
+    # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
+    directory = Path(opts.cache_dir).expanduser() / "embedding-stores" / f"{meta['kind']}-{key}"
     return Store.open(directory, meta)
 
 
