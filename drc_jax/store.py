@@ -97,7 +97,7 @@ def _meta_diff(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     ]
 
 
-def _damaged(directory: Path, error: Exception) -> StoreError:
+def _damaged(directory: Path, error: Exception | str) -> StoreError:
     return StoreError(
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
         f"delete {directory} and re-run to rebuild it"
@@ -129,7 +129,13 @@ class Store:
         if meta is None:
             if not (Path(directory) / CATALOGUE).is_file():
                 raise FileNotFoundError(f"no embedding store at {directory}")
-            return cls._connect(Path(directory))
+            store = cls._connect(Path(directory))
+            try:
+                if store._setting("meta") is not None:
+                    return store
+            except sqlite3.DatabaseError as e:
+                raise _damaged(store.directory, e) from e
+            raise _damaged(store.directory, "no settings")
         if on_mismatch not in ("error", "reset"):
             raise ValueError(f"on_mismatch must be 'error' or 'reset', got {on_mismatch!r}")
         if dtype not in DTYPES:
@@ -156,28 +162,32 @@ class Store:
                 f"(e.g. {foreign[:3]}); pick an empty or new directory"
             )
         store = cls._connect(directory)
+        db = store._db
         try:
-            db = store._db
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     db.execute(statement)
                 stored = store._setting("meta")
-                if stored is not None and _meta_diff(stored, meta):
-                    if on_mismatch == "error":
-                        raise StoreMismatchError(
-                            f"embedding store {directory} was built with other settings:\n  "
-                            + "\n  ".join(_meta_diff(stored, meta))
-                            + "\nUse another directory, or reset it (on_mismatch='reset') to "
-                            "re-embed everything."
-                        )
+                diff = _meta_diff(stored, meta) if stored is not None else []
+                if diff and on_mismatch == "error":
+                    raise StoreMismatchError(
+                        f"embedding store {directory} was built with other settings:\n  "
+                        + "\n  ".join(diff)
+                        + "\nUse another directory, or reset it (on_mismatch='reset') to "
+                        "re-embed everything."
+                    )
+                if diff:  # reset: empty the store, start a new array file
                     db.execute("DELETE FROM items")
                     db.execute("DELETE FROM names")
                     db.execute("DELETE FROM settings WHERE name != 'vectors'")
                     store._set("vectors", f"vectors-{store._generation() + 1}.bin")
-                if stored is None or _meta_diff(stored, meta):
+                if stored is None or diff:
                     store._set("meta", meta)
                 store._sweep()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, StoreError) as e:
+            store.close()
+            if isinstance(e, StoreError):
+                raise
             raise _damaged(directory, e) from e
         return store
 

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import zlib
 from pathlib import Path
 
@@ -385,6 +384,12 @@ def test_a_damaged_array_file_or_catalogue_is_a_message_saying_what_to_delete(tm
         Store.open(tmp_path / "s", META).vectors()
 
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "catalogue.sqlite").write_bytes(textwrap.dedent("garbage " * 1000).encode())
+    (tmp_path / "t" / "catalogue.sqlite").write_bytes(b"garbage " * 1000)
+    for meta in (META, None):
+        with pytest.raises(StoreError, match="the store is damaged: delete"):
+            Store.open(tmp_path / "t", meta)
+    sqlite3.connect(tmp_path / "u.sqlite").close()
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u.sqlite").rename(tmp_path / "u" / "catalogue.sqlite")  # empty, no tables
     with pytest.raises(StoreError, match="the store is damaged: delete"):
-        Store.open(tmp_path / "t", META)
+        Store.open(tmp_path / "u", None)
