@@ -16,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -191,6 +192,11 @@ def encode(s: Setup) -> dict:
                     **rates(batch * flops, 0.0, t["median_s"], s.chip),
                 }
                 rows.append(row)
+                print(
+                    f"  {backbone} {dtype} {kind} batch {batch}: {row['items_per_s']:,.0f}/s, "
+                    f"{row['tflops']:.3g} TFLOP/s, first call {row['compile_and_first_s']:.1f}s",
+                    flush=True,
+                )
             del pixels, ids
         if dtype == "bfloat16" and backbone in s.attention_variants:
             rows.append(_attention_variant(s, backbone, clip, "cudnn"))
@@ -473,37 +479,37 @@ def neat(s: Setup) -> dict:
 # ------------------------------------------------------------------ part: the launcher
 def launcher(s: Setup) -> dict:
     """``python -m drc_jax.launch --benchmark synthetic`` end to end in a subprocess, timed
-    (interpreter start, imports, rendering the set, encoding, scoring, the report)."""
-    out = s.out_dir / "launcher"
-    cmd = [
-        sys.executable,
-        "-m",
-        "drc_jax.launch",
-        "--benchmark",
-        "synthetic",
-        "--output_dir",
-        str(out / "run"),
-        "--data_dir",
-        str(out / "data"),
-        "--cache_dir",
-        "",
-        "--noprogress",
-    ]
-    if s.smoke:
-        cmd += ["--weights", "random:test-tiny", "--synthetic_images", "8"]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-    wall = time.perf_counter() - t0
-    (s.out_dir / "launcher.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(
-            f"launcher exited {proc.returncode} after {wall:.1f}s: {' | '.join(tail)}"
-        )
-    return {
-        "command": " ".join(cmd[1:]),
-        "wall_s": wall,
-        "results_json": (out / "run" / "results.json").is_file(),
-    }
+    (interpreter start, imports, rendering the set, encoding, scoring, the report). The run goes
+    to a temporary directory; its log is kept as ``launcher.log`` beside the report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cmd = [
+            sys.executable,
+            "-m",
+            "drc_jax.launch",
+            "--benchmark",
+            "synthetic",
+            "--output_dir",
+            str(out / "run"),
+            "--data_dir",
+            str(out / "data"),
+            "--cache_dir",
+            "",
+            "--noprogress",
+        ]
+        if s.smoke:
+            cmd += ["--weights", "random:test-tiny", "--synthetic_images", "8"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+        wall = time.perf_counter() - t0
+        (s.out_dir / "launcher.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(
+                f"launcher exited {proc.returncode} after {wall:.1f}s: {' | '.join(tail)}"
+            )
+        wrote = (out / "run" / "results.json").is_file()
+    shown = [str(c).replace(tmp, "$TMP") for c in cmd[1:]]
+    return {"command": " ".join(shown), "wall_s": wall, "results_json": wrote}

@@ -115,10 +115,11 @@ def chip_limits(device) -> dict:
     return {"device_kind": kind, "bf16_tflops": None, "hbm_tbps": None, "note": "unknown peak"}
 
 
-def run_parts(parts: dict, setup) -> dict:
+def run_parts(parts: dict, setup, on_part=None) -> dict:
     """Run each part; an exception becomes ``status: failed`` with its message and traceback
     tail, and the next part still runs. A part may return its own ``status``
-    (``not_available``)."""
+    (``not_available``). ``on_part(report)`` is called after each part (the CLI rewrites
+    report.json, so a run cut off by a time limit still leaves the parts it finished)."""
     report = {}
     for name, fn in parts.items():
         t0 = time.perf_counter()
@@ -136,7 +137,21 @@ def run_parts(parts: dict, setup) -> dict:
         entry["seconds"] = time.perf_counter() - t0
         print(f"[device_suite] {name}: {entry['status']} ({entry['seconds']:.1f}s)", flush=True)
         report[name] = entry
+        if on_part is not None:
+            on_part(report)
     return report
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("jax", "jaxlib", "flax", "torch", "transformers", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _fmt(x, spec=".3g"):
@@ -151,7 +166,7 @@ def markdown(report: dict) -> str:
         "# drc-jax device suite" + (" (SMOKE: tiny sizes, numbers mean nothing)" * env["smoke"]),
         "",
         f"{chip['device_kind']} x{env['devices_used']} (of {env['devices_visible']}), "
-        f"backend {env['backend']}, jax {env['jax']}; bf16 peak "
+        f"backend {env['backend']}, jax {env['versions']['jax']}; bf16 peak "
         f"{_fmt(chip['bf16_tflops'])} TFLOP/s, HBM {_fmt(chip['hbm_tbps'])} TB/s "
         f"(datasheet{'' if chip['bf16_tflops'] else ': unknown peak'}); "
         f"total {env['total_s']:.0f} s",
@@ -273,23 +288,31 @@ def run(argv):
         topk_chunk=FLAGS.topk_chunk,
         attention_variants=FLAGS.attention_variants,
     )
-    parts = run_parts({p: PARTS[p] for p in FLAGS.parts}, setup)
-    report = {
-        "env": {
+
+    def write(parts: dict, done: bool) -> dict:
+        report = {"env": env(done), "parts": parts}
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        return report
+
+    def env(done: bool) -> dict:
+        return {
             "smoke": FLAGS.smoke,
             "chip": setup.chip,
             "backend": jax.default_backend(),
             "devices_visible": len(devices),
             "devices_used": mesh.size,
-            "jax": jax.__version__,
+            "versions": _versions(),
             "python": platform.python_version(),
             "host": platform.node(),
             "argv": sys.argv[1:],
             "total_s": time.perf_counter() - t0,
-        },
-        "parts": parts,
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+            "complete": done,
+        }
+
+    parts = run_parts(
+        {p: PARTS[p] for p in FLAGS.parts}, setup, on_part=lambda r: write(r, done=False)
+    )
+    report = write(parts, done=True)
     md = markdown(report)
     (out / "report.md").write_text(md)
     print(md)

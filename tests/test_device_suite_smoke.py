@@ -44,7 +44,7 @@ def smoke_report(tmp_path_factory):
 
 def test_smoke_report_has_every_part_with_a_status(smoke_report):
     report, md = smoke_report
-    assert report["env"]["smoke"] is True
+    assert report["env"]["smoke"] is True and report["env"]["complete"] is True
     assert report["env"]["devices_used"] == 8  # data parallel over every visible device
     assert report["env"]["chip"]["bf16_tflops"] is None  # CPU: unknown peak, not a made-up one
     for part in PARTS:
