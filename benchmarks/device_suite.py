@@ -183,6 +183,8 @@ def markdown(report: dict) -> str:
             "",
             "## CLIP encoding (device forward; end-to-end rows include host transfer)",
             "",
+            "float32 rows use XLA's default matmul precision (TF32 on recent NVIDIA GPUs).",
+            "",
             "| backbone | dtype | kind | batch | items/s | TFLOP/s | of bf16 peak | first call s |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -229,7 +231,8 @@ def markdown(report: dict) -> str:
             )
         lines.append(
             f"\ndrc_score / two GEMMs: {sc['drc_over_two_gemms']:.2f}x; max |bf16 - NumPy f32| "
-            f"{sc['max_abs_err_bf16_vs_numpy_f32']:.2g}"
+            f"{sc['max_abs_err_bf16_vs_numpy_f32']:.2g}; f32 images: "
+            f"{sc['max_abs_err_f32_vs_numpy_f32']:.2g} (near 1e-3 means TF32 GEMMs)"
         )
     tk = parts.get("topk", {})
     if tk.get("status") == "ok":

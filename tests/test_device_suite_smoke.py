@@ -92,6 +92,7 @@ def test_smoke_scoring_and_topk_are_correct_and_timed(smoke_report):
     parts = smoke_report[0]["parts"]
     sc = parts["score"]
     assert sc["max_abs_err_bf16_vs_numpy_f32"] < 2e-2  # bf16 inputs, f32 accumulation
+    assert sc["max_abs_err_f32_vs_numpy_f32"] < 1e-4  # f32 on CPU is true f32
     for what in ("drc_score_bf16", "two_gemms_bf16"):
         assert _positive(sc[what]["median_s"]) and _positive(sc[what]["tflops"])
     assert _positive(sc["drc_over_two_gemms"])
