@@ -94,7 +94,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("repeats", 5, "Timed calls per measurement after the first (median).")
     flags.DEFINE_bool("torch", True, "Also time transformers' PyTorch CLIPModel (bf16, SDPA).")
     flags.DEFINE_float(
-        "encode_budget_s", 200.0, "Start no new encoder case after this many seconds."
+        "encode_budget_s", 170.0, "Start no new encoder case after this many seconds."
     )
     flags.DEFINE_list("score_shape", ["25000", "5000"], "drc_score Q,N (COCO-Neg).")
     flags.DEFINE_list("topk_shape", ["25000", "1000000"], "top_k Q,N.")
@@ -211,6 +211,8 @@ def markdown(report: dict) -> str:
                     f"| {r['backbone']} | {r['kind']} | {r['batch']} | {r['items_per_s']:,.0f} | "
                     f"{r['jax_over_torch']:.2f}x |"
                 )
+        for case, err in enc["errors"].items():
+            lines.append(f"\nFailed: {case}: {err[:200]}")
         if enc["skipped_for_time_budget"]:
             lines.append(f"\nSkipped (time budget): {', '.join(enc['skipped_for_time_budget'])}")
     sc = parts.get("score", {})

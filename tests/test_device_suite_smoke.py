@@ -66,6 +66,7 @@ def test_smoke_encoder_rows_are_sane(smoke_report):
 
     tiny = get_config("test-tiny")
     enc = smoke_report[0]["parts"]["encode"]
+    assert enc["errors"] == {} and enc["skipped_for_time_budget"] == []
     measured = {(r["dtype"], r["kind"]) for r in enc["rows"] if "error" not in r}
     for dtype in ("bfloat16", "float32"):
         for kind in ("images", "texts", "images_end_to_end"):
@@ -127,6 +128,38 @@ def test_a_failing_part_is_reported_and_the_rest_still_run():
     assert report["broken"]["status"] == "failed"
     assert "out of memory on purpose" in report["broken"]["error"]
     assert report["fine"] == {"status": "ok", "value": 1, "seconds": report["fine"]["seconds"]}
+
+
+def test_a_failing_encoder_case_is_recorded_and_the_others_still_run(tmp_path):
+    import jax
+
+    from benchmarks import device_parts
+    from drc_jax.parallel import make_mesh
+
+    setup = device_parts.Setup(
+        mesh=make_mesh(jax.devices()[:1]),
+        chip={"bf16_tflops": None, "hbm_tbps": None},
+        out_dir=tmp_path,
+        smoke=True,
+        repeats=1,
+        backbones=["ViT-X/99", "test-tiny"],
+        dtypes=["float32"],
+        batch_sizes=[4],
+        text_length=16,
+        torch=False,
+        encode_budget_s=600.0,
+        score_shape=(1, 1),
+        topk_shape=(1, 1),
+        topk_chunk=1,
+        attention_variants=[],
+    )
+    enc = device_parts.encode(setup)
+    assert "unknown CLIP backbone" in enc["errors"]["ViT-X/99 float32"]
+    assert {(r["backbone"], r["kind"]) for r in enc["rows"]} == {
+        ("test-tiny", "images"),
+        ("test-tiny", "texts"),
+        ("test-tiny", "images_end_to_end"),
+    }
 
 
 @pytest.mark.parametrize(
