@@ -23,12 +23,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-NEAT_ENTRY = "benchmarks.bench_neat:measure_step"
-"""The one place the suite names NEAT's benchmark hook, ``module:function``. It is called as
-``fn(backbone=, batch=, dtype=, repeats=)`` and returns a dict of timings (JAX step, PyTorch
-transcription step, their ratio). The part needs :mod:`drc_jax.neat`; without it the part reports
-``not_available``."""
-
 
 @dataclasses.dataclass
 class Setup:
@@ -295,11 +289,35 @@ def _attention_variant(s: Setup, backbone: str, clip, implementation: str) -> di
     }
 
 
+def _hf_config(cfg):
+    """transformers' ``CLIPConfig`` of the same shape as drc_jax's ``cfg``."""
+    from transformers import CLIPConfig
+
+    v, t = cfg.vision, cfg.text
+    return CLIPConfig(
+        vision_config=dict(
+            hidden_size=v.hidden_size,
+            intermediate_size=v.intermediate_size,
+            num_hidden_layers=v.num_hidden_layers,
+            num_attention_heads=v.num_attention_heads,
+            patch_size=v.patch_size,
+            image_size=v.image_size,
+        ),
+        text_config=dict(
+            hidden_size=t.hidden_size,
+            intermediate_size=t.intermediate_size,
+            num_hidden_layers=t.num_hidden_layers,
+            num_attention_heads=t.num_attention_heads,
+        ),
+        projection_dim=cfg.projection_dim,
+    )
+
+
 def _torch_encode(s: Setup, bf16_rows: list[dict]) -> list[dict]:
     """transformers' CLIPModel, bf16 with SDPA attention, on torch's GPU if it has one (else
     CPU), at every (backbone, batch) the JAX bf16 rows measured; the ratio is JAX / torch."""
     import torch
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPModel
 
     from drc_jax.clip import get_config
 
@@ -308,26 +326,9 @@ def _torch_encode(s: Setup, bf16_rows: list[dict]) -> list[dict]:
     out = []
     for backbone in dict.fromkeys(r["backbone"] for r in bf16_rows):
         cfg = get_config(backbone)
-        v, t = cfg.vision, cfg.text
-        hf = CLIPConfig(
-            vision_config=dict(
-                hidden_size=v.hidden_size,
-                intermediate_size=v.intermediate_size,
-                num_hidden_layers=v.num_hidden_layers,
-                num_attention_heads=v.num_attention_heads,
-                patch_size=v.patch_size,
-                image_size=v.image_size,
-            ),
-            text_config=dict(
-                hidden_size=t.hidden_size,
-                intermediate_size=t.intermediate_size,
-                num_hidden_layers=t.num_hidden_layers,
-                num_attention_heads=t.num_attention_heads,
-            ),
-            projection_dim=cfg.projection_dim,
-        )
+        v = cfg.vision
         with dev:
-            model = CLIPModel._from_config(hf, attn_implementation="sdpa")
+            model = CLIPModel._from_config(_hf_config(cfg), attn_implementation="sdpa")
         model = model.to(dev, torch.bfloat16).eval()
         for r in bf16_rows:
             if r["backbone"] != backbone or r["kind"] not in ("images", "texts"):
@@ -483,21 +484,109 @@ def topk(s: Setup) -> dict:
 
 
 # ------------------------------------------------------------------ part: NEAT
-def neat(s: Setup) -> dict:
-    """One NEAT adaptation step, JAX vs the PyTorch transcription, through :data:`NEAT_ENTRY`."""
+def _neat_api():
+    """The one place the suite names NEAT's API (``drc_jax.neat``, and the PyTorch
+    transcription its tests compare against); None where NEAT is not in this checkout."""
     if importlib.util.find_spec("drc_jax.neat") is None:
+        return None
+    from drc_jax.neat import NEATConfig, init_state
+    from drc_jax.neat.adapt import split_text_layer_norms, step_fn
+    from tests.neat_reference import TorchNEAT
+
+    return NEATConfig, init_state, split_text_layer_norms, step_fn, TorchNEAT
+
+
+def neat(s: Setup) -> dict:
+    """One NEAT adaptation step (captions, pos, neg and inv encoded, coarse alignment against
+    the images, the loss, LayerNorm gradients, one AdamW update): the jitted JAX step against
+    the PyTorch transcription (bf16 through autocast) on the same device kind, per dtype, on
+    synthetic token ids (every caption negated)."""
+    api = _neat_api()
+    if api is None:
         return {"status": "not_available", "reason": "drc_jax.neat is not in this checkout"}
-    module, name = NEAT_ENTRY.split(":")
-    fn = getattr(importlib.import_module(module), name, None)
-    if fn is None:
-        return {
-            "status": "not_available",
-            "reason": f"{module} has no {name}; point device_parts.NEAT_ENTRY at NEAT's step timer",
-        }
+    neat_config, init_state, split_ln, step_fn, torch_neat = api
+    import jax
+    import numpy as np
+
+    from drc_jax.parallel import batch_sharding, replicated
+
     backbone = s.backbones[0]
-    return fn(
-        backbone=backbone, batch=min(256, max(s.batch_sizes)), dtype=s.dtypes[0], repeats=s.repeats
+    batch = min(256, max(s.batch_sizes))
+    n_images = 64 if s.smoke else 5000
+    rows = []
+    for dtype in s.dtypes[:1] if s.smoke else s.dtypes:  # smoke: one compile of the step
+        clip = random_encoder(backbone, dtype, s.mesh, batch)
+        cfg = neat_config(batch_size=batch)
+        ids = token_ids(4 * batch, s.text_length, seed=1)
+        images = np.random.default_rng(2).standard_normal((n_images, clip.embed_dim))
+        images = (images / np.linalg.norm(images, axis=1, keepdims=True)).astype(np.float32)
+        negated = np.ones(batch, bool)
+        rep = replicated(s.mesh)
+        rows_sharding = batch_sharding(s.mesh) if len(ids) % s.mesh.size == 0 else rep
+        args = (
+            jax.device_put(ids, rows_sharding),
+            jax.device_put(negated, rep),
+            jax.device_put(images, rep),
+        )
+        fn = step_fn(clip.config, clip.dtype, cfg)
+        _, frozen = split_ln(clip.params)
+        state = init_state(clip, cfg)
+        carry = [state.ln, state.opt_state]
+
+        def jax_step(fn=fn, frozen=frozen, args=args, carry=carry):
+            ln, opt, scores, _ = fn(carry[0], carry[1], frozen, *args)
+            carry[:] = [ln, opt]
+            return scores
+
+        t = median_time(jax_step, s.repeats)
+        row = {
+            "backbone": backbone,
+            "dtype": dtype,
+            "batch": batch,
+            "images": n_images,
+            "jax_first_call_s": t["first_call_s"],
+            "jax_step_s": t["median_s"],
+        }
+        try:
+            row.update(_torch_neat_step(s, clip.config, dtype, ids, images, torch_neat, batch))
+            row["jax_over_torch"] = row["torch_step_s"] / row["jax_step_s"]
+        except Exception as e:  # noqa: BLE001 - the JAX number stands on its own
+            row["torch_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        rows.append(row)
+    return {"rows": rows}
+
+
+def _torch_neat_step(s: Setup, cfg, dtype, ids, images, torch_neat, batch) -> dict:
+    """The PyTorch transcription's step on a transformers CLIPModel of the same shape."""
+    import contextlib
+
+    import numpy as np
+    import torch
+    from transformers import CLIPModel
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    with dev:
+        model = CLIPModel._from_config(_hf_config(cfg), attn_implementation="sdpa")
+    ref = torch_neat(model.to(dev), torch.from_numpy(images).to(dev))
+    groups = torch.from_numpy(ids.astype(np.int64)).to(dev).split(batch)
+    ctx = (
+        (lambda: torch.autocast(dev.type, dtype=torch.bfloat16))
+        if dtype == "bfloat16"
+        else contextlib.nullcontext
     )
+
+    def run():
+        with ctx():
+            ref.step(*groups)
+        sync()
+
+    t = median_time(run, s.repeats)
+    return {
+        "torch_device": str(dev),
+        "torch_first_call_s": t["first_call_s"],
+        "torch_step_s": t["median_s"],
+    }
 
 
 # ------------------------------------------------------------------ part: the launcher

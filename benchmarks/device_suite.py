@@ -253,7 +253,22 @@ def markdown(report: dict) -> str:
         lines += ["", f"## launcher\n\n`{la['command']}`: {la['wall_s']:.1f} s end to end"]
     ne = parts.get("neat", {})
     if ne.get("status") == "ok":
-        lines += ["", "## NEAT step", "", "```", json.dumps(ne, indent=1, default=str), "```"]
+        lines += [
+            "",
+            "## NEAT adaptation step (JAX vs the PyTorch transcription)",
+            "",
+            "| backbone | dtype | batch | JAX step s | torch step s | JAX speed-up |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in ne["rows"]:
+            torch_s = _fmt(r.get("torch_step_s"), ".4g") if "torch_error" not in r else "-"
+            ratio = _fmt(r.get("jax_over_torch"), ".2f") + "x" if "jax_over_torch" in r else "-"
+            lines.append(
+                f"| {r['backbone']} | {r['dtype']} | {r['batch']} | {r['jax_step_s']:.4g} | "
+                f"{torch_s} | {ratio} |"
+            )
+            if "torch_error" in r:
+                lines.append(f"\ntorch side failed: {r['torch_error'][:200]}")
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ without stopping the others."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -53,9 +54,16 @@ def test_smoke_report_has_every_part_with_a_status(smoke_report):
         assert entry["seconds"] >= 0
         assert f"| {part} | {entry['status']} |" in md
     assert "SMOKE" in md
-    # NEAT is optional until drc_jax.neat lands; when it is missing the report says why.
+    # NEAT is measured where drc_jax.neat exists; where it does not, the report says why.
     neat = report["parts"]["neat"]
-    assert neat["status"] == "ok" or "drc_jax.neat" in neat["reason"] or "NEAT" in neat["reason"]
+    if importlib.util.find_spec("drc_jax.neat") is None:
+        assert neat["status"] == "not_available" and "drc_jax.neat" in neat["reason"]
+    else:
+        assert neat["status"] == "ok", neat
+        for r in neat["rows"]:
+            assert "torch_error" not in r, r
+            assert _positive(r["jax_step_s"]) and _positive(r["torch_step_s"])
+            assert r["jax_over_torch"] == pytest.approx(r["torch_step_s"] / r["jax_step_s"])
     for part in ("encode", "score", "topk", "launcher"):
         assert report["parts"][part]["status"] == "ok", report["parts"][part]
 
