@@ -94,7 +94,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("repeats", 5, "Timed calls per measurement after the first (median).")
     flags.DEFINE_bool("torch", True, "Also time transformers' PyTorch CLIPModel (bf16, SDPA).")
     flags.DEFINE_float(
-        "encode_budget_s", 170.0, "Start no new encoder case after this many seconds."
+        "encode_budget_s", 150.0, "Start no new encoder case after this many seconds."
     )
     flags.DEFINE_list("score_shape", ["25000", "5000"], "drc_score Q,N (COCO-Neg).")
     flags.DEFINE_list("topk_shape", ["25000", "1000000"], "top_k Q,N.")
