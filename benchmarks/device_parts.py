@@ -422,7 +422,7 @@ def topk(s: Setup) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from drc_jax import Queries, drc_score, top_k
+    from drc_jax import Queries, drc_score, query_vectors, top_k
 
     nq, n = s.topk_shape
     dim, k = 512, 10
@@ -439,9 +439,9 @@ def topk(s: Setup) -> dict:
         strength=jax.random.randint(keys[5], (nq,), 1, 4, jnp.int32),
     )
     gt = np.random.default_rng(0).integers(0, n, nq)
-    run = lambda: top_k(
+    run = lambda: top_k(  # the whole search as a caller runs it, query vectors included
         images,
-        queries,
+        query_vectors("drc", queries),
         k,
         gt_index=gt,
         chunk_size=s.topk_chunk,
