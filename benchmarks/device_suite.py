@@ -81,7 +81,12 @@ def define_flags() -> None:
     """The CLI's flags (defined on demand, so importing this module has no side effects)."""
     flags.DEFINE_string("out", "device_suite_out", "Directory for report.json and report.md.")
     flags.DEFINE_bool("smoke", False, "Every part at tiny sizes (CPU, well under a minute).")
-    flags.DEFINE_enum("devices", "all", ["1", "all"], "Use one device or every visible device.")
+    flags.DEFINE_enum(
+        "devices",
+        "all",
+        ["1", "all"],
+        "Use one device or every visible device (the launcher part always uses every device).",
+    )
     flags.DEFINE_list("parts", list(PARTS), f"Parts to run, of {list(PARTS)}.")
     flags.DEFINE_list(
         "backbones", ["ViT-B/32", "ViT-B/16", "ViT-L/14"], "CLIP backbones to encode."
