@@ -94,31 +94,28 @@ def text_flops(cfg, length: int) -> float:
 
 
 def random_encoder(backbone: str, dtype: str, mesh, batch_size: int):
-    """``load_clip("random:<backbone>")``; where CLIP's BPE vocabulary is not installed (a GPU
+    """``load_clip("random:<backbone>")``; where CLIP's BPE vocabulary cannot be found (a GPU
     image without ``open_clip_torch``) the same random weights without a tokenizer, since the
     suite feeds token ids, never strings."""
-    from drc_jax.clip import load_clip
-    from drc_jax.clip.tokenizer import BPE_FILENAME
-
-    try:
-        return load_clip(f"random:{backbone}", dtype=dtype, mesh=mesh, batch_size=batch_size)
-    except FileNotFoundError as e:
-        if BPE_FILENAME not in str(e):
-            raise
-    from drc_jax.clip import get_config
+    from drc_jax.clip import get_config, load_clip
     from drc_jax.clip.encoder import ClipEncoder
     from drc_jax.clip.load import _random_params
+    from drc_jax.clip.tokenizer import find_bpe_vocab
 
-    cfg = get_config(backbone)
-    return ClipEncoder(
-        cfg,
-        _random_params(cfg, 0),
-        tokenizer=None,
-        dtype=dtype,
-        weights_id=f"random:{backbone}:seed0:{dtype}",
-        mesh=mesh,
-        batch_size=batch_size,
-    )
+    try:
+        find_bpe_vocab()
+    except FileNotFoundError:
+        cfg = get_config(backbone)
+        return ClipEncoder(
+            cfg,
+            _random_params(cfg, 0),
+            tokenizer=None,
+            dtype=dtype,
+            weights_id=f"random:{backbone}:seed0:{dtype}",
+            mesh=mesh,
+            batch_size=batch_size,
+        )
+    return load_clip(f"random:{backbone}", dtype=dtype, mesh=mesh, batch_size=batch_size)
 
 
 def token_ids(n: int, length: int, seed: int = 0):

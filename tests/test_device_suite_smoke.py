@@ -170,6 +170,24 @@ def test_a_failing_encoder_case_is_recorded_and_the_others_still_run(tmp_path):
     }
 
 
+def test_encoder_runs_without_the_bpe_vocabulary(monkeypatch):
+    """The GPU image has no open_clip_torch: the suite's encoder falls back to the same random
+    weights without a tokenizer and still encodes token ids, identically."""
+    import jax
+    import numpy as np
+
+    from benchmarks.device_parts import random_encoder, token_ids
+    from drc_jax.parallel import make_mesh
+
+    mesh = make_mesh(jax.devices()[:1])
+    with_tok = random_encoder("test-tiny", "float32", mesh, 4)
+    monkeypatch.setenv("DRC_JAX_CLIP_BPE", "/nonexistent/bpe_simple_vocab_16e6.txt.gz")
+    without = random_encoder("test-tiny", "float32", mesh, 4)
+    assert with_tok.tokenizer is not None and without.tokenizer is None
+    ids = token_ids(4, 16)
+    np.testing.assert_array_equal(without.encode_token_ids(ids), with_tok.encode_token_ids(ids))
+
+
 @pytest.mark.parametrize(
     "kind, tflops, tbps",
     [
