@@ -19,7 +19,3 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     MediaError,
     StoreError,
 )
-
-
-def describe(error: BaseException) -> str:
-    return str(error)
