@@ -124,6 +124,9 @@ def test_a_wheel_install_finds_the_run_configs(tmp_path):
     # pyproject lists the packages by hand (find cannot map configs/): none may be left out.
     for init in [*(repo / "drc_jax").rglob("__init__.py"), repo / "launch" / "__init__.py"]:
         assert (site / init.relative_to(repo)).is_file(), f"{init.parent.name} missing from wheel"
+    # The search page is package data (served by `search serve` from an installed wheel).
+    for page_file in (repo / "drc_jax" / "search" / "static").iterdir():
+        assert (site / page_file.relative_to(repo)).is_file(), f"{page_file.name} not in wheel"
     code = (
         "from drc_jax.launch.config import find_config, load_config; "
         "print(find_config('table3')); print(len(load_config('table3').variants))"

@@ -4,6 +4,11 @@ Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_qu
 embeddings, "A photo of" prefixed) -> ``scoring.top_k`` over the index's image embeddings ->
 ranked paths. All queries of a call are decomposed, embedded and scored as one batch. With several
 local devices the image embeddings are sharded over them (``top_k(..., mesh=...)``).
+
+A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
+image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
+encoding at the short length buckets, ``top_k`` per method) and ``top_k`` runs at ``k`` rounded up
+to a few buckets, so a new ``k`` rarely compiles again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ml_dtypes import bfloat16
 
 from drc_jax.scoring import METHODS, DRCParams, top_k
 from drc_jax.search.index import IndexInfo, read_info
@@ -27,6 +33,21 @@ _STOPWORDS = frozenset(
     | {"near", "under", "over", "and", "or", "no", "not", "without"}
 )
 DEFAULT_PARAMS = DRCParams()  # the paper's constants
+IMAGE_DTYPES = {"float32": np.float32, "bfloat16": bfloat16}
+# top_k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
+K_BUCKETS = (16, 64, 256, 1024)
+# Warm-up shapes of the text encoder: a query embeds 1 (no negation) to 4 texts (aff, neg, cf,
+# full), grouped by token-length bucket; everyday queries fit the 16- and 32-token buckets.
+WARM_TEXT_BATCHES = (1, 2, 3, 4)
+WARM_TEXT_LENGTHS = (16, 32)
+
+
+def k_bucket(k: int, n: int) -> int:
+    """The ``k`` that :func:`top_k` runs at for a request of ``k`` over ``n`` images."""
+    for b in K_BUCKETS:
+        if k <= b:
+            return min(b, n)
+    return min(k, n)
 
 
 @dataclass(frozen=True)
@@ -58,8 +79,9 @@ class SearchResult:
 class Searcher:
     """An opened index plus a loaded CLIP and decomposer, reusable across calls (notebooks).
 
-    The image embeddings are moved to the accelerator(s) once, on the first search; reopen the
-    Searcher to see later index updates.
+    The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
+    halves memory and scoring time, with float32 accumulation), on the first search or
+    :meth:`warm`; reopen the Searcher to see later index updates.
     """
 
     info: IndexInfo
@@ -67,6 +89,7 @@ class Searcher:
     clip: Any
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
+    image_dtype: str = "float32"
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
 
@@ -81,12 +104,17 @@ class Searcher:
         decomposer="rules",
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
+        image_dtype: str = "float32",
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so.
         """
+        if image_dtype not in IMAGE_DTYPES:
+            raise ValueError(
+                f"image_dtype must be one of {sorted(IMAGE_DTYPES)}, got {image_dtype!r}"
+            )
         info = read_info(index)
         if clip is None:
             from drc_jax.clip import load_clip
@@ -102,17 +130,57 @@ class Searcher:
             from drc_jax.decompose import get_decomposer
 
             decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
-        return cls(info, store, clip, decomposer, params)
+        return cls(info, store, clip, decomposer, params, image_dtype)
+
+    @property
+    def roots(self) -> list[Path]:
+        """The folders this index was built from; only files inside them are ever served."""
+        return [self.info.root]
+
+    def path_of(self, id_: str) -> Path | None:
+        """The file an indexed ``id`` stands for (``None`` when ``id`` is not in the index)."""
+        return self.info.root / id_ if id_ in self.store else None
+
+    def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
+        """Compile now what a query will need, so the first request is as fast as the next.
+
+        Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
+        lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
+        and runs ``top_k`` once per method at ``k``'s bucket. With the persistent compilation
+        cache (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
+        """
+        from drc_jax.decompose import Decomposition
+
+        self._device_images()
+        for length in WARM_TEXT_LENGTHS:
+            # "A photo of a a a ...": BOS + 3 + (length - 5) + EOT = ``length`` tokens.
+            text = "A photo of " + " ".join(["a"] * (length - 5))
+            for n in WARM_TEXT_BATCHES:
+                self.clip.encode_texts([text] * n)
+        dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
+        if len(self.store):
+            self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
 
     def search(
-        self, queries: str | Sequence[str], *, k: int = 10, methods: Sequence[str] = ("drc",)
+        self,
+        queries: str | Sequence[str],
+        *,
+        k: int = 10,
+        methods: Sequence[str] = ("drc",),
+        decompositions: Sequence | None = None,
     ) -> dict[str, list[SearchResult]]:
-        """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``."""
+        """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
+
+        ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
+        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        """
         from drc_jax.queries import embed_queries
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
             raise ValueError("no query given")
+        if decompositions is not None and len(decompositions) != len(queries):
+            raise ValueError(f"got {len(decompositions)} decompositions for {len(queries)} queries")
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
@@ -123,13 +191,15 @@ class Searcher:
             )
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        decompositions = self.decomposer.decompose(queries)
+        if decompositions is None:
+            decompositions = self.decomposer.decompose(queries)
         q = embed_queries(self.clip, decompositions)
         ids, images, mesh = self.store.ids, *self._device_images()
+        k_run = k_bucket(k, len(ids))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, q, k, method=method, params=self.params, mesh=mesh)
-            scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+            res = top_k(images, q, k_run, method=method, params=self.params, mesh=mesh)
+            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
             out[method] = [
                 SearchResult(
                     query=query,
@@ -152,7 +222,9 @@ class Searcher:
             from drc_jax.parallel import make_mesh
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
-            self._images = jax.device_put(self.store.embeddings)
+            self._images = jax.device_put(
+                np.asarray(self.store.embeddings).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+            )
         return self._images, self._mesh
 
 

@@ -1,0 +1,185 @@
+"""The search server's JSON API and files, over HTTP (FastAPI's TestClient) on a real index."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from drc_jax.search.server import create_app, is_loopback
+from tests.search_server_fixtures import build_server_index, open_warm_searcher
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root, index, outside = build_server_index(tmp_path_factory.mktemp("server"))
+    searcher = open_warm_searcher(index)
+    with TestClient(create_app(searcher)) as client:
+        yield client, searcher, root, outside
+
+
+def test_health_reports_size_freshness_and_model(served):
+    client, searcher, root, _ = served
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok"
+    assert h["images"] == len(searcher.store) == 11  # 9 scenes + the symlink + the red image
+    assert h["roots"] == [str(root.resolve())]
+    assert h["model"].startswith("random:test-tiny") and h["random_weights"] is True
+    assert h["last_indexed"] and h["last_indexed"].startswith("20")
+    assert h["image_dtype"] == "bfloat16" and h["decomposer"] == "rules"
+
+
+def test_search_returns_ranked_hits_equal_to_the_searcher_with_the_decomposition(served):
+    client, searcher, _, _ = served
+    r = client.get("/api/search", params={"q": "a dog not on a beach", "k": 5}).json()
+    direct = searcher.search("a dog not on a beach", k=5)["drc"][0]
+    assert [h["id"] for h in r["hits"]] == [h.id for h in direct.hits]
+    np.testing.assert_allclose([h["score"] for h in r["hits"]], [h.score for h in direct.hits])
+    assert [h["rank"] for h in r["hits"]] == [1, 2, 3, 4, 5]
+    assert r["decomposition"]["aff"] == "a dog" and r["decomposition"]["neg"] == "a beach"
+    assert r["overridden"] is False and r["method"] == "drc"
+    assert r["hits"][0]["thumb"] == "/api/thumb/" + quote(r["hits"][0]["id"], safe="")
+
+
+def test_each_method_scores_its_own_way(served):
+    client, _, _, _ = served
+    q = {"q": "a cat without a street", "k": 11}
+    by_method = {m: client.get("/api/search", params={**q, "method": m}).json() for m in
+                 ("drc", "clip", "spacevlm")}  # fmt: skip
+    scores = {m: [h["score"] for h in r["hits"]] for m, r in by_method.items()}
+    assert not np.allclose(scores["drc"], scores["clip"])
+    assert not np.allclose(scores["spacevlm"], scores["clip"])
+    for r in by_method.values():
+        assert len(r["hits"]) == 11 and sorted(h["id"] for h in r["hits"]) == sorted(
+            h["id"] for h in by_method["clip"]["hits"]
+        )
+
+
+def test_overrides_replace_the_decomposers_split(served):
+    client, searcher, _, _ = served
+    from drc_jax.decompose import Decomposition
+
+    r = client.get(
+        "/api/search", params={"q": "a cat", "neg": "a sofa", "k": 4, "strength": "weak"}
+    ).json()
+    assert r["decomposed"]["negated"] is False  # the decomposer saw no negation ...
+    assert r["decomposition"] == {  # ... the user's exclusion made one
+        "caption": "a cat", "negated": True, "aff": "a cat", "neg": "a sofa",
+        "cf": "a cat with a sofa", "strength": "weak",
+    }  # fmt: skip
+    assert r["overridden"] is True
+    want = Decomposition("a cat", True, "a cat", "a sofa", "a cat with a sofa", "weak")
+    direct = searcher.search(["a cat"], k=4, decompositions=[want])["drc"][0]
+    assert [h["id"] for h in r["hits"]] == [h.id for h in direct.hits]
+
+    cleared = client.get("/api/search", params={"q": "a dog not on a beach", "neg": ""}).json()
+    assert cleared["decomposition"]["negated"] is False  # neg="" removes the negation
+    plain = client.get("/api/search", params={"q": "a dog not on a beach", "method": "clip"})
+    assert [h["id"] for h in cleared["hits"]] != [] and cleared["decomposition"]["aff"] == "a dog"
+    assert plain.status_code == 200
+
+    aff = client.get("/api/search", params={"q": "a dog not on a beach", "aff": "a cat"}).json()
+    assert (aff["decomposition"]["aff"], aff["decomposition"]["neg"]) == ("a cat", "a beach")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"q": ""}, "at least 1 character"),
+        ({"q": "   "}, "the query is empty"),
+        ({"q": "a dog", "k": 0}, "greater than or equal to 1"),
+        ({"q": "a dog", "k": 100000}, "less than or equal to 200"),
+        ({"q": "a dog", "method": "bm25"}, "should match pattern"),
+        ({"q": "a dog", "strength": "strong"}, "needs a negated concept"),
+        ({"q": "a dog", "neg": "a cat", "strength": "huge"}, "strength must be one of"),
+        ({"q": "no people", "aff": ""}, "nothing affirmative left"),
+    ],
+)
+def test_bad_search_requests_get_422_with_the_reason(served, params, message):
+    client, _, _, _ = served
+    r = client.get("/api/search", params=params)
+    assert r.status_code == 422
+    assert message in str(r.json()["detail"])
+
+
+def test_thumbnails_are_small_jpegs_and_files_are_the_originals(served):
+    client, _, root, _ = served
+    rid = "wide red.png"
+    t = client.get(f"/api/thumb/{quote(rid)}", params={"size": 128})
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
+    img = Image.open(io.BytesIO(t.content))
+    assert img.format == "JPEG" and img.size == (40, 30)  # never enlarged
+    scene = next(p for p in sorted(root.rglob("*.png")) if p.parent != root)  # 256 x 192
+    sid = scene.relative_to(root).as_posix()
+    small = client.get(f"/api/thumb/{quote(sid)}", params={"size": 128}).content
+    assert Image.open(io.BytesIO(small)).size == (128, 96)  # shrunk, aspect kept
+    f = client.get(f"/api/file/{quote(sid, safe='')}")  # slashes percent-encoded, as the page does
+    assert f.status_code == 200 and f.content == scene.read_bytes()
+    assert client.get(f"/api/thumb/{quote(rid)}", params={"size": 99}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "../private/secret.png",  # traversal out of the root
+        "..%2Fprivate%2Fsecret.png",  # ... with encoded slashes
+        "%2E%2E/%2E%2E/%2E%2E/etc/passwd",  # ... with encoded dots
+        "park/../../private/secret.png",  # through an indexed folder
+        "/etc/passwd",  # absolute path
+        "%2Fetc%2Fpasswd",  # absolute, encoded
+        "escape.png",  # indexed, but a symlink that resolves outside the root
+        "not-indexed.png",  # inside the root, but not in the index
+    ],
+)
+def test_only_indexed_files_inside_the_roots_are_served(served, attempt):
+    client, _, root, outside = served
+    (root / "not-indexed.png").write_bytes((root / "wide red.png").read_bytes())
+    for kind in ("file", "thumb"):
+        r = client.get(f"/api/{kind}/{attempt}")
+        assert r.status_code == 404, (kind, attempt, r.status_code)
+        assert outside.read_bytes() not in r.content
+
+
+def test_the_page_and_its_scripts_are_served(served):
+    client, _, _, _ = served
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="search-form"' in page.text
+    assert "/static/app.js" in page.text
+    js = client.get("/static/app.js")
+    assert js.status_code == 200 and "/api/search" in js.text
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_loopback_detection_guards_remote_binding():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+    assert not is_loopback("example.org")
+
+
+def test_servable_path_resolves_dots_and_symlinks_before_checking_containment(tmp_path):
+    from drc_jax.search.files import NotServable, servable_path
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "sub" / "a.jpg").write_bytes(b"a")
+    (elsewhere / "b.jpg").write_bytes(b"b")
+    (root / "linkdir").symlink_to(elsewhere, target_is_directory=True)
+    (root / "inside_link.jpg").symlink_to(root / "sub" / "a.jpg")
+    assert servable_path(root / "sub" / "a.jpg", [root]) == (root / "sub" / "a.jpg").resolve()
+    assert servable_path(root / "inside_link.jpg", [root]) == (root / "sub" / "a.jpg").resolve()
+    assert servable_path(root / "linkdir" / "b.jpg", [root, elsewhere]).name == "b.jpg"
+    for bad in (
+        root / ".." / "elsewhere" / "b.jpg",
+        root / "linkdir" / "b.jpg",
+        root / "sub",  # a folder, not a file
+        root / "missing.jpg",
+        None,  # not in the index
+    ):
+        with pytest.raises(NotServable):
+            servable_path(bad, [root])
