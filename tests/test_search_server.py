@@ -43,6 +43,10 @@ def test_search_returns_ranked_hits_equal_to_the_searcher_with_the_decomposition
     assert r["decomposition"]["aff"] == "a dog" and r["decomposition"]["neg"] == "a beach"
     assert r["overridden"] is False and r["method"] == "drc"
     assert r["hits"][0]["thumb"] == "/api/thumb/" + quote(r["hits"][0]["id"], safe="")
+    everything = client.get("/api/search", params={"q": "a dog", "k": 11}).json()["hits"]
+    available = {h["id"]: h["available"] for h in everything}
+    assert available.pop("escape.png") is False  # the symlink out of the root: never served
+    assert all(available.values())
 
 
 def test_each_method_scores_its_own_way(served):
@@ -183,3 +187,25 @@ def test_servable_path_resolves_dots_and_symlinks_before_checking_containment(tm
     ):
         with pytest.raises(NotServable):
             servable_path(bad, [root])
+
+
+def test_a_warmed_server_compiles_nothing_for_an_everyday_query(served):
+    """Searcher.warm compiled every shape a short query needs: the first request is warm."""
+    import jax
+
+    client, _, _, _ = served
+    compiles = []
+    listening = [True]
+
+    def on_event(event: str, duration: float, **_) -> None:
+        if listening[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        for q in ("a sunny park with no cars", "two puppies", "a red kite but not a bird"):
+            for method in ("drc", "clip", "spacevlm"):
+                assert client.get("/api/search", params={"q": q, "method": method}).is_success
+    finally:
+        listening[0] = False
+    assert compiles == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ml_dtypes import bfloat16
 
 from drc_jax.scoring import METHODS, DRCParams, top_k
 from drc_jax.search.index import IndexInfo, read_info
+from drc_jax.search.rank import MAX_QUERIES, rank_top_k
 from drc_jax.store import EmbeddingStore
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -40,6 +42,7 @@ K_BUCKETS = (16, 64, 256, 1024)
 # full), grouped by token-length bucket; everyday queries fit the 16- and 32-token buckets.
 WARM_TEXT_BATCHES = (1, 2, 3, 4)
 WARM_TEXT_LENGTHS = (16, 32)
+TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
 
 
 def k_bucket(k: int, n: int) -> int:
@@ -92,6 +95,7 @@ class Searcher:
     image_dtype: str = "float32"
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
+    _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
 
     @classmethod
     def open(
@@ -193,13 +197,17 @@ class Searcher:
             raise ValueError(f"k must be >= 1, got {k}")
         if decompositions is None:
             decompositions = self.decomposer.decompose(queries)
-        q = embed_queries(self.clip, decompositions)
+        q = embed_queries(self.encode_texts, decompositions)
         ids, images, mesh = self.store.ids, *self._device_images()
         k_run = k_bucket(k, len(ids))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, q, k_run, method=method, params=self.params, mesh=mesh)
-            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
+            if len(queries) <= MAX_QUERIES:  # a person's queries: one pass, no streaming
+                scores, indices = rank_top_k(images, q, k_run, method=method, params=self.params)
+            else:
+                res = top_k(images, q, k_run, method=method, params=self.params, mesh=mesh)
+                scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+            scores, indices = scores[:, :k], indices[:, :k]
             out[method] = [
                 SearchResult(
                     query=query,
@@ -212,6 +220,20 @@ class Searcher:
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
+        return out
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
+        cache = self._text_cache
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            for t, e in zip(todo, np.asarray(self.clip.encode_texts(todo)), strict=True):
+                cache[t] = e
+        for t in texts:
+            cache.move_to_end(t)
+        out = np.stack([cache[t] for t in texts])
+        while len(cache) > TEXT_CACHE_ENTRIES:
+            cache.popitem(last=False)
         return out
 
     def _device_images(self):

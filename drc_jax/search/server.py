@@ -131,6 +131,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
                     "score": h.score,
                     "id": h.id,
                     "path": h.path,
+                    "available": _available(h.id),  # False: moved, deleted or outside the roots
                     **_item_urls(h.id),
                 }
                 for h in result.hits
@@ -144,6 +145,13 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
             return servable_path(searcher.path_of(id_), searcher.roots)
         except NotServable:
             raise HTTPException(404, "not found") from None
+
+    def _available(id_: str) -> bool:
+        try:
+            servable_path(searcher.path_of(id_), searcher.roots)
+        except NotServable:
+            return False
+        return True
 
     @app.get("/api/thumb/{id_:path}")
     def thumb(id_: str, size: Annotated[int, Query()] = 256) -> Response:

@@ -41,14 +41,19 @@ function hitCard(hit) {
   const card = document.createElement("figure");
   card.className = "hit";
   const link = document.createElement("a");
-  link.href = hit.file;
-  link.target = "_blank";
-  link.rel = "noopener";
-  const img = document.createElement("img");
-  img.src = hit.thumb;
-  img.alt = hit.id;
-  img.loading = "lazy";
-  link.append(img);
+  if (hit.available) {
+    link.href = hit.file;
+    link.target = "_blank";
+    link.rel = "noopener";
+    const img = document.createElement("img");
+    img.src = hit.thumb;
+    img.alt = hit.id;
+    img.loading = "lazy";
+    link.append(img);
+  } else {
+    link.className = "unavailable";
+    link.textContent = "file not available (moved, deleted or outside the indexed folders)";
+  }
   const meta = document.createElement("figcaption");
   meta.className = "meta";
   const score = document.createElement("div");

@@ -1,0 +1,72 @@
+"""Top-k for a handful of queries over a whole index in one pass: the search server's hot path.
+
+:func:`drc_jax.top_k` streams images in chunks so that thousands of queries fit in memory; a
+person's query is 1 to 4 rows, for which the (rows, N) score matrix is small (16 MB at N = 1M) and
+one jitted GEMM + ``lax.top_k`` over the whole (bf16) index is fastest: the images are read once,
+in place (no padding, no bit-cast copy), and every method's score
+
+    score = images . q - w_rep * max(images . neg, 0)        (CLIP and SpaceVLM: w_rep = 0)
+
+takes a single GEMM over the stacked rows [q; neg]. Rows are zero-padded to a multiple of
+:data:`ROW_MULTIPLE`: XLA:CPU runs a bf16 GEMM with one row as a slow GEMV (~10x slower than four
+rows on a Zen 4; benchmarks/RESULTS.md). With images sharded over a mesh, XLA partitions the GEMM
+along N and merges the per-device top-k.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drc_jax.scoring import DRCParams, Queries, method_vectors
+
+ROW_MULTIPLE = 4
+DEFAULT_PARAMS = DRCParams()
+MAX_QUERIES = 16  # more queries than this go through the streamed drc_jax.top_k
+
+
+def query_vectors(method: str, queries: Queries, params: DRCParams):
+    """``(q, neg, w_rep)`` of a method, ``neg``/``w_rep`` ``None`` without repulsion."""
+    q, w_rep, repulsion = method_vectors(method, queries, params)
+    return (q, queries.neg, w_rep) if repulsion else (q, None, None)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@functools.partial(jax.jit, static_argnames=("k", "nq"))
+def _rank(images, rows, w_rep, *, k: int, nq: int):
+    cd = images.dtype if images.dtype in (jnp.bfloat16, jnp.float16) else jnp.float32
+    sims = jax.lax.dot_general(
+        rows.astype(cd), images.astype(cd), (((1,), (1,)), ((), ())),
+        preferred_element_type=jnp.float32,
+    )  # fmt: skip
+    s = sims[:nq]
+    if w_rep is not None:
+        s = s - w_rep[:, None] * jnp.maximum(sims[nq : 2 * nq], 0.0)
+    return jax.lax.top_k(s, k)
+
+
+def rank_top_k(
+    images: jax.Array, queries: Queries, k: int, *, method: str, params: DRCParams = DEFAULT_PARAMS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` ``(scores, indices)``, each (Q, k), of at most :data:`MAX_QUERIES` queries.
+
+    Same scores as ``drc_jax.top_k(images, queries, k, method=method, params=params)``.
+    """
+    nq, n = len(queries), images.shape[0]
+    if not 1 <= nq <= MAX_QUERIES:
+        raise ValueError(f"rank_top_k takes 1..{MAX_QUERIES} queries, got {nq}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    q, neg, w_rep = query_vectors(method, queries, params)
+    stacked = [q] if neg is None else [q, neg]
+    rows = jnp.concatenate([jnp.asarray(r, jnp.float32) for r in stacked])
+    pad = _round_up(max(len(rows), ROW_MULTIPLE), ROW_MULTIPLE) - len(rows)
+    rows = jnp.pad(rows, ((0, pad), (0, 0)))
+    scores, indices = _rank(images, rows, w_rep, k=k, nq=nq)
+    return np.asarray(scores), np.asarray(indices)
