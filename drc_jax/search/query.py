@@ -39,8 +39,9 @@ IMAGE_DTYPES = {"float32": np.float32, "bfloat16": bfloat16}
 # top_k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
 K_BUCKETS = (16, 64, 256, 1024)
 # Warm-up shapes of the text encoder: a query embeds 1 (no negation) to 4 texts (aff, neg, cf,
-# full), grouped by token-length bucket; everyday queries fit the 16- and 32-token buckets.
-WARM_TEXT_BATCHES = (1, 2, 3, 4)
+# full), grouped by token-length bucket and padded to 1, 2 or 4 rows (clip.encode_texts);
+# everyday queries fit the 16- and 32-token buckets.
+WARM_TEXT_BATCHES = (1, 2, 4)
 WARM_TEXT_LENGTHS = (16, 32)
 TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
 

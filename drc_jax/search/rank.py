@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import DRCParams, Queries, method_vectors
+from drc_jax.scoring import METHODS, DRCParams, Queries, method_vectors
 
 ROW_MULTIPLE = 4
 DEFAULT_PARAMS = DRCParams()
@@ -38,15 +38,21 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-@functools.partial(jax.jit, static_argnames=("k", "nq"))
-def _rank(images, rows, w_rep, *, k: int, nq: int):
+@functools.partial(jax.jit, static_argnames=("method", "k"))
+def _rank(images, queries: Queries, params: DRCParams, *, method: str, k: int):
+    """One jitted program per (method, k, shapes): query vectors, the stacked GEMM, top-k."""
+    nq = queries.strength.shape[0]
+    q, neg, w_rep = query_vectors(method, queries, params)
+    rows = q if neg is None else jnp.concatenate([q, neg.astype(jnp.float32)])
+    pad = _round_up(max(rows.shape[0], ROW_MULTIPLE), ROW_MULTIPLE) - rows.shape[0]
+    rows = jnp.pad(rows, ((0, pad), (0, 0)))
     cd = images.dtype if images.dtype in (jnp.bfloat16, jnp.float16) else jnp.float32
     sims = jax.lax.dot_general(
         rows.astype(cd), images.astype(cd), (((1,), (1,)), ((), ())),
         preferred_element_type=jnp.float32,
     )  # fmt: skip
     s = sims[:nq]
-    if w_rep is not None:
+    if neg is not None:
         s = s - w_rep[:, None] * jnp.maximum(sims[nq : 2 * nq], 0.0)
     return jax.lax.top_k(s, k)
 
@@ -63,10 +69,7 @@ def rank_top_k(
         raise ValueError(f"rank_top_k takes 1..{MAX_QUERIES} queries, got {nq}")
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    q, neg, w_rep = query_vectors(method, queries, params)
-    stacked = [q] if neg is None else [q, neg]
-    rows = jnp.concatenate([jnp.asarray(r, jnp.float32) for r in stacked])
-    pad = _round_up(max(len(rows), ROW_MULTIPLE), ROW_MULTIPLE) - len(rows)
-    rows = jnp.pad(rows, ((0, pad), (0, 0)))
-    scores, indices = _rank(images, rows, w_rep, k=k, nq=nq)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    scores, indices = _rank(images, queries, params, method=method, k=k)
     return np.asarray(scores), np.asarray(indices)
