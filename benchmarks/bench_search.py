@@ -16,6 +16,7 @@ it; compare rows of one run (ratios), not across machines.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -46,13 +47,13 @@ PATTERNS = ("a {s} not on the {o}", "a {s} without {o}", "a {s} near {o}", "{s},
 
 
 def everyday_queries(n: int) -> list[str]:
-    """``n`` distinct queries: negated and plain, short (16-token bucket) and longer (32)."""
-    out = []
-    for i in range(n):
-        s, o = SUBJECTS[i % len(SUBJECTS)], THINGS[(i * 7) % len(THINGS)]
-        out.append(PATTERNS[i % len(PATTERNS)].format(s=s, o=o) + ("" if i < 100 else f" {i}"))
-    assert len(set(out)) == n
-    return out
+    """``n`` distinct queries (a seeded shuffle of pattern x subject x thing): negated and plain,
+    short (16-token bucket) and longer (32)."""
+    combos = list(itertools.product(PATTERNS, SUBJECTS, THINGS))
+    if n > len(combos):
+        raise ValueError(f"at most {len(combos)} distinct queries, asked for {n}")
+    order = np.random.default_rng(0).permutation(len(combos))[:n]
+    return [combos[i][0].format(s=combos[i][1], o=combos[i][2]) for i in order]
 
 
 def write_random_index(index: Path, n: int, clip) -> None:

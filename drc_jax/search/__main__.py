@@ -71,6 +71,12 @@ flags.DEFINE_bool(
     "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
     "~/.cache/drc_jax) so the next start skips compiling.",
 )
+flags.DEFINE_string(
+    "exclude", None, 'query: the concept to exclude, overriding the decomposer ("a sofa").'
+)
+flags.DEFINE_enum(
+    "strength", None, ["weak", "moderate", "strong"], "query: negation strength override."
+)
 flags.DEFINE_string("host", "127.0.0.1", "serve: interface to bind (loopback by default).")
 flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
@@ -205,7 +211,15 @@ def run_query(queries: list[str]) -> int:
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
         methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
-    by_method = searcher.search(queries, k=FLAGS.k, methods=methods)
+    decompositions = None
+    if FLAGS.exclude is not None or FLAGS.strength is not None:
+        from drc_jax.search.overrides import override_decomposition
+
+        decompositions = [
+            override_decomposition(d, neg=FLAGS.exclude, strength=FLAGS.strength)
+            for d in searcher.decomposer.decompose(queries)
+        ]
+    by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
     results = by_method[FLAGS.method]
     info = searcher.info
     random = info.random_weights

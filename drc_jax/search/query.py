@@ -2,13 +2,16 @@
 
 Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
 embeddings, "A photo of" prefixed) -> ``scoring.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch. With several
-local devices the image embeddings are sharded over them (``top_k(..., mesh=...)``).
+ranked paths. All queries of a call are decomposed, embedded and scored as one batch: up to
+:data:`~drc_jax.search.rank.MAX_QUERIES` in one pass over the index
+(:func:`~drc_jax.search.rank.rank_top_k`), more with the streamed ``top_k``, whose image
+embeddings are sharded over the local devices when there are several (``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
-encoding at the short length buckets, ``top_k`` per method) and ``top_k`` runs at ``k`` rounded up
-to a few buckets, so a new ``k`` rarely compiles again.
+encoding at the short length buckets, the top-k per method), texts already embedded are
+remembered, and the top-k runs at ``k`` rounded up to a few buckets, so a new ``k`` rarely
+compiles again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ _STOPWORDS = frozenset(
 )
 DEFAULT_PARAMS = DRCParams()  # the paper's constants
 IMAGE_DTYPES = {"float32": np.float32, "bfloat16": bfloat16}
-# top_k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
+# The top-k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
 K_BUCKETS = (16, 64, 256, 1024)
 # Warm-up shapes of the text encoder: a query embeds 1 (no negation) to 4 texts (aff, neg, cf,
 # full), grouped by token-length bucket and padded to 1, 2 or 4 rows (clip.encode_texts);
@@ -151,7 +154,7 @@ class Searcher:
 
         Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
         lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
-        and runs ``top_k`` once per method at ``k``'s bucket. With the persistent compilation
+        and runs the top-k once per method at ``k``'s bucket. With the persistent compilation
         cache (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
         """
         from drc_jax.decompose import Decomposition

@@ -9,8 +9,8 @@ in place (no padding, no bit-cast copy), and every method's score
 
 takes a single GEMM over the stacked rows [q; neg]. Rows are zero-padded to a multiple of
 :data:`ROW_MULTIPLE`: XLA:CPU runs a bf16 GEMM with one row as a slow GEMV (~10x slower than four
-rows on a Zen 4; benchmarks/RESULTS.md). With images sharded over a mesh, XLA partitions the GEMM
-along N and merges the per-device top-k.
+rows on a Zen 4; benchmarks/RESULTS.md). Images live on one device here; many queries, or an index
+sharded over several devices, go through the streamed top_k.
 """
 
 from __future__ import annotations
