@@ -57,21 +57,27 @@ def everyday_queries(n: int) -> list[str]:
 
 
 def write_random_index(index: Path, n: int, clip) -> None:
-    """An index of ``n`` random unit embeddings under fake ids, through the index's own store."""
-    from drc_jax.search.index import INFO_FILE, index_meta
-    from drc_jax.store import EmbeddingStore
+    """An index of ``n`` random unit bf16 embeddings under fake file names, through the index's own
+    store (content-hash keys, a name table and the roots/weights settings, as ``index`` writes)."""
+    import ml_dtypes
 
-    store = EmbeddingStore.open(index, index_meta(clip, index / "photos", "spacevlm", "stat"))
+    from drc_jax.search.index import index_meta
+    from drc_jax.store import Store
+
     rng = np.random.default_rng(n)
-
-    def embed(ids: list[str]) -> np.ndarray:
-        x = rng.standard_normal((len(ids), clip.embed_dim), np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    items = {f"img/{i // 1000:04d}/{i:07d}.jpg": "0:0" for i in range(n)}
-    store.sync(items, embed, batch_size=1 << 16, progress=False)
-    info = {"weights": FLAGS.weights, "weights_id": clip.weights_id}
-    (index / INFO_FILE).write_text(json.dumps(info))
+    root = index / "photos"
+    keys = [f"sha1:{i:040x}" for i in range(n)]
+    with Store.open(index, index_meta(clip, "spacevlm"), dtype="bfloat16") as store:
+        for start in range(0, n, 1 << 16):
+            batch = keys[start : start + (1 << 16)]
+            x = rng.standard_normal((len(batch), clip.embed_dim), np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            store.put(batch, batch, x.astype(ml_dtypes.bfloat16))
+        names = {f"{root}/{i // 1000:04d}/{i:07d}.jpg": (k, "0:0") for i, k in enumerate(keys)}
+        with store.transaction():
+            store.set_names(names)
+            store.set_setting("roots", [str(root)])
+            store.set_setting("weights", FLAGS.weights)
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from drc_jax.search.scenes import draw_scene, make_scene_folder
+from tests.scenes import draw_scene, make_scene_folder
 
 WEIGHTS = "random:test-tiny"
 

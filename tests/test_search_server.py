@@ -42,9 +42,10 @@ def test_search_returns_ranked_hits_equal_to_the_searcher_with_the_decomposition
     assert [h["rank"] for h in r["hits"]] == [1, 2, 3, 4, 5]
     assert r["decomposition"]["aff"] == "a dog" and r["decomposition"]["neg"] == "a beach"
     assert r["overridden"] is False and r["method"] == "drc"
-    assert r["hits"][0]["thumb"] == "/api/thumb/" + quote(r["hits"][0]["id"], safe="")
+    assert r["hits"][0]["thumb"] == "/api/thumb/" + quote(r["hits"][0]["path"], safe="")
     everything = client.get("/api/search", params={"q": "a dog", "k": 11}).json()["hits"]
     available = {h["id"]: h["available"] for h in everything}
+    assert len(available) == 11
     assert available.pop("escape.png") is False  # the symlink out of the root: never served
     assert all(available.values())
 
@@ -110,40 +111,47 @@ def test_bad_search_requests_get_422_with_the_reason(served, params, message):
     assert message in str(r.json()["detail"])
 
 
+def _url(kind: str, path) -> str:
+    return f"/api/{kind}/{quote(str(path), safe='')}"  # percent-encoded, as the page gets it
+
+
 def test_thumbnails_are_small_jpegs_and_files_are_the_originals(served):
     client, _, root, _ = served
-    rid = "wide red.png"
-    t = client.get(f"/api/thumb/{quote(rid)}", params={"size": 128})
+    red = root.resolve() / "wide red.png"
+    t = client.get(_url("thumb", red), params={"size": 128})
     assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
     img = Image.open(io.BytesIO(t.content))
     assert img.format == "JPEG" and img.size == (40, 30)  # never enlarged
-    scene = next(p for p in sorted(root.rglob("*.png")) if p.parent != root)  # 256 x 192
-    sid = scene.relative_to(root).as_posix()
-    small = client.get(f"/api/thumb/{quote(sid)}", params={"size": 128}).content
-    assert Image.open(io.BytesIO(small)).size == (128, 96)  # shrunk, aspect kept
-    f = client.get(f"/api/file/{quote(sid, safe='')}")  # slashes percent-encoded, as the page does
+    scene = next(p for p in sorted(root.resolve().rglob("*.png")) if p.parent.name != "photos")
+    small = client.get(_url("thumb", scene), params={"size": 128}).content
+    assert Image.open(io.BytesIO(small)).size == (128, 96)  # 256 x 192 shrunk, aspect kept
+    f = client.get(_url("file", scene))
     assert f.status_code == 200 and f.content == scene.read_bytes()
-    assert client.get(f"/api/thumb/{quote(rid)}", params={"size": 99}).status_code == 422
+    assert client.get(f"/api/file{scene}").status_code == 200  # slashes need no encoding
+    assert client.get(_url("thumb", red), params={"size": 99}).status_code == 422
 
 
 @pytest.mark.parametrize(
     "attempt",
     [
-        "../private/secret.png",  # traversal out of the root
-        "..%2Fprivate%2Fsecret.png",  # ... with encoded slashes
-        "%2E%2E/%2E%2E/%2E%2E/etc/passwd",  # ... with encoded dots
-        "park/../../private/secret.png",  # through an indexed folder
-        "/etc/passwd",  # absolute path
+        "{root}/../private/secret.png",  # traversal out of the root
+        "{root}%2F..%2Fprivate%2Fsecret.png",  # ... with encoded slashes
+        "{root}/%2E%2E/private/secret.png",  # ... with encoded dots
+        "{root}/park/../../private/secret.png",  # through an indexed folder
+        "{private}/secret.png",  # a file outside the roots, by its absolute path
         "%2Fetc%2Fpasswd",  # absolute, encoded
-        "escape.png",  # indexed, but a symlink that resolves outside the root
-        "not-indexed.png",  # inside the root, but not in the index
+        "../../../../etc/passwd",  # relative traversal
+        "{root}/escape.png",  # indexed, but a symlink that resolves outside the root
+        "{root}/not-indexed.png",  # inside the root, but not in the index
+        "wide%20red.png",  # an id instead of the path
     ],
 )
 def test_only_indexed_files_inside_the_roots_are_served(served, attempt):
     client, _, root, outside = served
     (root / "not-indexed.png").write_bytes((root / "wide red.png").read_bytes())
+    target = attempt.format(root=root.resolve(), private=outside.parent)
     for kind in ("file", "thumb"):
-        r = client.get(f"/api/{kind}/{attempt}")
+        r = client.get(f"/api/{kind}/{target.lstrip('/')}")
         assert r.status_code == 404, (kind, attempt, r.status_code)
         assert outside.read_bytes() not in r.content
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from drc_jax.defaults import SGLANG_URL
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import (
     DEFAULT_WEIGHTS,
@@ -34,7 +35,9 @@ from drc_jax.store import StoreError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
-flags.DEFINE_string("images", None, "index: folder of images, searched recursively.")
+flags.DEFINE_multi_string(
+    "images", None, "index: folder of images, searched recursively (repeat for several)."
+)
 flags.DEFINE_string(
     "weights",
     DEFAULT_WEIGHTS,
@@ -50,7 +53,7 @@ flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before,
 flags.DEFINE_integer("k", 10, "query: results per query.")
 flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
 flags.DEFINE_enum("decomposer", "rules", ["rules", "sglang"], "query: how queries are decomposed.")
-flags.DEFINE_string("sglang_url", "http://127.0.0.1:30000", "query: SGLang server (sglang).")
+flags.DEFINE_string("sglang_url", SGLANG_URL, "query: SGLang server (sglang).")
 flags.DEFINE_string("sglang_model", None, "query: model name served by SGLang (sglang).")
 flags.DEFINE_string("decomposition_cache", None, "query: cache dir for LLM decompositions.")
 flags.DEFINE_string("queries_file", None, "query: also read queries from this file, one a line.")
@@ -82,9 +85,11 @@ flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
     "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
 )
+flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
+flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-USAGE = "usage: python -m drc_jax.search index|query|serve [flags] [queries...]"
-COMMANDS = ("index", "query", "serve")
+USAGE = "usage: python -m drc_jax.search index|query|serve|export [flags] [queries...]"
+COMMANDS = ("index", "query", "serve", "export")
 
 
 def random_note(weights_id: str) -> str:
@@ -113,13 +118,24 @@ def run_index() -> int:
         print(f"NOTE: {random_note(clip.weights_id)}")
     total = report.added + report.changed + report.unchanged
     print(
-        f"indexed {FLAGS.images} -> {FLAGS.index} with {clip.weights_id} "
-        f"(preprocess {FLAGS.preprocess}): {report.summary()}; {total} images in the index"
+        f"indexed {', '.join(FLAGS.images)} -> {FLAGS.index} with {clip.weights_id} "
+        f"(preprocess {FLAGS.preprocess}): {report.summary()}; {report.embedded} embedded; "
+        f"{total} images in the index"
     )
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
         for id_, reason in report.failed:
             print(f"  {id_}: {reason}")
+    return 0
+
+
+def run_export() -> int:
+    from drc_jax.search.export import export_index
+
+    if not FLAGS.index or not FLAGS.output:
+        raise app.UsageError("export needs --index PATH and --output FILE")
+    n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    print(f"exported {n} files of {FLAGS.index} -> {FLAGS.output} ({FLAGS.format})")
     return 0
 
 
@@ -281,16 +297,16 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(USAGE)
     command, rest = argv[1], argv[2:]
     try:
-        if command == "index":
+        if command in ("index", "export"):
             if rest:
-                raise app.UsageError(f"index takes no positional arguments, got {rest}")
-            return run_index()
+                raise app.UsageError(f"{command} takes no positional arguments, got {rest}")
+            return run_index() if command == "index" else run_export()
         if command == "serve":
             if rest:
                 raise app.UsageError(f"serve takes no positional arguments, got {rest}")
             return run_serve()
         return run_query(rest)
-    except (StoreError, FileNotFoundError, ValueError) as e:
+    except (StoreError, FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

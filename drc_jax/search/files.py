@@ -1,8 +1,8 @@
 """Which files the search server may read: only indexed files that resolve inside the index roots.
 
-A request names an indexed id, never a path. The id must be in the index, and the file it stands
-for, with every symlink and ``..`` resolved, must lie inside one of the index's roots (also
-resolved); anything else is refused the same way, so a refusal leaks nothing about the disk.
+A request names a file the index lists (a hit's path). The index must list it, and the file, with
+every symlink and ``..`` resolved, must lie inside one of the index's roots (also resolved);
+anything else is refused the same way, so a refusal leaks nothing about the disk.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 
 class NotServable(LookupError):
-    """The id is not in the index, or its file is missing or lies outside the index's roots."""
+    """The index does not list the file, or it is missing or lies outside the index's roots."""
 
 
 def servable_path(candidate: Path | None, roots: Sequence[Path]) -> Path:
     """``candidate`` fully resolved, if it is an existing regular file inside one of ``roots``.
 
-    ``candidate`` is what the index maps an id to (``None``: not indexed). Raises
+    ``candidate`` is the file as the index lists it (``None``: not listed). Raises
     :class:`NotServable` otherwise, e.g. for a symlink in a root that points outside it.
     """
     if candidate is None:

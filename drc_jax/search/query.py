@@ -1,7 +1,7 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
 Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``scoring.top_k`` over the index's image embeddings ->
+embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
 ranked paths. All queries of a call are decomposed, embedded and scored as one batch: up to
 :data:`~drc_jax.search.rank.MAX_QUERIES` in one pass over the index
 (:func:`~drc_jax.search.rank.rank_top_k`), more with the streamed ``top_k``, whose image
@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
-from drc_jax.scoring import METHODS, DRCParams, top_k
-from drc_jax.search.index import IndexInfo, read_info
+from drc_jax.retrieval import top_k
+from drc_jax.scoring import METHODS, DRCParams, query_vectors
+from drc_jax.search.index import IndexInfo, indexed_files, read_info
 from drc_jax.search.rank import MAX_QUERIES, rank_top_k
-from drc_jax.store import EmbeddingStore
+from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -92,7 +93,7 @@ class Searcher:
     """
 
     info: IndexInfo
-    store: EmbeddingStore
+    store: Store
     clip: Any
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
@@ -100,6 +101,8 @@ class Searcher:
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
+    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     @classmethod
     def open(
@@ -133,7 +136,7 @@ class Searcher:
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
                 f"model is {clip.weights_id!r}; pass --weights {info.weights} (or re-index)"
             )
-        store = EmbeddingStore.open(info.index, info.meta)
+        store = Store.open(info.index, None)
         if isinstance(decomposer, str):
             from drc_jax.decompose import get_decomposer
 
@@ -143,11 +146,12 @@ class Searcher:
     @property
     def roots(self) -> list[Path]:
         """The folders this index was built from; only files inside them are ever served."""
-        return [self.info.root]
+        return list(self.info.roots)
 
-    def path_of(self, id_: str) -> Path | None:
-        """The file an indexed ``id`` stands for (``None`` when ``id`` is not in the index)."""
-        return self.info.root / id_ if id_ in self.store else None
+    def path_of(self, path: str) -> Path | None:
+        """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
+        self._device_images()  # reads the index's file names
+        return Path(path) if path in self._paths else None
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
@@ -192,24 +196,25 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if len(self.store) == 0:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        images, mesh = self._device_images()
+        files = self._files
+        if not files:
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         if decompositions is None:
             decompositions = self.decomposer.decompose(queries)
         q = embed_queries(self.encode_texts, decompositions)
-        ids, images, mesh = self.store.ids, *self._device_images()
-        k_run = k_bucket(k, len(ids))
+        k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             if len(queries) <= MAX_QUERIES:  # a person's queries: one pass, no streaming
                 scores, indices = rank_top_k(images, q, k_run, method=method, params=self.params)
             else:
-                res = top_k(images, q, k_run, method=method, params=self.params, mesh=mesh)
+                res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
                 scores, indices = np.asarray(res.scores), np.asarray(res.indices)
             scores, indices = scores[:, :k], indices[:, :k]
             out[method] = [
@@ -218,7 +223,7 @@ class Searcher:
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(self.info.root / ids[i]), ids[i])
+                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
                         for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
                     ],
                 )
@@ -248,8 +253,15 @@ class Searcher:
             from drc_jax.parallel import make_mesh
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+            keys, vectors = self.store.vectors()  # memory-mapped
+            files = indexed_files(self.store, self.info.roots)
+            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+            if len(named) < len(keys):
+                vectors = vectors[np.asarray(named, np.int64)]
+            self._files = [files[keys[i]] for i in named]
+            self._paths = frozenset(str(path) for path, _ in self._files)
             self._images = jax.device_put(
-                np.asarray(self.store.embeddings).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+                np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
             )
         return self._images, self._mesh
 

@@ -21,17 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import METHODS, DRCParams, Queries, method_vectors
+from drc_jax.scoring import METHODS, DRCParams, Queries, query_vectors
 
 ROW_MULTIPLE = 4
 DEFAULT_PARAMS = DRCParams()
 MAX_QUERIES = 16  # more queries than this go through the streamed drc_jax.top_k
-
-
-def query_vectors(method: str, queries: Queries, params: DRCParams):
-    """``(q, neg, w_rep)`` of a method, ``neg``/``w_rep`` ``None`` without repulsion."""
-    q, w_rep, repulsion = method_vectors(method, queries, params)
-    return (q, queries.neg, w_rep) if repulsion else (q, None, None)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -41,9 +35,10 @@ def _round_up(n: int, multiple: int) -> int:
 @functools.partial(jax.jit, static_argnames=("method", "k"))
 def _rank(images, queries: Queries, params: DRCParams, *, method: str, k: int):
     """One jitted program per (method, k, shapes): query vectors, the stacked GEMM, top-k."""
-    nq = queries.strength.shape[0]
-    q, neg, w_rep = query_vectors(method, queries, params)
-    rows = q if neg is None else jnp.concatenate([q, neg.astype(jnp.float32)])
+    v = query_vectors(method, queries, params)  # QueryVectors(q, neg, w_rep); neg may be (Q, M, D)
+    nq, dim = v.q.shape
+    negs = None if v.neg is None else v.neg.reshape(-1, dim)  # (Q * M, D)
+    rows = v.q if negs is None else jnp.concatenate([v.q, negs.astype(v.q.dtype)])
     pad = _round_up(max(rows.shape[0], ROW_MULTIPLE), ROW_MULTIPLE) - rows.shape[0]
     rows = jnp.pad(rows, ((0, pad), (0, 0)))
     cd = images.dtype if images.dtype in (jnp.bfloat16, jnp.float16) else jnp.float32
@@ -52,8 +47,9 @@ def _rank(images, queries: Queries, params: DRCParams, *, method: str, k: int):
         preferred_element_type=jnp.float32,
     )  # fmt: skip
     s = sims[:nq]
-    if neg is not None:
-        s = s - w_rep[:, None] * jnp.maximum(sims[nq : 2 * nq], 0.0)
+    if negs is not None:  # the repulsion: the most similar negated concept of each query
+        rep = sims[nq : nq + negs.shape[0]].reshape(nq, -1, sims.shape[1]).max(axis=1)
+        s = s - v.w_rep[:, None] * jnp.maximum(rep, 0.0)
     return jax.lax.top_k(s, k)
 
 
@@ -62,7 +58,7 @@ def rank_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` ``(scores, indices)``, each (Q, k), of at most :data:`MAX_QUERIES` queries.
 
-    Same scores as ``drc_jax.top_k(images, queries, k, method=method, params=params)``.
+    Same scores as ``drc_jax.top_k(images, query_vectors(method, queries, params), k)``.
     """
     nq, n = len(queries), images.shape[0]
     if not 1 <= nq <= MAX_QUERIES:

@@ -7,9 +7,10 @@ embeddings) loaded and warmed, and serves
 - ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&strength=...]``:
   ranked hits with the decomposition used (``aff``/``neg``/``strength`` override the decomposer's);
 - ``GET /api/health``: index size and freshness, model, decomposer;
-- ``GET /api/thumb/{id}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
-- ``GET /api/file/{id}``: the original file, only for indexed files inside the index's roots
-  (:mod:`.files`); everything else is the same 404.
+- ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
+- ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
+  its roots (:mod:`.files`); everything else is the same 404. ``path`` is a hit's absolute path
+  (percent-encoded), which, unlike its id, is unique across several roots.
 
 Requests are answered one search at a time (a lock): on a CPU a search already uses every core.
 """
@@ -59,8 +60,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _item_urls(id_: str) -> dict[str, str]:
-    q = quote(id_, safe="")
+def _item_urls(path: str) -> dict[str, str]:
+    """A hit's thumbnail and file URLs, keyed by its path (unique across the index's roots)."""
+    q = quote(path, safe="")
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
 
 
@@ -131,8 +133,8 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
                     "score": h.score,
                     "id": h.id,
                     "path": h.path,
-                    "available": _available(h.id),  # False: moved, deleted or outside the roots
-                    **_item_urls(h.id),
+                    "available": _available(h.path),  # False: moved, deleted or outside the roots
+                    **_item_urls(h.path),
                 }
                 for h in result.hits
             ],
@@ -140,33 +142,35 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
             "random_weights": info.random_weights,
         }
 
-    def _servable(id_: str) -> Path:
+    def _servable(path: str) -> Path:
+        # "/api/file//abs/x.jpg" and "/api/file/abs/x.jpg" both name "/abs/x.jpg"
+        path = path if path.startswith("/") else "/" + path
         try:
-            return servable_path(searcher.path_of(id_), searcher.roots)
+            return servable_path(searcher.path_of(path), searcher.roots)
         except NotServable:
             raise HTTPException(404, "not found") from None
 
-    def _available(id_: str) -> bool:
+    def _available(path: str) -> bool:
         try:
-            servable_path(searcher.path_of(id_), searcher.roots)
+            servable_path(searcher.path_of(path), searcher.roots)
         except NotServable:
             return False
         return True
 
-    @app.get("/api/thumb/{id_:path}")
-    def thumb(id_: str, size: Annotated[int, Query()] = 256) -> Response:
+    @app.get("/api/thumb/{path:path}")
+    def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
-        path = _servable(id_)
+        path = _servable(path)
         try:
             data = thumbnail(path, size)
         except OSError as e:  # unreadable or not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
-    @app.get("/api/file/{id_:path}")
-    def file(id_: str) -> FileResponse:
-        return FileResponse(_servable(id_))
+    @app.get("/api/file/{path:path}")
+    def file(path: str) -> FileResponse:
+        return FileResponse(_servable(path))
 
     return app
 
