@@ -85,7 +85,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
         return {
             "status": "ok",
             "images": len(searcher.store),
-            "failed": len(getattr(searcher.store, "failed", {}) or {}),
+            "failed": len(searcher.store.errors()),  # contents that could not be embedded
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
             "last_indexed": (
