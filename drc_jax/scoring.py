@@ -259,13 +259,25 @@ def clip_vectors(full: jax.Array) -> QueryVectors:
     return QueryVectors(full.astype(jnp.float32))
 
 
+def _negated(strength: jax.Array, neg: jax.Array, neg_mask) -> jax.Array:
+    """(Q,) bool: the caption excludes something. Strength 0 does not; with several concepts
+    (``neg`` (Q, M, D)) neither does a caption none of whose concepts is present (all masked, or
+    M = 0): nothing is left to turn away from, so it is scored as eq. 2 on ``full``."""
+    negated = strength > 0
+    if neg.ndim == 3:
+        present = neg.shape[1] > 0 if neg_mask is None else jnp.any(neg_mask, axis=1)
+        negated = negated & present
+    return negated
+
+
 def _spacevlm(aff, neg, full, strength, t, operator, neg_mask=None) -> QueryVectors:
     valid = (strength >= 0) & (strength < len(STRENGTHS))
     if neg.ndim == 3:
         d = compose_each(aff, neg, neg_mask, t, operator)
     else:
         d = compose(aff, neg, t, operator)
-    q = jnp.where((strength > 0)[:, None], d, full.astype(jnp.float32))
+    negated = _negated(strength, neg, neg_mask)
+    q = jnp.where(negated[:, None], d, full.astype(jnp.float32))
     return QueryVectors(jnp.where(valid[:, None], q, jnp.nan))
 
 
@@ -305,7 +317,7 @@ def _drc(aff, neg, cf, full, strength, params: DRCParams, neg_mask=None) -> Quer
         terms.append((params.wctx, turn(full, neg)))
     total = sum(w for w, _ in terms)
     q = sum((w / total) * d for w, d in terms)
-    negated = strength > 0
+    negated = _negated(strength, neg, neg_mask)
     q = jnp.where(negated[:, None], q, full.astype(jnp.float32))
     q = jnp.where(valid[:, None], q, jnp.nan)
     if not params.use_repulsion:
@@ -350,7 +362,9 @@ def drc_multi_vectors(
     violated by an image showing Y *or* Z, so an image is penalised as much as its worst
     violation, and the penalty keeps the scale ``rho`` was set for (a sum would grow with M and
     punish every image a little for each unrelated concept; a mean would dilute a clear
-    violation). With one present concept every step reduces to :func:`drc_vectors` exactly.
+    violation). With one present concept every step reduces to :func:`drc_vectors` exactly; a
+    caption with no concept present (all masked, or M = 0) is scored like one without negation
+    (eq. 2 on ``full``).
     """
     return _drc(aff, negs, cfs, full, strength, params, neg_mask)
 
@@ -392,8 +406,8 @@ def _repulsion_sim(images: jax.Array, neg: jax.Array) -> jax.Array:
     if neg.ndim == 2:
         return jnp.maximum(_sim(images, neg), 0.0)
     nq, m, dim = neg.shape
-    s = _sim(images, neg.reshape(nq * m, dim)).reshape(nq, m, -1)
-    return jnp.maximum(jnp.max(s, axis=1), 0.0)
+    s = _sim(images, neg.reshape(nq * m, dim)).reshape(nq, m, images.shape[0])
+    return jnp.max(s, axis=1, initial=0.0)  # max_m max(s_m, 0); 0 for M = 0
 
 
 def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
@@ -415,9 +429,8 @@ def score_rows(images: jax.Array, vectors: QueryVectors) -> jax.Array:
     if vectors.neg is None:
         return s
     rep = _dot(img[:, None] if vectors.neg.ndim == 3 else img, vectors.neg.astype(cd))
-    if vectors.neg.ndim == 3:
-        rep = jnp.max(rep, axis=1)
-    return s - vectors.w_rep * jnp.maximum(rep, 0.0)
+    rep = jnp.max(rep, axis=1, initial=0.0) if vectors.neg.ndim == 3 else jnp.maximum(rep, 0.0)
+    return s - vectors.w_rep * rep
 
 
 # ----------------------------------------------------------------------- the one dispatch point

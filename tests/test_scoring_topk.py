@@ -183,3 +183,22 @@ def test_package_exports_the_method_and_the_engine():
         assert getattr(drc_jax, name) is getattr(scoring, name)
     for name in ("top_k", "TopK", "top_k_memory"):
         assert getattr(drc_jax, name) is getattr(retrieval, name)
+
+
+def test_top_k_compiles_once_for_image_counts_that_pad_to_one_shape():
+    """A growing index (search adds a few images) reuses the compiled search while the padded
+    shape is unchanged: the number of valid images is data, not a compile-time constant."""
+    from drc_jax import retrieval
+
+    images, queries, gt = random_case(n=1003)
+    vectors = query_vectors("drc", queries)
+    got = {}
+    for n in (1001, 1002, 1003):  # all pad to 1024 rows of chunk 128
+        top_k(images[:n], vectors, 10, gt_index=gt % 1000, chunk_size=128)
+        got[n] = retrieval._top_k_jit._cache_size()
+    assert got[1002] == got[1001] and got[1003] == got[1001], got
+    # ...and the padding is still never retrieved nor counted above the ground truth.
+    res = top_k(images[:1001], vectors, 10, gt_index=gt % 1000, chunk_size=128)
+    full = np.asarray(score("drc", images[:1001], queries))
+    np.testing.assert_array_equal(np.asarray(res.gt_rank), ranks_from_scores(full, gt % 1000))
+    assert np.asarray(res.indices).max() < 1001
