@@ -231,7 +231,8 @@ def _nonfinite_rows(vectors: QueryVectors):
     def count(x):
         bad = ~jnp.isfinite(x).all(axis=tuple(range(1, x.ndim)))
         rows = jnp.arange(x.shape[0], dtype=jnp.int32)
-        return jnp.sum(bad, dtype=jnp.int32), jnp.min(jnp.where(bad, rows, _NO_ROW), initial=_NO_ROW)
+        first = jnp.min(jnp.where(bad, rows, _NO_ROW), initial=_NO_ROW)
+        return jnp.sum(bad, dtype=jnp.int32), first
 
     return jax.tree_util.tree_map(count, vectors)
 
