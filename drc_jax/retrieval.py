@@ -52,7 +52,8 @@ def _to_bits(images: jax.Array) -> jax.Array:
 
     XLA's CPU backend rewrites a bf16/f16 while-loop operand to f32 up front, materialising an
     f32 copy of the whole image set (memory O(N), not O(chunk)); uint16 bits pass through
-    untouched and :func:`_from_bits` restores each chunk exactly and for free.
+    untouched and :func:`_from_bits` restores each chunk exactly and for free. It runs before the
+    jit (one copy): inside it, XLA:CPU materialises the converted set as a temporary as well.
     """
     if images.dtype in (jnp.bfloat16, jnp.float16):
         return jax.lax.bitcast_convert_type(images, jnp.uint16)
@@ -67,9 +68,12 @@ def _from_bits(x: jax.Array, dtype) -> jax.Array:
 
 
 def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, chunk, dtype, axis):
-    """Scan one shard of images (M, D) in chunks, keeping a running top-k and ground-truth count.
+    """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
+    ground-truth count.
 
-    Memory is O(Q k + Q chunk): no (Q, M) matrix is ever built. ``offset`` is the shard's first
+    Memory is O(Q k + Q chunk): no (Q, M) matrix is ever built, and the images are sliced where
+    they lie (M need not be a multiple of ``chunk``: the last ``chunk`` rows are scored once more
+    and only their unseen rows kept), so they are never copied. ``offset`` is the shard's first
     global image index; rows at or past ``n_valid`` (global) are padding and never retrieved.
 
     Non-finite image rows are found on the way, at no extra pass over the images: with finite
@@ -77,16 +81,16 @@ def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, ch
     non-finite for every query (``NaN * 0`` and ``inf * 0`` are NaN), so query 0's scores, which a
     real query always fills, tell. Returns their count and the first such global row too.
     """
-    m, dim = images.shape
+    m = images.shape[0]
     nq = vectors.q.shape[0]
-    chunks = images.reshape(m // chunk, chunk, dim)
+    full = m - m % chunk  # rows in whole chunks
 
-    def step(carry, xs):
+    def update(carry, block, start, seen=0):
         best, best_idx, above, n_bad, first_bad = carry
-        block, start = xs
         s = score_vectors(_from_bits(block, dtype), vectors)
-        idx = offset + start + jnp.arange(chunk, dtype=jnp.int32)
-        real = idx < n_valid
+        local = start + jnp.arange(chunk, dtype=jnp.int32)
+        idx = offset + local
+        real = (idx < n_valid) & (local >= seen)  # not padding, not scored before
         bad = real & ~jnp.isfinite(s[0])
         n_bad = n_bad + jnp.sum(bad, dtype=jnp.int32)
         first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(bad, idx, _NO_ROW)))
@@ -96,7 +100,10 @@ def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, ch
             above = above + jnp.sum(beats, axis=1, dtype=jnp.int32)
         cs, cpos = jax.lax.top_k(s, min(k, chunk))
         best, best_idx = _merge_top_k(best, best_idx, cs, idx[cpos], k)
-        return (best, best_idx, above, n_bad, first_bad), None
+        return best, best_idx, above, n_bad, first_bad
+
+    def step(carry, start):
+        return update(carry, jax.lax.dynamic_slice_in_dim(images, start, chunk), start), None
 
     init = (
         jnp.full((nq, k), -jnp.inf, jnp.float32),
@@ -107,8 +114,9 @@ def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, ch
     )
     if axis is not None:  # inside shard_map the carry varies over the mesh axis
         init = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, axis, to="varying"), init)
-    starts = jnp.arange(0, m, chunk, dtype=jnp.int32)
-    out, _ = jax.lax.scan(step, init, (chunks, starts))
+    out, _ = jax.lax.scan(step, init, jnp.arange(0, full, chunk, dtype=jnp.int32))
+    if full < m:  # the remainder: the last chunk rows, of which those before ``full`` were seen
+        out = update(out, images[m - chunk :], m - chunk, seen=full)
     return out
 
 
@@ -154,11 +162,12 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
 
 
 def _plan(n: int, nq: int, chunk_size: int, n_dev: int, query_block: int):
-    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to whole
-    chunks on every device, and the equal query blocks a search of ``nq >= 1`` queries runs as."""
+    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to equal
+    shards (no padding on one device), and the equal query blocks a search of ``nq >= 1``
+    queries runs as."""
     per_dev = -(-n // n_dev)
     chunk = int(max(1, min(chunk_size, per_dev)))
-    padded = -(-per_dev // chunk) * chunk * n_dev
+    padded = per_dev * n_dev
     n_blocks = -(-nq // max(1, query_block))
     return chunk, padded, -(-nq // n_blocks), n_blocks
 
@@ -327,6 +336,7 @@ def top_k(
     if nq == 0:
         empty = jnp.zeros((0, k), jnp.float32), jnp.zeros((0, k), jnp.int32)
         return TopK(*empty, jnp.zeros((0,), jnp.int32) if with_gt else None)
+    # f32 images are searched where they lie; half-precision ones cost one bit-copy (_to_bits).
     images = _to_bits(images)
     n_dev = 1 if mesh is None else mesh.size
     chunk, padded, block, n_blocks = _plan(n, nq, chunk_size, n_dev, query_block)
