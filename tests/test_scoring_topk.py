@@ -194,7 +194,6 @@ def test_package_exports_the_method_and_the_engine():
         assert getattr(drc_jax, name) is getattr(retrieval, name)
 
 
-
 def test_a_corpus_that_is_not_whole_chunks_is_searched_where_it_lies():
     """No padded copy of the images per call (a search server calls top_k per query): the
     planned search takes the N rows as given and its scratch memory holds no image copy; the
