@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import QueryVectors, score_rows, score_vectors
+from drc_jax.scoring import QueryVectors, score_vectors
 
 STORAGE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 """Image dtypes searched as stored; anything else is searched in float32."""
@@ -120,12 +120,37 @@ def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, ch
     return out
 
 
+def _gt_scores(gt_rows, vectors, chunk, dtype):
+    """(Q,) score of query i against its ground-truth row ``gt_rows[i]``, computed by the very
+    (Q, D) x (D, chunk) product the stream scores images with, so that the ground truth and an
+    exact duplicate of it score bit for bit the same and the tie goes to the ground truth. (A
+    row-wise dot product sums in another order: about half the duplicated ground truths would
+    then lose a rank to their own copy.)"""
+    nq = gt_rows.shape[0]
+    blocks = -(-nq // chunk)
+    rows = jnp.pad(gt_rows, ((0, blocks * chunk - nq), (0, 0)))
+    q = jnp.arange(nq, dtype=jnp.int32)
+
+    def step(acc, start):
+        s = score_vectors(
+            _from_bits(jax.lax.dynamic_slice_in_dim(rows, start, chunk), dtype), vectors
+        )
+        col = q - start
+        mine = (col >= 0) & (col < chunk)
+        got = jnp.take_along_axis(s, jnp.clip(col, 0, chunk - 1)[:, None], axis=1)[:, 0]
+        return jnp.where(mine, got, acc), None
+
+    init = jnp.zeros((nq,), jnp.float32)
+    out, _ = jax.lax.scan(step, init, jnp.arange(0, blocks * chunk, chunk, dtype=jnp.int32))
+    return out
+
+
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
 def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
     """One query block's search; ``n_valid`` (the unpadded image count) is traced, so a corpus
     that grows within one padded shape reuses the executable. Returns ``(best, best_idx,
     gt_rank, n_bad, first_bad)`` (:func:`_stream_shard`)."""
-    gt_score = score_rows(_from_bits(images[gt_index], dtype), vectors) if with_gt else None
+    gt_score = _gt_scores(images[gt_index], vectors, chunk, dtype) if with_gt else None
     stream = functools.partial(_stream_shard, k=k, chunk=chunk, dtype=dtype)
     if mesh is None:
         best, best_idx, above, n_bad, first_bad = stream(

@@ -418,21 +418,6 @@ def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
     return s - vectors.w_rep[:, None] * _repulsion_sim(images, vectors.neg)
 
 
-def score_rows(images: jax.Array, vectors: QueryVectors) -> jax.Array:
-    """(Q,) score of row ``i`` of ``images`` (Q, D) for query ``i``, rounded as
-    :func:`score_vectors` rounds it (inputs in the compute dtype, exact products and f32 sums),
-    so a ground-truth score computed here ranks consistently against streamed ones.
-    """
-    cd = _compute_dtype(images.dtype)
-    img = images.astype(cd)
-    s = _dot(img, vectors.q.astype(cd))
-    if vectors.neg is None:
-        return s
-    rep = _dot(img[:, None] if vectors.neg.ndim == 3 else img, vectors.neg.astype(cd))
-    rep = jnp.max(rep, axis=1, initial=0.0) if vectors.neg.ndim == 3 else jnp.maximum(rep, 0.0)
-    return s - vectors.w_rep * rep
-
-
 # ----------------------------------------------------------------------- the one dispatch point
 
 
