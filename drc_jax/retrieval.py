@@ -147,8 +147,8 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
 def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
-    """One query block's search; ``n_valid`` (the unpadded image count) is traced, so a corpus
-    that grows within one padded shape reuses the executable. Returns ``(best, best_idx,
+    """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
+    a corpus that grows within one padded shape reuses the executable. Returns ``(best, best_idx,
     gt_rank, n_bad, first_bad)`` (:func:`_stream_shard`)."""
     gt_score = _gt_scores(images[gt_index], vectors, chunk, dtype) if with_gt else None
     stream = functools.partial(_stream_shard, k=k, chunk=chunk, dtype=dtype)

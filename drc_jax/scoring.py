@@ -421,13 +421,13 @@ def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
 # ----------------------------------------------------------------------- the one dispatch point
 
 
-def check_queries(queries: Queries, dim: int | None = None) -> None:
+def check_queries(queries: Queries) -> None:
     """Shapes and strength range of concrete queries, with an actionable message (outside jit).
 
     Raises ``ValueError`` naming the field or the first bad query; traced values are skipped.
     """
     nq = len(queries)
-    dim = queries.full.shape[-1] if dim is None else dim
+    dim = queries.full.shape[-1]
     multi = queries.neg.ndim == 3
     m = queries.neg.shape[1] if multi else None
     for name in ("aff", "neg", "cf", "full"):
@@ -435,8 +435,8 @@ def check_queries(queries: Queries, dim: int | None = None) -> None:
         want = (nq, m, dim) if multi and name in ("neg", "cf") else (nq, dim)
         if shape != want:
             raise ValueError(
-                f"Queries.{name} has shape {shape}, expected {want} to match the "
-                f"{dim}-d image embeddings; were queries and images encoded by the same CLIP?"
+                f"Queries.{name} has shape {shape}, expected {want} to match Queries.full; "
+                "were all text fields encoded by the same CLIP?"
             )
     if queries.neg_mask is not None and queries.neg_mask.shape != (nq, m):
         raise ValueError(f"Queries.neg_mask has shape {queries.neg_mask.shape}, expected {(nq, m)}")
