@@ -19,21 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drc_jax.decompose.morphology import plural_forms
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _PREFIX = re.compile(r"^\s*(?:an? )?(?:photo|picture|image) of\s+", re.I)
 _ARTICLES = frozenset({"a", "an", "the", "some", "any"})
-_IRREGULAR_PLURALS = {
-    "person": "people",
-    "man": "men",
-    "woman": "women",
-    "child": "children",
-    "mouse": "mice",
-    "knife": "knives",
-    "foot": "feet",
-    "tooth": "teeth",
-    "goose": "geese",
-    "leaf": "leaves",
-}
 
 
 def _words(text: str) -> list[str]:
@@ -48,13 +38,7 @@ def strip_neg(neg: str) -> list[str]:
 def noun_forms(obj: str) -> list[tuple[str, ...]]:
     """Singular and plural word sequences of a (possibly multi-word) COCO object name."""
     words = obj.lower().split()
-    head = words[-1]
-    plurals = {head, head + "s", head + "es", _IRREGULAR_PLURALS.get(head, head)}
-    if head.endswith("y"):
-        plurals.add(head[:-1] + "ies")
-    if head.endswith("fe"):
-        plurals.add(head[:-2] + "ves")
-    return [tuple(words[:-1]) + (p,) for p in sorted(plurals)]
+    return [tuple(words[:-1]) + (p,) for p in sorted(plural_forms(words[-1]))]
 
 
 def names(words: Sequence[str], obj: str) -> bool:

@@ -71,9 +71,8 @@ def decompose(captions: list[str], opts: RunOptions, timing: dict):
             ) from e
         finally:
             bar.close()
-            if hasattr(d, "close"):
-                d.close()
-        stats = {"decomposer": opts.decomposer, **dict(getattr(d, "stats", {}) or {})}
+            d.close()
+        stats = {"decomposer": opts.decomposer, **d.stats}
     by_caption = dict(zip(unique, decs, strict=True))
     out = [by_caption[c] for c in captions]
     stats["captions"] = len(unique)
