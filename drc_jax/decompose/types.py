@@ -57,7 +57,9 @@ class Decomposition:
             object.__setattr__(self, "neg", negs[0])
         object.__setattr__(self, "negs", negs)
         ok_negs = (
-            negs[0] == self.neg and all(isinstance(x, str) and x.strip() for x in negs)
+            bool(negs)
+            and negs[0] == self.neg
+            and all(isinstance(x, str) and x.strip() for x in negs)
             if self.negated
             else not negs
         )
