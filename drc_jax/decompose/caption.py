@@ -7,7 +7,7 @@ caption is linear in its length however many cues it repeats.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from drc_jax.decompose.lexicon import (
@@ -46,6 +46,7 @@ class Cue:
     person: str | None = None  # neg text when it is built rather than sliced ("a person running")
     link: str = "with"  # joins aff and neg in cf: "a dog on a beach" for "a dog not on a beach"
     attributive: bool = False  # a one-word modifier ("a car-free setting"): only it goes
+    also: list[tuple[int, int]] = field(default_factory=list)  # coordinated NPs negated too
     affirm: int | None = None  # a negated predicate: cf is the caption with this token affirmed
 
 

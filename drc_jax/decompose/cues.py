@@ -43,11 +43,13 @@ from drc_jax.decompose.lexicon import (
     POSSESSIVES,
     POST_OK_AFTER_NEG,
     POST_SKIP,
+    POSTURE,
     PREDICATES,
     PREPS,
     PRONOUN_PERSON,
     PRONOUNS,
     QUOTES,
+    RELATIVE,
     SCENE_NOUNS,
     SCENE_WORDS,
     SIGN_WORDS,
@@ -56,7 +58,12 @@ from drc_jax.decompose.lexicon import (
     container_link,
     is_word,
 )
-from drc_jax.decompose.morphology import concept_phrase, gerund, participle_or_adverb
+from drc_jax.decompose.morphology import (
+    concept_phrase,
+    gerund,
+    participle_gerund,
+    participle_or_adverb,
+)
 
 Handler = Callable[[Caption, int], "Cue | None"]
 #: trigger word -> handler; words recognised by their shape ("car-free", "chairless",
@@ -435,6 +442,8 @@ def _postnominal(c: Caption, i: int, strength: str, explicit: bool = True):
     j, stop = i, max(i - WINDOW, 0)
     while j > stop and (low[j - 1] in AUX or low[j - 1].endswith("ly") or low[j - 1] in POST_SKIP):
         j -= 1
+    if j > 1 and low[j - 1] in RELATIVE:  # "a piano that is not being played"
+        j -= 1
     np = c.np_backward(j)
     if np is None or c.low[np[1] - 1] in SCENE_NOUNS:  # "the image is missing"
         return None
@@ -487,13 +496,17 @@ def _none_of(c: Caption, i: int):
         end = min(n, j + WINDOW)
         while j < end and is_word(low[j]) and low[j] not in AUX and low[j] not in POSSESS:
             j += 1
-    j = c.skip(j, AUX)
+    if not (j < n and low[j] in POSSESS):  # "have" is both: "none of the plates have food"
+        j = c.skip(j, AUX)
     if j < n and (low[j] in POSSESS or low[j].endswith("ing") or low[j] == "with"):
         found = _prenominal(c, i, j + 1, STRONG)
         if found is None and low[j].endswith("ing") and len(low[j]) > 4:
             # "none of the kids are smiling": the activity itself
             found = Cue(i, j + 1, (j, j + 1), STRONG, True)
         return found
+    # Quantifier negation of a state: "none of the chairs are occupied" (the chairs are there).
+    if of and j < n and _participle(low[j]) and low[j] not in POST_OK_AFTER_NEG:
+        return Cue(i, j + 1, (j, j + 1), STRONG, True, affirm=i)
     # Quantifier negation of the thing itself: "none of the chairs are visible", "there are
     # none of the usual cars", "none of the cups".
     if of and (j >= n or low[j] in POST_OK_AFTER_NEG or not is_word(low[j])):
@@ -553,7 +566,11 @@ def _negated_aux(c: Caption, i: int):
     ):
         return _prenominal(c, i, k + 1, MODERATE)
     # "a dog not on a beach", "not sitting at a dining table"
-    p = k + 1 if k + 1 < n and is_word(low[k]) and _locative(low, k + 1) else k
+    # (a verb of posture or a participle of placement before the place: "not sitting at a
+    # table", "not displayed on a table"; an activity is itself what is negated: "a dog that
+    # is not barking at the mailman")
+    placed = k < n and (low[k] in POSTURE or _participle(low[k]))
+    p = k + 1 if k + 1 < n and placed and _locative(low, k + 1) else k
     if p < n and _locative(low, p) and p + 1 < n and is_word(low[p + 1]):
         cue = _prenominal(c, i, p + 1, STRONG if bare_not else MODERATE)
         if cue is not None and cue.np and low[cue.np[1] - 1] not in STATE_NOUNS:
@@ -577,16 +594,23 @@ def _negated_predicate(c: Caption, i: int, k: int):
     prev = low[i - 1] if i > 0 else ""
     contrast = i == 0 or prev in CONTRAST_BEFORE_NOT
     copular = low[i] != "not" or prev in COPULA
-    if not (contrast or copular) or k >= n or not is_word(low[k]):
+    if k >= n or not is_word(low[k]):
         return None
     m = c.skip(k, PASSIVE_AUX)
     if m > k and m < n and _participle(low[m]):
-        # Passive activity: "basketball is not being played" negates the subject.
+        # Passive activity: "basketball is not being played", "a guitar not being played"
+        # negates the activity done to the subject.
         found = _postnominal(c, i, strength)
-        if found is not None:
-            found.end = m + 1
+        if found is not None:  # the activity: "playing basketball", "eating food"; the
+            a, b = found.np  # subject itself is there ("a piano that is not being played")
+            found.person = f"{participle_gerund(low[m])} {c.text[c.starts[a] : c.ends[b - 1]]}"
+            found.start, found.end, found.affirm = i, m + 1, i
         return found
+    if not (contrast or copular):
+        return None
     w = low[k]
+    if contrast and not copular and w not in PREPS:  # "fruit but not apples", ", not the oven"
+        return _prenominal(c, i, k, strength)
     if w in DETS or w in PREPS or w in PRONOUNS or w in CONJ or w in AUX or w in PREDICATES:
         return None
     if w.endswith("ing") and len(w) > 4:  # "not crying", "not eating the cake"
@@ -594,8 +618,6 @@ def _negated_predicate(c: Caption, i: int, k: int):
         if np is None:
             return None
         return Cue(i, np[1], np, strength, True, affirm=i)
-    if contrast and not copular:  # "fruit but not apples", "dogs, not cats"
-        return _prenominal(c, i, k, strength)
     nxt = low[k + 1] if k + 1 < n else "."
     if not is_word(nxt) or nxt in CONJ or nxt in CLAUSE_CONJ or nxt == "and":
         # A predicate adjective or participle: "a door that is not locked", "not red".
@@ -624,8 +646,20 @@ def _exclusion(c: Caption, i: int, np_start: int):
         link = low[np_start]
         np_start += 1
     found = _prenominal(c, i, np_start, MODERATE, explicit=False)
-    if found is not None:
-        found.link = link
+    if found is None:
+        return None
+    found.link = link
+    # Coordinated objects are excluded too: "excluding the sink and the stove".
+    j, stop = found.end, min(n, found.end + WINDOW)
+    while j + 1 < stop and low[j] in ("and", "or", ",") and is_word(low[j + 1]):
+        k = c.skip(j + 1, DETS)
+        if k >= n or low[k] in AUX or low[k] in PREPS or low[k] in PRONOUNS:
+            break
+        np = c.np_forward(j + 1)
+        if np is None:
+            break
+        found.also.append(np)
+        j = found.end = np[1]
     return found
 
 

@@ -85,7 +85,10 @@ MASS = words(
     "money hair milk coffee tea wine beer bread meat fruit soup ice art "
     "architecture greenery vegetation foliage sunlight sunshine fog mist dust mud paper litter "
     "trash garbage rubbish debris clutter graffiti lighting decor sound noise color colour media "
-    "electricity"
+    "electricity "
+    # times of day and seasons, bare after a preposition ("at night", "in winter")
+    "night nighttime daytime sunset sunrise dusk dawn twilight noon midnight winter summer "
+    "spring autumn"
 )
 IDIOMS_AFTER_NO = words("longer matter doubt wonder less sooner")
 NP_LEAD = words("even only just also both all at least")
@@ -227,4 +230,11 @@ POSITIVE_AUX = {
     "hasn't": "has",
     "haven't": "have",
     "couldn't": "could",
+    "none": "all",
 }
+# Verbs of posture or placement: "not sitting at a table" negates the place, not the verb.
+POSTURE = words(
+    "sitting seated standing lying laying resting parked placed hanging leaning perched set "
+    "located positioned kept stored sit sits stand stands lie lies rest rests park parks "
+    "placed put left kneeling squatting crouching floating"
+)

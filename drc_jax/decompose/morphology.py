@@ -141,3 +141,64 @@ def gerund(verb: str) -> str:
     ):
         return v + v[-1] + "ing"
     return v + "ing"
+
+
+# Irregular past participles and their gerunds ("eaten" -> "eating").
+_IRREGULAR_PARTICIPLES = {
+    "eaten": "eating",
+    "ridden": "riding",
+    "driven": "driving",
+    "worn": "wearing",
+    "written": "writing",
+    "thrown": "throwing",
+    "shown": "showing",
+    "done": "doing",
+    "held": "holding",
+    "sung": "singing",
+    "drunk": "drinking",
+    "taken": "taking",
+    "given": "giving",
+    "seen": "seeing",
+    "made": "making",
+    "built": "building",
+    "flown": "flying",
+    "drawn": "drawing",
+    "grown": "growing",
+    "spoken": "speaking",
+    "broken": "breaking",
+    "chosen": "choosing",
+    "swum": "swimming",
+    "sold": "selling",
+    "told": "telling",
+    "caught": "catching",
+    "bought": "buying",
+    "brought": "bringing",
+    "fought": "fighting",
+    "taught": "teaching",
+    "won": "winning",
+    "beaten": "beating",
+    "hidden": "hiding",
+    "bitten": "biting",
+    "blown": "blowing",
+    "known": "knowing",
+    "sewn": "sewing",
+    "mown": "mowing",
+}
+
+
+def participle_gerund(w: str) -> str:
+    """'played' -> 'playing', 'danced' -> 'dancing', 'stopped' -> 'stopping', 'eaten' ->
+    'eating': the activity a passive participle names ("basketball is not being played")."""
+    if w in _IRREGULAR_PARTICIPLES:
+        return _IRREGULAR_PARTICIPLES[w]
+    if not w.endswith("ed") or len(w) < 4:
+        return w
+    if w.endswith("ied"):
+        base = w[:-3] + "y"
+    elif w[-3] == w[-4] and w[-3] not in "aeiouls":  # stopped, dragged
+        return w[:-3] + w[-3] + "ing"
+    elif w[-3] in "cvzug" or (w[-3] == "s" and w[-4] != "s"):  # danced, moved, used, changed
+        base = w[:-1]
+    else:
+        base = w[:-2]
+    return gerund(base + "s")

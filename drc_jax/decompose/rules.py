@@ -59,7 +59,12 @@ from drc_jax.decompose.lexicon import (
     SETTING_PREPS,
     is_word,
 )
-from drc_jax.decompose.morphology import INVARIANT_PLURALS, NOT_PLURAL, singular
+from drc_jax.decompose.morphology import (
+    INVARIANT_PLURALS,
+    NOT_PLURAL,
+    participle_gerund,
+    singular,
+)
 from drc_jax.decompose.syntax import NEUTRAL_AFF, apply_overrides, split_exclusions
 from drc_jax.decompose.types import Decomposition
 
@@ -81,6 +86,8 @@ def _neg_text(c: Caption, cue: Cue) -> str:
     if head in PRONOUN_PERSON:
         return "a person"
     text = c.text[c.starts[a] : c.ends[b - 1]]
+    if b - a >= 3 and low[b - 2] == "being":  # "no basketball being played": the activity
+        return f"{participle_gerund(low[b - 1])} {c.text[c.starts[a] : c.ends[b - 3]]}"
     if any(low[k] in ("or", "nor") for k in range(a, b)):
         text = text.replace(" nor ", " or ")
         return (low[a - 1] + " " + text) if a > 0 and low[a - 1] in ("a", "an") else text
@@ -294,6 +301,11 @@ class RuleDecomposer:
             return Decomposition.plain(caption)
         neg = _neg_text(c, cue)
         negs, heads = [neg], {_head(neg)}
+        for span in cue.also:  # "excluding the sink and the stove"
+            extra = _neg_text(c, Cue(span[0], span[1], span, cue.strength, cue.explicit))
+            if _head(extra) not in heads and len(negs) < MAX_NEGS:
+                negs.append(extra)
+                heads.add(_head(extra))
         # Every other explicitly negated concept joins negs, in caption order ("a street with no
         # cars and no people"); a repeat of the same concept does not.
         others = False
