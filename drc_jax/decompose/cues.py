@@ -385,7 +385,7 @@ def _shape_handler(w: str) -> Handler | None:
 
 _TRIGGERS = frozenset(CUES)
 # Words that may be cues by their shape (see _shape_handler), as a quick test on the text.
-_SHAPES = re.compile(r"-free\b|\w{3}less\b|\b[Uu]n\w+ed\b")
+_SHAPES = re.compile(r"-free\b|\w-?less\b|\b[Uu]n\w+ed\b")
 
 
 def _next(c: Caption, i: int) -> str:
@@ -566,10 +566,10 @@ def _negated_aux(c: Caption, i: int):
     ):
         return _prenominal(c, i, k + 1, MODERATE)
     # "a dog not on a beach", "not sitting at a dining table"
-    # (a verb of posture or a participle of placement before the place: "not sitting at a
-    # table", "not displayed on a table"; an activity is itself what is negated: "a dog that
-    # is not barking at the mailman")
-    placed = k < n and (low[k] in POSTURE or _participle(low[k]))
+    # (a participle or a verb of posture before the place: "not sitting at a table", "not
+    # displayed on a table", "not lit by any lamp"; another -ing verb is itself what is
+    # negated: "a dog that is not barking at the mailman")
+    placed = k < n and (low[k] in POSTURE or not low[k].endswith("ing"))
     p = k + 1 if k + 1 < n and placed and _locative(low, k + 1) else k
     if p < n and _locative(low, p) and p + 1 < n and is_word(low[p + 1]):
         cue = _prenominal(c, i, p + 1, STRONG if bare_not else MODERATE)
