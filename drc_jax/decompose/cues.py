@@ -19,6 +19,7 @@ from drc_jax.decompose.lexicon import (
     ALWAYS_PEOPLE,
     AUX,
     AUX_ADVERBS,
+    BE,
     BOUNDARY_PUNCT,
     CLAUSE_CONJ,
     CONJ,
@@ -30,12 +31,15 @@ from drc_jax.decompose.lexicon import (
     EXCLUSION_BLOCKERS,
     IDIOMS_AFTER_NO,
     IMPLICIT,
+    INDEFINITE,
     LEXICAL_LESS,
     LOCATIVE,
     NEG_AUX,
+    NOT_IDIOMS,
     NP_LEAD,
     OUT_OF_VIEW,
     PASSIVE_AUX,
+    PERCEIVE,
     PERSON_SKIP,
     PLACES,
     POSITIVE_AUX,
@@ -466,9 +470,9 @@ def _absent(c: Caption, i: int):
         k = j + 1
         while k < n and k < j + 10 and is_word(low[k]) and low[k] not in AUX:
             k += 1
-        if k < n and low[k] in ("is", "are", "was", "were"):
+        if k < n and low[k] in BE:
             return _prenominal(c, i, k + 1, strength, explicit)
-    if j < n and low[j] in ("is", "are", "was", "were"):  # "noticeably absent is a bottle"
+    if j < n and low[j] in BE:  # "noticeably absent is a bottle"
         return _prenominal(c, i, j + 1, strength, explicit)
     if j < n and low[j] in ("a", "an", "any") and w == "absent":  # "Absent a chair, ..."
         return _prenominal(c, i, j, strength, explicit)
@@ -528,11 +532,11 @@ def _negated_aux(c: Caption, i: int):
             if found is not None:
                 found.start = i
             return found
-        if j < n and low[j] in ("a", "an", "any", "one", "single"):
+        if j < n and low[j] in INDEFINITE:
             return _prenominal(c, i, j, STRONG)
-        if j + 1 < n and low[j] == "even" and low[j + 1] in ("a", "an", "any", "one", "single"):
+        if j + 1 < n and low[j] == "even" and low[j + 1] in INDEFINITE:
             return _prenominal(c, i, j + 1, STRONG)
-        if j < n and low[j] in ("only", "just", "far", "to", "quite", "yet", "even", "until"):
+        if j < n and low[j] in NOT_IDIOMS:
             return None
     # "there isn't a cup", "there are not any cars"
     b, stop = i - 1, max(i - WINDOW, 0)
@@ -544,7 +548,7 @@ def _negated_aux(c: Caption, i: int):
     if after_there and j < n and (low[j] in DETS or low[j] == "single"):
         return _prenominal(c, i, j, MODERATE)
     k = c.skip(j, AUX_ADVERBS)
-    if k < n and low[k] in ("find", "see", "spot", "notice"):  # "what you won't find is a bowl"
+    if k < n and low[k] in PERCEIVE:  # "what you won't find is a bowl"
         m = k + 1
         while m < n and m < k + 8 and is_word(low[m]) and low[m] not in ("is", "are"):
             m += 1
@@ -669,7 +673,7 @@ def _absence_predicate(c: Caption, i: int, after: int, strength: str, explicit: 
     k, end = after, min(n, after + 10)
     while k < end and is_word(low[k]) and low[k] not in AUX:
         k += 1
-    if k < n and low[k] in ("is", "are", "was", "were"):
+    if k < n and low[k] in BE:
         return _prenominal(c, i, k + 1, strength, explicit)
     found = _postnominal(c, i, strength, explicit)
     if found is not None:

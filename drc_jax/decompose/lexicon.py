@@ -238,3 +238,10 @@ POSTURE = words(
     "located positioned kept stored sit sits stand stands lie lies rest rests park parks "
     "placed put left kneeling squatting crouching floating"
 )
+BE = words("is are was were")
+# After "not": a quantified noun phrase ("not a single cup", "not any cars").
+INDEFINITE = words("a an any one single")
+# "not only", "not just", "not far", "not yet": "not" that negates no thing.
+NOT_IDIOMS = words("only just far to quite yet even until")
+# "what you won't find is a bowl".
+PERCEIVE = words("find see spot notice")
