@@ -17,13 +17,14 @@ import sys
 from absl import app, flags
 
 from drc_jax.decompose import BACKENDS, get_decomposer, write_decompositions_jsonl
-from drc_jax.decompose.sglang import DEFAULT_MODEL, DEFAULT_URL, MODES, SGLangRequestError
+from drc_jax.decompose.sglang import MODES, SGLangRequestError
 from drc_jax.decompose.syntax import decompose_queries
+from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("backend", "rules", list(BACKENDS), "Decomposer backend.")
-flags.DEFINE_string("url", DEFAULT_URL, "SGLang server (--backend sglang).")
-flags.DEFINE_string("model", DEFAULT_MODEL, "Model name the server serves.")
+flags.DEFINE_string("url", SGLANG_URL, "SGLang server (--backend sglang).")
+flags.DEFINE_string("model", SGLANG_MODEL, "Model name the server serves.")
 flags.DEFINE_enum(
     "mode",
     "merged",
