@@ -262,3 +262,4 @@ def test_cli_reads_queries_from_arguments_with_minus_terms_and_exclude(tmp_path)
         ("cat -sofa", "cat", ["a sofa", "a blanket"]),
         ("-snow mountain road", "mountain road", ["snow", "a blanket"]),
     ]
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["negated"] == 2

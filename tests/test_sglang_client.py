@@ -430,3 +430,14 @@ def test_cli_reports_an_unreachable_server_with_exit_code_2(tmp_path):
     proc = _run_decompose_cli(url, tmp_path, "no dogs\n", "--retries", "0")
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
+
+
+def test_cli_mode_two_prompt_asks_both_prompts_per_caption(server_factory, tmp_path):
+    srv = server_factory()
+    stdin = "\n".join(CAPTIONS) + "\n"
+    proc = _run_decompose_cli(srv.url, tmp_path, stdin, "--mode", "two_prompt")
+    assert proc.returncode == 0, proc.stderr
+    decs = [Decomposition.from_dict(json.loads(x)) for x in proc.stdout.splitlines()]
+    assert decs == _RULES.decompose(CAPTIONS)
+    systems = [r["messages"][0]["content"] for r in srv.requests]
+    assert systems.count(DECOMPOSER_SYSTEM) == systems.count(STRENGTH_SYSTEM) == len(CAPTIONS)

@@ -7,6 +7,7 @@
     d.stats   # {"captions", "negated", "fallbacks", "requests", "cache_hits", ...}
     d.close()
     apply_overrides(decs[0], exclude=["a leash"])     # user corrections: aff/neg/strength/exclude
+    decompose_queries(d, ["cat -sofa"], exclude=["a blanket"])   # -term syntax, any backend
 
 Both backends implement :class:`Decomposer` and return one :class:`Decomposition` per caption,
 in order, and never raise for one bad caption (an unusable LLM answer falls back to
@@ -24,7 +25,12 @@ from drc_jax.decompose.sglang import (
     SGLangRequestError,
     SGLangUnavailableError,
 )
-from drc_jax.decompose.syntax import NEUTRAL_AFF, apply_overrides, split_exclusions
+from drc_jax.decompose.syntax import (
+    NEUTRAL_AFF,
+    apply_overrides,
+    decompose_queries,
+    split_exclusions,
+)
 from drc_jax.decompose.types import (
     DECOMPOSITION_SCHEMA,
     MERGED_SCHEMA,
@@ -73,6 +79,7 @@ __all__ = [
     "SGLangRequestError",
     "SGLangUnavailableError",
     "apply_overrides",
+    "decompose_queries",
     "get_decomposer",
     "load_decompositions_jsonl",
     "split_exclusions",

@@ -71,9 +71,13 @@ def main(argv):
     queries = argv[1:] or _lines()
     size = FLAGS.batch or (1 if FLAGS.backend == "rules" else 1024)
     batch: list[str] = []
+    negated = 0
 
     def flush():
-        write_decompositions_jsonl(decompose_queries(dec, batch, FLAGS.exclude), sys.stdout)
+        nonlocal negated
+        out = decompose_queries(dec, batch, FLAGS.exclude)
+        negated += sum(d.negated for d in out)
+        write_decompositions_jsonl(out, sys.stdout)
         batch.clear()
 
     try:
@@ -88,7 +92,8 @@ def main(argv):
         return 2
     finally:
         dec.close()
-    print(json.dumps({"backend": FLAGS.backend, **dec.stats}), file=sys.stderr)
+    # "negated" counts what was written (a -term or --exclude negates a plain query).
+    print(json.dumps({"backend": FLAGS.backend, **dec.stats, "negated": negated}), file=sys.stderr)
     return 0
 
 
