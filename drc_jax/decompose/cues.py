@@ -297,6 +297,14 @@ def _except(c: Caption, i: int):
     return _exclusion(c, i, i + 2 if _next(c, i) == "for" else i + 1)
 
 
+@cue("but")
+def _anything_but(c: Caption, i: int):
+    """ "anything but cats": "but" after an indefinite pronoun excludes."""
+    if i == 0 or c.low[i - 1] not in ("anything", "everything"):
+        return None
+    return _exclusion(c, i, i + 1)
+
+
 @cue("other")
 def _other_than(c: Caption, i: int):
     """ "anything other than a dog", "a beach other than at sunset"."""
@@ -610,14 +618,17 @@ def _negated_predicate(c: Caption, i: int, k: int):
             found.person = f"{participle_gerund(low[m])} {c.text[c.starts[a] : c.ends[b - 1]]}"
             found.start, found.end, found.affirm = i, m + 1, i
         return found
-    if not (contrast or copular):
-        return None
     w = low[k]
+    # A reduced relative clause: "a bike not locked to a post", "people not looking at it".
+    reduced = bare_not and i > 0 and is_word(prev) and (w.endswith("ing") or _participle(w))
+    if not (contrast or copular or reduced):
+        return None
     if contrast and not copular and w not in PREPS:  # "fruit but not apples", ", not the oven"
         return _prenominal(c, i, k, strength)
     if w in DETS or w in PREPS or w in PRONOUNS or w in CONJ or w in AUX or w in PREDICATES:
         return None
-    if w.endswith("ing") and len(w) > 4:  # "not crying", "not eating the cake"
+    if (w.endswith("ing") and len(w) > 4) or (reduced and _participle(w)):
+        # "not crying", "not eating the cake", "a bike not locked to a post"
         np = c.np_forward(k)
         if np is None:
             return None
