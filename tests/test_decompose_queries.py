@@ -125,6 +125,8 @@ def test_a_query_with_nothing_affirmative_left_gets_a_neutral_aff(query):
         ("a player who isn't running", "a player", "running", "a player who is running"),
         ("a chef cooking but not tasting", "a chef cooking", "tasting", None),
         ("fruit but not apples", "fruit", "an apple", "fruit with an apple"),
+        ("a bike not locked to a post", "a bike", "locked", "a bike locked to a post"),
+        ("anything but cats", "anything", "a cat", "anything with a cat"),
         ("a beach other than at sunset", "a beach", "sunset", "a beach at sunset"),
         ("none of the chairs are occupied", "the chairs", "occupied", None),
         ("a piano that is not being played", "a piano", "playing piano", None),
@@ -147,6 +149,7 @@ def test_an_activity_verb_before_a_place_is_what_is_negated_but_posture_is_not()
 def test_several_negated_concepts_are_all_listed_and_all_leave_aff():
     d = one("a street with no cars and no people")
     assert (d.neg, d.negs, d.aff) == ("a car", ("a car", "a person"), "a street")
+    assert d.cfs == ("a street with a car", "a street with a person")  # one per concept
     d = one("a living room without a tv, no plants and no rug")
     assert d.negs == ("a tv", "a plant", "a rug") and d.aff == "a living room"
     d = one("a kitchen excluding the sink and the stove")
@@ -179,7 +182,10 @@ def test_overrides_replace_add_or_turn_off_negated_concepts():
     d = one("a dog not on a beach")
     assert apply_overrides(d) == d  # nothing to apply: today's decomposition exactly
     more = apply_overrides(d, exclude=["a leash"])
-    assert more.negs == ("a beach", "a leash") and more.cf == "a dog on a beach and a leash"
+    assert more.negs == ("a beach", "a leash") and more.cfs == (
+        "a dog on a beach",
+        "a dog with a leash",
+    )
     assert apply_overrides(d, neg="a park").negs == ("a park",)
     assert apply_overrides(d, aff="").aff == NEUTRAL_AFF
     assert apply_overrides(d, strength="weak").strength == "weak"

@@ -332,11 +332,11 @@ class RuleDecomposer:
             rest = _aff_without(c2, spans) if spans else _without_word(c2, more[0].start)
             aff = rest or _setting(c2, more[0])
         aff = _tidy(aff) or NEUTRAL_AFF
-        if cue.affirm is not None and len(negs) == 1:
+        if cue.affirm is not None and len(negs) == 1:  # "a baby that is crying"
             cf = affirmed(c, cue.affirm)
         else:
             base = aff.rstrip(" .!?,;:")
-            cf = f"{base} {cue.link} {neg}" + "".join(f" and {x}" for x in negs[1:])
+            cf = f"{base} {cue.link} {neg}"  # cfs adds one per further concept
         return Decomposition(caption, True, aff, neg, cf, cue.strength, tuple(negs))
 
     def decompose(self, captions: Sequence[str]) -> list[Decomposition]:

@@ -38,7 +38,7 @@ def split_exclusions(query: str) -> tuple[str, tuple[str, ...]]:
 
 
 def counterfactual(aff: str, negs: Iterable[str]) -> str:
-    """cf = aff with the negated concepts present ("a dog with a sofa and a blanket")."""
+    """aff with the negated concepts present ("a dog with a sofa")."""
     negs = [n for n in negs if n]
     base = aff.rstrip(" .!?,;:") or NEUTRAL_AFF
     return f"{base} with {' and '.join(negs)}" if negs else aff
@@ -52,7 +52,8 @@ def apply_overrides(
     strength: str | None = None,
     exclude: Iterable[str] = (),
 ) -> Decomposition:
-    """``dec`` with a user's corrections applied; cf is rebuilt when aff or the concepts change.
+    """``dec`` with a user's corrections applied; cf is rebuilt when aff or the first concept
+    changes.
 
     - ``neg``: replaces every negated concept by this one ("" removes negation entirely);
     - ``exclude``: adds concepts after the ones found (duplicates dropped);
@@ -75,10 +76,10 @@ def apply_overrides(
     if aff is not None:
         new_aff = aff
     new_aff = new_aff.strip() or NEUTRAL_AFF
-    if dec.negated and new_aff == dec.aff and tuple(negs[: len(dec.negs)]) == dec.negs:
-        cf = dec.cf + "".join(f" and {x}" for x in negs[len(dec.negs) :])  # only additions
+    if dec.negated and new_aff == dec.aff and negs[0] == dec.neg:
+        cf = dec.cf  # the first concept's counterfactual is unchanged
     else:
-        cf = counterfactual(new_aff, negs)
+        cf = counterfactual(new_aff, negs[:1])
     st = strength or (dec.strength if dec.negated else "strong")
     return Decomposition(dec.caption, True, new_aff, negs[0], cf, st, tuple(negs))
 

@@ -34,7 +34,8 @@ class Decomposition:
       negated: whether the caption negates something; False means plain CLIP scoring.
       aff: the affirmative part, which must not name the negated concept.
       neg: the negated concept ("" when not negated).
-      cf: the counterfactual, ``aff`` with ``neg`` present.
+      cf: the counterfactual, ``aff`` with ``neg`` (the first concept) present; ``cfs`` has one
+        per concept.
       strength: one of STRENGTHS; "none" exactly when not negated.
       negs: every negated concept, in order ("a street with no cars and no people" ->
         ("a car", "a person")); ``neg`` is always ``negs[0]``. Left empty by a caller that
@@ -77,6 +78,15 @@ class Decomposition:
     def plain(cls, caption: str) -> Decomposition:
         """The decomposition of a caption without negation (scored with plain CLIP)."""
         return cls(caption, False, caption, "", caption, "none")
+
+    @property
+    def cfs(self) -> tuple[str, ...]:
+        """One counterfactual per negated concept (for ``drc_multi_vectors``): ``cf`` for the
+        first, "aff with <concept>" for the others."""
+        if not self.negated:
+            return (self.cf,)
+        base = self.aff.rstrip(" .!?,;:")
+        return (self.cf,) + tuple(f"{base} with {n}" for n in self.negs[1:])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
