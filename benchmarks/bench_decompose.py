@@ -88,17 +88,20 @@ def main(argv):
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    best = float("inf")
+    best_wall = best_cpu = float("inf")
     for _ in range(FLAGS.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         RuleDecomposer().decompose(all_captions)
-        best = min(best, time.perf_counter() - t0)
-    rate = len(all_captions) / best
-    print(
-        f"speed (one core, best of {FLAGS.repeats}): {rate:,.0f} captions/s over "
-        f"{len(all_captions)} captions = {rate / FLAGS.target:.2f}x the "
-        f"{FLAGS.target:,.0f}/s target"
-    )
+        best_wall = min(best_wall, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    # Wall time counts the waits of a busy machine; CPU time is the core's own work.
+    for what, seconds in (("wall", best_wall), ("CPU", best_cpu)):
+        rate = len(all_captions) / seconds
+        print(
+            f"speed (one core, {what} time, best of {FLAGS.repeats}): {rate:,.0f} captions/s "
+            f"over {len(all_captions)} captions = {rate / FLAGS.target:.2f}x the "
+            f"{FLAGS.target:,.0f}/s target"
+        )
 
 
 if __name__ == "__main__":
