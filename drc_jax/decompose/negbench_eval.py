@@ -26,13 +26,14 @@ _PREFIX = re.compile(r"^\s*(?:an? )?(?:photo|picture|image) of\s+", re.I)
 _ARTICLES = frozenset({"a", "an", "the", "some", "any"})
 
 
-def _words(text: str) -> list[str]:
+def text_words(text: str) -> list[str]:
+    """Lower-case words of a text (apostrophe suffixes kept: "dog's")."""
     return _WORD.findall(text.lower())
 
 
 def strip_neg(neg: str) -> list[str]:
     """``neg`` as words with a leading "a photo of" and articles removed."""
-    return [w for w in _words(_PREFIX.sub("", neg)) if w not in _ARTICLES]
+    return [w for w in text_words(_PREFIX.sub("", neg)) if w not in _ARTICLES]
 
 
 def noun_forms(obj: str) -> list[tuple[str, ...]]:
@@ -76,7 +77,7 @@ def coco_ground_truth(caption: str, negative_objects: Sequence[str]) -> str | No
 
     "no one" / "nobody" / "anyone" name the object "person".
     """
-    words = _words(caption)
+    words = text_words(caption)
     named = [o for o in negative_objects if names(words, o)]
     # "dining table" also names "table": keep the longest names only.
     named = [o for o in named if not any(o != p and o in p for p in named)]
@@ -94,7 +95,7 @@ def score_coco(rows: Iterable[tuple[str, str, str]]) -> Score:
         total += 1
         nw = strip_neg(neg)
         correct += bool(len(nw) <= 4 and names(nw, gt))
-        leaks += names(_words(aff), gt)
+        leaks += names(text_words(aff), gt)
     return Score(total, correct, leaks)
 
 
@@ -104,7 +105,7 @@ def score_msrvtt(rows: Iterable[tuple[str, str, str]]) -> Score:
     for neg, aff, concept in rows:
         total += 1
         correct += _shares_stem(strip_neg(neg), concept)
-        leaks += _shares_stem(_words(aff), concept)
+        leaks += _shares_stem(text_words(aff), concept)
     return Score(total, correct, leaks)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drc_jax.decompose.negbench_eval import _words, names, strip_neg
+from drc_jax.decompose.negbench_eval import names, strip_neg, text_words
 from drc_jax.decompose.types import Decomposition
 
 
@@ -69,7 +69,7 @@ def is_right(q: SearchQuery, d: Decomposition) -> bool:
 
 
 def leaks(q: SearchQuery, d: Decomposition) -> bool:
-    aff = _words(d.aff)
+    aff = text_words(d.aff)
     return bool(q.negs) and any(names(aff, c) for c in q.negs)
 
 
