@@ -356,8 +356,10 @@ def _implicit(c: Caption, i: int):
     return None
 
 
-for _w in IMPLICIT - {"empty", "vacant"}:
-    CUES[_w] = lambda c, i: _un_by(c, i) or _implicit(c, i)
+@cue(*sorted(IMPLICIT - {"empty", "vacant"}))
+def _unoccupied(c: Caption, i: int):
+    """ "unaccompanied by a person" names what is absent; "a deserted street", a person."""
+    return _un_by(c, i) or _implicit(c, i)
 
 
 def _un_by(c: Caption, i: int):

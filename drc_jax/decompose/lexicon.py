@@ -189,15 +189,6 @@ SIGN_WORDS = words("sign signs zone zones area areas sticker stickers symbol sym
 
 IMPLICIT = words("unoccupied unaccompanied deserted uninhabited unmanned empty vacant unattended")
 
-CUE_WORDS = (
-    words(
-        "no nobody no-one nothing without sans minus devoid free void bereft empty vacant absent "
-        "lacks lack lacking lacked absence neither none missing nowhere instead rather far except"
-    )
-    | NEG_AUX
-    | IMPLICIT
-    | frozenset(w for w in ("unaccompanied", "undisturbed", "unoccupied", "unencumbered"))
-)
 
 # Before a bare "not" that opens a contrast: "fruit but not apples", "dogs, not cats".
 CONTRAST_BEFORE_NOT = frozenset({"but", "and", "or", ",", ";", ":", "-", "–", "—", "yet"})
