@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
 from drc_jax.launch.decomposition import decompose
@@ -37,6 +36,7 @@ from drc_jax.launch.encode import (
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
 from drc_jax.launch.options import BENCHMARKS, SYNTHETIC, RunOptions
+from drc_jax.media import MediaIndex
 
 __all__ = [
     "LaunchError",
@@ -120,7 +120,7 @@ def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[
 
 def resolve_media(bench: Benchmark, root: Path, opts: RunOptions):
     """Paths of the media (None where missing) and the skipped list, per --on_missing_media."""
-    index = media_io.MediaIndex(root)
+    index = MediaIndex(root)
     paths = [index.find(m.recorded_path) for m in bench.media]
     missing = [i for i, p in enumerate(paths) if p is None]
     if not missing:
