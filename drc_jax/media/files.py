@@ -99,7 +99,8 @@ def walk_files(
 ) -> Iterator[Path]:
     """Regular files under ``root`` whose suffix (any case) is in ``suffixes`` (all when None).
 
-    Depth first, names sorted, so the order is stable. Nothing is opened. Symbolic links (to
+    A folder's files come before its subfolders (as ``os.walk``), names sorted, depth first: a
+    stable order. Nothing is opened. Symbolic links (to
     files or folders) are skipped unless ``follow_symlinks``; when followed, a folder already
     entered (same device and inode: a link loop, or two links to one folder) is skipped.
     Media-named entries that are not regular files (FIFOs, devices, sockets, broken links) and
