@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from drc_jax.figures import GREEN, RED
-from drc_jax.search.scenes import draw_scene, make_scene_folder
 from tests.conftest import REPO
+from tests.scenes import draw_scene, make_scene_folder
 
 pytestmark = pytest.mark.slow
 WEIGHTS = "random:test-tiny"

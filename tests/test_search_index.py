@@ -10,9 +10,9 @@ import pytest
 
 from drc_jax.media import read_image
 from drc_jax.search import build_index, read_info, scan_images
-from drc_jax.search.scenes import draw_scene, make_scene_folder
 from drc_jax.store import EmbeddingStore, StoreMismatchError
 from tests.conftest import run_with_devices
+from tests.scenes import draw_scene, make_scene_folder
 
 WEIGHTS = "random:test-tiny"
 

@@ -50,6 +50,7 @@ from drc_jax.clip.convert import expected_shapes, hf_to_flax, openai_to_hf, unwr
 from drc_jax.clip.encoder import ClipEncoder
 from drc_jax.clip.tokenizer import ClipTokenizer, load_tokenizer
 from drc_jax.clip.torchscript import is_torchscript, read_torchscript
+from drc_jax.defaults import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _HUB_PATTERNS = [
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DRC_JAX_CACHE", Path.home() / ".cache" / "drc_jax"))
+    return cache_root()
 
 
 # --- reading weight files ---------------------------------------------------------------------

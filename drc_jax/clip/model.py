@@ -69,7 +69,7 @@ def layer_norm(eps: float, name: str) -> nn.LayerNorm:
 def attention(q, k, v, *, scale: float, causal: bool):
     """Multi-head softmax attention over (B, T, heads, head_dim) inputs, in ``q.dtype``.
 
-    ``jax.nn.dot_product_attention`` (cuDNN's fused kernel on GPU where it applies), except for
+    ``jax.nn.dot_product_attention`` (its default, XLA's implementation, on GPU too), except for
     bf16 on CPU: there :func:`written_out_attention` keeps both products on XLA:CPU's bf16 GEMM
     kernels (the generic version costs ~15% of a ViT-B/32 bf16 forward pass on CPU; for f32 it is
     as fast or faster; benchmarks/RESULTS.md, bench_encode).

@@ -13,11 +13,12 @@ from absl import app, flags
 
 from drc_jax.decompose import BACKENDS, get_decomposer, write_decompositions_jsonl
 from drc_jax.decompose.sglang import SGLangRequestError
+from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("backend", "rules", list(BACKENDS), "Decomposer backend.")
-flags.DEFINE_string("url", "http://127.0.0.1:30000", "SGLang server (--backend sglang).")
-flags.DEFINE_string("model", "Qwen/Qwen2.5-14B-Instruct", "Model name the server serves.")
+flags.DEFINE_string("url", SGLANG_URL, "SGLang server (--backend sglang).")
+flags.DEFINE_string("model", SGLANG_MODEL, "Model name the server serves.")
 flags.DEFINE_enum(
     "mode",
     "merged",

@@ -17,12 +17,11 @@ import threading
 from pathlib import Path
 
 from drc_jax.decompose.types import Decomposition, DecompositionError
+from drc_jax.defaults import decomposition_cache_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / (
-    "drc_jax/decompositions"
-)
+DEFAULT_CACHE_DIR = decomposition_cache_dir()
 
 
 def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> str:

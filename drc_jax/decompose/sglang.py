@@ -44,11 +44,12 @@ from drc_jax.decompose.types import (
     schema_problems,
     sense_problems,
 )
+from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "http://127.0.0.1:30000"
-DEFAULT_MODEL = "Qwen/Qwen2.5-14B-Instruct"
+DEFAULT_URL = SGLANG_URL
+DEFAULT_MODEL = SGLANG_MODEL
 MODES = ("merged", "two_prompt")
 
 

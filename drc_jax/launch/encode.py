@@ -8,19 +8,18 @@ stopped, and a second run (another table on the same data) encodes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from drc_jax import media
 from drc_jax.data.negbench import Benchmark
+from drc_jax.launch.config import RunOptions
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.options import RunOptions
+from drc_jax.launch.stages import MediaEmbeddings
 
 MAX_TOKENS = 77
 TEXT_BATCH = 512  # texts are cheap: big batches mean few compiled shapes
@@ -161,12 +160,12 @@ def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbed
     )
 
 
-def encode_media(
-    clip, bench: Benchmark, paths: list[Path], opts: RunOptions, timing: dict, probe=None
-):
-    """(N, D) media embeddings in ``bench.media`` order and the (path, reason) failures.
+def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, probe=None):
+    """:class:`MediaEmbeddings` of ``bench.media`` (files ``paths``), in that order.
 
-    ``probe`` is :func:`params_probe` of ``clip`` (computed once per backbone by the caller).
+    With ``on_missing_media='fail'`` an unreadable file ends the run; with ``'skip'`` it is marked
+    invalid with its reason. ``probe`` is :func:`params_probe` of ``clip`` (computed once per
+    backbone by the caller).
     """
     kind = bench.kind
     meta = {
@@ -185,7 +184,6 @@ def encode_media(
         ),
     }
     mine = [str(p) for p in paths]
-    t0 = time.perf_counter()
     store = _store(opts, meta)
     items = {p: media.fingerprint(p) for p in mine}
     on_error = "fail" if opts.on_missing_media == "fail" else "skip"
@@ -208,18 +206,14 @@ def encode_media(
     finally:
         embed.close()
     failed = {p: r for p, r in report.failed if p in items}
-    ok = [p for p in mine if p not in failed]
-    local = store.get(ok) if ok else np.zeros((0, clip.embed_dim), np.float32)
-    # Failed rows are NaN; the caller drops them (and their queries).
-    rows = np.full((len(mine), clip.embed_dim), np.nan, np.float32)
-    pos = {p: i for i, p in enumerate(mine)}
-    if ok:
-        rows[[pos[p] for p in ok]] = local
-    emb = rows
-    timing[f"encode_{kind}s_s"] = timing.get(f"encode_{kind}s_s", 0.0) + time.perf_counter() - t0
+    errors = {i: failed[p] for i, p in enumerate(mine) if p in failed}
+    valid = np.asarray([i not in errors for i in range(len(mine))], bool)
+    vectors = np.zeros((len(mine), clip.embed_dim), np.float32)
+    if valid.any():
+        vectors[valid] = store.get([p for p, ok in zip(mine, valid, strict=True) if ok])
     embedded = report.added + report.changed
     stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
-    return emb, failed, stats
+    return MediaEmbeddings(vectors, valid, errors, stats)
 
 
 def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
@@ -241,11 +235,11 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
     return arr / norms
 
 
-def embed_texts(clip, decompositions, opts: RunOptions, timing: dict, probe=None):
+def embed_texts(clip, decompositions, opts: RunOptions, probe=None):
     """Queries for ``decompositions``; every text encoded once and cached by weights."""
+    from drc_jax.launch.config import replace
     from drc_jax.queries import embed_queries, query_texts
 
-    t0 = time.perf_counter()
     rows, _ = query_texts(decompositions)
     texts = list(dict.fromkeys(t for row in rows for t in row))
     store = _store(
@@ -260,12 +254,11 @@ def embed_texts(clip, decompositions, opts: RunOptions, timing: dict, probe=None
         store,
         {t: t for t in texts},
         embed,
-        opts=dataclasses.replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
+        opts=replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
         on_error="fail",
         desc=f"encoding texts ({clip.weights_id})",
     )
     queries = embed_queries(store.get, decompositions, batch_size=max(len(texts), 1))
-    timing["encode_texts_s"] = timing.get("encode_texts_s", 0.0) + time.perf_counter() - t0
     embedded = report.added + report.changed
     return queries, {"embedded": embedded, "cached": len(texts) - embedded}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from drc_jax.defaults import SGLANG_URL
 from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import (
@@ -47,7 +48,7 @@ flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before,
 flags.DEFINE_integer("k", 10, "query: results per query.")
 flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
 flags.DEFINE_enum("decomposer", "rules", ["rules", "sglang"], "query: how queries are decomposed.")
-flags.DEFINE_string("sglang_url", "http://127.0.0.1:30000", "query: SGLang server (sglang).")
+flags.DEFINE_string("sglang_url", SGLANG_URL, "query: SGLang server (sglang).")
 flags.DEFINE_string("sglang_model", None, "query: model name served by SGLang (sglang).")
 flags.DEFINE_string("decomposition_cache", None, "query: cache dir for LLM decompositions.")
 flags.DEFINE_string("queries_file", None, "query: also read queries from this file, one a line.")
