@@ -150,3 +150,23 @@ def test_weights_that_give_non_finite_embeddings_fail_each_item_by_name(tmp_path
     with MediaEmbedder(broken, root=tmp_path) as embed:
         out = embed.embed(["a.png"])
     assert out.keys == [] and "non-finite embedding" in out.failed["a.png"]
+
+
+def test_a_photo_folder_with_a_video_indexes_it_with_the_benchmark_video_decoder(
+    tmp_path, tiny_clip
+):
+    from drc_jax.media import read_video_frames
+    from tests.test_clip_video import write_counting_video
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 30), "red").save(photos / "a.png")
+    write_counting_video(photos / "clip.mp4", 12)
+    report = build_index(photos, tmp_path / "index", clip=tiny_clip, progress=False)
+    assert report.added == 2 and not report.failed
+    store = EmbeddingStore.open(tmp_path / "index", read_info(tmp_path / "index").meta)
+    stored = dict(zip(store.ids, store.embeddings, strict=True))
+    frames = tiny_clip.preprocess(read_video_frames(photos / "clip.mp4"))
+    np.testing.assert_allclose(
+        stored["clip.mp4"], tiny_clip.encode_videos(frames[None])[0], atol=1e-6
+    )
