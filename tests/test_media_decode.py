@@ -18,8 +18,9 @@ from drc_jax.clip import ClipEncoder, load_clip
 from drc_jax.launch.encode import media_embedder
 from drc_jax.media import MediaEmbedder, MediaError, read_image
 from drc_jax.media import image as media_image
-from drc_jax.search import build_index, read_info
-from drc_jax.store import EmbeddingStore, ItemError
+from drc_jax.search import build_index
+from drc_jax.store import ItemError
+from tests.test_search_index import stored
 
 ROTATE_90_CW = 6  # EXIF Orientation: the stored pixels must be turned 90 degrees clockwise
 
@@ -58,10 +59,10 @@ def test_a_sideways_photo_embeds_upright_and_identically_in_benchmark_and_search
     photos = tmp_path / "photos"
     photos.mkdir()
     jpeg = sideways_photo(photos / "phone.jpg")
-    with Image.open(jpeg) as stored:
-        upright = ImageOps.exif_transpose(stored)
+    with Image.open(jpeg) as as_stored:
+        upright = ImageOps.exif_transpose(as_stored)
         upright.save(tmp_path / "upright.png")  # the pixels a viewer shows, losslessly
-        raw_size = stored.size
+        raw_size = as_stored.size
     assert read_image(jpeg).size == raw_size[::-1] == upright.size
 
     opts = SimpleNamespace(
@@ -70,8 +71,7 @@ def test_a_sideways_photo_embeds_upright_and_identically_in_benchmark_and_search
     with media_embedder(tiny_clip, SimpleNamespace(kind="image"), opts) as bench_embed:
         benchmark = bench_embed([str(jpeg), str(tmp_path / "upright.png")])
     build_index(photos, tmp_path / "index", clip=tiny_clip, progress=False)
-    store = EmbeddingStore.open(tmp_path / "index", read_info(tmp_path / "index").meta)
-    search = dict(zip(store.ids, store.embeddings, strict=True))["phone.jpg"]
+    search = stored(tmp_path / "index")["phone.jpg"]
 
     np.testing.assert_array_equal(benchmark[0], search)
     np.testing.assert_allclose(benchmark[0], benchmark[1], atol=1e-6)  # upright pixels
@@ -164,9 +164,8 @@ def test_a_photo_folder_with_a_video_indexes_it_with_the_benchmark_video_decoder
     write_counting_video(photos / "clip.mp4", 12)
     report = build_index(photos, tmp_path / "index", clip=tiny_clip, progress=False)
     assert report.added == 2 and not report.failed
-    store = EmbeddingStore.open(tmp_path / "index", read_info(tmp_path / "index").meta)
-    stored = dict(zip(store.ids, store.embeddings, strict=True))
+    embeddings = stored(tmp_path / "index")
     frames = tiny_clip.preprocess(read_video_frames(photos / "clip.mp4"))
     np.testing.assert_allclose(
-        stored["clip.mp4"], tiny_clip.encode_videos(frames[None])[0], atol=1e-6
+        embeddings["clip.mp4"], tiny_clip.encode_videos(frames[None])[0], atol=1e-6
     )

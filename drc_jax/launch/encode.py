@@ -1,16 +1,19 @@
 """Encoding with an on-disk cache: media and texts -> CLIP embeddings, each computed once.
 
-Embeddings are kept by :class:`drc_jax.store.EmbeddingStore`, one store per (weights, dtype,
-kind, preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint
-(media) or by text. Stores are written batch by batch, so an interrupted run resumes where it
-stopped, and a second run (another table on the same data) encodes nothing.
+Embeddings are kept by :class:`drc_jax.store.Store`, one store per (weights, dtype, kind,
+preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint (media)
+or by text. The store is a cache: it keeps every item it ever saw. Stores are written batch by
+batch, so an interrupted run resumes where it stopped, and a second run (another table on the same
+data) encodes nothing. Without a cache directory the same code runs on a temporary store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,66 +62,12 @@ def params_probe(clip) -> str | None:
 
 
 def _open_store(opts: RunOptions, meta: dict):
-    from drc_jax.store import EmbeddingStore
+    from drc_jax.store import Store
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    directory = Path(opts.cache_dir).expanduser() / "embeddings" / f"{meta['kind']}-{key}"
-    return EmbeddingStore.open(directory, meta)
-
-
-def _sync(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: str, desc: str):
-    """Sync ``items`` into ``store`` while keeping entries of other runs (a cache, not a mirror)."""
-    keep = {i: store.fingerprint(i) for i in store.ids if i not in items}
-    return store.sync(
-        {**keep, **items},
-        embed,
-        batch_size=opts.batch_size,
-        on_error=on_error,
-        desc=desc,
-        progress=opts.progress,
-    )
-
-
-class _Uncached:
-    """The store interface without a disk: embeds everything, keeps it in memory."""
-
-    def __init__(self):
-        self.table: dict[str, np.ndarray] = {}
-        self.failed: list[tuple[str, str]] = []
-
-    @property
-    def ids(self):
-        return list(self.table)
-
-    def fingerprint(self, i):  # never called: ``ids`` of a fresh store is empty
-        raise KeyError(i)
-
-    def sync(self, items, embed, *, batch_size, on_error, desc, progress):
-        from drc_jax.store import ItemError, SyncReport
-
-        report = SyncReport()
-        todo = list(items)
-        bar = progress_bar(len(todo), desc, progress)
-        for start in range(0, len(todo), batch_size):
-            pending = todo[start : start + batch_size]
-            while pending:
-                try:
-                    out = np.asarray(embed(list(pending)), np.float32)
-                except ItemError as e:
-                    if on_error == "fail":
-                        raise
-                    report.failed.append((e.id, e.reason))
-                    pending.remove(e.id)
-                    continue
-                self.table.update(zip(pending, out, strict=True))
-                report.added += len(pending)
-                break
-            bar.update(len(todo[start : start + batch_size]))
-        bar.close()
-        return report
-
-    def get(self, ids):
-        return np.stack([self.table[i] for i in ids]).astype(np.float32)
+    # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
+    directory = Path(opts.cache_dir).expanduser() / "embedding-stores" / f"{meta['kind']}-{key}"
+    return Store.open(directory, meta)
 
 
 def progress_bar(total, desc, enabled):
@@ -127,23 +76,47 @@ def progress_bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
 
 
+@contextlib.contextmanager
 def _store(opts: RunOptions, meta: dict):
+    """The embedding cache for ``meta`` (a temporary store, forgotten after, without a cache)."""
     import jax
 
     if not opts.cache_dir:
-        return _Uncached()
+        from drc_jax.store import Store
+
+        with (
+            tempfile.TemporaryDirectory(prefix="drc-embeddings-") as tmp,
+            Store.open(tmp, meta) as store,
+        ):
+            yield store
+        return
     if jax.process_count() > 1:
         # Multi-host: every process passes the same inputs to the encoders, which compute their
-        # own devices' shards (drc_jax.clip); each process keeps its own cache (a shared
-        # --cache_dir must not be written by two processes at once).
+        # own devices' shards (drc_jax.clip); each process keeps its own cache.
         meta = {**meta, "process": jax.process_index()}
     try:
-        return _open_store(opts, meta)
+        store = _open_store(opts, meta)
     except Exception as e:  # StoreError, permissions, ...
         raise LaunchError(
             f"cannot use the embedding cache under {opts.cache_dir}: {e}. Pass another "
             "--cache_dir, or --cache_dir '' to run without a cache."
         ) from e
+    with store:
+        yield store
+
+
+def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: str, desc: str):
+    from drc_jax.store import fill
+
+    return fill(
+        store,
+        items,
+        embed,
+        batch_size=opts.batch_size,
+        on_error=on_error,
+        desc=desc,
+        progress=opts.progress,
+    )
 
 
 def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
@@ -184,33 +157,34 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
         ),
     }
     mine = [str(p) for p in paths]
-    store = _store(opts, meta)
     items = {p: media.fingerprint(p) for p in mine}
     on_error = "fail" if opts.on_missing_media == "fail" else "skip"
     from drc_jax.store import ItemError
 
     embed = media_embedder(clip, bench, opts)
-    try:
-        report = _sync(
-            store,
-            items,
-            embed,
-            opts=opts,
-            on_error=on_error,
-            desc=f"encoding {kind}s ({clip.weights_id})",
-        )
-    except ItemError as e:
-        raise LaunchError(
-            f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
-        ) from e
-    finally:
-        embed.close()
-    failed = {p: r for p, r in report.failed if p in items}
-    errors = {i: failed[p] for i, p in enumerate(mine) if p in failed}
-    valid = np.asarray([i not in errors for i in range(len(mine))], bool)
-    vectors = np.zeros((len(mine), clip.embed_dim), np.float32)
-    if valid.any():
-        vectors[valid] = store.get([p for p, ok in zip(mine, valid, strict=True) if ok])
+    with _store(opts, meta) as store:
+        try:
+            report = _fill(
+                store,
+                items,
+                embed,
+                opts=opts,
+                on_error=on_error,
+                desc=f"encoding {kind}s ({clip.weights_id})",
+            )
+        except ItemError as e:
+            raise LaunchError(
+                f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
+            ) from e
+        finally:
+            embed.close()
+        failed = {p: r for p, r in report.failed if p in items}
+        errors = {i: failed[p] for i, p in enumerate(mine) if p in failed}
+        valid = np.asarray([i not in errors for i in range(len(mine))], bool)
+        vectors = np.zeros((len(mine), clip.embed_dim), np.float32)
+        if valid.any():
+            ok = [p for p, good in zip(mine, valid, strict=True) if good]
+            vectors[valid] = store.vectors(ok)[1]
     embedded = report.added + report.changed
     stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
     return MediaEmbeddings(vectors, valid, errors, stats)
@@ -242,23 +216,23 @@ def embed_texts(clip, decompositions, opts: RunOptions, probe=None):
 
     rows, _ = query_texts(decompositions)
     texts = list(dict.fromkeys(t for row in rows for t in row))
-    store = _store(
-        opts,
-        {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"},
-    )
+    meta = {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"}
 
     def embed(batch: list[str]) -> np.ndarray:
         return clip.encode_texts(batch)
 
-    report = _sync(
-        store,
-        {t: t for t in texts},
-        embed,
-        opts=replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
-        on_error="fail",
-        desc=f"encoding texts ({clip.weights_id})",
-    )
-    queries = embed_queries(store.get, decompositions, batch_size=max(len(texts), 1))
+    with _store(opts, meta) as store:
+        report = _fill(
+            store,
+            {t: t for t in texts},
+            embed,
+            opts=replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
+            on_error="fail",
+            desc=f"encoding texts ({clip.weights_id})",
+        )
+        queries = embed_queries(
+            lambda ts: store.vectors(ts)[1], decompositions, batch_size=max(len(texts), 1)
+        )
     embedded = report.added + report.changed
     return queries, {"embedded": embedded, "cached": len(texts) - embedded}
 

@@ -1,7 +1,7 @@
 """The benchmark pipeline: data -> decompose -> encode -> score -> report.
 
 One run encodes each medium and each text once per backbone (cached on disk by
-:class:`~drc_jax.store.EmbeddingStore`, keyed by weights, dtype, preprocessing and file), decomposes
+:class:`~drc_jax.store.Store`, keyed by weights, dtype, preprocessing and file), decomposes
 every caption once, then scores every row of the config's table on the same embeddings with the
 image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). In multi-host runs
 every process reads the same inputs and the encoders and top-k compute on their own devices'
