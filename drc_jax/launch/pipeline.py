@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
 from drc_jax.launch import report
@@ -51,6 +50,7 @@ from drc_jax.launch.encode import (
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings
+from drc_jax.media import MediaIndex
 
 __all__ = [
     "LaunchError",
@@ -152,7 +152,7 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
     order ``--image_embeddings`` follows)."""
     read, root = _load_benchmark(opts)
     bench, skipped_captions = check_captions(read, opts)
-    index = media_io.MediaIndex(root)
+    index = MediaIndex(root)
     paths = [index.find(m.recorded_path) for m in bench.media]
     corpus = Corpus(bench, tuple(paths), root, skipped_captions=tuple(skipped_captions))
     missing = [i for i, p in enumerate(paths) if p is None]

@@ -23,10 +23,10 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from drc_jax.defaults import SGLANG_URL
+from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import (
     DEFAULT_WEIGHTS,
-    FINGERPRINTS,
     PREPROCESS_MODES,
     build_index,
     is_random,

@@ -78,7 +78,7 @@ class SearchResult:
         return {
             "query": self.query,
             "method": self.method,
-            "decomposition": d.to_dict() if hasattr(d, "to_dict") else vars(d),
+            "decomposition": d.to_dict(),
             "hits": [vars(h) for h in self.hits],
         }
 
