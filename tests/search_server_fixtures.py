@@ -13,8 +13,9 @@ WEIGHTS = "random:test-tiny"
 
 
 def build_server_index(base: Path):
-    """Scenes under ``base/photos`` plus a symlink in that folder pointing at a photo outside it
-    (indexed like any file, never served); returns ``(root, index, outside_photo)``."""
+    """Scenes under ``base/photos`` and ``escape.png``, an indexed photo that is then replaced by
+    a symlink to a photo outside the folder (listed by the index, never served); returns
+    ``(root, index, outside_photo)``."""
     from drc_jax.clip import load_clip
     from drc_jax.search import build_index
 
@@ -23,10 +24,12 @@ def build_server_index(base: Path):
     outside = base / "private" / "secret.png"
     outside.parent.mkdir()
     draw_scene("cat", "street", seed=7).save(outside)
-    (root / "escape.png").symlink_to(outside)
+    draw_scene("dog", "park", seed=8).save(root / "escape.png")
     Image.new("RGB", (40, 30), (200, 10, 10)).save(root / "wide red.png")  # a space in the id
     index = base / "index"
     build_index(root, index, weights=WEIGHTS, clip=load_clip(WEIGHTS), progress=False)
+    (root / "escape.png").unlink()
+    (root / "escape.png").symlink_to(outside)
     return root, index, outside
 
 

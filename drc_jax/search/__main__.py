@@ -74,8 +74,8 @@ flags.DEFINE_bool(
     "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
     "~/.cache/drc_jax) so the next start skips compiling.",
 )
-flags.DEFINE_string(
-    "exclude", None, 'query: the concept to exclude, overriding the decomposer ("a sofa").'
+flags.DEFINE_multi_string(
+    "exclude", [], "query: a concept to exclude from every query (repeatable), like '-term'."
 )
 flags.DEFINE_enum(
     "strength", None, ["weak", "moderate", "strong"], "query: negation strength override."
@@ -227,14 +227,12 @@ def run_query(queries: list[str]) -> int:
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
         methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
-    decompositions = None
-    if FLAGS.exclude is not None or FLAGS.strength is not None:
-        from drc_jax.search.overrides import override_decomposition
+    from drc_jax.decompose import apply_overrides, decompose_queries
 
-        decompositions = [
-            override_decomposition(d, neg=FLAGS.exclude, strength=FLAGS.strength)
-            for d in searcher.decomposer.decompose(queries)
-        ]
+    decompositions = [
+        apply_overrides(d, strength=FLAGS.strength)
+        for d in decompose_queries(searcher.decomposer, queries, FLAGS.exclude)
+    ]
     by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
     results = by_method[FLAGS.method]
     info = searcher.info

@@ -186,6 +186,7 @@ class Searcher:
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
         the decomposer's, e.g. after a user corrected aff / neg / strength.
         """
+        from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
 
         queries = [queries] if isinstance(queries, str) else list(queries)
@@ -205,8 +206,8 @@ class Searcher:
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        if decompositions is None:
-            decompositions = self.decomposer.decompose(queries)
+        if decompositions is None:  # understands "cat -sofa"
+            decompositions = decompose_queries(self.decomposer, queries)
         q = embed_queries(self.encode_texts, decompositions)
         k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}

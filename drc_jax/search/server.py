@@ -5,7 +5,8 @@ embeddings) loaded and warmed, and serves
 
 - ``GET /``: the search page (``static/``: plain HTML/JS/CSS, no build step);
 - ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&strength=...]``:
-  ranked hits with the decomposition used (``aff``/``neg``/``strength`` override the decomposer's);
+  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``neg``/``strength``
+  override the decomposer's, :func:`drc_jax.decompose.apply_overrides`);
 - ``GET /api/health``: index size and freshness, model, decomposer;
 - ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
 - ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
@@ -30,9 +31,9 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.scoring import METHODS
 from drc_jax.search.files import NotServable, servable_path
-from drc_jax.search.overrides import OverrideError, override_decomposition
 from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
 
 DEFAULT_K = 24
@@ -114,10 +115,10 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
             raise HTTPException(422, "the query is empty")
         start = time.perf_counter()
         with lock:
-            decomposed = searcher.decomposer.decompose([q])[0]
+            decomposed = decompose_queries(searcher.decomposer, [q])[0]  # "cat -sofa" syntax
             try:
-                used = override_decomposition(decomposed, aff=aff, neg=neg, strength=strength)
-            except OverrideError as e:
+                used = apply_overrides(decomposed, aff=aff, neg=neg, strength=strength)
+            except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
             result = searcher.search([q], k=k, methods=(method,), decompositions=[used])[method][0]
         return {
