@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from drc_jax.data.media import file_name
 from drc_jax.data.synthetic import SyntheticSpec, render_image, write_video
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import load_config
 from drc_jax.launch.pipeline import run
+from drc_jax.media import file_name
 from tests.conftest import REPO, run_with_devices
 
 TINY = "random:test-tiny"

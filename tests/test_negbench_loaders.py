@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from drc_jax.data import media as media_io
+from drc_jax import media as media_io
 from drc_jax.data.negbench import (
     DataError,
     load_benchmark,

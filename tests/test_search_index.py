@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drc_jax.media import read_image
 from drc_jax.search import build_index, read_info, scan_images
-from drc_jax.search.index import indexed_files, load_image
+from drc_jax.search.index import indexed_files
 from drc_jax.store import Store, StoreError, StoreMismatchError
 from tests.conftest import run_with_devices
 from tests.scenes import draw_scene, make_scene_folder
@@ -105,7 +106,7 @@ def test_index_embedding_is_the_clip_embedding_of_that_file(tmp_path, scenes, ti
     build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
     emb = stored(tmp_path / "index")
     for rel in ("park/dog_on_park_0.png", "street/cat_on_street_0.png"):
-        img = load_image(root / rel, tiny_clip.image_size)
+        img = read_image(root / rel, draft_size=2 * tiny_clip.image_size)
         want = tiny_clip.encode_images(tiny_clip.preprocess([img], mode="spacevlm"))[0]
         np.testing.assert_allclose(emb[rel], want, atol=1e-5)
 

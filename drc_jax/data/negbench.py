@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from drc_jax.data.media import file_name
+from drc_jax.media import file_name
 
 NEGBENCH_REPO = "https://github.com/m1k2zoo/negbench"
 NEGBENCH_CSVS = (

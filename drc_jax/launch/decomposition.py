@@ -75,8 +75,7 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
             ) from e
         finally:
             bar.close()
-            if hasattr(d, "close"):
-                d.close()
-        source = {"decomposer": opts.decomposer, **dict(getattr(d, "stats", {}) or {})}
+            d.close()
+        source = {"decomposer": opts.decomposer, **d.stats}
     by_caption = dict(zip(unique, decs, strict=True))
     return Decomposed(tuple(by_caption[c] for c in captions), source)

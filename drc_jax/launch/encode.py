@@ -14,13 +14,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
+from drc_jax import media
 from drc_jax.data.negbench import Benchmark
 from drc_jax.launch.config import RunOptions
 from drc_jax.launch.errors import LaunchError
@@ -121,41 +119,18 @@ def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: st
     )
 
 
-def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> Callable[[list[str]], np.ndarray]:
-    """``paths -> (B, D)`` embeddings; an unreadable file raises ItemError naming it."""
-    from drc_jax.store import ItemError
-
-    def read(path: str):
-        try:
-            if bench.kind == "image":
-                return media_io.read_image(path)
-            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
-        except media_io.MediaError as e:
-            return e
-        if len(frames) != opts.video_frames:
-            return media_io.MediaError(
-                path, f"decoded {len(frames)} frames, expected {opts.video_frames}"
-            )
-        return frames
-
-    workers = min(8, os.cpu_count() or 1)
-    pool = ThreadPoolExecutor(workers)
-
-    def embed(paths: list[str]) -> np.ndarray:
-        decoded = list(pool.map(read, paths))
-        for p, d in zip(paths, decoded, strict=True):
-            if isinstance(d, media_io.MediaError):
-                raise ItemError(p, d.reason)
-        if bench.kind == "image":
-            return clip.encode_images(clip.preprocess(decoded, mode=opts.preprocess))
-        f = opts.video_frames
-        flat = [frame for frames in decoded for frame in frames]
-        pixels = clip.preprocess(flat, mode=opts.preprocess)
-        pixels = pixels.reshape(len(paths), f, *pixels.shape[1:])
-        return clip.encode_videos(pixels, renormalize=opts.video_renormalize)
-
-    embed.close = pool.shutdown  # the decoding threads; called once the sync is done
-    return embed
+def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
+    """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
+    the decoding, preprocessing and per-file failures of the search index too."""
+    return media.MediaEmbedder(
+        clip,
+        preprocess=opts.preprocess,
+        kind=bench.kind,
+        video_frames=opts.video_frames,
+        video_sampling=opts.video_sampling,
+        video_renormalize=opts.video_renormalize,
+        num_workers=min(8, os.cpu_count() or 1),
+    )
 
 
 def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, probe=None):
@@ -182,7 +157,7 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
         ),
     }
     mine = [str(p) for p in paths]
-    items = {p: media_io.fingerprint(p) for p in mine}
+    items = {p: media.fingerprint(p) for p in mine}
     on_error = "fail" if opts.on_missing_media == "fail" else "skip"
     from drc_jax.store import ItemError
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from drc_jax.data.media import MediaError
 from drc_jax.data.negbench import DataError
 from drc_jax.launch.config import ConfigError
+from drc_jax.media import MediaError
 from drc_jax.store import StoreError
 
 

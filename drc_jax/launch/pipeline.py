@@ -5,9 +5,9 @@ One run encodes each medium and each text once per backbone (cached on disk by
 every caption once, then scores every row of the config's table on the same embeddings with the
 image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). What each row
 scores (its texts, after its prompts) is decided once (:func:`row_texts`); "CLIP + NEAT" rows
-adapt the text encoder while it is loaded (:func:`adapt_neat`) and are ranked from their scores. In multi-host runs
-every process reads the same inputs and the encoders and top-k compute on their own devices'
-shards; process 0 writes the outputs.
+adapt the text encoder while it is loaded (:func:`adapt_neat`) and are ranked from their scores.
+In multi-host runs every process reads the same inputs and the encoders and top-k compute on
+their own devices' shards; process 0 writes the outputs.
 
 Stages hand typed values to each other (:mod:`drc_jax.launch.stages`); :func:`run` times them and
 builds the report once. Everything the user can get wrong raises :class:`LaunchError` (or a
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
 from drc_jax.launch import record, report
@@ -54,6 +53,7 @@ from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
 from drc_jax.launch.texts import neat_lists, text_set, texts_of
+from drc_jax.media import MediaIndex
 
 __all__ = [
     "LaunchError",
@@ -156,7 +156,7 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
     order ``--image_embeddings`` follows)."""
     read, root = _load_benchmark(opts)
     bench, skipped_captions = check_captions(read, opts)
-    index = media_io.MediaIndex(root)
+    index = MediaIndex(root)
     paths = [index.find(m.recorded_path) for m in bench.media]
     corpus = Corpus(bench, tuple(paths), root, skipped_captions=tuple(skipped_captions))
     missing = [i for i, p in enumerate(paths) if p is None]

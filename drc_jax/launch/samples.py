@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drc_jax.data import media as media_io
+from drc_jax.media import MediaError, read_image, read_video_frames
 
 TILES = 5
 
@@ -27,11 +27,11 @@ def pick_queries(bench, decompositions, n: int) -> list[int]:
 def _thumbnail(path, kind: str, opts):
     try:
         if kind == "image":
-            img = media_io.read_image(path)
+            img = read_image(path)
         else:
-            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
+            frames = read_video_frames(path, opts.video_frames, opts.video_sampling)
             img = frames[len(frames) // 2]
-    except media_io.MediaError:
+    except MediaError:
         return None
     img.thumbnail((256, 256))
     return img

@@ -7,31 +7,28 @@ re-embeds nothing; a re-run embeds only new contents and drops contents no index
 index mirrors one or several roots. Its meta records what makes embeddings comparable (the CLIP
 weights id and the preprocessing); its settings record the roots and how to load the weights.
 
-Images are decoded on a thread pool and encoded with ``clip.encode_images``, which runs data
-parallel over all local devices. Unreadable files are listed, never fatal.
+Files are found, fingerprinted, decoded and embedded by :mod:`drc_jax.media` (the benchmark's
+media path too): images upright by their EXIF orientation, videos as the mean of 4 frames,
+symbolic links not followed, FIFOs and devices never opened. Unreadable files are listed, never
+fatal.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from drc_jax.media import FINGERPRINTS, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = "openai/clip-vit-base-patch32"
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
 PREPROCESS_MODES = ("spacevlm", "openai")
-FINGERPRINTS = ("stat", "sha1")
 
 
 @dataclass(frozen=True)
@@ -57,89 +54,6 @@ class IndexInfo:
 def is_random(weights: str) -> bool:
     """Random (untrained) weights: load_clip ids such as "random:test-tiny:seed0:float32"."""
     return weights.startswith("random:")
-
-
-def scan_images(root: str | os.PathLike) -> Iterator[Path]:
-    """Image files under ``root`` (recursive, sorted, hidden files and folders skipped)."""
-    root = Path(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name
-
-
-def fingerprint(path: Path, how: str = "stat") -> str:
-    """``"size:mtime_ns"`` (cheap) or ``"sha1:<hex>"`` of the bytes (survives copies/touches)."""
-    if how == "stat":
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    if how == "sha1":
-        h = hashlib.sha1()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return f"sha1:{h.hexdigest()}"
-    raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {how!r}")
-
-
-def load_image(path: Path, size: int) -> Image.Image:
-    """Decode ``path`` upright (EXIF orientation) as RGB.
-
-    Large JPEGs are decoded at a reduced scale (``draft``) that is still at least twice ``size``
-    on each side, which makes indexing a photo library several times faster; the preprocessing
-    resizes to ``size`` afterwards anyway.
-    """
-    with Image.open(path) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (2 * size, 2 * size))
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
-
-
-class ImageEmbedder:
-    """``ids -> (len(ids), D)`` embeddings of the images ``root / id`` (a context manager).
-
-    Decodes on a thread pool, then runs ``clip.preprocess`` and ``clip.encode_images`` (data
-    parallel over local devices). Raises :class:`ItemError` for the first unreadable file of a
-    batch; decoded images of the last call are kept, so the store's retry without the bad file
-    does not decode again.
-    """
-
-    def __init__(self, clip, root: Path, preprocess: str, num_workers: int | None = None):
-        self.clip, self.root, self.preprocess = clip, Path(root), preprocess
-        self.size = int(getattr(clip, "image_size", 224))
-        workers = num_workers or min(16, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        self._decoded: dict[str, Image.Image | Exception] = {}
-
-    def _decode(self, id_: str) -> Image.Image | Exception:
-        try:
-            return load_image(self.root / id_, self.size)
-        except Exception as e:  # PIL raises many types for broken files
-            return e
-
-    def __call__(self, ids: list[str]) -> np.ndarray:
-        kept = {i: self._decoded[i] for i in ids if i in self._decoded}
-        todo = [i for i in ids if i not in kept]
-        self._decoded = kept
-        self._decoded.update(zip(todo, self._pool.map(self._decode, todo), strict=True))
-        for i in ids:
-            if isinstance(self._decoded[i], Exception):
-                e = self._decoded[i]
-                raise ItemError(i, f"{type(e).__name__}: {e}")
-        pixels = self.clip.preprocess([self._decoded[i] for i in ids], mode=self.preprocess)
-        return np.asarray(self.clip.encode_images(pixels), np.float32)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._decoded = {}
-
-    def __enter__(self) -> ImageEmbedder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def index_meta(clip, preprocess: str) -> dict[str, Any]:
@@ -205,7 +119,7 @@ def _scan(roots: list[Path], known: dict[str, tuple[str, str]], how: str):
                 old = known.get(str(path))
                 hit = old is not None and old[1] == stamp and how == "stat"
                 names[str(path)] = (old[0] if hit else fingerprint(path, "sha1"), stamp)
-            except OSError as e:  # vanished or unreadable between listing and reading
+            except (OSError, MediaError) as e:  # vanished or unreadable since listed
                 failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
     return names, failed
 
@@ -284,7 +198,7 @@ def build_index(
             except ItemError as e:  # name the content by its hash, as the store keys it
                 raise ItemError(names[e.id][0], e.reason) from None
 
-        with ImageEmbedder(clip, Path("/"), preprocess) as embedder:
+        with MediaEmbedder(clip, preprocess=preprocess) as embedder:
             report = fill(
                 store,
                 {h: h for h in first},
