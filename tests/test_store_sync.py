@@ -141,29 +141,39 @@ def embed(ids):
     done.write("".join(i + "\\n" for i in ids)); done.flush()
     return np.stack([vec(i, "v1") for i in ids])
 
-real_append = Store._append
-def append(self, start_row, data):
+real_write = Store._write
+def write(self, start_row, data):
     if kill == "torn_write" and start_row >= 4:
-        real_append(self, start_row, data[: len(data) // 2 + 3])
+        real_write(self, start_row, data[: len(data) // 2 + 3])
         die()
-    real_append(self, start_row, data)
+    real_write(self, start_row, data)
     if kill == "before_commit" and start_row >= 4:
         die()
     if kill == "compaction" and self._setting("vectors") != "vectors-0.bin":
         die()
-Store._append = append
+Store._write = write
+
+real_sweep = Store._sweep
+def sweep(self):
+    if kill == "after_compaction_commit" and self._setting("vectors") != "vectors-0.bin":
+        die()
+    real_sweep(self)
+Store._sweep = sweep
 
 # the compaction case: 10 items, then 5 are deleted (a re-run has only those 5)
-n = n // 2 if point == "compaction" and not kill else n
+compaction = point in ("compaction", "after_compaction_commit")
+n = n // 2 if compaction and not kill else n
 items = {f"img/{i:03d}.png": "v1" for i in range(n)}
 store = Store.open(directory, {"weights": "fake", "preprocess": "spacevlm", "kind": "image"})
 fill(store, items, embed, batch_size=2, progress=False)
-if point == "compaction":
+if compaction:
     store.prune(list(items)[:5])
 """
 
 
-@pytest.mark.parametrize("point", ["embedding", "torn_write", "before_commit", "compaction"])
+@pytest.mark.parametrize(
+    "point", ["embedding", "torn_write", "before_commit", "compaction", "after_compaction_commit"]
+)
 def test_sigkill_at_any_write_point_then_a_rerun_gives_the_complete_store(tmp_path, point):
     directory = tmp_path / "s"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -175,22 +185,23 @@ def test_sigkill_at_any_write_point_then_a_rerun_gives_the_complete_store(tmp_pa
         proc = subprocess.run(cmd, env=env, timeout=120, capture_output=True, text=True)
         return proc.returncode, log.read_text().split()
 
+    compaction = point in ("compaction", "after_compaction_commit")
     rc, _ = writer("first", "kill")
     assert rc == -signal.SIGKILL
     committed = sorted(Store.open(directory, META).vectors()[0])
     items = items_of(10)
     # finished batches (2 of 2 items) survive; a compaction's prune committed before it started
-    assert committed == (sorted(items)[:5] if point == "compaction" else sorted(items)[:4])
+    assert committed == (sorted(items)[:5] if compaction else sorted(items)[:4])
 
     rc, embedded = writer("rerun", "no")
     assert rc == 0
-    if point == "compaction":
+    if compaction:
         items = dict(list(items.items())[:5])
     expected(Store.open(directory, META), items)
     # completed work is not redone: the re-run embeds exactly what was not committed
     assert sorted(embedded) == sorted(set(items) - set(committed))
     # a crashed write leaves no stray array file; the re-run finished the compaction
-    want = "vectors-1.bin" if point == "compaction" else "vectors-0.bin"
+    want = "vectors-1.bin" if compaction else "vectors-0.bin"
     assert [p.name for p in directory.glob("vectors-*.bin")] == [want]
 
 
