@@ -364,3 +364,30 @@ def test_fingerprint_stat_trusts_size_and_mtime_and_sha1_catches_a_same_size_rew
     assert report.embedded == 1 and report.changed == 1
     want = tiny_clip.encode_images(tiny_clip.preprocess([read_image(target)]))[0]
     np.testing.assert_allclose(stored(index)["a.bmp"], want, atol=1e-5)
+
+
+def test_a_folder_moved_after_an_interrupted_first_index_run_resumes_without_re_embedding(
+    tmp_path, scenes, tiny_clip
+):
+    root, contents = scenes
+
+    class Interrupting(CountingClip):
+        def encode_images(self, pixels, *a, **kw):
+            if self.images_encoded >= 4:  # the second batch of 4
+                raise KeyboardInterrupt
+            return super().encode_images(pixels, *a, **kw)
+
+    index = tmp_path / "index"
+    with pytest.raises(KeyboardInterrupt):
+        build_index(root, index, clip=Interrupting(tiny_clip), batch_size=4, progress=False)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    clip = CountingClip(tiny_clip)
+    report = build_index(moved, index, clip=clip, batch_size=4, progress=False)
+    assert clip.images_encoded == report.embedded == len(contents) - 4  # the first 4 were kept
+    assert read_info(index).roots == (moved.resolve(),)
+    build_index(moved, tmp_path / "clean", clip=tiny_clip, batch_size=4, progress=False)
+    resumed, clean = stored(index), stored(tmp_path / "clean")
+    assert sorted(resumed) == sorted(clean) == sorted(contents)
+    for id_, emb in clean.items():
+        np.testing.assert_array_equal(resumed[id_], emb)
