@@ -234,6 +234,11 @@ class Store:
         rows = self._db.execute("SELECT key, fingerprint, status, error FROM items")
         return {k: (fp, status, error) for k, fp, status, error in rows}
 
+    def errors(self) -> dict[str, tuple[str, str]]:
+        """Items that could not be embedded: ``key -> (fingerprint, error)``."""
+        known = self._known().items()
+        return {k: (fp, error) for k, (fp, status, error) in known if status == "error"}
+
     def missing(self, items: Mapping[str, str], *, retry_errors: bool = False) -> list[str]:
         """Keys of ``items`` (``key -> fingerprint``) with no vector for that fingerprint.
 

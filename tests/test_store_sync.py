@@ -247,6 +247,7 @@ def test_bad_item_is_skipped_listed_and_not_retried_until_it_changes(tmp_path):
     assert sorted(i for i, _ in report.failed) == sorted(bad)
     assert all(reason == "cannot decode" for _, reason in report.failed)
     assert report.added == 5
+    assert store.errors() == {k: ("v1", "cannot decode") for k in bad}
     good = {k: v for k, v in items.items() if k not in bad}
     expected(store, good)
 
