@@ -398,7 +398,10 @@ class Store:
                 return
             self._set("vectors", self._next_file())
             self._db.execute("UPDATE items SET row = -row - 1 WHERE status='ok'")  # free rows
-            self._db.executemany("UPDATE items SET row=? WHERE key=?", enumerate(keys))
+            self._db.execute(  # live rows renumbered 0.. in their order
+                "UPDATE items SET row = n - 1 FROM (SELECT key AS k, row_number() OVER "
+                "(ORDER BY row DESC) AS n FROM items WHERE status='ok') WHERE key = k"
+            )
             if keys:
                 self._write(0, np.ascontiguousarray(array).tobytes())
             self._set("rows", len(keys))
