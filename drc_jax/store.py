@@ -482,7 +482,9 @@ def fill(
         ]
     )
     report.unchanged = len(items) - len(todo) - len(report.failed)
-    with tqdm(total=len(todo), desc=desc, unit="item", disable=not progress) as bar:
+    with tqdm(
+        total=len(todo), desc=desc, unit="item", disable=not progress, dynamic_ncols=True
+    ) as bar:
         for start in range(0, len(todo), batch_size):
             pending, failed = todo[start : start + batch_size], {}
             while pending:
