@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), error TEXT, row INTEGER UNIQUE,
     CHECK ((status = 'ok') = (row IS NOT NULL)));
+CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
 """
 
