@@ -31,6 +31,7 @@ from drc_jax.decompose.lexicon import (
     DO_MODAL,
     EXAMPLE_MARKERS,
     EXCLUSION_BLOCKERS,
+    GO_VERBS,
     IDIOMS_AFTER_NO,
     IMPLICIT,
     INDEFINITE,
@@ -628,6 +629,17 @@ def _negated_aux(c: Caption, i: int):
         )
     ):
         return _prenominal(c, i, k + 1, MODERATE)
+    if (
+        k < n
+        and low[k] in GO_VERBS
+        and _do_support(c, i)
+        and (k + 1 == n or not is_word(low[k + 1]))
+    ):
+        # A place where something never goes: "a beach where tourists never go", "a street
+        # where cars don't drive": the subject of the intransitive verb is what is absent.
+        np = c.np_backward(i)
+        if np is not None and np[0] > 0 and low[np[0] - 1] == "where":
+            return Cue(np[0], k + 1, np, MODERATE, True)
     if _do_support(c, i) and k + 1 < n and _bare_verb(low[k]) and _object_start(low[k + 1]):
         # A negated transitive verb: "a toddler who won't eat broccoli", "a shop that no
         # longer sells bread", "people who do not eat meat": the object is what is negated.

@@ -207,7 +207,7 @@ OUT_OF_VIEW = words("sight view frame shot picture image scene focus")
 # Connectives that must not be left at the end / the start of aff ("fruit but", "and a dog").
 DANGLING_END = words(
     "and or but nor with without except excluding than from while whereas yet instead rather "
-    "sans minus"
+    "sans minus a an the its their his my our your"  # a determiner opens an NP, never ends one
 )
 DANGLING_START = words("and or but nor yet while whereas however instead rather although though")
 # A negated auxiliary and its affirmative ("isn't crying" -> "is crying" in cf).
@@ -260,5 +260,11 @@ ZERO = words("zero")
 NEAR_ZERO = words("hardly barely scarcely")
 # Auxiliaries of the perfect: "has never seen snow" negates the participle's object.
 PERFECT = words("has have had hasn't haven't hadn't")
+# Verbs of going, staying and moving about: "a beach where tourists never go" says the tourists
+# are not there ("a room where the lights don't work" does not say the lights are absent).
+GO_VERBS = words(
+    "go goes come comes walk walks drive drives swim swims live lives fly flies ride rides park "
+    "parks visit visits stop stops play plays sit sits stay stays venture ventures"
+)
 # "what you won't find is a bowl".
 PERCEIVE = words("find see spot notice")
