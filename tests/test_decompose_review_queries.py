@@ -61,6 +61,11 @@ def test_review_affs_are_never_empty_nor_left_dangling(review):
         ("a girl who has never ridden a horse", "a girl", ("a horse",), "moderate"),  # perfect
         # a place where something never goes: the subject is absent
         ("a shop where customers never come", "a shop", ("a customer",), "moderate"),
+        # a negated intransitive verb: its activity, with its particle
+        ("a bird that didn't fly away", "a bird", ("flying away",), "moderate"),
+        ("a horse that can't run", "a horse", ("running",), "moderate"),
+        # "w/o" abbreviates "without"
+        ("cat w/o collar", "cat", ("a collar",), "strong"),
         # contracted copula before a negated adjective
         ("a jacket that's not black", "a jacket", ("black",), "strong"),
         # a part missing from its whole

@@ -217,6 +217,15 @@ def _no(c: Caption, i: int):
     return _prenominal(c, i, i + 1, STRONG)
 
 
+@cue("w")
+def _w_slash_o(c: Caption, i: int):
+    """ "cat w/o collar": the abbreviation of "without"."""
+    low, n = c.low, c.n
+    if i + 2 < n and low[i + 1] == "/" and low[i + 2] == "o":
+        return _prenominal(c, i, i + 3, STRONG)
+    return None
+
+
 @cue(*ZERO)
 def _zero(c: Caption, i: int):
     """ "a field with zero cows": a quantifier of absence before a noun."""
@@ -644,6 +653,13 @@ def _negated_aux(c: Caption, i: int):
         # A negated transitive verb: "a toddler who won't eat broccoli", "a shop that no
         # longer sells bread", "people who do not eat meat": the object is what is negated.
         return _prenominal(c, i, k + 1, MODERATE)
+    if k < n and _do_support(c, i) and _bare_verb(low[k]):
+        # A negated intransitive verb, maybe with its particle: "a bird that didn't fly away",
+        # "a man who doesn't smile": the activity ("flying away", "smiling") is negated.
+        e = k + 1 + (k + 1 < n and low[k + 1] in PARTICLES)
+        if e >= n or not is_word(low[e]) or low[e] in CLAUSE_CONJ or low[e] == "and":
+            activity = " ".join([gerund(low[k]), *low[k + 1 : e]])
+            return Cue(i, e, (k, e), MODERATE, True, person=activity, affirm=i)
     # "a dog not on a beach", "not sitting at a dining table"
     # (a participle or a verb of posture before the place: "not sitting at a table", "not
     # displayed on a table", "not lit by any lamp"; another -ing verb is itself what is
