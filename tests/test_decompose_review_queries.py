@@ -81,6 +81,12 @@ def test_review_affs_are_never_empty_nor_left_dangling(review):
         ("a pond with barely any ducks", "a pond", ("a duck",), "weak"),
         # a relative clause whose subject is "no one" leaves aff whole
         ("a bench that no one is sitting on", "a bench", ("a person sitting",), "strong"),
+        # ... and so does a resumptive "in it" after the absent person
+        ("a boat that has no one in it", "a boat", ("a person",), "strong"),
+        # a negated time as well as a negated place
+        ("not during the holidays", NEUTRAL_AFF, ("a holiday",), "strong"),
+        # a mass noun takes no article
+        ("toast without butter", "toast", ("butter",), "strong"),
         # "in sight" is no setting; the place after it is
         ("no boats in sight over the harbour", "the harbour", ("a boat",), "strong"),
         # two bare noun phrases contrasted by "not"

@@ -43,6 +43,7 @@ from drc_jax.decompose.lexicon import (
     NEG_AUX,
     NOT_IDIOMS,
     NP_LEAD,
+    OBJ_PRONOUNS,
     OUT_OF_VIEW,
     PARTICLES,
     PASSIVE_AUX,
@@ -470,6 +471,8 @@ def _person_cue(c: Caption, start: int, after: int, strength: str) -> Cue:
             if c.low[end] == "and" or (end > after and c.low[end] in RELATIVE):
                 break
             end += 1
+    elif end + 1 < c.n and c.low[end] in PREPS and c.low[end + 1] in OBJ_PRONOUNS:
+        end += 2  # "a beach that has nobody on it": the resumptive "on it" goes too
     return Cue(start, end, None, strength, True, person=text)
 
 

@@ -85,7 +85,8 @@ MASS = words(
     "money hair milk coffee tea wine beer bread meat fruit soup ice art "
     "architecture greenery vegetation foliage sunlight sunshine fog mist dust mud paper litter "
     "trash garbage rubbish debris clutter graffiti lighting decor sound noise color colour media "
-    "electricity "
+    "electricity oil butter cheese sugar salt pepper honey cream rice pasta thunder lightning "
+    "wifi "
     # times of day and seasons, bare after a preposition ("at night", "in winter")
     "night nighttime daytime sunset sunrise dusk dawn twilight noon midnight winter summer "
     "spring autumn"
@@ -158,7 +159,7 @@ AUX_ADVERBS = words("even really actually currently appear appears seem seems to
 
 LOCATIVE = words(
     "on in at near beside inside under with next among behind above below beneath over "
-    "around against into onto"
+    "around against into onto during"  # and of time: "not at night", "not during the day"
 )
 
 RELATIVE = words("who that which")
