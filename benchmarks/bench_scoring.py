@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import drc_score, query_directions
+from drc_jax.scoring import drc_score, drc_vectors
 
 W1, W2, WCTX, RHO = 0.35, 0.35, 0.30, 1.5
 T = np.array([1.0, 0.94, 0.92, 0.90])
@@ -324,7 +324,7 @@ def main(argv=None):
         max_err_bf16 = float(np.max(np.abs(got16 - want)))  # bf16 rounds inputs to 8 bits
         assert max_err_bf16 < 2e-2, max_err_bf16
 
-        q_dir, _ = jax.jit(query_directions)(*args)
+        q_dir = jax.jit(drc_vectors)(*args).q
         q16, neg16, aff16 = (x.astype(jnp.bfloat16) for x in (q_dir, j["neg"], j["aff"]))
         gemm_xla = jax.jit(xla_gemm)
         two_gemms = jax.jit(lambda q, ng, im: (xla_gemm(q, im), xla_gemm(ng, im)))

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from drc_jax.metrics import negated_in_top_k, retrieval_metrics
-from drc_jax.scoring import DRCParams, Queries, top_k
+from drc_jax.retrieval import top_k
+from drc_jax.scoring import DRCParams, Queries, query_vectors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,9 +144,8 @@ def evaluate(sim: SimulatedSet, variants=tuple(VARIANTS)) -> dict[str, dict[str,
     out = {}
     for name in variants:
         method, params = VARIANTS[name]
-        res = top_k(
-            sim.images, sim.queries, 10, method=method, params=params, gt_index=sim.gt_index
-        )
+        vectors = query_vectors(method, sim.queries, params)
+        res = top_k(sim.images, vectors, 10, gt_index=sim.gt_index)
         m = retrieval_metrics(np.asarray(res.gt_rank))
         m["neg@5"] = negated_in_top_k(
             np.asarray(res.indices), lambda q, i: bool(sim.image_concepts[i, sim.negated[q]]), k=5

@@ -3,7 +3,7 @@
 A query is a hit at K when its ground-truth image is among the top K (R@K, in percent); medR is
 the median over queries of the 1-indexed rank of the ground truth, meanR its mean. Ranks come
 either from a full (Q, N) score matrix (:func:`ranks_from_scores`) or streamed from
-:func:`drc_jax.scoring.top_k` (``gt_rank``); no (Q, N) one-hot tensor is ever built.
+:func:`drc_jax.retrieval.top_k` (``gt_rank``); no (Q, N) one-hot tensor is ever built.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ RECALL_KS = (1, 5, 10)
 def ranks_from_scores(scores, gt_index) -> np.ndarray:
     """1-indexed rank of each query's ground truth: 1 + #{images scoring strictly higher}.
 
-    Ties resolve in the ground truth's favour, as in :func:`drc_jax.scoring.top_k`.
+    Ties resolve in the ground truth's favour, as in :func:`drc_jax.retrieval.top_k`. A non-finite
+    ground-truth score is a ``ValueError`` (no rank can be read from it); a non-finite score of
+    any other image never counts above the ground truth (NaN compares false), so callers that
+    must not ignore such images check them first, as :func:`~drc_jax.retrieval.top_k` does.
     """
     scores = np.asarray(scores, dtype=np.float32)
     gt_index = np.asarray(gt_index)
@@ -52,6 +55,12 @@ def retrieval_metrics(gt_rank, ks: Sequence[int] = RECALL_KS) -> dict[str, float
     ranks = np.asarray(gt_rank)
     if ranks.ndim != 1 or ranks.size == 0:
         raise ValueError(f"gt_rank must be a non-empty (Q,) array, got shape {ranks.shape}")
+    if not np.all(np.isfinite(ranks)):
+        q = int(np.flatnonzero(~np.isfinite(ranks))[0])
+        raise ValueError(
+            f"gt_rank of query {q} is {ranks[q]}: ranks must be finite; a NaN rank comes from a "
+            "non-finite embedding, which must be dropped or re-encoded before scoring"
+        )
     if np.any(ranks < 1):
         raise ValueError("ranks are 1-indexed: every rank must be >= 1")
     out = {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}

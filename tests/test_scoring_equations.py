@@ -23,7 +23,7 @@ from drc_jax.scoring import (
     clip_score,
     compose,
     drc_score,
-    query_directions,
+    drc_vectors,
     score,
     spacevlm_score,
 )
@@ -155,13 +155,15 @@ def test_ablation_switches_match_reference(case, terms, repulsion):
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-def test_d1_only_without_repulsion_is_spacevlm(case):
+def test_d1_only_without_repulsion_is_spacevlm_direction_with_drc_t(case):
+    """Table 3's "+d1" row is SpaceVLM's single direction, but with DRC's strength-adaptive t."""
     images, aff, neg, cf, full, strength = case
     args = as_f32(images, aff, neg, cf, full, strength)
     d1_only = DRCParams(use_d2=False, use_dctx=False, use_repulsion=False)
     negated = strength > 0
     got = np.asarray(drc_score(*args, d1_only))[negated]
-    want = np.asarray(spacevlm_score(args[0], args[1], args[2], args[5]))[negated]
+    t = jnp.asarray(DRCParams().t)[args[5]]
+    want = np.asarray(spacevlm_score(args[0], args[1], args[2], args[4], args[5], t))[negated]
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
@@ -231,7 +233,7 @@ def test_unknown_operator_and_empty_ablation_are_rejected():
 def test_params_are_a_pytree_with_static_switches():
     params = DRCParams(rho=2.0, use_d2=False)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    assert len(leaves) == 4 + 4 + 4  # w1, w2, wctx, rho; t and w_base per strength
+    assert len(leaves) == 4 + 4 + 4 + 1  # w1, w2, wctx, rho; t, w_base per strength; spacevlm_t
     assert 2.0 in leaves and not any(isinstance(leaf, bool | str) for leaf in leaves)
     rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
     assert rebuilt == params
@@ -359,10 +361,10 @@ def test_repulsion_only_penalises_images_that_look_like_neg(seed, strength):
     np.testing.assert_allclose(without - with_rep, w_rep * np.maximum(neg @ images.T, 0), atol=1e-5)
 
 
-def test_query_directions_reduce_to_full_without_negation(case):
+def test_drc_vectors_reduce_to_full_without_negation(case):
     _, aff, neg, cf, full, _ = case
     x = as_f32(aff, neg, cf, full)
-    q, w_rep = query_directions(*x, jnp.zeros(len(aff), jnp.int32))
+    q, _, w_rep = drc_vectors(*x, jnp.zeros(len(aff), jnp.int32))
     np.testing.assert_array_equal(np.asarray(q), np.asarray(x[3]))
     assert not np.any(np.asarray(w_rep))
 

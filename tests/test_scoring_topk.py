@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from drc_jax.metrics import ranks_from_scores
-from drc_jax.scoring import METHODS, Queries, drc_score, score, top_k, top_k_memory
+from drc_jax.retrieval import top_k, top_k_memory
+from drc_jax.scoring import METHODS, Queries, drc_score, query_vectors, score
 from tests.conftest import run_with_devices
 
 
@@ -37,7 +38,8 @@ def test_streamed_top_k_equals_full_sort(method):
     images, queries, gt = random_case()
     full = np.asarray(score(method, images, queries))
     # chunk 128 over 1003 images: 8 chunks, the last one padded; query blocks of 8 over 29.
-    got = top_k(images, queries, 10, method=method, gt_index=gt, chunk_size=128, query_block=8)
+    vectors = query_vectors(method, queries)
+    got = top_k(images, vectors, 10, gt_index=gt, chunk_size=128, query_block=8)
     order = np.argsort(-full, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(np.asarray(got.indices), order)
     np.testing.assert_allclose(
@@ -48,7 +50,7 @@ def test_streamed_top_k_equals_full_sort(method):
 
 def test_top_k_without_ground_truth_and_k_above_n():
     images, queries, _ = random_case(n=7)
-    got = top_k(images, queries, 50, chunk_size=4)
+    got = top_k(images, query_vectors("drc", queries), 50, chunk_size=4)
     assert got.gt_rank is None
     assert got.indices.shape == (len(queries), 7)  # k is capped at N
     assert np.all(np.sort(np.asarray(got.indices), axis=1) == np.arange(7))  # padding never shows
@@ -60,14 +62,16 @@ def test_ground_truth_rank_counts_ties_in_its_favour():
     q = jnp.asarray(images[:1])
     queries = Queries(q, q, q, q, jnp.zeros((1,), jnp.int32))
     for gt in range(3):
-        assert int(top_k(images, queries, 2, method="clip", gt_index=[gt]).gt_rank[0]) == 1
+        rank = top_k(images, query_vectors("clip", queries), 2, gt_index=[gt]).gt_rank
+        assert int(rank[0]) == 1
 
 
 def test_bf16_top_k_ranks_like_bf16_full_scores():
     images, queries, gt = random_case(seed=3)
     images16 = jnp.asarray(images, jnp.bfloat16)
     full = np.asarray(score("drc", images16, queries))
-    got = top_k(images, queries, 5, gt_index=gt, chunk_size=256, image_dtype=jnp.bfloat16)
+    vectors = query_vectors("drc", queries)
+    got = top_k(images, vectors, 5, gt_index=gt, chunk_size=256, image_dtype=jnp.bfloat16)
     np.testing.assert_array_equal(np.asarray(got.gt_rank), ranks_from_scores(full, gt))
     order = np.argsort(-full, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(np.asarray(got.indices), order)
@@ -94,15 +98,16 @@ def test_top_k_memory_does_not_grow_with_the_image_count():
 
 def test_top_k_rejects_bad_input_with_a_clear_message():
     images, queries, gt = random_case()
+    vectors = query_vectors("drc", queries)
     with pytest.raises(ValueError, match="out of range"):
-        top_k(images, queries, 5, gt_index=np.full(len(queries), len(images)))
+        top_k(images, vectors, 5, gt_index=np.full(len(queries), len(images)))
     with pytest.raises(ValueError, match="expected"):
-        top_k(images[:, :8], queries, 5)
+        top_k(images[:, :8], vectors, 5)
     bad = Queries(queries.aff, queries.neg, queries.cf, queries.full, queries.strength.at[3].set(7))
     with pytest.raises(ValueError, match="query 3"):
-        top_k(images, bad, 5)
+        query_vectors("drc", bad)
     with pytest.raises(ValueError, match="unknown method"):
-        top_k(images, queries, 5, method="bm25")
+        query_vectors("bm25", queries)
 
 
 def test_sharded_top_k_matches_single_device():
@@ -110,15 +115,17 @@ def test_sharded_top_k_matches_single_device():
         """
         import numpy as np, jax, jax.numpy as jnp
         from drc_jax.parallel import make_mesh
-        from drc_jax.scoring import top_k
+        from drc_jax.retrieval import top_k
+        from drc_jax.scoring import query_vectors
         from tests.test_scoring_topk import random_case
         assert jax.device_count() == 8
         images, queries, gt = random_case(n=1003)  # not a multiple of 8 * chunk
         mesh = make_mesh()
         for method, dtype in [("drc", None), ("spacevlm", None), ("drc", jnp.bfloat16)]:
-            kw = dict(method=method, gt_index=gt, chunk_size=64, image_dtype=dtype)
-            one = top_k(images, queries, 10, **kw)
-            many = top_k(images, queries, 10, mesh=mesh, **kw)
+            kw = dict(gt_index=gt, chunk_size=64, image_dtype=dtype)
+            vectors = query_vectors(method, queries)
+            one = top_k(images, vectors, 10, **kw)
+            many = top_k(images, vectors, 10, mesh=mesh, **kw)
             np.testing.assert_array_equal(np.asarray(one.indices), np.asarray(many.indices))
             np.testing.assert_array_equal(np.asarray(one.gt_rank), np.asarray(many.gt_rank))
             np.testing.assert_allclose(np.asarray(one.scores), np.asarray(many.scores), atol=1e-6)
@@ -162,3 +169,17 @@ def test_drc_score_under_jit_and_vmap_composes():
     halves = jnp.asarray(images).reshape(2, 20, -1)
     got = jax.vmap(lambda im: drc_score(im, *args))(halves)
     np.testing.assert_allclose(np.concatenate(list(np.asarray(got)), axis=1), want, atol=1e-6)
+
+
+def test_package_exports_the_method_and_the_engine():
+    """``from drc_jax import ...`` is the public contract (README): the method from scoring, the
+    engine from retrieval, one object each."""
+    import drc_jax
+    from drc_jax import retrieval, scoring
+
+    for name in ("drc_score", "DRCParams", "Queries", "STRENGTHS", "METHODS", "compose"):
+        assert getattr(drc_jax, name) is getattr(scoring, name)
+    for name in ("clip_score", "spacevlm_score", "drc_score_multi", "query_vectors"):
+        assert getattr(drc_jax, name) is getattr(scoring, name)
+    for name in ("top_k", "TopK", "top_k_memory"):
+        assert getattr(drc_jax, name) is getattr(retrieval, name)

@@ -41,7 +41,8 @@ def score_variants(variants: list[Variant], images, queries, bench: Benchmark, o
 
     from drc_jax.metrics import retrieval_metrics
     from drc_jax.parallel import make_mesh
-    from drc_jax.scoring import top_k
+    from drc_jax.retrieval import top_k
+    from drc_jax.scoring import query_vectors
 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
@@ -52,10 +53,8 @@ def score_variants(variants: list[Variant], images, queries, bench: Benchmark, o
         t0 = time.perf_counter()
         res = top_k(
             images,
-            queries,
+            query_vectors(v.method, queries, v.params),
             TOP_K,
-            method=v.method,
-            params=v.params,
             gt_index=gt,
             chunk_size=opts.chunk_size,
             mesh=mesh,

@@ -1,7 +1,7 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
 Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``scoring.top_k`` over the index's image embeddings ->
+embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
 ranked paths. All queries of a call are decomposed, embedded and scored as one batch. With several
 local devices the image embeddings are sharded over them (``top_k(..., mesh=...)``).
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from drc_jax.scoring import METHODS, DRCParams, top_k
+from drc_jax.retrieval import top_k
+from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, read_info
 from drc_jax.store import EmbeddingStore
 
@@ -128,7 +129,7 @@ class Searcher:
         ids, images, mesh = self.store.ids, *self._device_images()
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, q, k, method=method, params=self.params, mesh=mesh)
+            res = top_k(images, query_vectors(method, q, self.params), k, mesh=mesh)
             scores, indices = np.asarray(res.scores), np.asarray(res.indices)
             out[method] = [
                 SearchResult(
