@@ -117,7 +117,7 @@ def main(argv):
     cfg = NEATConfig(batch_size=FLAGS.batch)
     captions = _captions(FLAGS.captions, FLAGS.batch)
     texts = neat_texts(get_decomposer("rules").decompose(captions)).preprocessed()
-    groups = (texts.captions, texts.pos, texts.neg, texts.inv)
+    groups = (texts.captions, texts.pos, texts.inv, texts.neg)  # drc_jax.neat's stacking
     model = _hf_model(FLAGS.backbone)
     rng = np.random.default_rng(0)
     d = model.config.projection_dim
@@ -146,8 +146,12 @@ def main(argv):
 
             # PyTorch: the transcription, four encodes per step, on the same or 77-long ids
             tdt = {"float32": None, "bfloat16": torch.bfloat16}[dtype]
-            same = list(torch.from_numpy(ids.astype(np.int64)).split(FLAGS.batch))
-            full = [torch.from_numpy(tok(list(g), length=77).astype(np.int64)) for g in groups]
+            t_ids = torch.from_numpy(ids.astype(np.int64)).split(FLAGS.batch)
+            same = [t_ids[i] for i in (0, 1, 3, 2)]  # TorchNEAT.step(text, pos, neg, inv)
+            full = [
+                torch.from_numpy(tok(list(groups[i]), length=77).astype(np.int64))
+                for i in (0, 1, 3, 2)
+            ]
 
             def torch_case(t_ids, tdt=tdt):
                 ref = TorchNEAT(copy.deepcopy(model), torch.from_numpy(images))

@@ -4,6 +4,7 @@ adaptation (tests/neat_reference.py), on the same tiny random transformers CLIP.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import jax
@@ -265,3 +266,23 @@ def test_sharded_adaptation_matches_single_device():
     res = json.loads(out.strip().splitlines()[-1])
     assert res["shape"] == [13, 10]
     assert res["diff"] < 1e-5, res
+
+
+def test_bfloat16_adaptation_keeps_float32_layer_norms_and_tracks_float32(tiny):
+    """In bf16 mode the matmuls run in bf16 while the adapted LayerNorms and AdamW state stay
+    float32; the scores stay close to the float32 run's."""
+    _, clip32 = tiny
+    captions, pos, neg, inv = negated_rows(12, seed=13)
+    images = unit_rows(10, clip32.embed_dim, seed=6)
+    cfg = NEATConfig(batch_size=6)
+    clip16 = dataclasses.replace(clip32, dtype="bfloat16")
+    a = neat_scores(clip32, images, captions, pos, neg, inv, cfg)
+    b = neat_scores(clip16, images, captions, pos, neg, inv, cfg)
+    assert 0 < np.abs(a - b).max() < 2e-2
+    state = init_state(clip16, cfg)
+    texts = NEATTexts.from_lists(captions[:6], pos[:6], neg[:6], inv[:6])
+    state, _, _ = adapt_batch(clip16, state, texts, images, cfg)
+    assert {x.dtype for x in jax.tree.leaves((state.ln, state.opt_state))} <= {
+        np.dtype("float32"),
+        np.dtype("int32"),  # AdamW's step count
+    }
