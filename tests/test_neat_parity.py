@@ -21,6 +21,9 @@ from drc_jax.neat import (
     init_state,
     neat_loss,
     neat_scores,
+    neat_scores_from_decompositions,
+    neat_texts,
+    pre_caption,
 )
 from tests.clip_fixtures import make_hf_clip
 from tests.conftest import run_with_devices
@@ -286,3 +289,39 @@ def test_bfloat16_adaptation_keeps_float32_layer_norms_and_tracks_float32(tiny):
         np.dtype("float32"),
         np.dtype("int32"),  # AdamW's step count
     }
+
+
+def test_decompositions_map_to_pos_neg_inv(tiny):
+    """From decompositions: a negated caption adapts with (aff, neg, cf), one without negation
+    with pos = caption and no neg/inv; the scores equal those from the explicit lists."""
+    from drc_jax.decompose import Decomposition
+
+    _, clip = tiny
+    captions, pos, neg, inv = negated_rows(5, seed=17)
+    decs = [
+        Decomposition(c, True, p, g, v, "strong")
+        for c, p, g, v in zip(captions, pos, neg, inv, strict=True)
+    ] + [Decomposition.plain("Two horses in a field.")]
+    images = unit_rows(8, clip.embed_dim, seed=7)
+    cfg = NEATConfig(batch_size=3)
+    got = neat_scores_from_decompositions(clip, images, decs, cfg)
+    want = neat_scores(
+        clip,
+        images,
+        [*captions, "Two horses in a field."],
+        [*pos, "Two horses in a field."],
+        [*neg, None],
+        [*inv, ""],
+        cfg,
+    )
+    np.testing.assert_array_equal(got, want)
+    assert neat_texts(decs).negated.tolist() == [True] * 5 + [False]
+
+
+def test_pre_caption_normalises_like_the_reference_loader():
+    """Lower-case, the reference's punctuation set to spaces, single spaces, stripped, 77 words."""
+    assert pre_caption('A dog; not a "Cat".  On (the) beach!') == "a dog not a cat on the beach"
+    assert pre_caption("Commas, hyphens-and apostrophes' stay") == (
+        "commas, hyphens-and apostrophes' stay"
+    )
+    assert pre_caption(" ".join(["w"] * 80)) == " ".join(["w"] * 77)

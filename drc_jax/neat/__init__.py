@@ -13,6 +13,8 @@ from drc_jax.neat.adapt import (
     init_state,
     merge_text_layer_norms,
     neat_scores,
+    neat_scores_for_texts,
+    neat_scores_from_decompositions,
     split_text_layer_norms,
 )
 from drc_jax.neat.config import NEATConfig
@@ -38,6 +40,8 @@ __all__ = [
     "merge_text_layer_norms",
     "neat_loss",
     "neat_scores",
+    "neat_scores_for_texts",
+    "neat_scores_from_decompositions",
     "neat_texts",
     "pre_caption",
     "semantics_reversion_loss",

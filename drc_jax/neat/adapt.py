@@ -30,7 +30,7 @@ from drc_jax.clip.encoder import DTYPES, ClipEncoder
 from drc_jax.clip.model import CLIP
 from drc_jax.neat.config import NEATConfig
 from drc_jax.neat.losses import _HIGHEST, neat_loss
-from drc_jax.neat.texts import NEATTexts
+from drc_jax.neat.texts import NEATTexts, neat_texts
 from drc_jax.parallel import batch_sharding, replicated
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,36 @@ def neat_scores(
     ``neg``/``inv`` empty or None). Batches run in the given order, as the reference's
     unshuffled loader does; the state starts from ``clip``'s weights, which are not modified.
     """
-    cfg = config or NEATConfig()
     texts = NEATTexts.from_lists(captions, pos, neg, inv)
+    return neat_scores_for_texts(clip, images, texts, config, progress=progress)
+
+
+def neat_scores_from_decompositions(
+    clip: ClipEncoder,
+    images,
+    decompositions,
+    config: NEATConfig | None = None,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """:func:`neat_scores` for :class:`~drc_jax.decompose.types.Decomposition` records, one per
+    query in order (texts as :func:`drc_jax.neat.texts.neat_texts` maps them)."""
+    return neat_scores_for_texts(
+        clip, images, neat_texts(decompositions), config, progress=progress
+    )
+
+
+def neat_scores_for_texts(
+    clip: ClipEncoder,
+    images,
+    texts: NEATTexts,
+    config: NEATConfig | None = None,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """:func:`neat_scores` for prepared :class:`NEATTexts` (``pre_caption`` applied here when
+    ``config.pre_caption``)."""
+    cfg = config or NEATConfig()
     if cfg.pre_caption:
         texts = texts.preprocessed()
     images = np.asarray(images, np.float32)
