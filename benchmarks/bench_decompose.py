@@ -4,8 +4,10 @@
 
 Prints, for COCO Retrieval-Neg and MSR-VTT Retrieval-Neg (same captions for both methods):
 negated-concept accuracy and aff leak rate (see drc_jax.decompose.negbench_eval for how they are
-counted), then the rule decomposer's throughput on one pinned core (best of --repeats passes over
-every caption) against the 10,000 captions/s target.
+counted); beside them the rule decomposer's accuracy on everyday search-box queries
+(tests/data/search_queries.jsonl, see drc_jax.decompose.search_eval), per construction; then the
+rule decomposer's throughput on one pinned core (best of --repeats passes over every NegBench
+caption) against the 10,000 captions/s target.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from absl import app, flags
 
 from drc_jax.decompose.negbench_eval import load_coco, load_msrvtt, score_coco, score_msrvtt
 from drc_jax.decompose.rules import RuleDecomposer
+from drc_jax.decompose.search_eval import is_right, load_search_queries, score_search_queries
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -25,6 +28,11 @@ flags.DEFINE_string(
     "negbench_dir",
     str(REPO.parent / "shared" / "negbench"),
     "Directory with the NegBench dev CSVs.",
+)
+flags.DEFINE_string(
+    "queries",
+    str(REPO / "tests" / "data" / "search_queries.jsonl"),
+    "Search-box queries with their excluded concepts (JSONL).",
 )
 flags.DEFINE_integer("repeats", 5, "Timed passes over all captions (best is reported).")
 flags.DEFINE_float("target", 10_000.0, "Captions/s target on one core.")
@@ -61,19 +69,39 @@ def main(argv):
         print(_row("Mistral-7B split", mistral))
         all_captions += q.captions
 
+    queries = load_search_queries(FLAGS.queries)
+    decs = rules.decompose([q.query for q in queries])
+    score = score_search_queries(queries, decs)
+    print(
+        f"Search-box queries: {score.total} ({sum(1 for q in queries if q.negs)} negated, "
+        f"{sum(1 for q in queries if not q.negs)} plain)"
+    )
+    print(
+        f"  {'rules':<22} {100 * score.accuracy:7.2f}%  {100 * score.leaks / score.total:6.2f}%  "
+        f"({score.correct}/{score.total} right, {score.leaks} leaks)"
+    )
+    kinds = sorted({q.construction for q in queries})
+    for kind in kinds:
+        rows = [(q, d) for q, d in zip(queries, decs, strict=True) if q.construction == kind]
+        right = sum(is_right(q, d) for q, d in rows)
+        print(f"    {kind:<20} {right}/{len(rows)}")
+
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    best = float("inf")
+    best_wall = best_cpu = float("inf")
     for _ in range(FLAGS.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         RuleDecomposer().decompose(all_captions)
-        best = min(best, time.perf_counter() - t0)
-    rate = len(all_captions) / best
-    print(
-        f"speed (one core, best of {FLAGS.repeats}): {rate:,.0f} captions/s over "
-        f"{len(all_captions)} captions = {rate / FLAGS.target:.2f}x the "
-        f"{FLAGS.target:,.0f}/s target"
-    )
+        best_wall = min(best_wall, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    # Wall time counts the waits of a busy machine; CPU time is the core's own work.
+    for what, seconds in (("wall", best_wall), ("CPU", best_cpu)):
+        rate = len(all_captions) / seconds
+        print(
+            f"speed (one core, {what} time, best of {FLAGS.repeats}): {rate:,.0f} captions/s "
+            f"over {len(all_captions)} captions = {rate / FLAGS.target:.2f}x the "
+            f"{FLAGS.target:,.0f}/s target"
+        )
 
 
 if __name__ == "__main__":

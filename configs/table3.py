@@ -5,23 +5,20 @@ CLIP -> + d1 (SpaceVLM's single direction, compose(aff, neg)) -> + d2 (compose(a
 Enabled angular weights are renormalised to sum to one (see DRCParams).
 """
 
-from drc_jax.launch.config import RunConfig, Variant
-from drc_jax.scoring import DRCParams
-
-OFF = dict(use_d1=False, use_d2=False, use_dctx=False, use_repulsion=False)
+from drc_jax.launch.config import base_config, row
 
 
-def get_config() -> RunConfig:
-    return RunConfig(
-        name="table3",
-        description="Table 3: CLIP, + d1, + d2, + dctx, + repulsion (cumulative)",
-        variants=(
-            Variant("clip", "clip", label="CLIP"),
-            Variant("+d1", "drc", DRCParams(**{**OFF, "use_d1": True}), label="+ d1"),
-            Variant(
-                "+d2", "drc", DRCParams(**{**OFF, "use_d1": True, "use_d2": True}), label="+ d2"
-            ),
-            Variant("+dctx", "drc", DRCParams(use_repulsion=False), label="+ dctx"),
-            Variant("+repulsion", "drc", DRCParams(), label="+ repulsion (DRC)"),
-        ),
+def get_config():
+    config = base_config()
+    config.name = "table3"
+    config.description = "Table 3: CLIP, + d1, + d2, + dctx, + repulsion (cumulative)"
+    off = dict(use_d1=True, use_d2=False, use_dctx=False, use_repulsion=False)
+    config.variants.clip = row("clip", "CLIP")
+    config.variants.d1 = row("drc", "+ d1", **off)
+    config.variants.d2 = row("drc", "+ d2", **{**off, "use_d2": True})
+    config.variants.dctx = row("drc", "+ dctx", **{**off, "use_d2": True, "use_dctx": True})
+    config.variants.repulsion = row(
+        "drc", "+ repulsion (DRC)", use_d1=True, use_d2=True, use_dctx=True, use_repulsion=True
     )
+    config.rows = ("clip", "d1", "d2", "dctx", "repulsion")
+    return config

@@ -18,12 +18,15 @@ RECALL_KS = (1, 5, 10)
 def ranks_from_scores(scores, gt_index) -> np.ndarray:
     """1-indexed rank of each query's ground truth: 1 + #{images scoring strictly higher}.
 
-    Ties resolve in the ground truth's favour, as in :func:`drc_jax.retrieval.top_k`. A non-finite
+    Ties resolve in the ground truth's favour, as in :func:`drc_jax.retrieval.top_k`; scores are
+    compared at their own precision (float64 stays float64). A non-finite
     ground-truth score is a ``ValueError`` (no rank can be read from it); a non-finite score of
     any other image never counts above the ground truth (NaN compares false), so callers that
     must not ignore such images check them first, as :func:`~drc_jax.retrieval.top_k` does.
     """
-    scores = np.asarray(scores, dtype=np.float32)
+    scores = np.asarray(scores)
+    if scores.dtype not in (np.float32, np.float64):  # bf16/f16 widen exactly; others as f32
+        scores = scores.astype(np.float32)
     gt_index = np.asarray(gt_index)
     if scores.ndim != 2 or gt_index.shape != (scores.shape[0],):
         raise ValueError(

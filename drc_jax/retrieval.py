@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import QueryVectors, score_rows, score_vectors
+from drc_jax.scoring import QueryVectors, score_vectors
 
 STORAGE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 """Image dtypes searched as stored; anything else is searched in float32."""
@@ -36,6 +36,10 @@ class TopK(NamedTuple):
     gt_rank: jax.Array | None
 
 
+_NO_ROW = np.iinfo(np.int32).max
+"""The first non-finite image row when there is none."""
+
+
 def _merge_top_k(scores_a, idx_a, scores_b, idx_b, k):
     s = jnp.concatenate([scores_a, scores_b], axis=1)
     i = jnp.concatenate([idx_a, idx_b], axis=1)
@@ -48,7 +52,8 @@ def _to_bits(images: jax.Array) -> jax.Array:
 
     XLA's CPU backend rewrites a bf16/f16 while-loop operand to f32 up front, materialising an
     f32 copy of the whole image set (memory O(N), not O(chunk)); uint16 bits pass through
-    untouched and :func:`_from_bits` restores each chunk exactly and for free.
+    untouched and :func:`_from_bits` restores each chunk exactly and for free. It runs before the
+    jit (one copy): inside it, XLA:CPU materialises the converted set as a temporary as well.
     """
     if images.dtype in (jnp.bfloat16, jnp.float16):
         return jax.lax.bitcast_convert_type(images, jnp.uint16)
@@ -63,46 +68,94 @@ def _from_bits(x: jax.Array, dtype) -> jax.Array:
 
 
 def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, chunk, dtype, axis):
-    """Scan one shard of images (M, D) in chunks, keeping a running top-k and ground-truth count.
+    """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
+    ground-truth count.
 
-    Memory is O(Q k + Q chunk): no (Q, M) matrix is ever built. ``offset`` is the shard's first
+    Memory is O(Q k + Q chunk): no (Q, M) matrix is ever built, and the images are sliced where
+    they lie (M need not be a multiple of ``chunk``: the last ``chunk`` rows are scored once more
+    and only their unseen rows kept), so they are never copied. ``offset`` is the shard's first
     global image index; rows at or past ``n_valid`` (global) are padding and never retrieved.
-    """
-    m, dim = images.shape
-    nq = vectors.q.shape[0]
-    chunks = images.reshape(m // chunk, chunk, dim)
 
-    def step(carry, xs):
-        best, best_idx, above = carry
-        block, start = xs
+    Non-finite image rows are found on the way, at no extra pass over the images: with finite
+    query vectors (checked by :func:`top_k`) a NaN or inf anywhere in an image row makes its score
+    non-finite for every query (``NaN * 0`` and ``inf * 0`` are NaN), so query 0's scores, which a
+    real query always fills, tell. Returns their count and the first such global row too.
+    """
+    m = images.shape[0]
+    nq = vectors.q.shape[0]
+    full = m - m % chunk  # rows in whole chunks
+
+    def update(carry, block, start, seen=0):
+        best, best_idx, above, n_bad, first_bad = carry
         s = score_vectors(_from_bits(block, dtype), vectors)
-        idx = offset + start + jnp.arange(chunk, dtype=jnp.int32)
-        s = jnp.where((idx < n_valid)[None, :], s, -jnp.inf)
+        local = start + jnp.arange(chunk, dtype=jnp.int32)
+        idx = offset + local
+        real = (idx < n_valid) & (local >= seen)  # not padding, not scored before
+        bad = real & ~jnp.isfinite(s[0])
+        n_bad = n_bad + jnp.sum(bad, dtype=jnp.int32)
+        first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(bad, idx, _NO_ROW)))
+        s = jnp.where(real[None, :], s, -jnp.inf)
         if gt_score is not None:
             beats = (s > gt_score[:, None]) & (idx[None, :] != gt_index[:, None])
             above = above + jnp.sum(beats, axis=1, dtype=jnp.int32)
         cs, cpos = jax.lax.top_k(s, min(k, chunk))
         best, best_idx = _merge_top_k(best, best_idx, cs, idx[cpos], k)
-        return (best, best_idx, above), None
+        return best, best_idx, above, n_bad, first_bad
+
+    def step(carry, start):
+        return update(carry, jax.lax.dynamic_slice_in_dim(images, start, chunk), start), None
 
     init = (
         jnp.full((nq, k), -jnp.inf, jnp.float32),
         jnp.full((nq, k), -1, jnp.int32),
         jnp.zeros((nq,), jnp.int32),
+        jnp.zeros((), jnp.int32),
+        jnp.full((), _NO_ROW, jnp.int32),
     )
     if axis is not None:  # inside shard_map the carry varies over the mesh axis
         init = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, axis, to="varying"), init)
-    starts = jnp.arange(0, m, chunk, dtype=jnp.int32)
-    (best, best_idx, above), _ = jax.lax.scan(step, init, (chunks, starts))
-    return best, best_idx, above
+    out, _ = jax.lax.scan(step, init, jnp.arange(0, full, chunk, dtype=jnp.int32))
+    if full < m:  # the remainder: the last chunk rows, of which those before ``full`` were seen
+        out = update(out, images[m - chunk :], m - chunk, seen=full)
+    return out
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "n_valid", "dtype"))
-def _top_k_jit(images, vectors, gt_index, *, k, chunk, mesh, with_gt, n_valid, dtype):
-    gt_score = score_rows(_from_bits(images[gt_index], dtype), vectors) if with_gt else None
+def _gt_scores(gt_rows, vectors, chunk, dtype):
+    """(Q,) score of query i against its ground-truth row ``gt_rows[i]``, computed by the very
+    (Q, D) x (D, chunk) product the stream scores images with, so that the ground truth and an
+    exact duplicate of it score bit for bit the same and the tie goes to the ground truth. (A
+    row-wise dot product sums in another order: about half the duplicated ground truths would
+    then lose a rank to their own copy.)"""
+    nq = gt_rows.shape[0]
+    blocks = -(-nq // chunk)
+    rows = jnp.pad(gt_rows, ((0, blocks * chunk - nq), (0, 0)))
+    q = jnp.arange(nq, dtype=jnp.int32)
+
+    def step(acc, start):
+        s = score_vectors(
+            _from_bits(jax.lax.dynamic_slice_in_dim(rows, start, chunk), dtype), vectors
+        )
+        col = q - start
+        mine = (col >= 0) & (col < chunk)
+        got = jnp.take_along_axis(s, jnp.clip(col, 0, chunk - 1)[:, None], axis=1)[:, 0]
+        return jnp.where(mine, got, acc), None
+
+    init = jnp.zeros((nq,), jnp.float32)
+    out, _ = jax.lax.scan(step, init, jnp.arange(0, blocks * chunk, chunk, dtype=jnp.int32))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
+def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
+    """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
+    a corpus that grows within one padded shape reuses the executable. Returns ``(best, best_idx,
+    gt_rank, n_bad, first_bad)`` (:func:`_stream_shard`)."""
+    gt_score = _gt_scores(images[gt_index], vectors, chunk, dtype) if with_gt else None
     stream = functools.partial(_stream_shard, k=k, chunk=chunk, dtype=dtype)
     if mesh is None:
-        best, best_idx, above = stream(images, n_valid, 0, vectors, gt_score, gt_index, axis=None)
+        best, best_idx, above, n_bad, first_bad = stream(
+            images, n_valid, 0, vectors, gt_score, gt_index, axis=None
+        )
     else:
         from jax.sharding import PartitionSpec as P
 
@@ -110,32 +163,36 @@ def _top_k_jit(images, vectors, gt_index, *, k, chunk, mesh, with_gt, n_valid, d
 
         shard_rows = images.shape[0] // mesh.size
 
-        def local(img, vectors, gt_score, gt_index):
+        def local(img, n_valid, vectors, gt_score, gt_index):
             offset = jax.lax.axis_index(DATA_AXIS) * shard_rows
-            b, bi, ab = stream(img, n_valid, offset, vectors, gt_score, gt_index, axis=DATA_AXIS)
-            return b[None], bi[None], jax.lax.psum(ab, DATA_AXIS)
+            b, bi, ab, nb, fb = stream(
+                img, n_valid, offset, vectors, gt_score, gt_index, axis=DATA_AXIS
+            )
+            psum = functools.partial(jax.lax.psum, axis_name=DATA_AXIS)
+            return b[None], bi[None], psum(ab), psum(nb), jax.lax.pmin(fb, DATA_AXIS)
 
-        best, best_idx, above = jax.shard_map(
+        best, best_idx, above, n_bad, first_bad = jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(P(DATA_AXIS), P(), P(), P()),
-            out_specs=(P(DATA_AXIS), P(DATA_AXIS), P()),
-        )(images, vectors, gt_score, gt_index)
+            in_specs=(P(DATA_AXIS), P(), P(), P(), P()),
+            out_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P(), P()),
+        )(images, n_valid, vectors, gt_score, gt_index)
         # Merge the per-device top-k lists: (devices, Q, k) -> (Q, devices * k) -> (Q, k).
         nq = vectors.q.shape[0]
         best = jnp.moveaxis(best, 0, 1).reshape(nq, -1)
         best_idx = jnp.moveaxis(best_idx, 0, 1).reshape(nq, -1)
         best, pos = jax.lax.top_k(best, k)
         best_idx = jnp.take_along_axis(best_idx, pos, axis=1)
-    return best, best_idx, (above + 1 if with_gt else None)
+    return best, best_idx, (above + 1 if with_gt else None), n_bad, first_bad
 
 
 def _plan(n: int, nq: int, chunk_size: int, n_dev: int, query_block: int):
-    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to whole
-    chunks on every device, and the equal query blocks a search of ``nq >= 1`` queries runs as."""
+    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to equal
+    shards (no padding on one device), and the equal query blocks a search of ``nq >= 1``
+    queries runs as."""
     per_dev = -(-n // n_dev)
     chunk = int(max(1, min(chunk_size, per_dev)))
-    padded = -(-per_dev // chunk) * chunk * n_dev
+    padded = per_dev * n_dev
     n_blocks = -(-nq // max(1, query_block))
     return chunk, padded, -(-nq // n_blocks), n_blocks
 
@@ -180,13 +237,13 @@ def top_k_memory(
     )
     compiled = _top_k_jit.lower(
         images,
+        shape((), jnp.int32),
         vectors,
         shape((block,), jnp.int32),
         k=int(min(k, num_images)),
         chunk=chunk,
         mesh=None,
         with_gt=with_gt,
-        n_valid=num_images,
         dtype=dtype,
     ).compile()
     m = compiled.memory_analysis()
@@ -200,10 +257,18 @@ def top_k_memory(
     }
 
 
-def _first_nonfinite_rows(x: jax.Array) -> np.ndarray:
-    """Indices of rows (axis 0) of ``x`` holding a NaN or inf."""
-    axes = tuple(range(1, x.ndim))
-    return np.flatnonzero(~np.asarray(jnp.isfinite(x).all(axis=axes) if axes else jnp.isfinite(x)))
+@jax.jit
+def _nonfinite_rows(vectors: QueryVectors):
+    """Per field of ``vectors``: (count, first) of rows (axis 0) holding a NaN or inf, fused on
+    device so that only these scalars come back to the host."""
+
+    def count(x):
+        bad = ~jnp.isfinite(x).all(axis=tuple(range(1, x.ndim)))
+        rows = jnp.arange(x.shape[0], dtype=jnp.int32)
+        first = jnp.min(jnp.where(bad, rows, _NO_ROW), initial=_NO_ROW)
+        return jnp.sum(bad, dtype=jnp.int32), first
+
+    return jax.tree_util.tree_map(count, vectors)
 
 
 def _check_vectors(vectors: QueryVectors, dim: int) -> QueryVectors:
@@ -225,11 +290,11 @@ def _check_vectors(vectors: QueryVectors, dim: int) -> QueryVectors:
         if w_rep.shape != (nq,):
             raise ValueError(f"query vectors w_rep have shape {w_rep.shape}, expected ({nq},)")
     vectors = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), vectors)
-    for name, x in zip(QueryVectors._fields, vectors, strict=True):
-        bad = [] if x is None else _first_nonfinite_rows(x)
-        if len(bad):
+    counts = jax.device_get(_nonfinite_rows(vectors))
+    for name, found in zip(QueryVectors._fields, counts, strict=True):
+        if found is not None and found[0]:
             raise ValueError(
-                f"query {bad[0]} has a non-finite {name} ({len(bad)} such queries): a strength "
+                f"query {found[1]} has a non-finite {name} ({found[0]} such queries): a strength "
                 "outside 0..3 or a NaN/inf text embedding; check the decomposition and encoder"
             )
     return vectors
@@ -260,10 +325,11 @@ def top_k(
     ground truth's favour). ``image_dtype=jnp.bfloat16`` (or float16) halves image memory and
     bandwidth, with f32 accumulation; other dtypes than f32/bf16/f16 are searched in f32.
 
-    Validated before anything is compiled (``ValueError`` naming the first bad row): images must
-    be finite (a NaN row would otherwise win every query, and a NaN ground truth would get rank
-    1: drop or re-encode such items first), query vectors finite and as wide as the images,
-    ``gt_index`` inside ``[0, N)``. No queries give empty results.
+    Validated (``ValueError`` naming the first bad row): query vectors finite and as wide as the
+    images and ``gt_index`` inside ``[0, N)``, before anything is compiled; images finite (a NaN
+    row would otherwise win every query, and a NaN ground truth would get rank 1: drop or
+    re-encode such items first), found while they are streamed, so clean images cost no extra
+    pass. No queries give empty results.
     """
     images = jnp.asarray(images, dtype=image_dtype)
     if images.ndim != 2 or images.shape[0] == 0:
@@ -295,13 +361,7 @@ def top_k(
     if nq == 0:
         empty = jnp.zeros((0, k), jnp.float32), jnp.zeros((0, k), jnp.int32)
         return TopK(*empty, jnp.zeros((0,), jnp.int32) if with_gt else None)
-    bad = _first_nonfinite_rows(images)
-    if bad.size:
-        raise ValueError(
-            f"image row {bad[0]} is not finite ({bad.size} such rows): it would outrank every "
-            "finite image; drop or re-encode those items before searching"
-        )
-
+    # f32 images are searched where they lie; half-precision ones cost one bit-copy (_to_bits).
     images = _to_bits(images)
     n_dev = 1 if mesh is None else mesh.size
     chunk, padded, block, n_blocks = _plan(n, nq, chunk_size, n_dev, query_block)
@@ -321,15 +381,22 @@ def top_k(
         outs.append(
             _top_k_jit(
                 images,
+                np.int32(n),
                 QueryVectors(*(None if x is None else x[lo : lo + block] for x in vectors)),
                 gt_all[lo : lo + block],
                 k=k,
                 chunk=chunk,
                 mesh=mesh,
                 with_gt=with_gt,
-                n_valid=n,
                 dtype=dtype,
             )
+        )
+    # Every block streams every image, so the first block's count says it (two scalars).
+    n_bad, first_bad = jax.device_get(outs[0][3:])
+    if n_bad:
+        raise ValueError(
+            f"image row {first_bad} is not finite ({n_bad} such rows): it would outrank every "
+            "finite image; drop or re-encode those items before searching"
         )
     scores = jnp.concatenate([o[0] for o in outs])[:nq]
     indices = jnp.concatenate([o[1] for o in outs])[:nq]

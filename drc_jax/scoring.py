@@ -259,13 +259,25 @@ def clip_vectors(full: jax.Array) -> QueryVectors:
     return QueryVectors(full.astype(jnp.float32))
 
 
+def _negated(strength: jax.Array, neg: jax.Array, neg_mask) -> jax.Array:
+    """(Q,) bool: the caption excludes something. Strength 0 does not; with several concepts
+    (``neg`` (Q, M, D)) neither does a caption none of whose concepts is present (all masked, or
+    M = 0): nothing is left to turn away from, so it is scored as eq. 2 on ``full``."""
+    negated = strength > 0
+    if neg.ndim == 3:
+        present = neg.shape[1] > 0 if neg_mask is None else jnp.any(neg_mask, axis=1)
+        negated = negated & present
+    return negated
+
+
 def _spacevlm(aff, neg, full, strength, t, operator, neg_mask=None) -> QueryVectors:
     valid = (strength >= 0) & (strength < len(STRENGTHS))
     if neg.ndim == 3:
         d = compose_each(aff, neg, neg_mask, t, operator)
     else:
         d = compose(aff, neg, t, operator)
-    q = jnp.where((strength > 0)[:, None], d, full.astype(jnp.float32))
+    negated = _negated(strength, neg, neg_mask)
+    q = jnp.where(negated[:, None], d, full.astype(jnp.float32))
     return QueryVectors(jnp.where(valid[:, None], q, jnp.nan))
 
 
@@ -305,7 +317,7 @@ def _drc(aff, neg, cf, full, strength, params: DRCParams, neg_mask=None) -> Quer
         terms.append((params.wctx, turn(full, neg)))
     total = sum(w for w, _ in terms)
     q = sum((w / total) * d for w, d in terms)
-    negated = strength > 0
+    negated = _negated(strength, neg, neg_mask)
     q = jnp.where(negated[:, None], q, full.astype(jnp.float32))
     q = jnp.where(valid[:, None], q, jnp.nan)
     if not params.use_repulsion:
@@ -350,7 +362,9 @@ def drc_multi_vectors(
     violated by an image showing Y *or* Z, so an image is penalised as much as its worst
     violation, and the penalty keeps the scale ``rho`` was set for (a sum would grow with M and
     punish every image a little for each unrelated concept; a mean would dilute a clear
-    violation). With one present concept every step reduces to :func:`drc_vectors` exactly.
+    violation). With one present concept every step reduces to :func:`drc_vectors` exactly; a
+    caption with no concept present (all masked, or M = 0) is scored like one without negation
+    (eq. 2 on ``full``).
     """
     return _drc(aff, negs, cfs, full, strength, params, neg_mask)
 
@@ -392,8 +406,8 @@ def _repulsion_sim(images: jax.Array, neg: jax.Array) -> jax.Array:
     if neg.ndim == 2:
         return jnp.maximum(_sim(images, neg), 0.0)
     nq, m, dim = neg.shape
-    s = _sim(images, neg.reshape(nq * m, dim)).reshape(nq, m, -1)
-    return jnp.maximum(jnp.max(s, axis=1), 0.0)
+    s = _sim(images, neg.reshape(nq * m, dim)).reshape(nq, m, images.shape[0])
+    return jnp.max(s, axis=1, initial=0.0)  # max_m max(s_m, 0); 0 for M = 0
 
 
 def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
@@ -404,32 +418,16 @@ def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
     return s - vectors.w_rep[:, None] * _repulsion_sim(images, vectors.neg)
 
 
-def score_rows(images: jax.Array, vectors: QueryVectors) -> jax.Array:
-    """(Q,) score of row ``i`` of ``images`` (Q, D) for query ``i``, rounded as
-    :func:`score_vectors` rounds it (inputs in the compute dtype, exact products and f32 sums),
-    so a ground-truth score computed here ranks consistently against streamed ones.
-    """
-    cd = _compute_dtype(images.dtype)
-    img = images.astype(cd)
-    s = _dot(img, vectors.q.astype(cd))
-    if vectors.neg is None:
-        return s
-    rep = _dot(img[:, None] if vectors.neg.ndim == 3 else img, vectors.neg.astype(cd))
-    if vectors.neg.ndim == 3:
-        rep = jnp.max(rep, axis=1)
-    return s - vectors.w_rep * jnp.maximum(rep, 0.0)
-
-
 # ----------------------------------------------------------------------- the one dispatch point
 
 
-def check_queries(queries: Queries, dim: int | None = None) -> None:
+def check_queries(queries: Queries) -> None:
     """Shapes and strength range of concrete queries, with an actionable message (outside jit).
 
     Raises ``ValueError`` naming the field or the first bad query; traced values are skipped.
     """
     nq = len(queries)
-    dim = queries.full.shape[-1] if dim is None else dim
+    dim = queries.full.shape[-1]
     multi = queries.neg.ndim == 3
     m = queries.neg.shape[1] if multi else None
     for name in ("aff", "neg", "cf", "full"):
@@ -437,8 +435,8 @@ def check_queries(queries: Queries, dim: int | None = None) -> None:
         want = (nq, m, dim) if multi and name in ("neg", "cf") else (nq, dim)
         if shape != want:
             raise ValueError(
-                f"Queries.{name} has shape {shape}, expected {want} to match the "
-                f"{dim}-d image embeddings; were queries and images encoded by the same CLIP?"
+                f"Queries.{name} has shape {shape}, expected {want} to match Queries.full; "
+                "were all text fields encoded by the same CLIP?"
             )
     if queries.neg_mask is not None and queries.neg_mask.shape != (nq, m):
         raise ValueError(f"Queries.neg_mask has shape {queries.neg_mask.shape}, expected {(nq, m)}")

@@ -1,1 +1,1 @@
-"""Helper scripts that run next to drc-jax (the SGLang server for the LLM decomposer)."""
+"""Scripts that run next to drc-jax from a checkout (not installed; the logic lives in drc_jax)."""

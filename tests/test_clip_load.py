@@ -205,3 +205,63 @@ def test_a_torchscript_archive_that_is_not_clip_names_the_file_and_the_missing_k
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "ViT-B-32.pt"))
     with pytest.raises(ValueError, match=r"ViT-B-32\.pt: not an OpenAI.*visual\.conv1\.weight"):
         load_clip(tmp_path / "ViT-B-32.pt", use_cache=False)
+
+
+def test_token_embedding_smaller_than_the_tokenizer_vocabulary_is_refused(tiny, tmp_path):
+    """Ids past the table would embed as NaN; refused at load, naming the file and both sizes."""
+    sd = dict(tiny["oa"])
+    sd["token_embedding.weight"] = sd["token_embedding.weight"][:49000].clone()
+    save_file(sd, str(tmp_path / "short_vocab.safetensors"))
+    with pytest.raises(ValueError, match=r"short_vocab\.safetensors: .*49000 rows .*49408 tokens"):
+        load_clip(tmp_path / "short_vocab.safetensors", use_cache=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("hidden_size", -128, r"text_config\.hidden_size=-128: must be a positive integer"),
+        ("num_hidden_layers", "2", r"text_config\.num_hidden_layers='2': must be a positive"),
+        ("layer_norm_eps", 0, r"text_config\.layer_norm_eps=0: must be a positive number"),
+    ],
+)
+def test_config_with_a_bad_size_or_type_names_the_file_and_field(
+    tiny, tmp_path, field, value, message
+):
+    import shutil
+
+    d = tmp_path / "hf_bad"
+    shutil.copytree(tiny["root"] / "hf", d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["text_config"][field] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"hf_bad/config\.json: " + message):
+        load_clip(d, use_cache=False)
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"hf_bad/config\.json: Expecting property name"):
+        load_clip(d, use_cache=False)
+
+
+def test_empty_conv_weight_and_damaged_safetensors_name_the_file(tiny, tmp_path):
+    sd = dict(tiny["oa"])
+    sd["visual.conv1.weight"] = torch.zeros(0, 3, 32, 32)
+    save_file(sd, str(tmp_path / "empty_conv.safetensors"))
+    with pytest.raises(ValueError, match=r"empty_conv\.safetensors: 'visual\.conv1\.weight' has"):
+        load_clip(tmp_path / "empty_conv.safetensors", use_cache=False)
+    (tmp_path / "damaged.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{broken}")
+    with pytest.raises(ValueError, match=r"damaged\.safetensors: not a readable safetensors"):
+        load_clip(tmp_path / "damaged.safetensors", use_cache=False)
+
+
+def test_weights_giving_non_finite_text_embeddings_fail_naming_a_text():
+    import jax
+
+    from drc_jax.clip import ClipEncoder
+
+    clip = load_clip("random:test-tiny", use_cache=False)
+    params = jax.tree.map(np.array, clip.params)
+    params["text_projection"]["kernel"][:, 0] = np.inf
+    broken = ClipEncoder(clip.config, params, clip.tokenizer, "float32", weights_id="inf-weights")
+    with pytest.raises(
+        ValueError, match=r"inf-weights gave non-finite .* 2 of 2 texts, e.g. 'a cat'"
+    ):
+        broken.encode_texts(["a cat", "a dog"])

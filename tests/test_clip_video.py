@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drc_jax.clip import VideoReadError, load_clip, read_video_frames
-from drc_jax.clip.video import frame_indices
+from drc_jax.clip import load_clip
+from drc_jax.media import MediaError, VideoReadError, frame_indices, read_video_frames
 
 
 def write_counting_video(path, n_frames: int, codec: str = "mpeg4", size=(64, 48)):
@@ -75,6 +75,7 @@ def test_corrupt_truncated_and_missing_videos_raise_errors_naming_the_file(tmp_p
         read_video_frames(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="unknown frame sampling 'middle'"):
         read_video_frames(good, sampling="middle")
+    assert issubclass(VideoReadError, MediaError)  # one except clause for every media failure
 
 
 def test_video_embedding_is_mean_of_unit_frame_embeddings(tmp_path):

@@ -33,7 +33,7 @@ def test_cli_rules_writes_one_object_per_input_line_in_order(tmp_path):
     objs = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [o["caption"] for o in objs] == lines
     assert [Decomposition.from_dict(o) for o in objs] == RuleDecomposer().decompose(lines)
-    assert list(objs[0]) == ["caption", "negated", "aff", "neg", "cf", "strength"]
+    assert list(objs[0]) == ["caption", "negated", "aff", "neg", "cf", "strength", "negs"]
     stats = json.loads(proc.stderr.strip().splitlines()[-1])
     assert stats["captions"] == 5 and stats["negated"] == 3
 
@@ -96,11 +96,11 @@ def test_cache_persists_each_answer_as_it_arrives(tmp_path):
     decs = RuleDecomposer().decompose(CAPS)
     c1 = DecompositionCache(tmp_path, "sglang", "qwen", "v1")
     c1.put(decs[0])
-    c1.put(decs[1], fallback="invalid")
+    c1.put(decs[1])
     # Nothing is closed or flushed by hand: a second reader already sees both answers.
     c2 = DecompositionCache(tmp_path, "sglang", "qwen", "v1")
-    assert c2.get(CAPS[0]) == (decs[0], None)
-    assert c2.get(CAPS[1]) == (decs[1], "invalid")
+    assert c2.get(CAPS[0]) == decs[0]
+    assert c2.get(CAPS[1]) == decs[1]
     assert c2.get(CAPS[2]) is None
     c1.close()
     c2.close()
@@ -113,7 +113,7 @@ def test_cache_is_keyed_by_backend_model_and_prompt_version(tmp_path):
     c.close()
     for other in [("sglang", "qwen", "v2"), ("sglang", "llama", "v1"), ("x", "qwen", "v1")]:
         assert DecompositionCache(tmp_path, *other).get(CAPS[0]) is None
-    assert DecompositionCache(tmp_path, "sglang", "qwen", "v1").get(CAPS[0]) == (d, None)
+    assert DecompositionCache(tmp_path, "sglang", "qwen", "v1").get(CAPS[0]) == d
 
 
 def test_cache_survives_a_torn_last_line_and_keeps_appending(tmp_path):
@@ -128,5 +128,5 @@ def test_cache_survives_a_torn_last_line_and_keeps_appending(tmp_path):
     c2.put(decs[2])
     c2.close()
     c3 = DecompositionCache(tmp_path, "b", "m", "v")
-    assert c3.get(CAPS[0]) == (decs[0], None) and c3.get(CAPS[2]) == (decs[2], None)
+    assert c3.get(CAPS[0]) == decs[0] and c3.get(CAPS[2]) == decs[2]
     c3.close()

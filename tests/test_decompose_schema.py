@@ -37,8 +37,10 @@ def test_schemas_are_flat_fully_required_and_free_of_pattern_or_length_keywords(
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert schema["required"] == list(schema["properties"])
     for spec in schema["properties"].values():
-        assert spec["type"] in ("string", "boolean")
-        assert not set(spec) - {"type", "enum"}  # no pattern / minLength / maxLength / format
+        assert spec["type"] in ("string", "boolean", "array")
+        assert not set(spec) - {"type", "enum", "items"}  # no pattern / min/maxLength / format
+        if spec["type"] == "array":  # negs: a plain list of strings, nothing else
+            assert spec["items"] == {"type": "string"}
     if "strength" in schema["properties"]:
         assert schema["properties"]["strength"]["enum"] == list(STRENGTHS)
 
@@ -93,6 +95,36 @@ def test_decomposition_rejects_records_that_make_no_sense(fields, problem):
     base = dict(caption="c", aff="c", cf="c")
     with pytest.raises(DecompositionError, match=problem):
         Decomposition(**base, **fields)
+
+
+def test_several_negated_concepts_are_listed_with_neg_as_the_first():
+    d = Decomposition(
+        "a street with no cars and no people",
+        True,
+        "a street",
+        "a car",
+        "a street with a car and a person",
+        "strong",
+        ("a car", "a person"),
+    )
+    assert d.negs == ("a car", "a person") and d.neg == "a car"
+    assert Decomposition.from_dict(json.loads(d.to_json())) == d
+    assert d.to_dict()["negs"] == ["a car", "a person"]
+    # One concept given the old way: negs is (neg,); negs given alone sets neg.
+    assert Decomposition("c", True, "a", "a cat", "a with a cat", "weak").negs == ("a cat",)
+    assert Decomposition("c", True, "a", "", "a", "weak", ("a cat",)).neg == "a cat"
+    with pytest.raises(DecompositionError, match="negs must"):
+        Decomposition("c", True, "a", "a cat", "a", "weak", ("a dog", "a cat"))
+    with pytest.raises(DecompositionError, match="not negated but negs"):
+        Decomposition("c", False, "c", "", "c", "none", ("a cat",))
+
+
+def test_records_written_before_negs_existed_still_load():
+    old = {"caption": "no cats", "negated": True, "aff": "a photo", "neg": "a cat"}
+    d = Decomposition.from_dict({**old, "cf": "a photo with a cat", "strength": "strong"})
+    assert d.negs == ("a cat",)
+    with pytest.raises(DecompositionError, match="'negs' must be a list of strings"):
+        Decomposition.from_dict({**d.to_dict(), "negs": [1]})
 
 
 def test_decomposition_round_trips_through_json():

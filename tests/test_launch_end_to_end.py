@@ -4,6 +4,7 @@ stand-in media, sharded over 8 devices, and with every table encoded once."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from drc_jax.data.media import file_name
 from drc_jax.data.synthetic import SyntheticSpec, render_image, write_video
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import load_config
-from drc_jax.launch.pipeline import RunOptions, run
+from drc_jax.launch.pipeline import run
+from drc_jax.media import file_name
 from tests.conftest import REPO, run_with_devices
 
 TINY = "random:test-tiny"
@@ -23,13 +24,14 @@ SMALL = SyntheticSpec(num_images=8, captions_per_image=2, num_videos=4, frames_p
 METRICS = ("R@1", "R@5", "R@10", "medR")
 
 
-def options(tmp_path, config="paper", **kw) -> RunOptions:
-    kw.setdefault("weights", TINY)
-    kw.setdefault("cache_dir", str(tmp_path / "cache"))
-    kw.setdefault("synthetic", SMALL)
-    return RunOptions(
-        config=load_config(config), output_dir=str(tmp_path / "out"), progress=False, **kw
-    )
+def options(tmp_path, config="paper", synthetic=SMALL, **overrides):
+    """The run config ``config`` (a shipped name or a path) for a quick run under ``tmp_path``."""
+    overrides.setdefault("weights", TINY)
+    overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    overrides.setdefault("output_dir", str(tmp_path / "out"))
+    spec = {f"synthetic.{k}": v for k, v in dataclasses.asdict(synthetic).items()}
+    path = config if config.endswith(".py") else str(REPO / "configs" / f"{config}.py")
+    return load_config(path, progress=False, **spec, **overrides)
 
 
 class CountingClip:
@@ -131,7 +133,7 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
 
 @pytest.mark.slow
 def test_synthetic_videos_run_end_to_end(tmp_path):
-    r = run(options(tmp_path, benchmark="synthetic_video", cache_dir=None))
+    r = run(options(tmp_path, benchmark="synthetic_video", cache_dir=""))
     assert r["media_kind"] == "video" and r["num_media"] == SMALL.num_videos
     assert set(r["methods"]) == {"clip", "spacevlm", "drc"}
 
@@ -202,12 +204,12 @@ def test_precomputed_decompositions_and_image_embeddings_replace_those_stages(tm
     from drc_jax.decompose import get_decomposer, write_decompositions_jsonl
 
     opts = options(tmp_path)
-    bench, root = pipeline.load_data(opts)
-    bench, paths, _ = pipeline.resolve_media(bench, root, opts)
+    corpus, _ = pipeline.load_corpus(opts)
+    bench = corpus.bench
     reference = run(opts)
 
     clip = pipeline.load_backbone(TINY, "float32")
-    emb = pipeline.media_embedder(clip, bench, opts)([str(p) for p in paths])
+    emb = pipeline.media_embedder(clip, bench, opts)([str(p) for p in corpus.paths])
     np.save(tmp_path / "emb.npy", emb)
     captions = list(dict.fromkeys(q.caption for q in bench.queries))
     decs = get_decomposer("rules").decompose(captions)
@@ -215,7 +217,7 @@ def test_precomputed_decompositions_and_image_embeddings_replace_those_stages(tm
         write_decompositions_jsonl(decs, f)
 
     r = run(options(tmp_path, image_embeddings=str(tmp_path / "emb.npy"),
-                    decompositions=str(tmp_path / "decs.jsonl"), cache_dir=None))  # fmt: skip
+                    decompositions=str(tmp_path / "decs.jsonl"), cache_dir=""))  # fmt: skip
     assert r["decomposition"]["decomposer"].startswith("jsonl:")
     assert r["encoding"][TINY]["media"] == {"precomputed": str(tmp_path / "emb.npy")}
     for name, m in reference["methods"].items():
@@ -241,20 +243,24 @@ def test_each_backbone_is_encoded_once_and_compared_to_its_own_clip_row(tmp_path
     monkeypatch.setattr(pipeline, "load_backbone", load)
     path = tmp_path / "two.py"
     path.write_text(
-        "from drc_jax.launch.config import RunConfig, Variant\n"
+        "from drc_jax.launch.config import base_config, row\n"
         "def get_config():\n"
-        "    return RunConfig('two', tuple(\n"
-        "        Variant(f'{w} {m}', m, weights=w) for w in ('tiny-a', 'tiny-b')\n"
-        "        for m in ('clip', 'drc')))\n"
+        "    c = base_config()\n"
+        "    c.name = 'two'\n"
+        "    for w in ('tiny-a', 'tiny-b'):\n"
+        "        for m in ('clip', 'drc'):\n"
+        "            c.variants[f'{w}_{m}'.replace('-', '_')] = row(m, weights=w)\n"
+        "    c.rows = ('tiny_a_clip', 'tiny_a_drc', 'tiny_b_clip', 'tiny_b_drc')\n"
+        "    return c\n"
     )
     r = run(options(tmp_path, config=str(path)))
     assert sorted(loaded) == ["tiny-a", "tiny-b"]
     assert all(c.media == SMALL.num_images for c in loaded.values())
     assert {k: m["baseline"] for k, m in r["methods"].items()} == {
-        "tiny-a clip": "tiny-a clip",
-        "tiny-a drc": "tiny-a clip",
-        "tiny-b clip": "tiny-b clip",
-        "tiny-b drc": "tiny-b clip",
+        "tiny_a_clip": "tiny_a_clip",
+        "tiny_a_drc": "tiny_a_clip",
+        "tiny_b_clip": "tiny_b_clip",
+        "tiny_b_drc": "tiny_b_clip",
     }
     assert r["config"]["backbones"] == ["tiny-a", "tiny-b"]
 
@@ -295,3 +301,28 @@ def test_cache_is_not_reused_when_the_same_weights_name_holds_other_numbers(
     r = run(options(tmp_path))
     assert counting[1].media == SMALL.num_images
     assert r["encoding"][TINY]["media"]["cached"] == 0
+
+
+def test_an_empty_cache_dir_turns_off_the_decomposition_cache_too(tmp_path, monkeypatch):
+    """``--cache_dir ''``: no embedding cache and no decomposition cache (not even the default
+    one), so a second run asks the SGLang server again; with a cache it asks nothing."""
+    from drc_jax.decompose import sglang
+    from tests.test_sglang_client import FakeServer
+
+    default = tmp_path / "default_decompositions"
+    monkeypatch.setattr(sglang, "DEFAULT_CACHE_DIR", default)
+    server = FakeServer()
+    try:
+        kw = dict(decomposer="sglang", sglang_url=server.url, sglang_model="fake")
+        for _ in range(2):
+            r = run(options(tmp_path, cache_dir="", **kw))
+        asked = len(server.requests)
+        assert asked == 2 * r["decomposition"]["unique_captions"] > 0
+        assert not default.exists() and not (tmp_path / "cache").exists()
+
+        for _ in range(2):
+            run(options(tmp_path, **kw))
+        assert len(server.requests) == asked + r["decomposition"]["unique_captions"]
+        assert (tmp_path / "cache" / "decompositions").is_dir()
+    finally:
+        server.stop()

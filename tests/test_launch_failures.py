@@ -42,8 +42,12 @@ def cli(*args):
          ["3 of 3 media file(s)", "video9838.mp4 (line 2)", "MSRVTT.zip",
           "--on_missing_media skip"]),
         (["--config", "tabel3"], ["no configs/tabel3.py", "table3"]),
+        (["--config.variants.drcc.label=x"],
+         ["--config.variants.drcc.label: no such field", 'Did you mean "drc"']),
+        (["--config.benchmark=cocoa"], ["--config.benchmark='cocoa': expected one of", "coco"]),
     ],
-    ids=["missing_data_dir", "no_captions_csv", "wrong_columns", "missing_videos", "bad_config"],
+    ids=["missing_data_dir", "no_captions_csv", "wrong_columns", "missing_videos", "bad_config",
+         "unknown_field", "bad_choice"],
 )  # fmt: skip
 def test_cli_errors_exit_nonzero_with_an_actionable_message(args, expected, negbench_dir, tmp_path):
     args = [a.format(negbench=negbench_dir, tmp=tmp_path) for a in args]
@@ -91,6 +95,13 @@ def test_corrupt_media_fails_naming_the_file_or_is_skipped_and_listed(tmp_path, 
     r = run(options(tmp_path, on_missing_media="skip", **kw))
     assert [s["file"] for s in r["skipped"]] == [bad.name]
     assert r["num_media"] == (SPEC.num_images if kind == "image" else SPEC.num_videos) - 1
+    # "N of M captions negated" counts the queries evaluated, not those of the dropped medium.
+    d = r["decomposition"]
+    assert d["captions"] == r["num_queries"] and d["negated"] <= d["captions"]
+    assert (
+        f"{d['negated']} of {r['num_queries']} captions negated"
+        in (tmp_path / "out" / "results.md").read_text()
+    )
 
 
 def _rewrite_caption(root, line, caption):
@@ -144,3 +155,20 @@ def test_unreachable_sglang_server_fails_with_alternatives(tmp_path):
     msg = str(e.value)
     assert "cannot reach the SGLang server at http://127.0.0.1:9" in msg
     assert "--decomposer rules" in msg and "--decompositions" in msg
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file"])
+def test_an_unwritable_output_dir_fails_before_any_work(tmp_path, monkeypatch, where):
+    from drc_jax.launch import pipeline
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a directory")
+    out = blocker if where == "a_file" else blocker / "out"
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the run started working before checking --output_dir")
+
+    monkeypatch.setattr(pipeline, "load_corpus", no_work)
+    monkeypatch.setattr(pipeline, "load_backbone", no_work)
+    with pytest.raises(LaunchError, match=f"--output_dir {out}: cannot write there"):
+        run(options(tmp_path, output_dir=str(out)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,3 +65,12 @@ def test_negated_share_counts_top_k_images_showing_the_negated_concept():
     shows_negated = {(0, 1), (0, 3), (1, 5), (1, 0)}  # (query, image)
     share = negated_in_top_k(top, lambda q, i: (q, i) in shows_negated, k=5)
     assert share == pytest.approx(100 * 3 / 10)  # (1, 0) is at position 6, outside the top 5
+
+
+def test_ranks_are_read_at_the_scores_own_precision():
+    """float64 scores are compared as given: rounding them to float32 first would turn a higher
+    score into a tie that the ground truth then wins."""
+    scores = np.array([[1.0, 1.0 + 1e-12, 0.5]])
+    np.testing.assert_array_equal(ranks_from_scores(scores, [0]), [2])
+    bf16 = np.asarray(jnp.asarray([[0.5, 0.25, 0.75]], jnp.bfloat16))  # ml_dtypes, not np.floating
+    np.testing.assert_array_equal(ranks_from_scores(bf16, [0]), [2])

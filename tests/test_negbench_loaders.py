@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from drc_jax.data import media as media_io
+from drc_jax import media as media_io
 from drc_jax.data.negbench import (
     DataError,
     load_benchmark,
@@ -126,3 +126,44 @@ def test_corrupt_image_raises_media_error_naming_the_file(tmp_path):
     assert e.value.path == str(bad) and "re-download" in e.value.reason
     with pytest.raises(media_io.MediaError, match="not found"):
         media_io.read_image(tmp_path / "absent.jpg")
+
+
+def _write_coco(path, rows, *, bom=False):
+    with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["positive_objects", "negative_objects", "filepath", "image_id", "captions"])
+        w.writerows(rows)
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM, which must not become part of the first column."""
+    path = tmp_path / "bom.csv"
+    _write_coco(path, [["['cat']", "['dog']", "a/1.jpg", "1", "['A cat, no dog.']"]], bom=True)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    bench = load_coco_neg(path)
+    assert bench.media[0].positive_objects == ("cat",)
+    assert [q.caption for q in bench.queries] == ["A cat, no dog."]
+
+
+def test_an_unterminated_quote_is_an_error_naming_file_and_row(tmp_path):
+    path = tmp_path / "torn.csv"
+    _write_coco(path, [["['cat']", "['dog']", "a/1.jpg", "1", "['A cat, no dog.']"]])
+    with open(path, "a") as f:  # row 3 opens a quote that never closes
+        f.write("['cat'],['dog'],a/2.jpg,2,\"['A cat\n['cat'],['dog'],a/3.jpg,3,['x']\n")
+    with pytest.raises(DataError) as e:
+        load_coco_neg(path)
+    msg = str(e.value)
+    assert str(path) in msg and "line 3" in msg and "Close the quote" in msg
+
+
+def test_captions_that_are_all_empty_lists_are_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    _write_coco(path, [["['cat']", "['dog']", f"a/{i}.jpg", str(i), "[]"] for i in range(3)])
+    with pytest.raises(DataError, match=r"every row's 'captions' list is empty \(lines 2-4\)"):
+        load_coco_neg(path)
+    msr = tmp_path / "msr.csv"
+    with open(msr, "w", newline="") as f:
+        csv.writer(f).writerows([["image_id", "captions", "filepath", "negative_concept"],
+                                 ["video1", "[]", "video1.mp4", "dog"]])  # fmt: skip
+    with pytest.raises(DataError, match="every row's 'captions' list is empty"):
+        load_msrvtt_neg(msr)

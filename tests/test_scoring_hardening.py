@@ -10,6 +10,7 @@ import pytest
 from drc_jax.metrics import ranks_from_scores, retrieval_metrics
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import DRCParams, Queries, drc_score, query_vectors, score
+from tests.conftest import run_with_devices
 from tests.test_scoring_topk import random_case
 
 
@@ -81,3 +82,34 @@ def test_f16_images_search_like_f16_full_scores():
     np.testing.assert_allclose(
         np.asarray(got.scores), np.take_along_axis(full, order, 1), atol=1e-6
     )
+
+
+def test_non_finite_images_are_named_by_global_row_on_any_shard_and_dtype():
+    """The check runs inside the streamed search: a bad row on any device's shard, in the padded
+    last chunk's range or with an inf where the query is 0, is named by its global row."""
+    out = run_with_devices(
+        """
+        import numpy as np, jax.numpy as jnp
+        from drc_jax.parallel import make_mesh
+        from drc_jax.retrieval import top_k
+        from drc_jax.scoring import query_vectors
+        from tests.test_scoring_topk import random_case
+        images, queries, gt = random_case(n=1003)  # 8 shards of 128 rows; rows 1003.. padding
+        images[[980, 1002], 5] = np.nan  # 980: in the remainder chunk's overlap, counted once
+        images[701, 2] = np.inf
+        for method in ("drc", "clip"):
+            vectors = query_vectors(method, queries)
+            vectors = vectors._replace(q=vectors.q.at[0, 2].set(0.0))  # inf * 0 is NaN too
+            for mesh in (None, make_mesh()):
+                for dtype in (None, jnp.bfloat16, jnp.float16):
+                    try:
+                        top_k(images, vectors, 5, gt_index=gt, chunk_size=32, mesh=mesh,
+                              image_dtype=dtype, query_block=8)
+                    except ValueError as e:
+                        assert "image row 701 is not finite (3 such rows)" in str(e), e
+                    else:
+                        raise AssertionError("non-finite images were searched")
+        print("ok")
+        """
+    )
+    assert out.strip().endswith("ok")

@@ -99,3 +99,28 @@ def test_top_k_searches_multi_concept_queries_like_the_full_scores(case):
     np.testing.assert_array_equal(np.asarray(got.indices), order)
     gt_rank = 1 + np.sum(full_scores > full_scores[:, :1], axis=1)
     np.testing.assert_array_equal(np.asarray(got.gt_rank), gt_rank)
+
+
+def test_a_caption_with_no_concept_left_scores_like_a_caption_without_negation(case):
+    """A negated caption whose concepts are all masked out (or that has none, M = 0) has nothing
+    to exclude: DRC and SpaceVLM give it eq. 2 on ``full``, never a blend of aff and full."""
+    images, aff, negs, cfs, full, strength = case
+    plain = np.asarray(full @ images.T)
+    strong = jnp.full(strength.shape, 3, jnp.int32)
+    none_present = jnp.zeros(negs.shape[:2], bool)
+    got = drc_score_multi(images, aff, negs, cfs, full, strong, DRCParams(), none_present)
+    np.testing.assert_allclose(np.asarray(got), plain, atol=1e-6)
+    got = drc_score_multi(images, aff, negs[:, :0], cfs[:, :0], full, strong)
+    np.testing.assert_allclose(np.asarray(got), plain, atol=1e-6)
+    for method in ("drc", "spacevlm"):
+        queries = Queries(aff, negs, cfs, full, strong, neg_mask=none_present)
+        np.testing.assert_allclose(np.asarray(score(method, images, queries)), plain, atol=1e-6)
+        empty = Queries(aff, negs[:, :0], cfs[:, :0], full, strong)
+        got = top_k(images, query_vectors(method, empty), 5, gt_index=np.zeros(len(aff), int))
+        order = np.argsort(-plain, axis=1, kind="stable")[:, :5]
+        np.testing.assert_array_equal(np.asarray(got.indices), order)
+    # One row masked out among negated ones: only that row changes to eq. 2.
+    mask = jnp.ones(negs.shape[:2], bool).at[4].set(False)
+    got = np.asarray(drc_score_multi(images, aff, negs, cfs, full, strong, DRCParams(), mask))
+    np.testing.assert_allclose(got[4], plain[4], atol=1e-6)
+    assert np.all(np.abs(np.delete(got, 4, 0) - np.delete(plain, 4, 0)).max(axis=1) > 1e-3)

@@ -66,6 +66,39 @@ def test_ground_truth_rank_counts_ties_in_its_favour():
         assert int(rank[0]) == 1
 
 
+def duplicate_case(n=1500, dim=512, nq=48):
+    """Each query's ground truth has an exact copy further on (photo folders and COCO hold such
+    duplicates)."""
+    rng = np.random.default_rng(1)
+    images = unit(rng.standard_normal((n, dim))).astype(np.float32)
+    gt = rng.integers(0, n // 2, nq)
+    images[n // 2 + np.arange(nq)] = images[gt]
+    aff = unit(images[gt] + 0.5 * rng.standard_normal((nq, dim)))
+    near = lambda s: jnp.asarray(unit(aff + s * rng.standard_normal(aff.shape)), jnp.float32)  # noqa: E731
+    strength = jnp.asarray(np.arange(nq) % 4, jnp.int32)
+    queries = Queries(jnp.asarray(aff, jnp.float32), near(0.6), near(0.5), near(0.3), strength)
+    return images, queries, gt
+
+
+@pytest.mark.parametrize("image_dtype", [None, jnp.bfloat16])
+def test_a_duplicate_of_the_ground_truth_never_outranks_it(image_dtype):
+    """The copy ties with the ground truth and ties go to the ground truth, so the streamed rank
+    equals the full-score rank bit for bit."""
+    images, queries, gt = duplicate_case()
+    stored = images if image_dtype is None else jnp.asarray(images, image_dtype)
+    for method in ("clip", "drc"):
+        full = np.asarray(score(method, stored, queries))
+        got = top_k(
+            images,
+            query_vectors(method, queries),
+            10,
+            gt_index=gt,
+            chunk_size=256,
+            image_dtype=image_dtype,
+        )
+        np.testing.assert_array_equal(np.asarray(got.gt_rank), ranks_from_scores(full, gt))
+
+
 def test_bf16_top_k_ranks_like_bf16_full_scores():
     images, queries, gt = random_case(seed=3)
     images16 = jnp.asarray(images, jnp.bfloat16)
@@ -129,6 +162,24 @@ def test_sharded_top_k_matches_single_device():
             np.testing.assert_array_equal(np.asarray(one.indices), np.asarray(many.indices))
             np.testing.assert_array_equal(np.asarray(one.gt_rank), np.asarray(many.gt_rank))
             np.testing.assert_allclose(np.asarray(one.scores), np.asarray(many.scores), atol=1e-6)
+        # A duplicated ground truth keeps its rank on every shard layout.
+        from tests.test_scoring_topk import duplicate_case
+        d_images, d_queries, d_gt = duplicate_case()
+        for dtype in (None, jnp.bfloat16):
+            kw = dict(gt_index=d_gt, chunk_size=64, image_dtype=dtype)
+            vectors = query_vectors("drc", d_queries)
+            one = top_k(d_images, vectors, 10, **kw).gt_rank
+            many = top_k(d_images, vectors, 10, mesh=mesh, **kw).gt_rank
+            np.testing.assert_array_equal(np.asarray(one), np.asarray(many))
+        # 1001 and 1003 images both shard as 8 x 126 rows: the image count is data, so a growing
+        # index reuses the compiled search.
+        from drc_jax import retrieval
+        vectors = query_vectors("drc", queries)
+        sizes = []
+        for n in (1001, 1003):
+            top_k(images[:n], vectors, 10, gt_index=gt % 1000, chunk_size=64, mesh=mesh)
+            sizes.append(retrieval._top_k_jit._cache_size())
+        assert sizes[1] == sizes[0], sizes
         print("ok")
         """
     )
@@ -183,3 +234,22 @@ def test_package_exports_the_method_and_the_engine():
         assert getattr(drc_jax, name) is getattr(scoring, name)
     for name in ("top_k", "TopK", "top_k_memory"):
         assert getattr(drc_jax, name) is getattr(retrieval, name)
+
+
+def test_a_corpus_that_is_not_whole_chunks_is_searched_where_it_lies():
+    """No padded copy of the images per call (a search server calls top_k per query): the
+    planned search takes the N rows as given and its scratch memory holds no image copy; the
+    remainder chunk is scored once, never twice."""
+    nq, dim, chunk = 16, 64, 2048
+    for dtype in (jnp.float32, jnp.bfloat16):
+        n = chunk * 64 + 5
+        m = top_k_memory(nq, n, dim, 10, chunk_size=chunk, image_dtype=dtype)
+        assert m["argument"] < (n + 64) * dim * jnp.dtype(dtype).itemsize + 64 * 1024
+        assert m["temp"] < n * dim * jnp.dtype(dtype).itemsize / 4  # far below one image copy
+    images, queries, gt = random_case(n=1003)
+    full = np.asarray(score("drc", images, queries))
+    for chunk_size in (128, 1000, 1002):  # remainders 107, 3, 1: last chunk overlaps the rest
+        got = top_k(images, query_vectors("drc", queries), 10, gt_index=gt, chunk_size=chunk_size)
+        order = np.argsort(-full, axis=1, kind="stable")[:, :10]
+        np.testing.assert_array_equal(np.asarray(got.indices), order)
+        np.testing.assert_array_equal(np.asarray(got.gt_rank), ranks_from_scores(full, gt))

@@ -1,4 +1,4 @@
-"""`python -m drc_jax.search index|query` end to end on generated scenes, with random weights."""
+"""`python -m drc_jax.search index|query|export` end to end on generated scenes, random weights."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from drc_jax.figures import GREEN, RED
-from drc_jax.search.scenes import draw_scene, make_scene_folder
 from tests.conftest import REPO
+from tests.scenes import draw_scene, make_scene_folder
 
 pytestmark = pytest.mark.slow
 WEIGHTS = "random:test-tiny"
@@ -64,6 +64,18 @@ def test_reindex_after_adding_and_deleting_files_touches_only_those(indexed, tmp
     assert "1 added, 0 changed, 1 removed, 8 unchanged, 1 failed" in proc.stdout
     assert restored.returncode == 0, restored.stderr
     assert "1 added, 0 changed, 1 removed, 8 unchanged, 1 failed" in restored.stdout
+
+
+def test_export_parquet_writes_one_row_per_indexed_file(indexed, tmp_path):
+    import pyarrow.parquet as pq
+
+    _, index, _ = indexed
+    out = tmp_path / "index.parquet"
+    proc = cli("export", "--index", str(index), "--format", "parquet", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"exported 9 files of {index} -> {out} (parquet)" in proc.stdout
+    table = pq.read_table(out)
+    assert table.num_rows == 9 and table.column_names == ["id", "path", "hash", "embedding"]
 
 
 def test_query_json_batches_queries_and_writes_one_figure_per_query(indexed, tmp_path):

@@ -1,18 +1,21 @@
-"""Indexing a folder: incremental updates, unreadable files, settings checks (random tiny CLIP)."""
+"""Indexing folders: incremental updates, moves, unreadable files, settings (random tiny CLIP)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from drc_jax.media import read_image
 from drc_jax.search import build_index, read_info, scan_images
-from drc_jax.search.index import load_image
-from drc_jax.search.scenes import draw_scene, make_scene_folder
-from drc_jax.store import EmbeddingStore, StoreMismatchError
+from drc_jax.search.index import indexed_files
+from drc_jax.store import Store, StoreError, StoreMismatchError
 from tests.conftest import run_with_devices
+from tests.scenes import draw_scene, make_scene_folder
 
 WEIGHTS = "random:test-tiny"
 
@@ -47,8 +50,19 @@ def scenes(tmp_path):
 
 
 def stored(index) -> dict[str, np.ndarray]:
-    store = EmbeddingStore.open(index, read_info(index).meta)
-    return dict(zip(store.ids, store.embeddings, strict=True))
+    """``id (path relative to its root) -> embedding`` of every indexed file."""
+    info = read_info(index)
+    with Store.open(index, None) as store:
+        indexed_files(store, info.roots)  # every stored path lies inside a root
+        keys, vectors = store.vectors()
+        by_hash = dict(zip(keys, np.asarray(vectors), strict=True))
+        names = store.names()
+    out = {}
+    for name, (key, _) in names.items():
+        root = next(r for r in info.roots if Path(name).is_relative_to(r))
+        if key in by_hash:
+            out[Path(name).relative_to(root).as_posix()] = by_hash[key]
+    return out
 
 
 def test_reindex_embeds_only_added_and_changed_files_and_drops_deleted(tmp_path, scenes, tiny_clip):
@@ -77,7 +91,7 @@ def test_reindex_embeds_only_added_and_changed_files_and_drops_deleted(tmp_path,
     clip.images_encoded = 0
     report = build_index(root, index, clip=clip, progress=False)
     assert (report.added, report.changed, report.removed) == (2, 1, 1)
-    assert clip.images_encoded == 3
+    assert clip.images_encoded == 3 and report.embedded == 3
     after = stored(index)
     assert "street/street_0.png" not in after
     assert {"park/new_dog.png", "trips/2024/cat.jpg"} <= set(after)
@@ -92,7 +106,7 @@ def test_index_embedding_is_the_clip_embedding_of_that_file(tmp_path, scenes, ti
     build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
     emb = stored(tmp_path / "index")
     for rel in ("park/dog_on_park_0.png", "street/cat_on_street_0.png"):
-        img = load_image(root / rel, tiny_clip.image_size)
+        img = read_image(root / rel, draft_size=2 * tiny_clip.image_size)
         want = tiny_clip.encode_images(tiny_clip.preprocess([img], mode="spacevlm"))[0]
         np.testing.assert_allclose(emb[rel], want, atol=1e-5)
 
@@ -167,3 +181,143 @@ def test_index_built_on_8_devices_matches_single_device(tmp_path, scenes, tiny_c
     assert sorted(eight) == sorted(one) == sorted(contents)
     for id_ in one:
         np.testing.assert_allclose(eight[id_], one[id_], atol=1e-5)
+
+
+def test_moving_or_renaming_the_indexed_folder_embeds_nothing(tmp_path, scenes, tiny_clip):
+    root, contents = scenes
+    index = tmp_path / "index"
+    clip = CountingClip(tiny_clip)
+    build_index(root, index, clip=clip, progress=False)
+    before = stored(index)
+    moved = tmp_path / "elsewhere" / "renamed photos"
+    moved.parent.mkdir()
+    root.rename(moved)
+    (moved / "park" / "park_0.png").rename(moved / "park" / "renamed.png")
+    clip.images_encoded = 0
+    report = build_index(moved, index, clip=clip, progress=False)
+    assert clip.images_encoded == 0 and report.embedded == 0
+    assert (report.added, report.removed) == (len(contents), len(contents))
+    after = stored(index)
+    assert read_info(index).roots == (moved.resolve(),)
+    np.testing.assert_array_equal(after["park/renamed.png"], before["park/park_0.png"])
+    assert {k: v.tolist() for k, v in after.items() if k != "park/renamed.png"} == {
+        k: v.tolist() for k, v in before.items() if k != "park/park_0.png"
+    }
+
+
+def test_an_index_mirrors_several_roots_and_equal_files_share_one_embedding(
+    tmp_path, scenes, tiny_clip
+):
+    root, contents = scenes
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(root / "park" / "park_0.png", other / "copy.png")
+    draw_scene("cat", "park", seed=90).save(other / "new.png")
+    clip = CountingClip(tiny_clip)
+    report = build_index([root, other], tmp_path / "index", clip=clip, progress=False)
+    assert report.added == len(contents) + 2 and clip.images_encoded == len(contents) + 1
+    info = read_info(tmp_path / "index")
+    assert info.roots == (root.resolve(), other.resolve()) and info.root == root.resolve()
+    emb = stored(tmp_path / "index")
+    np.testing.assert_array_equal(emb["copy.png"], emb["park/park_0.png"])
+    with Store.open(tmp_path / "index", None) as store:
+        assert len(store) == len(contents) + 1
+
+    report = build_index(other, tmp_path / "index", clip=clip, progress=False)  # one root left
+    assert (report.removed, report.unchanged) == (len(contents), 2)
+    assert sorted(stored(tmp_path / "index")) == ["copy.png", "new.png"]
+    with Store.open(tmp_path / "index", None) as store:
+        assert len(store) == 2  # contents no file has any more are dropped
+
+
+@pytest.mark.parametrize("name", ["{root}/../outside.png", "/etc/passwd", "relative/x.png"])
+def test_a_path_outside_the_index_roots_read_from_the_index_is_refused(
+    tmp_path, scenes, tiny_clip, name
+):
+    root, _ = scenes
+    index = tmp_path / "index"
+    build_index(root, index, clip=tiny_clip, progress=False)
+    with sqlite3.connect(index / "catalogue.sqlite") as db:
+        key = db.execute("SELECT key FROM names LIMIT 1").fetchone()[0]
+        db.execute("INSERT INTO names VALUES (?, ?, '1:1')", (name.format(root=root), key))
+    from drc_jax.search import Searcher
+
+    searcher = Searcher.open(index, clip=tiny_clip)
+    with pytest.raises(StoreError, match="not inside its roots.*damaged or was crafted"):
+        searcher.search("a dog", k=3)
+
+
+def test_export_parquet_has_one_row_per_file_with_path_hash_and_embedding(
+    tmp_path, scenes, tiny_clip
+):
+    import pyarrow.parquet as pq
+
+    from drc_jax.search.export import export_index
+
+    root, contents = scenes
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    n = export_index(tmp_path / "index", tmp_path / "out" / "index.parquet")
+    table = pq.read_table(tmp_path / "out" / "index.parquet").to_pydict()
+    assert n == len(contents) and sorted(table) == ["embedding", "hash", "id", "path"]
+    assert table["id"] == list(range(n))
+    emb = stored(tmp_path / "index")
+    for path, digest, vector in zip(table["path"], table["hash"], table["embedding"], strict=True):
+        rel = Path(path).relative_to(root.resolve()).as_posix()
+        np.testing.assert_array_equal(np.asarray(vector, np.float32), emb[rel])
+        assert digest.startswith("sha1:")
+
+
+def test_export_without_pyarrow_says_what_to_install(tmp_path, scenes, tiny_clip, monkeypatch):
+    import sys
+
+    from drc_jax.search.export import export_index
+
+    root, _ = scenes
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"needs pyarrow: pip install 'drc-jax\[parquet\]'"):
+        export_index(tmp_path / "index", tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_an_interrupted_reindex_keeps_the_index_usable_and_resumes_bit_identically(
+    tmp_path, scenes, tiny_clip
+):
+    from drc_jax.search import Searcher
+
+    root, contents = scenes
+    build_index(root, tmp_path / "clean", clip=tiny_clip, batch_size=4, progress=False)
+
+    class Interrupting(CountingClip):
+        def encode_images(self, pixels, *a, **kw):
+            if self.images_encoded >= 4:  # the second batch of 4
+                raise KeyboardInterrupt
+            return super().encode_images(pixels, *a, **kw)
+
+    index = tmp_path / "index"
+    build_index(root, index, clip=tiny_clip, progress=False)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    draw_scene("dog", "beach", seed=5).save(moved / "a.png")
+    draw_scene("cat", "park", seed=6).save(moved / "b.png")
+    for i in range(6):
+        draw_scene("dog", "street", seed=10 + i).save(moved / f"new_{i}.png")
+    with pytest.raises(KeyboardInterrupt):
+        build_index(moved, index, clip=Interrupting(tiny_clip), batch_size=4, progress=False)
+    # the interrupted run changed nothing a query sees: the old files, inside the old root
+    hits = Searcher.open(index, clip=tiny_clip).search("a dog", k=len(contents))["drc"][0].hits
+    assert sorted(h.id for h in hits) == sorted(contents)
+    assert all(h.path.startswith(str(root.resolve())) for h in hits)
+
+    clip = CountingClip(tiny_clip)
+    report = build_index(moved, index, clip=clip, batch_size=4, progress=False)
+    assert clip.images_encoded == 4 and report.embedded == 4  # the first batch of 4 was kept
+    build_index(moved, tmp_path / "clean", clip=tiny_clip, batch_size=4, progress=False)
+    resumed, clean = stored(index), stored(tmp_path / "clean")
+    assert (
+        sorted(resumed)
+        == sorted(clean)
+        == sorted([*contents, "a.png", "b.png"] + [f"new_{i}.png" for i in range(6)])
+    )
+    for id_, emb in clean.items():
+        np.testing.assert_array_equal(resumed[id_], emb)

@@ -10,10 +10,10 @@ from PIL import Image
 
 from drc_jax.figures import GREEN, RED
 from drc_jax.search import Searcher, build_index, path_mentions, render_search_figure, search
-from drc_jax.search.scenes import make_scene_folder
 from tests.conftest import run_with_devices
+from tests.scenes import make_scene_folder
 
-# Colours drawn by drc_jax.search.scenes, and the concept each one shows.
+# Colours drawn by tests.scenes, and the concept each one shows.
 CONCEPT_COLOURS = {
     "dog": (130, 85, 45),
     "cat": (120, 120, 125),

@@ -1,8 +1,9 @@
 """The SGLang client against a real loopback HTTP server speaking OpenAI chat completions.
 
 The fake "model" answers with the rule decomposer's split, or with scripted faults: invalid JSON,
-schema-violating JSON, a plain string, HTTP 500, answers slower than the client's timeout,
-nothing listening, and a server that dies mid-batch. Every timeout here is well under a second.
+schema-violating JSON, a plain string, an HTML page, a 10 MB body, HTTP 500, answers slower than
+the client's timeout, an answer trickled one byte a second, nothing listening, and a server that
+dies mid-batch. Every timeout here is at most a few seconds, and every server stops by itself.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from drc_jax.decompose import Decomposition, get_decomposer, load_decompositions_jsonl
-from drc_jax.decompose.prompts import MERGED_SYSTEM, STRENGTH_SYSTEM
+from drc_jax.decompose.prompts import DECOMPOSER_SYSTEM, MERGED_SYSTEM, STRENGTH_SYSTEM
 from drc_jax.decompose.rules import RuleDecomposer
-from drc_jax.decompose.sglang import SGLangRequestError, SGLangUnavailableError
+from drc_jax.decompose.sglang import (
+    SGLangDecomposer,
+    SGLangRequestError,
+    SGLangUnavailableError,
+)
 from drc_jax.decompose.types import MERGED_SCHEMA
 
 CAPTIONS = [
@@ -42,13 +47,23 @@ def rule_answer(caption: str, system: str) -> str:
 
 
 class FakeServer:
-    """ThreadingHTTPServer on 127.0.0.1; ``behave(caption, n_seen) -> (status, content, delay)``."""
+    """ThreadingHTTPServer on 127.0.0.1; ``behave(caption, n_seen) -> (status, content, delay)``.
 
-    def __init__(self, behave=None, port: int = 0, die_after: int | None = None):
+    ``content`` None answers with the rule split, a str is the model's message, bytes are the
+    whole HTTP body as sent (an HTML page, a huge body). ``trickle_s`` sends the body one byte
+    per that many seconds.
+    """
+
+    def __init__(
+        self, behave=None, port: int = 0, die_after: int | None = None, trickle_s: float = 0.0
+    ):
         self.behave = behave or (lambda cap, n: (200, None, 0.0))
         self.requests: list[dict] = []
         self.seen: dict[str, int] = {}
         self.in_flight = self.max_in_flight = 0
+        self.trickle_s = trickle_s
+        self.caption_in_flight: dict[str, int] = {}
+        self.max_caption_in_flight = 0  # most requests for one caption at the same time
         self.die_after = die_after
         self._lock = threading.Lock()
         fake = self
@@ -69,6 +84,8 @@ class FakeServer:
                     n = fake.seen[caption] = fake.seen.get(caption, 0) + 1
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    k = fake.caption_in_flight[caption] = fake.caption_in_flight.get(caption, 0) + 1
+                    fake.max_caption_in_flight = max(fake.max_caption_in_flight, k)
                     dying = fake.die_after is not None and len(fake.requests) > fake.die_after
                 try:
                     if dying:  # drop this connection and stop listening
@@ -79,29 +96,43 @@ class FakeServer:
                     time.sleep(delay)
                     if content is None:
                         content = rule_answer(caption, body["messages"][0]["content"])
-                    payload = json.dumps(
-                        {"choices": [{"message": {"role": "assistant", "content": content}}]}
-                        if status == 200
-                        else {"error": "boom"}
-                    ).encode()
+                    payload = (
+                        content
+                        if isinstance(content, bytes)
+                        else json.dumps(
+                            {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                            if status == 200
+                            else {"error": "boom"}
+                        ).encode()
+                    )
+                    html = payload.startswith(b"<")
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", "text/html" if html else "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if fake.trickle_s:
+                        for i in range(len(payload)):
+                            if fake._stopped:
+                                return
+                            self.wfile.write(payload[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(fake.trickle_s)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
+                        fake.caption_in_flight[caption] -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
         self._stopped = False
+        self._thread.start()
 
     def stop(self):
         with self._lock:
@@ -171,16 +202,28 @@ def test_requests_run_concurrently_up_to_the_bound(server_factory, tmp_path):
     assert 2 <= srv.max_in_flight <= 4
 
 
-def test_two_prompt_mode_asks_the_strength_estimator_only_for_negated_captions(
+def test_two_prompt_mode_sends_decomposer_and_strength_prompts_concurrently(
     server_factory, tmp_path
 ):
-    srv = server_factory()
-    out = client(srv.url, tmp_path, mode="two_prompt").decompose(CAPTIONS)
-    assert out == _RULES.decompose(CAPTIONS)
-    n_negated = sum(d.negated for d in out)
-    strength_calls = [r for r in srv.requests if r["messages"][0]["content"] == STRENGTH_SYSTEM]
-    assert len(strength_calls) == n_negated
-    assert len(srv.requests) == len(CAPTIONS) + n_negated
+    srv = server_factory(behave=lambda cap, n: (200, None, 0.3))
+    d = client(srv.url, tmp_path, mode="two_prompt", concurrency=1)
+    t0 = time.monotonic()
+    out = d.decompose(CAPTIONS[:3])
+    elapsed = time.monotonic() - t0
+    d.close()
+    assert out == _RULES.decompose(CAPTIONS[:3])
+    # One caption at a time (concurrency=1), yet both of its prompts were in flight together.
+    assert srv.max_caption_in_flight == 2
+    assert elapsed < 3 * 2 * 0.3  # faster than asking the two prompts one after the other
+    systems = [r["messages"][0]["content"] for r in srv.requests]
+    assert systems.count(STRENGTH_SYSTEM) == systems.count(DECOMPOSER_SYSTEM) == 3
+    assert out[2].negated is False and out[2].strength == "none"  # rated, but not negated
+
+
+def test_mode_is_a_constructor_argument_and_rejects_unknown_modes(tmp_path):
+    assert SGLangDecomposer(mode="two_prompt", cache_dir="").config.mode == "two_prompt"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SGLangDecomposer(mode="three_prompt", cache_dir="")
 
 
 @pytest.mark.parametrize(
@@ -276,16 +319,61 @@ def test_second_run_makes_no_requests(server_factory, tmp_path):
     assert d2.stats["requests"] == 0 and d2.stats["cache_hits"] == len(CAPTIONS)
 
 
-def test_invalid_fallbacks_are_cached_and_still_reported(server_factory, tmp_path):
-    srv = server_factory(behave=lambda cap, n: (200, "nope", 0.0))
+@pytest.mark.parametrize(
+    "bad_body",
+    [
+        b"<!doctype html><html><body>502 Bad Gateway</body></html>",
+        b"{not json at all",
+        b'{"choices": [{"message": {"content": "' + b"x" * (10 << 20) + b'"}}]}',
+    ],
+    ids=["html-page", "invalid-json", "10MB-body"],
+)
+def test_misbehaving_answers_fall_back_for_this_run_only_and_are_never_cached(
+    server_factory, tmp_path, bad_body
+):
+    srv = server_factory(behave=lambda cap, n: (200, bad_body, 0.0))
     d1 = client(srv.url, tmp_path, retries=0)
-    d1.decompose(CAPTIONS[:2])
+    out = d1.decompose(CAPTIONS[:2])
     d1.close()
+    assert [o.negated for o in out] == [False, False]
+    assert d1.stats["fallbacks"] == 2 and d1.fallback_reasons["invalid"] == 2
+    assert len(d1.cache) == 0
+    # The server behaves again: a rerun asks again and gets the real answers.
+    srv.behave = lambda cap, n: (200, None, 0.0)
     n = len(srv.requests)
     d2 = client(srv.url, tmp_path, retries=0)
-    out = d2.decompose(CAPTIONS[:2])
-    assert len(srv.requests) == n and [o.negated for o in out] == [False, False]
-    assert d2.stats["fallbacks"] == 2
+    assert d2.decompose(CAPTIONS[:2]) == _RULES.decompose(CAPTIONS[:2])
+    assert len(srv.requests) == n + 2 and d2.stats["fallbacks"] == 0
+
+
+def test_fallbacks_cached_by_older_versions_are_asked_again(server_factory, tmp_path):
+    srv = server_factory()
+    d1 = client(srv.url, tmp_path)
+    stale = {
+        "key": d1.cache.key(CAPTIONS[0]),
+        "caption": CAPTIONS[0],
+        "decomposition": Decomposition.plain(CAPTIONS[0]).to_dict(),
+        "fallback": "invalid",
+    }
+    d1.close()
+    with open(d1.cache.path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(stale) + "\n")
+    d2 = client(srv.url, tmp_path)
+    assert d2.decompose(CAPTIONS[:1]) == _RULES.decompose(CAPTIONS[:1])
+    assert d2.stats["requests"] == 1
+
+
+def test_a_server_trickling_one_byte_a_second_cannot_hold_a_request_past_its_deadline(
+    server_factory, tmp_path
+):
+    srv = server_factory(trickle_s=1.0)
+    d = client(srv.url, tmp_path, timeout_s=1.5, retries=1)
+    t0 = time.monotonic()
+    out = d.decompose(CAPTIONS[:1])
+    elapsed = time.monotonic() - t0
+    assert out == [Decomposition.plain(CAPTIONS[0])]
+    assert d.fallback_reasons["transport"] == 1 and d.stats["requests"] == 2
+    assert elapsed < 2 * 1.5 + 2  # two tries of 1.5 s each (a socket timeout never fires)
 
 
 def test_server_dying_mid_batch_loses_nothing_and_resume_completes(server_factory, tmp_path):
@@ -342,3 +430,14 @@ def test_cli_reports_an_unreachable_server_with_exit_code_2(tmp_path):
     proc = _run_decompose_cli(url, tmp_path, "no dogs\n", "--retries", "0")
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
+
+
+def test_cli_mode_two_prompt_asks_both_prompts_per_caption(server_factory, tmp_path):
+    srv = server_factory()
+    stdin = "\n".join(CAPTIONS) + "\n"
+    proc = _run_decompose_cli(srv.url, tmp_path, stdin, "--mode", "two_prompt")
+    assert proc.returncode == 0, proc.stderr
+    decs = [Decomposition.from_dict(json.loads(x)) for x in proc.stdout.splitlines()]
+    assert decs == _RULES.decompose(CAPTIONS)
+    systems = [r["messages"][0]["content"] for r in srv.requests]
+    assert systems.count(DECOMPOSER_SYSTEM) == systems.count(STRENGTH_SYSTEM) == len(CAPTIONS)

@@ -1,4 +1,4 @@
-"""launch/serve_sglang.py: its command line, and its /health wait against fake servers.
+"""drc_jax.decompose.serve (launch/serve_sglang.py runs it): its command line and /health wait.
 
 sglang is never installed: a small fake server script stands in for ``sglang.launch_server``.
 """
@@ -16,13 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from launch.serve_sglang import (
+from drc_jax.decompose.serve import (
     ServeConfig,
     ServerStartError,
     build_command,
     serve,
     wait_for_health,
 )
+from tests.conftest import REPO
 
 
 def _flag(cmd, name):
@@ -212,6 +213,7 @@ def test_cli_prints_the_url_and_leaves_the_server_running(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=REPO,  # the checkout's thin script
     )
     pid = None
     try:

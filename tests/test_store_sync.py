@@ -1,17 +1,23 @@
-"""EmbeddingStore: incremental sync, failures, crash safety and meta checks."""
+"""The embedding store: incremental fills, failures, crash safety, concurrency, hostile input."""
 
 from __future__ import annotations
 
-import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from drc_jax.store import EmbeddingStore, ItemError, StoreError, StoreMismatchError
+from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, fill
 
 META = {"weights": "fake", "preprocess": "spacevlm", "kind": "image"}
 DIM = 8
+REPO = Path(__file__).resolve().parents[1]
 
 
 def vec(id_: str, fp: str) -> np.ndarray:
@@ -43,77 +49,190 @@ def items_of(n: int, start: int = 0, fp: str = "v1") -> dict[str, str]:
     return {f"img/{i:03d}.png": fp for i in range(start, start + n)}
 
 
-def expected(store: EmbeddingStore, items: dict[str, str]) -> None:
-    assert sorted(store.ids) == sorted(items)
+def mirror(store: Store, items: dict[str, str], embed, **kw):
+    """A search-index style sync: fill what is missing, then drop what is gone."""
+    report = fill(store, items, embed, progress=False, **kw)
+    report.removed = store.prune(items)
+    return report
+
+
+def expected(store: Store, items: dict[str, str]) -> None:
+    keys, all_vectors = store.vectors()
+    assert sorted(keys) == sorted(items)
+    np.testing.assert_array_equal(all_vectors, np.stack([vec(k, items[k]) for k in keys]))
     ids = sorted(items)
-    np.testing.assert_array_equal(store.get(ids), np.stack([vec(i, items[i]) for i in ids]))
-    # ``embeddings`` rows follow ``ids``
-    np.testing.assert_array_equal(store.embeddings, np.stack([vec(i, items[i]) for i in store.ids]))
+    np.testing.assert_array_equal(store.vectors(ids)[1], np.stack([vec(i, items[i]) for i in ids]))
 
 
-def test_sync_embeds_only_new_and_changed_ids_and_drops_removed(tmp_path):
+def test_fill_embeds_only_new_and_changed_items_and_prune_drops_removed(tmp_path):
     items = items_of(10)
-    store = EmbeddingStore.open(tmp_path / "s", META)
+    store = Store.open(tmp_path / "s", META)
     emb = Embedder(items)
-    report = store.sync(items, emb, batch_size=3, progress=False)
+    report = mirror(store, items, emb, batch_size=3)
     assert (report.added, report.changed, report.removed, report.unchanged) == (10, 0, 0, 0)
     assert sorted(emb.embedded) == sorted(items)
     expected(store, items)
 
     # add 2, change 1, delete 3
-    items2 = {
-        k: v for k, v in items.items() if k not in ("img/000.png", "img/001.png", "img/002.png")
-    }
+    items2 = {k: v for k, v in items.items() if k not in ("img/000.png", "img/001.png")}
+    del items2["img/002.png"]
     items2["img/005.png"] = "v2"
     items2.update(items_of(2, start=50))
     emb2 = Embedder(items2)
-    report = EmbeddingStore.open(tmp_path / "s", META).sync(items2, emb2, progress=False)
+    report = mirror(Store.open(tmp_path / "s", META), items2, emb2)
     assert (report.added, report.changed, report.removed, report.unchanged) == (2, 1, 3, 6)
     assert sorted(emb2.embedded) == ["img/005.png", "img/050.png", "img/051.png"]
-    reopened = EmbeddingStore.open(tmp_path / "s", META)
+    reopened = Store.open(tmp_path / "s", META)
     expected(reopened, items2)
 
     # nothing changed: no embed call at all
     emb3 = Embedder(items2)
-    report = reopened.sync(items2, emb3, progress=False)
+    report = mirror(reopened, items2, emb3)
     assert emb3.calls == [] and report.unchanged == len(items2)
 
 
-def test_interrupted_sync_keeps_finished_batches_and_resumes(tmp_path):
+def test_a_cache_keeps_items_of_other_runs(tmp_path):
+    first, second = items_of(3), items_of(3, start=10)
+    store = Store.open(tmp_path / "s", META)
+    fill(store, first, Embedder(first), progress=False)
+    fill(store, second, Embedder(second), progress=False)
+    expected(store, {**first, **second})
+
+
+def test_interrupted_fill_keeps_finished_batches_and_resumes(tmp_path):
     items = items_of(10)
-    store = EmbeddingStore.open(tmp_path / "s", META)
+    store = Store.open(tmp_path / "s", META)
     with pytest.raises(KeyboardInterrupt):
-        store.sync(items, Embedder(items, crash_after=2), batch_size=3, progress=False)
-    # a torn journal line, as a crash mid-append would leave it
-    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    with open(tmp_path / "s" / manifest["log"], "ab") as f:
-        f.write(b'{"add": "shard-dead')
-    resumed = EmbeddingStore.open(tmp_path / "s", META)
+        fill(store, items, Embedder(items, crash_after=2), batch_size=3, progress=False)
+    resumed = Store.open(tmp_path / "s", META)
     assert len(resumed) == 6
     emb = Embedder(items)
-    report = resumed.sync(items, emb, batch_size=3, progress=False)
+    report = fill(resumed, items, emb, batch_size=3, progress=False)
     assert sorted(emb.embedded) == sorted(items)[6:]
     assert (report.added, report.unchanged) == (4, 6)
-    expected(EmbeddingStore.open(tmp_path / "s", META), items)
+    expected(Store.open(tmp_path / "s", META), items)
 
 
-def test_orphan_files_from_a_crashed_writer_are_removed(tmp_path):
-    items = items_of(4)
-    store = EmbeddingStore.open(tmp_path / "s", META)
-    store.sync(items, Embedder(items), progress=False)
-    (tmp_path / "s" / "shard-0123456789abcdef.npy").write_bytes(b"partial")
-    (tmp_path / "s" / ".manifest.json.1234.tmp").write_bytes(b"partial")
-    store.sync(items, Embedder(items), progress=False)
-    names = {p.name for p in (tmp_path / "s").iterdir()}
-    assert "shard-0123456789abcdef.npy" not in names and ".manifest.json.1234.tmp" not in names
-    expected(store, items)
+# A writer killed with SIGKILL at a chosen point: while embedding, half way through writing the
+# array bytes, after writing them but before the commit, or in the middle of a compaction.
+WRITER = """
+import os, signal, sys, zlib
+import numpy as np
+from drc_jax import store as store_mod
+from drc_jax.store import Store, fill
+
+directory, point, log, n = sys.argv[1], sys.argv[2], sys.argv[3], 10
+kill = point if sys.argv[4] == "kill" else None
+done = open(log, "a")
+
+def vec(id_, fp):
+    rng = np.random.default_rng(zlib.crc32(f"{id_}|{fp}".encode()))
+    return rng.standard_normal(8).astype(np.float32)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+calls = 0
+def embed(ids):
+    global calls
+    calls += 1
+    if kill == "embedding" and calls == 3:
+        die()
+    done.write("".join(i + "\\n" for i in ids)); done.flush()
+    return np.stack([vec(i, "v1") for i in ids])
+
+real_append = Store._append
+def append(self, start_row, data):
+    if kill == "torn_write" and start_row >= 4:
+        real_append(self, start_row, data[: len(data) // 2 + 3])
+        die()
+    real_append(self, start_row, data)
+    if kill == "before_commit" and start_row >= 4:
+        die()
+    if kill == "compaction" and self._setting("vectors") != "vectors-0.bin":
+        die()
+Store._append = append
+
+# the compaction case: 10 items, then 5 are deleted (a re-run has only those 5)
+n = n // 2 if point == "compaction" and not kill else n
+items = {f"img/{i:03d}.png": "v1" for i in range(n)}
+store = Store.open(directory, {"weights": "fake", "preprocess": "spacevlm", "kind": "image"})
+fill(store, items, embed, batch_size=2, progress=False)
+if point == "compaction":
+    store.prune(list(items)[:5])
+"""
+
+
+@pytest.mark.parametrize("point", ["embedding", "torn_write", "before_commit", "compaction"])
+def test_sigkill_at_any_write_point_then_a_rerun_gives_the_complete_store(tmp_path, point):
+    directory = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def writer(run: str, kill: str) -> tuple[int, list[str]]:
+        log = tmp_path / f"{run}.txt"
+        log.touch()
+        cmd = [sys.executable, "-c", WRITER, str(directory), point, str(log), kill]
+        proc = subprocess.run(cmd, env=env, timeout=120, capture_output=True, text=True)
+        return proc.returncode, log.read_text().split()
+
+    rc, _ = writer("first", "kill")
+    assert rc == -signal.SIGKILL
+    committed = sorted(Store.open(directory, META).vectors()[0])
+    items = items_of(10)
+    # finished batches (2 of 2 items) survive; a compaction's prune committed before it started
+    assert committed == (sorted(items)[:5] if point == "compaction" else sorted(items)[:4])
+
+    rc, embedded = writer("rerun", "no")
+    assert rc == 0
+    if point == "compaction":
+        items = dict(list(items.items())[:5])
+    expected(Store.open(directory, META), items)
+    # completed work is not redone: the re-run embeds exactly what was not committed
+    assert sorted(embedded) == sorted(set(items) - set(committed))
+    # a crashed write leaves no stray array file; the re-run finished the compaction
+    want = "vectors-1.bin" if point == "compaction" else "vectors-0.bin"
+    assert [p.name for p in directory.glob("vectors-*.bin")] == [want]
+
+
+CONCURRENT = """
+import sys, time, zlib
+import numpy as np
+from drc_jax.store import Store, fill
+
+directory, start, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def embed(ids):
+    time.sleep(0.01)
+    out = []
+    for i in ids:
+        rng = np.random.default_rng(zlib.crc32(f"{i}|v1".encode()))
+        out.append(rng.standard_normal(8).astype(np.float32))
+    return np.stack(out)
+
+store = Store.open(directory, {"weights": "fake", "preprocess": "spacevlm", "kind": "image"})
+items = {f"img/{i:03d}.png": "v1" for i in range(start, start + n)}
+fill(store, items, embed, batch_size=1, progress=False)
+"""
+
+
+def test_two_processes_writing_one_store_lose_nothing(tmp_path):
+    directory = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # overlapping ranges: 0..59 and 40..99
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT, str(directory), start, "60"], env=env)
+        for start in ("0", "40")
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    store = Store.open(directory, META)
+    expected(store, items_of(100))
 
 
 def test_bad_item_is_skipped_listed_and_not_retried_until_it_changes(tmp_path):
     items = items_of(7)
     bad = {"img/002.png", "img/003.png"}
-    store = EmbeddingStore.open(tmp_path / "s", META)
-    report = store.sync(items, Embedder(items, bad=bad), batch_size=4, progress=False)
+    store = Store.open(tmp_path / "s", META)
+    report = fill(store, items, Embedder(items, bad=bad), batch_size=4, progress=False)
     assert sorted(i for i, _ in report.failed) == sorted(bad)
     assert all(reason == "cannot decode" for _, reason in report.failed)
     assert report.added == 5
@@ -121,106 +240,156 @@ def test_bad_item_is_skipped_listed_and_not_retried_until_it_changes(tmp_path):
     expected(store, good)
 
     emb = Embedder(items, bad=bad)
-    report = EmbeddingStore.open(tmp_path / "s", META).sync(items, emb, progress=False)
+    report = fill(Store.open(tmp_path / "s", META), items, emb, progress=False)
     assert emb.calls == [] and sorted(i for i, _ in report.failed) == sorted(bad)
 
     fixed = dict(items, **{"img/002.png": "v2"})  # the file was repaired (new mtime)
     emb = Embedder(fixed, bad={"img/003.png"})
-    report = store.sync(fixed, emb, progress=False)
+    report = fill(store, fixed, emb, progress=False)
     assert emb.embedded == ["img/002.png"] and [i for i, _ in report.failed] == ["img/003.png"]
 
     emb = Embedder(fixed)
-    store.sync(fixed, emb, retry_failed=True, progress=False)
+    fill(store, fixed, emb, retry_failed=True, progress=False)
     assert emb.embedded == ["img/003.png"]
     expected(store, fixed)
 
 
 def test_on_error_fail_raises_and_keeps_earlier_batches(tmp_path):
     items = items_of(6)
-    store = EmbeddingStore.open(tmp_path / "s", META)
+    store = Store.open(tmp_path / "s", META)
     with pytest.raises(ItemError, match="img/004.png"):
-        store.sync(
+        fill(
+            store,
             items,
             Embedder(items, bad={"img/004.png"}),
             batch_size=2,
             on_error="fail",
             progress=False,
         )
-    assert sorted(EmbeddingStore.open(tmp_path / "s", META).ids) == sorted(items)[:4]
+    assert sorted(Store.open(tmp_path / "s", META).vectors()[0]) == sorted(items)[:4]
 
 
 def test_changed_item_that_became_unreadable_loses_its_stale_embedding(tmp_path):
     items = items_of(3)
-    store = EmbeddingStore.open(tmp_path / "s", META)
-    store.sync(items, Embedder(items), progress=False)
+    store = Store.open(tmp_path / "s", META)
+    fill(store, items, Embedder(items), progress=False)
     broken = dict(items, **{"img/001.png": "v2"})
-    report = store.sync(broken, Embedder(broken, bad={"img/001.png"}), progress=False)
+    report = fill(store, broken, Embedder(broken, bad={"img/001.png"}), progress=False)
     assert [i for i, _ in report.failed] == ["img/001.png"]
-    assert "img/001.png" not in EmbeddingStore.open(tmp_path / "s", META)
+    assert "img/001.png" not in Store.open(tmp_path / "s", META).vectors()[0]
 
 
-def test_other_meta_is_refused_with_the_difference_or_reset_on_request(tmp_path):
+def test_other_meta_or_dtype_is_refused_with_the_difference_or_reset_on_request(tmp_path):
     items = items_of(3)
-    EmbeddingStore.open(tmp_path / "s", META).sync(items, Embedder(items), progress=False)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
     other = dict(META, weights="other")
     with pytest.raises(StoreMismatchError, match="weights: store has 'fake', asked for 'other'"):
-        EmbeddingStore.open(tmp_path / "s", other)
-    fresh = EmbeddingStore.open(tmp_path / "s", other, on_mismatch="reset")
+        Store.open(tmp_path / "s", other)
+    with pytest.raises(StoreMismatchError, match="dtype: store has 'float32'"):
+        Store.open(tmp_path / "s", META, dtype="bfloat16")
+    fresh = Store.open(tmp_path / "s", other, on_mismatch="reset")
     assert len(fresh) == 0 and fresh.meta == other
-    assert len(EmbeddingStore.open(tmp_path / "s", other)) == 0
+    assert len(Store.open(tmp_path / "s", other)) == 0
 
 
 def test_refuses_a_directory_that_is_not_a_store(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
     with pytest.raises(StoreError, match="not an embedding store"):
-        EmbeddingStore.open(tmp_path / "photos", META)
+        Store.open(tmp_path / "photos", META)
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["cat.jpg"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format": 1}')
+    with pytest.raises(StoreError, match="older drc-jax .*delete .*old and re-run"):
+        Store.open(tmp_path / "old", META)
 
 
-def test_embed_output_of_wrong_shape_or_width_is_a_clear_error(tmp_path):
+def test_embed_output_of_wrong_shape_width_or_non_finite_is_a_clear_error(tmp_path):
     items = items_of(2)
-    store = EmbeddingStore.open(tmp_path / "s", META)
+    store = Store.open(tmp_path / "s", META)
     with pytest.raises(ValueError, match="shape"):
-        store.sync(items, lambda ids: np.zeros((1, DIM)), progress=False)
-    store.sync(items, Embedder(items), progress=False)
+        fill(store, items, lambda ids: np.zeros((1, DIM)), progress=False)
+    fill(store, items, Embedder(items), progress=False)
     more = items_of(3)
     with pytest.raises(ValueError, match="width 4 but store"):
-        store.sync(more, lambda ids: np.zeros((len(ids), 4)), progress=False)
+        fill(store, more, lambda ids: np.zeros((len(ids), 4)), progress=False)
+    with pytest.raises(
+        ValueError, match=r"non-finite vectors for 1 key\(s\), e.g. \['img/002.png'"
+    ):
+        fill(store, more, lambda ids: np.full((len(ids), DIM), np.nan), progress=False)
 
 
-def test_get_unknown_id_names_it(tmp_path):
-    store = EmbeddingStore.open(tmp_path / "s", META)
+def test_vectors_of_an_unknown_key_names_it(tmp_path):
+    store = Store.open(tmp_path / "s", META)
     with pytest.raises(KeyError, match="nope"):
-        store.get(["nope"])
-    assert store.get([]).shape == (0, 0)
+        store.vectors(["nope"])
+    assert store.vectors([])[1].shape == (0, 0)
 
 
-def test_many_syncs_with_churn_stay_compact_and_correct(tmp_path):
+def test_many_fills_with_churn_stay_compact_and_correct(tmp_path):
     rng = np.random.default_rng(0)
-    store = EmbeddingStore.open(tmp_path / "s", META)
+    store = Store.open(tmp_path / "s", META)
     universe = [f"t{i}" for i in range(40)]
     for step in range(12):
         chosen = rng.choice(universe, size=int(rng.integers(5, 40)), replace=False)
         items = {str(i): f"v{int(rng.integers(0, 3))}" for i in chosen}
-        store.sync(items, Embedder(items), batch_size=4, progress=False)
+        mirror(store, items, Embedder(items), batch_size=4)
         expected(store, items)
-        expected(EmbeddingStore.open(tmp_path / "s", META), items)
-        shards = [p for p in (tmp_path / "s").glob("shard-*.npy")]
-        assert len(shards) <= 3, step
-    stored_rows = sum(np.load(p).shape[0] for p in (tmp_path / "s").glob("shard-*.npy"))
-    assert stored_rows <= 2 * len(items) + 4
+        expected(Store.open(tmp_path / "s", META), items)
+        assert len(list((tmp_path / "s").glob("vectors-*.bin"))) == 1, step
+        assert store._setting("rows") <= 2 * len(items) + 40, step
     store.compact()
-    assert sum(np.load(p).shape[0] for p in (tmp_path / "s").glob("shard-*.npy")) == len(items)
-    expected(EmbeddingStore.open(tmp_path / "s", META), items)
+    assert store._setting("rows") == len(items)
+    keys, arr = store.vectors()
+    assert isinstance(arr, np.memmap) and len(keys) == len(items)  # no copy when compact
+    expected(Store.open(tmp_path / "s", META), items)
 
 
-def test_readers_open_while_a_writer_holds_the_lock_but_a_second_writer_is_refused(tmp_path):
-    items = items_of(3)
-    store = EmbeddingStore.open(tmp_path / "s", META)
-    store.sync(items, Embedder(items), progress=False)
-    with store._locked():  # as a concurrent sync would
-        reader = EmbeddingStore.open(tmp_path / "s", META)
-        expected(reader, items)
-        with pytest.raises(StoreError, match="being written by another process"):
-            reader.sync(items, Embedder(items), progress=False)
+def test_bfloat16_store_keeps_vectors_at_bfloat16_precision(tmp_path):
+    import ml_dtypes
+
+    items = items_of(4)
+    store = Store.open(tmp_path / "s", META, dtype="bfloat16")
+    fill(store, items, Embedder(items), progress=False)
+    keys, arr = store.vectors()
+    assert arr.dtype == ml_dtypes.bfloat16
+    want = np.stack([vec(k, "v1") for k in keys]).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(arr.astype(np.float32), want.astype(np.float32))
+    assert (tmp_path / "s" / "vectors-0.bin").stat().st_size == 4 * DIM * 2
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/tmp/drc-outside.bin", "..", "sub/v.bin"])
+def test_an_array_file_name_that_is_not_a_plain_name_in_the_store_is_refused(tmp_path, name):
+    items = items_of(2)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 4096)
+    with sqlite3.connect(tmp_path / "s" / "catalogue.sqlite") as db:
+        db.execute("UPDATE settings SET value=? WHERE name='vectors'", (f'"{name}"',))
+    for use in (lambda s: s.vectors(), lambda s: fill(s, items_of(3), Embedder(items_of(3)))):
+        with pytest.raises(StoreError, match="not a plain file name inside it"):
+            use(Store.open(tmp_path / "s", None))
+    assert outside.read_bytes() == b"\0" * 4096
+
+
+def test_a_damaged_array_file_or_catalogue_is_a_message_saying_what_to_delete(tmp_path):
+    items = items_of(4)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
+    array = tmp_path / "s" / "vectors-0.bin"
+    array.write_bytes(array.read_bytes()[:50])  # truncated
+    with pytest.raises(StoreError, match=r"vectors-0.bin is damaged: 50 bytes.*Delete .*re-run"):
+        Store.open(tmp_path / "s", META).vectors()
+    array.unlink()
+    with pytest.raises(StoreError, match="missing; delete"):
+        Store.open(tmp_path / "s", META).vectors()
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "catalogue.sqlite").write_bytes(b"garbage " * 1000)
+    for meta in (META, None):
+        with pytest.raises(StoreError, match="the store is damaged: delete"):
+            Store.open(tmp_path / "t", meta)
+    sqlite3.connect(tmp_path / "u.sqlite").close()
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u.sqlite").rename(tmp_path / "u" / "catalogue.sqlite")  # empty, no tables
+    with pytest.raises(StoreError, match="the store is damaged: delete"):
+        Store.open(tmp_path / "u", None)

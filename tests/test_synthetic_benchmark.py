@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drc_jax.data import media as media_io
+from drc_jax import media as media_io
 from drc_jax.data.synthetic import OBJECTS, SyntheticSpec, build, load_synthetic
 
 SMALL = SyntheticSpec(num_images=6, captions_per_image=2, num_videos=3, frames_per_video=6)
@@ -27,7 +27,7 @@ def test_synthetic_videos_decode_to_the_requested_frames(tmp_path):
     bench = load_synthetic(tmp_path, "video", SMALL)
     assert bench.kind == "video" and len(bench.media) == len(bench.queries) == 3
     index = media_io.MediaIndex(tmp_path)
-    frames = media_io.read_video(index.find(bench.media[0].recorded_path), num_frames=4)
+    frames = media_io.read_video_frames(index.find(bench.media[0].recorded_path), 4)
     assert len(frames) == 4 and frames[0].size == (SMALL.size, SMALL.size)
 
 

@@ -3,16 +3,13 @@
 from drc_jax.clip.config import BACKBONES, CLIPConfig, TextConfig, VisionConfig, get_config
 from drc_jax.clip.encoder import ClipEncoder
 from drc_jax.clip.load import load_clip
-from drc_jax.clip.video import VideoReadError, read_video_frames
 
 __all__ = [
     "BACKBONES",
     "CLIPConfig",
     "ClipEncoder",
     "TextConfig",
-    "VideoReadError",
     "VisionConfig",
     "get_config",
     "load_clip",
-    "read_video_frames",
 ]

@@ -15,6 +15,26 @@ EOT_TOKEN_ID = 49407
 BOS_TOKEN_ID = 49406
 
 
+def _check_sizes(cfg, prefix: str, sizes: tuple[str, ...]) -> None:
+    """Every field in ``sizes`` a positive int, ``layer_norm_eps`` a positive number, heads
+    dividing the width: a config from a file fails here by field name, not deep in the model."""
+    for name in sizes:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{prefix}{name}={v!r}: must be a positive integer")
+    eps = getattr(cfg, "layer_norm_eps", 1.0)
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
+        raise ValueError(f"{prefix}layer_norm_eps={eps!r}: must be a positive number")
+    heads = getattr(cfg, "num_attention_heads", 1)
+    if getattr(cfg, "hidden_size", 0) % heads:
+        raise ValueError(
+            f"{prefix}hidden_size={cfg.hidden_size} is not divisible by num_attention_heads={heads}"
+        )
+
+
+_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
     hidden_size: int = 768
@@ -25,6 +45,9 @@ class VisionConfig:
     patch_size: int = 32
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        _check_sizes(self, "vision_config.", _SIZES + ("image_size", "patch_size"))
 
     @property
     def num_patches(self) -> int:
@@ -46,12 +69,18 @@ class TextConfig:
     # argmax is the first EOT anyway, because EOT=49407 is the largest id.
     eos_token_id: int | None = EOT_TOKEN_ID
 
+    def __post_init__(self):
+        _check_sizes(self, "text_config.", _SIZES + ("vocab_size", "max_position_embeddings"))
+
 
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
     vision: VisionConfig = VisionConfig()
     text: TextConfig = TextConfig()
     projection_dim: int = 512
+
+    def __post_init__(self):
+        _check_sizes(self, "", ("projection_dim",))
 
     @property
     def context_length(self) -> int:
@@ -148,7 +177,12 @@ def config_from_openai_state_dict(
             "not an OpenAI/open_clip ViT CLIP state dict: key 'visual.conv1.weight' is missing "
             f"(first keys: {sorted(sd)[:8]})"
         )
-    v_width, _, patch, _ = sd["visual.conv1.weight"].shape
+    conv = tuple(sd["visual.conv1.weight"].shape)
+    if len(conv) != 4 or 0 in conv:
+        raise ValueError(
+            f"'visual.conv1.weight' has shape {conv}; expected (width, 3, patch, patch), no size 0"
+        )
+    v_width, _, patch, _ = conv
     v_layers = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
     grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     t_width = sd["ln_final.weight"].shape[0]

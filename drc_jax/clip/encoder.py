@@ -163,15 +163,26 @@ class ClipEncoder:
         return out
 
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        """Strings -> (B, D) unit-norm; tokenised with truncation to 77 tokens that keeps EOT."""
+        """Strings -> (B, D) unit-norm; tokenised with truncation to 77 tokens that keeps EOT.
+
+        Non-finite embeddings (damaged weights) raise ``ValueError`` naming a text, never reach
+        the caller."""
         if isinstance(texts, str):
             raise TypeError("encode_texts expects a list of strings, got a single string")
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.embed_dim), np.float32)
-        return self.encode_token_ids(
+        out = self.encode_token_ids(
             self.tokenizer(texts, length=self.config.context_length), batch_size
         )
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"CLIP weights {self.weights_id} gave non-finite (NaN/inf) embeddings for "
+                f"{bad.size} of {len(texts)} texts, e.g. {texts[bad[0]]!r}: the weights are "
+                "damaged or incompatible; re-download or re-convert them"
+            )
+        return out
 
     def preprocess(self, images, mode: str | None = None) -> np.ndarray:
         """PIL images -> (B, S, S, 3) float32 (``mode`` "spacevlm" squash | "openai" crop)."""

@@ -12,10 +12,11 @@ Specs:
   in ``{'state_dict': ...}`` with ``module.`` prefixes (NegCLIP-family checkpoints);
 - OpenAI's original release (``ViT-B-32.pt`` as ``clip.load`` downloads it), a TorchScript archive.
 
-Nothing is ever unpickled beyond tensors: safetensors, or ``torch.load(weights_only=True)``.
-TorchScript archives are read with ``torch.jit.load`` (TorchScript's own deserialiser, which builds
-only TorchScript types, never arbitrary Python objects), keeping only the ``state_dict()`` tensors;
-the module's code is never run.
+Nothing is ever unpickled beyond tensors and no code from a weight file ever runs: safetensors,
+``torch.load(weights_only=True)``, or for TorchScript archives :mod:`drc_jax.clip.torchscript`,
+which reads their tensors with a restricted unpickler instead of ``torch.jit.load`` (which would
+run the archive's ``__setstate__`` code). Every weight-file or config problem is a ``ValueError``
+naming the file.
 Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
 ``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by a fingerprint of the weight file, so a second
 load skips reading and converting the original checkpoint.
@@ -31,8 +32,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
-import zipfile
 from pathlib import Path
 
 import jax
@@ -50,6 +49,8 @@ from drc_jax.clip.config import (
 from drc_jax.clip.convert import expected_shapes, hf_to_flax, openai_to_hf, unwrap_state_dict
 from drc_jax.clip.encoder import ClipEncoder
 from drc_jax.clip.tokenizer import ClipTokenizer, load_tokenizer
+from drc_jax.clip.torchscript import is_torchscript, read_torchscript
+from drc_jax.defaults import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _HUB_PATTERNS = [
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DRC_JAX_CACHE", Path.home() / ".cache" / "drc_jax"))
+    return cache_root()
 
 
 # --- reading weight files ---------------------------------------------------------------------
@@ -75,17 +76,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Tensors of a ``.safetensors`` or torch file as float32 numpy (no arbitrary unpickling)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        out = {}
-        with safe_open(str(path), framework="np") as f:
-            for k in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                try:
-                    out[k] = f.get_tensor(k)
-                except (TypeError, ValueError):  # bfloat16 has no numpy dtype: read via jax
-                    with safe_open(str(path), framework="flax") as fj:
-                        out[k] = np.asarray(fj.get_tensor(k).astype("float32"))
-        return out
+        return _read_safetensors(path)
+    if is_torchscript(path):
+        sd = unwrap_state_dict(read_torchscript(path))
+        return {k: np.asarray(v, np.float32) for k, v in sd.items()}
     try:
         import torch
     except ImportError as e:
@@ -93,22 +87,14 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             f"{path}: reading a torch checkpoint needs PyTorch; convert it to .safetensors or "
             "install torch"
         ) from e
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # deprecated, but the only reader of this format
-                warnings.simplefilter("ignore", DeprecationWarning)
-                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception as e:  # noqa: BLE001 - report any refusal with the file name
-            raise ValueError(f"{path}: cannot read this TorchScript archive: {e}") from e
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - report any refusal with the file name
-            raise ValueError(
-                f"{path}: cannot read as a tensor-only torch checkpoint (weights_only=True): {e}. "
-                "Only tensors (optionally in nested dicts) are read; re-save the state_dict, "
-                "e.g. as .safetensors"
-            ) from e
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any refusal with the file name
+        raise ValueError(
+            f"{path}: cannot read as a tensor-only torch checkpoint (weights_only=True): {e}. "
+            "Only tensors (optionally in nested dicts) are read; re-save the state_dict, "
+            "e.g. as .safetensors"
+        ) from e
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     obj = unwrap_state_dict(obj)
@@ -119,12 +105,23 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     }
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive is a zip holding ``<name>/constants.pkl`` and ``<name>/code/``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("/constants.pkl") for n in z.namelist())
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError, safe_open
+
+    out = {}
+    try:
+        with safe_open(str(path), framework="np") as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                try:
+                    out[k] = f.get_tensor(k)
+                except (TypeError, ValueError):  # bfloat16 has no numpy dtype: read via jax
+                    with safe_open(str(path), framework="flax") as fj:
+                        out[k] = np.asarray(fj.get_tensor(k).astype("float32"))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({e}); re-download or re-convert it"
+        ) from e
+    return out
 
 
 def _fingerprint(files: list[Path], extra: str = "") -> str:
@@ -209,7 +206,13 @@ def _download(hub_id: str) -> Path:
 
 
 def _load_hf_dir(d: Path):
-    cfg = config_from_hf(json.loads((d / "config.json").read_text()))
+    try:
+        raw = json.loads((d / "config.json").read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        cfg = config_from_hf(raw)
+    except (ValueError, TypeError) as e:  # JSON syntax, wrong field types, bad sizes
+        raise ValueError(f"{d / 'config.json'}: {e}; fix or re-download it") from e
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (d / name).is_file():
             return cfg, d / name
@@ -302,8 +305,9 @@ def load_clip(
             sd = unwrap_state_dict(sd)
             try:
                 cfg = config_from_openai_state_dict(sd, hidden_act=hidden_act)
-            except ValueError as e:
-                raise ValueError(f"{weight_file}: {e}") from e
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                msg = f"missing key {e}" if isinstance(e, KeyError) else e
+                raise ValueError(f"{weight_file}: {msg}") from e
             sd = openai_to_hf(sd, origins := {})
         else:
             origins = {}
@@ -311,6 +315,12 @@ def load_clip(
         if use_cache:
             _cache_save(entry, cfg, params)
     tok = ClipTokenizer(load_tokenizer(model_dir), cfg.context_length)
+    if cfg.text.vocab_size < tok.vocab_size:
+        raise ValueError(
+            f"{weight_file}: the token embedding has {cfg.text.vocab_size} rows but the tokenizer "
+            f"has {tok.vocab_size} tokens, so ids >= {cfg.text.vocab_size} would give NaN text "
+            "embeddings. Use the checkpoint's own tokenizer files or a complete checkpoint."
+        )
     name = path.name if path.exists() else spec_s  # dir or file name, else the hub id
     return ClipEncoder(
         cfg,

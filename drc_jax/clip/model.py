@@ -41,6 +41,18 @@ def _activation(name: str):
     return ACTIVATIONS[name]
 
 
+def matmul_precision(dtype) -> jax.lax.Precision:
+    """``HIGHEST`` for float32 compute, so f32 means f32 on every backend.
+
+    XLA's default precision lets NVIDIA GPUs run f32 products as TF32 (10-bit mantissa), which
+    would break the float32 parity with transformers' PyTorch CLIP (1e-4); on CPU the two are the
+    same. bf16 compute is unaffected (``DEFAULT``).
+    """
+    return (
+        jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
+    )
+
+
 class Dense(nn.Module):
     """``x @ kernel + bias`` computed in ``dtype`` with a float32 result (f32 accumulation)."""
 
@@ -54,7 +66,10 @@ class Dense(nn.Module):
             "kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), jnp.float32
         )
         y = jnp.dot(
-            x.astype(self.dtype), kernel.astype(self.dtype), preferred_element_type=jnp.float32
+            x.astype(self.dtype),
+            kernel.astype(self.dtype),
+            preferred_element_type=jnp.float32,
+            precision=matmul_precision(self.dtype),
         )
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
@@ -69,25 +84,31 @@ def layer_norm(eps: float, name: str) -> nn.LayerNorm:
 def attention(q, k, v, *, scale: float, causal: bool):
     """Multi-head softmax attention over (B, T, heads, head_dim) inputs, in ``q.dtype``.
 
-    ``jax.nn.dot_product_attention`` (cuDNN's fused kernel on GPU where it applies), except for
+    ``jax.nn.dot_product_attention`` (its default, XLA's implementation, on GPU too), except for
     bf16 on CPU: there :func:`written_out_attention` keeps both products on XLA:CPU's bf16 GEMM
     kernels (the generic version costs ~15% of a ViT-B/32 bf16 forward pass on CPU; for f32 it is
-    as fast or faster; benchmarks/RESULTS.md, bench_encode).
+    as fast or faster; benchmarks/RESULTS.md, bench_encode). f32 on an accelerator is written out
+    too, at ``HIGHEST`` precision (:func:`matmul_precision`): the generic version takes no
+    precision and would run as TF32 on NVIDIA GPUs.
     """
-    if jax.default_backend() == "cpu" and q.dtype == jnp.bfloat16:
+    cpu = jax.default_backend() == "cpu"
+    if (cpu and q.dtype == jnp.bfloat16) or (not cpu and q.dtype == jnp.float32):
         return written_out_attention(q, k, v, scale=scale, causal=causal)
     return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=causal)
 
 
 def written_out_attention(q, k, v, *, scale: float, causal: bool):
     """Attention as two einsums: f32 logits and softmax, probabilities cast back to ``v.dtype``,
-    both products accumulated in f32."""
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    both products accumulated in f32 (at ``HIGHEST`` precision for f32 inputs)."""
+    prec = matmul_precision(q.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32, precision=prec)
+    logits = logits * scale
     if causal:
         t = q.shape[1]
         logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, -jnp.inf)
     p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", p, v, preferred_element_type=jnp.float32).astype(v.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", p, v, preferred_element_type=jnp.float32, precision=prec)
+    return out.astype(v.dtype)
 
 
 class Attention(nn.Module):

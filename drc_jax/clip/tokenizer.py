@@ -100,6 +100,11 @@ class ClipTokenizer:
         self.bos = hf_tokenizer.bos_token_id
         self.eot = hf_tokenizer.eos_token_id
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids this tokenizer can produce (the embedding table needs as many rows)."""
+        return len(self.hf)
+
     def _content(self, texts: list[str]) -> list[list[int]]:
         if isinstance(texts, str):
             raise TypeError("expected a list of strings, got a single string")

@@ -1,6 +1,5 @@
-"""Benchmark data: NegBench loaders, the offline synthetic set, media resolution and reading."""
+"""Benchmark data: NegBench loaders and the offline synthetic set (media: :mod:`drc_jax.media`)."""
 
-from drc_jax.data.media import MediaError, MediaIndex, read_image, read_video
 from drc_jax.data.negbench import (
     DATASETS,
     Benchmark,
@@ -17,8 +16,6 @@ __all__ = [
     "DATASETS",
     "Benchmark",
     "DataError",
-    "MediaError",
-    "MediaIndex",
     "MediaItem",
     "Query",
     "SyntheticSpec",
@@ -26,6 +23,4 @@ __all__ = [
     "load_coco_neg",
     "load_msrvtt_neg",
     "load_synthetic",
-    "read_image",
-    "read_video",
 ]

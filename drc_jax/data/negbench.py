@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from drc_jax.data.media import file_name
+from drc_jax.media import file_name
 
 NEGBENCH_REPO = "https://github.com/m1k2zoo/negbench"
 NEGBENCH_CSVS = (
@@ -169,8 +169,9 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
     if not path.is_file():
         raise DataError(f"{path}: no such file. {_where_to_get(benchmark)}")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, strict=True)
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
             if missing:
@@ -192,9 +193,19 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
                 )
             # csv line numbers: header is line 1; reader.line_num counts physical lines.
             rows = []
-            for row in reader:
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return rows
+                except csv.Error as e:
+                    raise DataError(
+                        f"{path}, line {start}: malformed CSV row ({e}); a quote opened there "
+                        "and never closed runs to the end of the file. Close the quote or "
+                        "remove the row."
+                    ) from e
                 rows.append((reader.line_num, row))
-            return rows
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a UTF-8 CSV file ({e}).") from e
     except csv.Error as e:
@@ -250,8 +261,7 @@ def load_coco_neg(csv_path: str | Path, *, name: str = "coco", limit: int | None
         media.append(MediaItem(str(row["image_id"]).strip(), recorded, positives, line))
         for caption in captions:
             queries.append(Query(caption, gt, negated_object(caption, negatives), line))
-    if not media:
-        raise DataError(f"{path}: no rows. {_where_to_get('coco')}")
+    _check_rows(path, media, queries, "coco")
     return Benchmark(name, "image", path, tuple(media), tuple(queries), objects_complete=True)
 
 
@@ -273,9 +283,19 @@ def load_msrvtt_neg(csv_path: str | Path, *, name: str = "msrvtt", limit: int | 
         media.append(MediaItem(str(row["image_id"]).strip(), recorded, positives, line))
         for caption in captions:
             queries.append(Query(caption, gt, concept, line))
-    if not media:
-        raise DataError(f"{path}: no rows. {_where_to_get('msrvtt')}")
+    _check_rows(path, media, queries, "msrvtt")
     return Benchmark(name, "video", path, tuple(media), tuple(queries), objects_complete=False)
+
+
+def _check_rows(path: Path, media: list, queries: list, benchmark: str) -> None:
+    if not media:
+        raise DataError(f"{path}: no rows. {_where_to_get(benchmark)}")
+    if not queries:
+        raise DataError(
+            f"{path}: every row's 'captions' list is empty (lines {media[0].line}-"
+            f"{media[-1].line}), so there is nothing to evaluate. Fill in the captions, or pass "
+            f"NegBench's query file. {_where_to_get(benchmark)}"
+        )
 
 
 LOADERS = {"coco": load_coco_neg, "msrvtt": load_msrvtt_neg}

@@ -5,20 +5,31 @@
     d = get_decomposer("sglang", url="http://127.0.0.1:30000")   # Qwen2.5-14B-Instruct via SGLang
     decs = d.decompose(["a dog not on a beach", "two cats"])
     d.stats   # {"captions", "negated", "fallbacks", "requests", "cache_hits", ...}
+    d.close()
+    apply_overrides(decs[0], exclude=["a leash"])     # user corrections: aff/neg/strength/exclude
+    decompose_queries(d, ["cat -sofa"], exclude=["a blanket"])   # -term syntax, any backend
 
-Both backends return one :class:`Decomposition` per caption, in order, and never raise for one
-bad caption (an unusable LLM answer falls back to ``negated=False``: plain CLIP scoring).
+Both backends implement :class:`Decomposer` and return one :class:`Decomposition` per caption,
+in order, and never raise for one bad caption (an unusable LLM answer falls back to
+``negated=False``: plain CLIP scoring).
 """
 
 from __future__ import annotations
 
 from drc_jax.decompose.jsonl import load_decompositions_jsonl, write_decompositions_jsonl
+from drc_jax.decompose.protocol import Decomposer
 from drc_jax.decompose.rules import RuleDecomposer
 from drc_jax.decompose.sglang import (
     SGLangConfig,
     SGLangDecomposer,
     SGLangRequestError,
     SGLangUnavailableError,
+)
+from drc_jax.decompose.syntax import (
+    NEUTRAL_AFF,
+    apply_overrides,
+    decompose_queries,
+    split_exclusions,
 )
 from drc_jax.decompose.types import (
     DECOMPOSITION_SCHEMA,
@@ -31,7 +42,7 @@ from drc_jax.decompose.types import (
 BACKENDS = ("rules", "sglang")
 
 
-def get_decomposer(backend: str = "rules", **kwargs):
+def get_decomposer(backend: str = "rules", **kwargs) -> Decomposer:
     """A decomposer by name.
 
     ``"rules"`` takes no options. ``"sglang"`` takes the fields of
@@ -58,6 +69,8 @@ __all__ = [
     "DECOMPOSITION_SCHEMA",
     "MERGED_SCHEMA",
     "STRENGTHS",
+    "NEUTRAL_AFF",
+    "Decomposer",
     "Decomposition",
     "DecompositionError",
     "RuleDecomposer",
@@ -65,7 +78,10 @@ __all__ = [
     "SGLangDecomposer",
     "SGLangRequestError",
     "SGLangUnavailableError",
+    "apply_overrides",
+    "decompose_queries",
     "get_decomposer",
     "load_decompositions_jsonl",
+    "split_exclusions",
     "write_decompositions_jsonl",
 ]

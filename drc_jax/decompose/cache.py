@@ -17,12 +17,11 @@ import threading
 from pathlib import Path
 
 from drc_jax.decompose.types import Decomposition, DecompositionError
+from drc_jax.defaults import decomposition_cache_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / (
-    "drc_jax/decompositions"
-)
+DEFAULT_CACHE_DIR = decomposition_cache_dir()
 
 
 def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> str:
@@ -34,9 +33,10 @@ def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> st
 class DecompositionCache:
     """Thread-safe append-only cache for one (backend, model, prompt version).
 
-    Records are ``{"key", "caption", "decomposition", "fallback"}``; ``fallback`` is None for a
-    valid answer or the reason a caption fell back to plain CLIP (invalid model output is
-    deterministic at temperature 0, so it is cached too; transport failures are not).
+    Records are ``{"key", "caption", "decomposition", "fallback": null}``. Only answers that
+    passed validation are stored; records with a non-null ``fallback`` (written by older
+    versions, which cached invalid answers) are ignored on load, so those captions are asked
+    again.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, backend: str, model: str, prompt_version: str):
@@ -45,7 +45,7 @@ class DecompositionCache:
         self.path = Path(cache_dir).expanduser() / f"{slug}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[Decomposition, str | None]] = {}
+        self._entries: dict[str, Decomposition] = {}
         self._load()
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         if self.path.stat().st_size and not self._ends_with_newline():
@@ -67,7 +67,8 @@ class DecompositionCache:
             try:
                 rec = json.loads(line)
                 dec = Decomposition.from_dict(rec["decomposition"])
-                self._entries[rec["key"]] = (dec, rec.get("fallback"))
+                if rec.get("fallback") is None:
+                    self._entries[rec["key"]] = dec
             except (ValueError, KeyError, TypeError, DecompositionError) as e:
                 if lineno == len(lines):  # torn write at the end: expected after a kill
                     continue
@@ -76,20 +77,21 @@ class DecompositionCache:
     def key(self, caption: str) -> str:
         return cache_key(self.backend, self.model, self.prompt_version, caption)
 
-    def get(self, caption: str) -> tuple[Decomposition, str | None] | None:
+    def get(self, caption: str) -> Decomposition | None:
         return self._entries.get(self.key(caption))
 
-    def put(self, dec: Decomposition, fallback: str | None = None) -> None:
+    def put(self, dec: Decomposition) -> None:
+        """Store a validated answer (appended and flushed at once)."""
         key = self.key(dec.caption)
         rec = {
             "key": key,
             "caption": dec.caption,
             "decomposition": dec.to_dict(),
-            "fallback": fallback,
+            "fallback": None,
         }
         line = json.dumps(rec, ensure_ascii=False) + "\n"
         with self._lock:
-            self._entries[key] = (dec, fallback)
+            self._entries[key] = dec
             self._file.write(line)
             self._file.flush()
 

@@ -85,61 +85,16 @@ MASS = words(
     "money hair milk coffee tea wine beer bread meat fruit soup ice art "
     "architecture greenery vegetation foliage sunlight sunshine fog mist dust mud paper litter "
     "trash garbage rubbish debris clutter graffiti lighting decor sound noise color colour media "
-    "electricity"
+    "electricity "
+    # times of day and seasons, bare after a preposition ("at night", "in winter")
+    "night nighttime daytime sunset sunrise dusk dawn twilight noon midnight winter summer "
+    "spring autumn"
 )
 IDIOMS_AFTER_NO = words("longer matter doubt wonder less sooner")
 NP_LEAD = words("even only just also both all at least")
 WITHOUT = words("without sans minus")
 QUOTES = frozenset("\"'“”‘’`")
-# Words whose -s is not a plural, and irregular singulars.
-NOT_PLURAL = words(
-    "scissors pants jeans glasses sunglasses eyeglasses clothes shorts trousers binoculars "
-    "headphones earphones news series species means politics physics mathematics athletics "
-    "gymnastics electronics graphics economics aerobics ethics thanks goods stairs overalls "
-    "pajamas pyjamas tongs pliers tweezers"
-)
-SINGULAR = {
-    "people": "person",
-    "men": "man",
-    "women": "woman",
-    "children": "child",
-    "mice": "mouse",
-    "feet": "foot",
-    "teeth": "tooth",
-    "geese": "goose",
-    "knives": "knife",
-    "wives": "wife",
-    "lives": "life",
-    "leaves": "leaf",
-    "wolves": "wolf",
-    "shelves": "shelf",
-    "halves": "half",
-    "loaves": "loaf",
-    "calves": "calf",
-    "thieves": "thief",
-    "scarves": "scarf",
-    "hooves": "hoof",
-    "cookies": "cookie",
-    "movies": "movie",
-    "pies": "pie",
-    "ties": "tie",
-    "zombies": "zombie",
-    "brownies": "brownie",
-    "smoothies": "smoothie",
-    "selfies": "selfie",
-    "goalies": "goalie",
-    "calories": "calorie",
-    "rookies": "rookie",
-    "hoodies": "hoodie",
-    "lies": "lie",
-    "police": "police",
-    "sheep": "sheep",
-    "fish": "fish",
-    "deer": "deer",
-    "aircraft": "aircraft",
-}
 NUMBERS = words("two three four five six seven eight nine ten dozen several many few multiple")
-INVARIANT_PLURALS = words("people men women children mice feet teeth geese police")
 BOUNDARY_PUNCT = frozenset(",;:.!?–—-()[]…")
 CLAUSE_CONJ = words(
     "but while whereas yet although though however instead where which so because since whilst "
@@ -161,7 +116,6 @@ def is_word(tok: str) -> bool:
 
 
 OPENERS = words("there the this it no a an in these those we")
-LY_NOUNS = words("family butterfly dragonfly firefly belly jelly lily bully rally ally holly")
 
 
 def container_link(container: str, prep: str) -> bool:
@@ -171,56 +125,114 @@ def container_link(container: str, prep: str) -> bool:
     return prep == "to" and container in ("reference", "references", "attention")
 
 
-def participle_or_adverb(w: str) -> bool:
-    """'parked', 'sitting', 'currently': words that end a noun phrase ('bed', 'king' do not)."""
-    if w.endswith("ed"):
-        return len(w) > 4 and not w.endswith("eed")
-    if w.endswith("ing"):
-        return len(w) > 5 and not w.endswith("thing")
-    if w.endswith("ly"):
-        return len(w) > 4 and w not in LY_NOUNS
-    return False
+# Words the cue readers consult (rules.py).
+PERSON_SKIP = words(
+    "else is are was were be being been can could seems seem appears appear to seen shown "
+    "currently actually visibly even really around here there"
+)
+
+SCENE_WORDS = words(
+    "sight seen visible present presence image scene video picture photo found view appears "
+    "appear anywhere frame notably noticeably there there's shown featured spotted"
+)
+
+EXAMPLE_MARKERS = words("including like especially particularly specifically namely")
+
+POST_SKIP = words(
+    "not also still to be seem seems appear appears remain remains currently completely entirely "
+    "however , though too"
+)
+
+POSSESSIVES = words("its his her their my our your")
+
+SCENE_NOUNS = words("image scene video picture photo photograph frame shot view clip footage sight")
+
+# "not in use", "not in focus": idioms of state, not places.
+STATE_NOUNS = SCENE_NOUNS | words(
+    "use service operation order focus progress motion place time line charge session stock "
+    "season action fact general particular front sync tune touch mind question danger trouble "
+    "favor favour fashion power"
+)
+
+AUX_ADVERBS = words("even really actually currently appear appears seem seems to be")
+
+LOCATIVE = words(
+    "on in at near beside inside under with next among behind above below beneath over "
+    "around against into onto"
+)
+
+RELATIVE = words("who that which")
+
+OBJ_PRONOUNS = words("it them him her they us me you there here which whom")
+
+SETTING_PREPS = words("in at on inside near along across around by under over within")
+
+ALWAYS_PEOPLE = words("deserted uninhabited unmanned unoccupied")
+
+PLACES = words(
+    "room rooms kitchen bathroom bedroom restroom office hallway corridor hall lobby "
+    "street streets road roads parking intersection beach field park playground court "
+    "stadium arena station platform classroom building house city town space "
+    "scene area theater church restaurant bar cafe store shop market"
+)
+
+# -less adjectives that do not mean "without <stem>" in a scene.
+LEXICAL_LESS = words(
+    "unless regardless nevertheless nonetheless useless careless endless countless harmless "
+    "helpless restless seamless timeless spotless motionless speechless fearless effortless "
+    "pointless aimless lifeless hopeless thoughtless reckless relentless priceless tireless "
+    "flawless worthless wireless homeless sleeveless strapless cordless stainless weightless "
+    "breathless sleepless limitless boundless matchless topless bottomless shapeless"
+)
+
+SIGN_WORDS = words("sign signs zone zones area areas sticker stickers symbol symbols")
+
+IMPLICIT = words("unoccupied unaccompanied deserted uninhabited unmanned empty vacant unattended")
 
 
-def gerund(verb: str) -> str:
-    """'runs' -> 'running', 'sings' -> 'singing', 'makes' -> 'making', 'cries' -> 'crying'."""
-    v = verb
-    if v.endswith("ies") and len(v) > 4:
-        v = v[:-3] + "y"
-    elif v.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
-        v = v[:-2]
-    elif v.endswith("s") and not v.endswith("ss"):
-        v = v[:-1]
-    if v.endswith("ie"):
-        return v[:-2] + "ying"
-    if v.endswith("e") and not v.endswith(("ee", "ye", "oe")) and len(v) > 2:
-        return v[:-1] + "ing"
-    vowels = "aeiou"
-    if (
-        len(v) >= 3
-        and v[-1] not in vowels + "wxy"
-        and v[-2] in vowels
-        and v[-3] not in vowels
-        and (len(v) <= 4 or v[-4] not in vowels)
-        and len(v) <= 4
-    ):
-        return v + v[-1] + "ing"
-    return v + "ing"
-
-
-def singular(w: str) -> str:
-    if w in SINGULAR:
-        return SINGULAR[w]
-    if len(w) < 4 or not w.endswith("s") or w in NOT_PLURAL:
-        return w
-    if w.endswith(("ss", "us", "is", "ics", "'s")):
-        return w
-    if w.endswith("ies"):
-        return w[:-3] + "y"
-    if w.endswith("uses"):  # buses, houses
-        return w[:-2] if len(w) <= 5 else w[:-1]
-    if w.endswith(("ches", "shes", "sses", "xes", "zes")):
-        return w[:-2]
-    if w.endswith("oes") and len(w) > 5:
-        return w[:-2]
-    return w[:-1]
+# Before a bare "not" that opens a contrast: "fruit but not apples", "dogs, not cats".
+CONTRAST_BEFORE_NOT = frozenset({"but", "and", "or", ",", ";", ":", "-", "–", "—", "yet"})
+# Before a "not" that negates a predicate: "a baby that is not crying", "who was not running".
+COPULA = words("is are was were am be been being who that which 's 're")
+# Between "not" and a passive participle: "is not being played".
+PASSIVE_AUX = words("being been be getting")
+# "empty except for a chair" keeps the chair: these before "except" turn exclusion off.
+EXCLUSION_BLOCKERS = words("empty nothing all bare alone")
+# "out of sight", "out of the frame".
+OUT_OF_VIEW = words("sight view frame shot picture image scene focus")
+# Connectives that must not be left at the end / the start of aff ("fruit but", "and a dog").
+DANGLING_END = words(
+    "and or but nor with without except excluding than from while whereas yet instead rather "
+    "sans minus"
+)
+DANGLING_START = words("and or but nor yet while whereas however instead rather although though")
+# A negated auxiliary and its affirmative ("isn't crying" -> "is crying" in cf).
+POSITIVE_AUX = {
+    "isn't": "is",
+    "aren't": "are",
+    "wasn't": "was",
+    "weren't": "were",
+    "doesn't": "does",
+    "don't": "do",
+    "didn't": "did",
+    "cannot": "can",
+    "can't": "can",
+    "won't": "will",
+    "hasn't": "has",
+    "haven't": "have",
+    "couldn't": "could",
+    "none": "all",
+}
+# Verbs of posture or placement: "not sitting at a table" negates the place, not the verb.
+POSTURE = words(
+    "sitting seated standing lying laying resting parked placed hanging leaning perched set "
+    "located positioned kept stored sit sits stand stands lie lies rest rests park parks "
+    "placed put left kneeling squatting crouching floating"
+)
+BE = words("is are was were")
+# After "not": a quantified noun phrase ("not a single cup", "not any cars").
+INDEFINITE = words("a an any one single")
+# "not only", "not just", "not far", "not yet": "not" that negates no thing.
+NOT_IDIOMS = words("only just far to quite yet even until")
+# "what you won't find is a bowl".
+PERCEIVE = words("find see spot notice")

@@ -19,42 +19,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drc_jax.decompose.morphology import plural_forms
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _PREFIX = re.compile(r"^\s*(?:an? )?(?:photo|picture|image) of\s+", re.I)
 _ARTICLES = frozenset({"a", "an", "the", "some", "any"})
-_IRREGULAR_PLURALS = {
-    "person": "people",
-    "man": "men",
-    "woman": "women",
-    "child": "children",
-    "mouse": "mice",
-    "knife": "knives",
-    "foot": "feet",
-    "tooth": "teeth",
-    "goose": "geese",
-    "leaf": "leaves",
-}
 
 
-def _words(text: str) -> list[str]:
+def text_words(text: str) -> list[str]:
+    """Lower-case words of a text (apostrophe suffixes kept: "dog's")."""
     return _WORD.findall(text.lower())
 
 
 def strip_neg(neg: str) -> list[str]:
     """``neg`` as words with a leading "a photo of" and articles removed."""
-    return [w for w in _words(_PREFIX.sub("", neg)) if w not in _ARTICLES]
+    return [w for w in text_words(_PREFIX.sub("", neg)) if w not in _ARTICLES]
 
 
 def noun_forms(obj: str) -> list[tuple[str, ...]]:
     """Singular and plural word sequences of a (possibly multi-word) COCO object name."""
     words = obj.lower().split()
-    head = words[-1]
-    plurals = {head, head + "s", head + "es", _IRREGULAR_PLURALS.get(head, head)}
-    if head.endswith("y"):
-        plurals.add(head[:-1] + "ies")
-    if head.endswith("fe"):
-        plurals.add(head[:-2] + "ves")
-    return [tuple(words[:-1]) + (p,) for p in sorted(plurals)]
+    return [tuple(words[:-1]) + (p,) for p in sorted(plural_forms(words[-1]))]
 
 
 def names(words: Sequence[str], obj: str) -> bool:
@@ -92,7 +77,7 @@ def coco_ground_truth(caption: str, negative_objects: Sequence[str]) -> str | No
 
     "no one" / "nobody" / "anyone" name the object "person".
     """
-    words = _words(caption)
+    words = text_words(caption)
     named = [o for o in negative_objects if names(words, o)]
     # "dining table" also names "table": keep the longest names only.
     named = [o for o in named if not any(o != p and o in p for p in named)]
@@ -110,7 +95,7 @@ def score_coco(rows: Iterable[tuple[str, str, str]]) -> Score:
         total += 1
         nw = strip_neg(neg)
         correct += bool(len(nw) <= 4 and names(nw, gt))
-        leaks += names(_words(aff), gt)
+        leaks += names(text_words(aff), gt)
     return Score(total, correct, leaks)
 
 
@@ -120,7 +105,7 @@ def score_msrvtt(rows: Iterable[tuple[str, str, str]]) -> Score:
     for neg, aff, concept in rows:
         total += 1
         correct += _shares_stem(strip_neg(neg), concept)
-        leaks += _shares_stem(_words(aff), concept)
+        leaks += _shares_stem(text_words(aff), concept)
     return Score(total, correct, leaks)
 
 

@@ -1,19 +1,23 @@
 """LLM decomposer: an SGLang server's OpenAI-compatible /v1/chat/completions, stdlib HTTP only.
 
-SpaceVLM-DRC asks Qwen2.5-14B-Instruct twice per caption (a decomposer, then a strength
-estimator). Here the default is one merged prompt returning all four fields (the latency fix the
-paper proposes); ``mode="two_prompt"`` reproduces the paper. Requests:
+SpaceVLM-DRC asks Qwen2.5-14B-Instruct two independent prompts per caption, in parallel (a
+decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once. The default is
+one merged prompt returning all four fields (half the requests; the latency fix the paper
+proposes). Requests:
 
 - constrained to a JSON schema (``response_format={"type": "json_schema", ...}``), temperature 0;
 - a byte-identical system prompt first and the caption last, so SGLang's prefix cache is reused;
-- many in flight at once (bounded by ``concurrency``; SGLang batches them), each with a timeout,
+- many in flight at once (bounded by ``concurrency``; SGLang batches them), each with a deadline
+  for the whole answer (``timeout_s``: a server trickling bytes cannot hold a request longer),
   retried with exponential backoff on timeouts, HTTP 5xx, dropped connections and invalid output;
-- validated against the schema and for sense (``neg`` non-empty when negated).
+- validated against the schema and for sense (``neg`` non-empty when negated); an answer over
+  1 MiB is invalid.
 
 A caption whose output is still invalid after the retries falls back as the paper does: it is
 scored with plain CLIP (``negated=False``) and counted in ``stats["fallbacks"]`` (by reason in
-``fallback_reasons``). Invalid answers are cached (temperature 0 repeats them); timeouts, 5xx and
-4xx rejections (e.g. a caption longer than the context) are not, so a rerun asks again. A call
+``fallback_reasons``). Only answers that passed validation are cached: a fallback (an HTML page,
+invalid JSON, an oversized body, a timeout, HTTP 5xx or 4xx) holds for this run only, so a rerun
+against a healthy server asks again. A call
 whose every request is rejected raises :class:`SGLangRequestError` (wrong model name, old
 server). A server that cannot be reached at all raises :class:`SGLangUnavailableError` once the
 answers already received are saved, so a rerun resumes from the cache.
@@ -27,14 +31,12 @@ import logging
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from drc_jax.decompose import prompts
+from drc_jax.decompose import prompts, transport
 from drc_jax.decompose.cache import DEFAULT_CACHE_DIR, DecompositionCache
 from drc_jax.decompose.types import (
     MERGED_SCHEMA,
@@ -44,12 +46,15 @@ from drc_jax.decompose.types import (
     schema_problems,
     sense_problems,
 )
+from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "http://127.0.0.1:30000"
-DEFAULT_MODEL = "Qwen/Qwen2.5-14B-Instruct"
+DEFAULT_URL = SGLANG_URL
+DEFAULT_MODEL = SGLANG_MODEL
 MODES = ("merged", "two_prompt")
+#: A longer answer is not a decomposition (max_tokens is 256): a fallback, never cached.
+MAX_ANSWER_BYTES = 1 << 20
 
 
 class SGLangUnavailableError(ConnectionError):
@@ -124,6 +129,11 @@ class SGLangDecomposer:
             "retries": 0,
         }
         self.fallback_reasons: Counter[str] = Counter()  # invalid | transport | rejected
+        self._pairs = (
+            ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="sglang-strength")
+            if cfg.mode == "two_prompt"
+            else None
+        )
         self._rejections: list[str] = []
         cache_dir = DEFAULT_CACHE_DIR if cfg.cache_dir is None else cfg.cache_dir
         self.cache = (
@@ -143,11 +153,8 @@ class SGLangDecomposer:
         for cap in dict.fromkeys(captions):
             hit = self.cache.get(cap) if self.cache is not None else None
             if hit is not None:
-                results[cap] = hit[0]
+                results[cap] = hit
                 self._count("cache_hits")
-                if hit[1] is not None:
-                    self._count("fallbacks")
-                    self.fallback_reasons[hit[1]] += 1
             else:
                 todo.append(cap)
         fallbacks_before = self.stats["fallbacks"]
@@ -174,7 +181,9 @@ class SGLangDecomposer:
             )
         return out
 
-    def close(self):
+    def close(self) -> None:
+        if self._pairs is not None:
+            self._pairs.shutdown(wait=True)
         if self.cache is not None:
             self.cache.close()
 
@@ -243,28 +252,32 @@ class SGLangDecomposer:
             if self.cache is not None:
                 self.cache.put(dec)
             return dec
+        # A fallback holds for this run only: never cached, so a rerun (against a server that
+        # behaves by then) asks again.
         dec = Decomposition.plain(caption)
         kind = reason.split(":")[0]  # invalid | transport | rejected
         with self._lock:
             self.stats["fallbacks"] += 1
             self.fallback_reasons[kind] += 1
-        # Invalid output repeats at temperature 0: cache it so a rerun does not ask again.
-        if self.cache is not None and kind == "invalid":
-            self.cache.put(dec, fallback=kind)
         log.info("caption %r fell back to plain CLIP (%s)", caption, reason)
         return dec
 
     def _decompose_once(self, caption: str) -> Decomposition:
-        if self.config.mode == "merged":
+        if self._pairs is None:  # merged: one prompt returns all fields
             obj = self._ask(prompts.MERGED_SYSTEM, caption, "decomposition", MERGED_SCHEMA)
         else:
-            obj = self._ask(prompts.DECOMPOSER_SYSTEM, caption, "decomposition", SPLIT_SCHEMA)
-            if obj["negated"]:
-                obj["strength"] = self._ask(
-                    prompts.STRENGTH_SYSTEM, caption, "strength", STRENGTH_SCHEMA
-                )["strength"]
-            else:
-                obj["strength"] = "none"
+            # The paper's protocol: decomposer and strength estimator, two independent prompts
+            # in flight at the same time.
+            strength = self._pairs.submit(
+                self._ask, prompts.STRENGTH_SYSTEM, caption, "strength", STRENGTH_SCHEMA
+            )
+            try:
+                obj = self._ask(prompts.DECOMPOSER_SYSTEM, caption, "decomposition", SPLIT_SCHEMA)
+            except BaseException:
+                wait([strength])
+                raise
+            rated = strength.result()["strength"]
+            obj["strength"] = rated if obj["negated"] else "none"
         if not obj["negated"]:
             return Decomposition.plain(caption)
         problems = sense_problems(obj)
@@ -295,25 +308,27 @@ class SGLangDecomposer:
         headers = {"Content-Type": "application/json"}
         if cfg.api_key:
             headers["Authorization"] = f"Bearer {cfg.api_key}"
-        req = urllib.request.Request(
-            self._endpoint, json.dumps(body).encode(), headers=headers, method="POST"
-        )
         self._count("requests")
         try:
-            with urllib.request.urlopen(req, timeout=cfg.timeout_s) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            if e.code >= 500 or e.code in (408, 429):
-                raise _Transient(f"HTTP {e.code}") from e
-            raise _Rejected(f"HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from e
-        except urllib.error.URLError as e:
-            if isinstance(e.reason, ConnectionRefusedError | socket.gaierror | FileNotFoundError):
-                raise _Refused(f"{type(e.reason).__name__}: {e.reason}") from e
-            raise _Transient(f"{type(e.reason).__name__}: {e.reason}") from e
-        except TimeoutError as e:
-            raise _Transient(f"timed out after {cfg.timeout_s}s") from e
-        except (http.client.HTTPException, ConnectionError, OSError) as e:
+            status, raw = transport.post(
+                self._endpoint,
+                json.dumps(body).encode(),
+                headers,
+                deadline_s=cfg.timeout_s,
+                max_bytes=MAX_ANSWER_BYTES,
+            )
+        except transport.DeadlineExceeded as e:
+            raise _Transient(str(e)) from e
+        except transport.BodyTooLarge as e:
+            raise _Invalid(str(e)) from e
+        except (ConnectionRefusedError, socket.gaierror, FileNotFoundError) as e:
+            raise _Refused(f"{type(e).__name__}: {e}") from e
+        except (http.client.HTTPException, OSError) as e:
             raise _Transient(f"{type(e).__name__}: {e}") from e
+        if status >= 500 or status in (408, 429):
+            raise _Transient(f"HTTP {status}")
+        if status >= 400:
+            raise _Rejected(f"HTTP {status}: {raw[:300].decode(errors='replace')}")
         try:
             content = json.loads(raw)["choices"][0]["message"]["content"]
             obj = json.loads(content)

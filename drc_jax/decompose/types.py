@@ -12,12 +12,13 @@ pattern/length keywords: SGLang's default grammar backend (XGrammar) rejects or 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Same tuple, same order as drc_jax.scoring.STRENGTHS (strength int = index in this tuple).
-STRENGTHS: tuple[str, ...] = ("none", "weak", "moderate", "strong")
-FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength")
+# Defined by the method (strength int = index in this tuple); re-exported here for the schemas.
+from drc_jax.scoring import STRENGTHS
+
+FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength", "negs")
 
 
 class DecompositionError(ValueError):
@@ -33,8 +34,12 @@ class Decomposition:
       negated: whether the caption negates something; False means plain CLIP scoring.
       aff: the affirmative part, which must not name the negated concept.
       neg: the negated concept ("" when not negated).
-      cf: the counterfactual, ``aff`` with ``neg`` present.
+      cf: the counterfactual, ``aff`` with ``neg`` (the first concept) present; ``cfs`` has one
+        per concept.
       strength: one of STRENGTHS; "none" exactly when not negated.
+      negs: every negated concept, in order ("a street with no cars and no people" ->
+        ("a car", "a person")); ``neg`` is always ``negs[0]``. Left empty by a caller that
+        knows one concept, it is filled with ``(neg,)``; given alone, it sets ``neg``.
     """
 
     caption: str
@@ -43,9 +48,27 @@ class Decomposition:
     neg: str
     cf: str
     strength: str
+    negs: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
-        if self.strength in _OK_STRENGTH[self.negated] and (not self.negated or self.neg.strip()):
+        negs = tuple(self.negs)
+        if self.negated and not negs and self.neg.strip():
+            negs = (self.neg,)
+        elif negs and not self.neg.strip():
+            object.__setattr__(self, "neg", negs[0])
+        object.__setattr__(self, "negs", negs)
+        ok_negs = (
+            bool(negs)
+            and negs[0] == self.neg
+            and all(isinstance(x, str) and x.strip() for x in negs)
+            if self.negated
+            else not negs
+        )
+        if (
+            self.strength in _OK_STRENGTH[self.negated]
+            and (not self.negated or self.neg.strip())
+            and ok_negs
+        ):
             return
         problems = sense_problems(asdict(self))
         if problems:
@@ -56,19 +79,35 @@ class Decomposition:
         """The decomposition of a caption without negation (scored with plain CLIP)."""
         return cls(caption, False, caption, "", caption, "none")
 
+    @property
+    def cfs(self) -> tuple[str, ...]:
+        """One counterfactual per negated concept (for ``drc_multi_vectors``): ``cf`` for the
+        first, "aff with <concept>" for the others."""
+        if not self.negated:
+            return (self.cf,)
+        base = self.aff.rstrip(" .!?,;:")
+        return (self.cf,) + tuple(f"{base} with {n}" for n in self.negs[1:])
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["negs"] = list(self.negs)
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, obj: Any) -> Decomposition:
-        """Build from a dict with exactly FIELDS; raises DecompositionError saying what is wrong."""
-        problems = schema_problems(obj, DECOMPOSITION_SCHEMA)
+        """Build from a dict with FIELDS; raises DecompositionError saying what is wrong.
+
+        ``negs`` may be absent (records written before several concepts existed): it is then
+        ``(neg,)`` for a negated record.
+        """
+        legacy = isinstance(obj, dict) and "negs" not in obj
+        problems = schema_problems(obj, _LEGACY_SCHEMA if legacy else DECOMPOSITION_SCHEMA)
         if problems:
             raise DecompositionError("; ".join(problems))
-        return cls(**{k: obj[k] for k in FIELDS})
+        return cls(**{k: tuple(obj[k]) if k == "negs" else obj[k] for k in FIELDS if k in obj})
 
 
 def _object_schema(properties: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -82,18 +121,18 @@ def _object_schema(properties: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _STRENGTH = {"type": "string", "enum": list(STRENGTHS)}
+_RECORD = {
+    "caption": _STR,
+    "negated": {"type": "boolean"},
+    "aff": _STR,
+    "neg": _STR,
+    "cf": _STR,
+    "strength": _STRENGTH,
+}
 
-#: The full record (CLI output, JSONL files).
-DECOMPOSITION_SCHEMA = _object_schema(
-    {
-        "caption": _STR,
-        "negated": {"type": "boolean"},
-        "aff": _STR,
-        "neg": _STR,
-        "cf": _STR,
-        "strength": _STRENGTH,
-    }
-)
+#: The full record (CLI output, JSONL files); ``negs`` lists every negated concept.
+DECOMPOSITION_SCHEMA = _object_schema({**_RECORD, "negs": {"type": "array", "items": _STR}})
+_LEGACY_SCHEMA = _object_schema(_RECORD)
 #: What the merged prompt asks the model for (the caption is ours, not the model's).
 MERGED_SCHEMA = _object_schema(
     {"negated": {"type": "boolean"}, "aff": _STR, "neg": _STR, "cf": _STR, "strength": _STRENGTH}
@@ -105,7 +144,7 @@ SPLIT_SCHEMA = _object_schema(
 STRENGTH_SCHEMA = _object_schema({"strength": _STRENGTH})
 
 _OK_STRENGTH = {False: ("none",), True: STRENGTHS[1:]}
-_TYPES = {"string": str, "boolean": bool, "object": dict}
+_TYPES = {"string": str, "boolean": bool, "object": dict, "array": list}
 
 
 def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
@@ -124,12 +163,25 @@ def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
             problems.append(f"{key!r} must be a {spec['type']}, got {type(value).__name__}")
         elif "enum" in spec and value not in spec["enum"]:
             problems.append(f"{key!r} must be one of {spec['enum']}, got {value!r}")
+        elif "items" in spec and not all(
+            isinstance(v, _TYPES[spec["items"]["type"]]) for v in value
+        ):
+            problems.append(f"{key!r} must be a list of {spec['items']['type']}s")
     return problems
 
 
 def sense_problems(obj: dict[str, Any]) -> list[str]:
     """Checks beyond the schema: negated needs neg and a strength; not negated, neither."""
     problems = []
+    negs = list(obj.get("negs") or [])
+    if (
+        obj.get("negated")
+        and negs
+        and (negs[0] != obj.get("neg") or not all(isinstance(x, str) and x.strip() for x in negs))
+    ):
+        problems.append("negs must list non-empty concepts and start with neg")
+    if not obj.get("negated") and negs:
+        problems.append("not negated but negs is not empty")
     if obj.get("strength") not in STRENGTHS:
         problems.append(f"strength must be one of {STRENGTHS}, got {obj.get('strength')!r}")
     if obj.get("negated"):

@@ -3,6 +3,12 @@ r"""``python -m drc_jax.launch``: reproduce the paper's NegBench tables (or a sy
     python -m drc_jax.launch --benchmark synthetic --output_dir runs/synthetic
     python -m drc_jax.launch --benchmark coco --captions_csv COCO_val_negated_...csv \
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
+    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
+
+The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_config`), read with
+``ml_collections.config_flags``: ``--config`` takes a name in ``configs/`` or a file path, and
+``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
+``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
 
 Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights) print one
 message naming the file/row and what to do, and exit with status 2; never a bare traceback.
@@ -15,29 +21,102 @@ import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
+from ml_collections import ConfigDict, config_flags
 
-from drc_jax.launch import flags as launch_flags  # defines the flags
-from drc_jax.launch.errors import USER_ERRORS, describe
+from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
+from drc_jax.launch.errors import USER_ERRORS
 
-flags.adopt_module_key_flags(launch_flags)  # list them under --help
+# Short spellings of nested fields (the flags of earlier versions).
+ALIASES = {
+    "synthetic_images": "synthetic.num_images",
+    "synthetic_videos": "synthetic.num_videos",
+    "seed": "synthetic.seed",
+}
+_BASE = base_config()
+SHORTHANDS = {
+    **{k: k for k in _BASE if not isinstance(_BASE[k], ConfigDict) and k not in ("rows",)},
+    **ALIASES,
+}
+
+DEFAULT_CONFIG = "paper"
+
+
+def _define_flags() -> None:
+    """Defined once ``sys.argv`` holds the expanded command line: config_flags reads the
+    overrides from it when ``--config`` is parsed."""
+    config_flags.DEFINE_config_file(
+        "config",
+        str(find_config(DEFAULT_CONFIG)),
+        "The run config: a name in configs/ (paper, table3, table4, backbones) or a path to a "
+        "Python file whose get_config() returns base_config() with its rows. Override any "
+        "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
+        "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
+        f"{', '.join(sorted(SHORTHANDS))}.",
+    )
+    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
+    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+
+
+def _is_bool(path: str) -> bool:
+    node = _BASE
+    for part in path.split("."):
+        node = node[part]
+    return isinstance(node, bool)
+
+
+def expand_argv(argv: list[str]) -> list[str]:
+    """``--config NAME`` -> ``--config=<configs/NAME.py>`` (always present, and first, as
+    config_flags wants it before the overrides) and ``--FIELD v`` -> ``--config.FIELD=v`` for
+    the shorthands."""
+    out, config, i = [], [f"--config={find_config(DEFAULT_CONFIG).resolve()}"], 1
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            out += argv[i - 1 :]
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name.startswith("config."):
+            out.append(arg)
+            continue
+        negated = (
+            name.startswith("no") and name[2:] in SHORTHANDS and _is_bool(SHORTHANDS[name[2:]])
+        )
+        if name == "config" or (name in SHORTHANDS and not _is_bool(SHORTHANDS[name])):
+            if not eq:
+                if i >= len(argv):
+                    raise ConfigError(f"--{name} needs a value")
+                value, i = argv[i], i + 1
+            if name == "config":
+                spec, colon, param = value.partition(":")
+                config = [f"--config={find_config(spec).resolve()}{colon}{param}"]
+            else:
+                out.append(f"--config.{SHORTHANDS[name]}={value}")
+        elif name in SHORTHANDS or negated:
+            field = SHORTHANDS[name[2:] if negated else name]
+            out.append(f"--{'no' if negated else ''}config.{field}" + (f"={value}" if eq else ""))
+        else:
+            out.append(arg)
+    return [argv[0], *config, *out]
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = launch_flags.FLAGS
+    FLAGS = flags.FLAGS
     absl_logging.set_verbosity(absl_logging.WARNING)  # quiet jax's INFO lines
     logging.getLogger("drc_jax").setLevel(logging.INFO)  # keep ours
     try:
+        config = validate(FLAGS.config)
         from drc_jax.parallel import initialize_distributed
 
         initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-        opts = launch_flags.options_from_flags()
         from drc_jax.launch import pipeline, report
 
-        results = pipeline.run(opts)
+        results = pipeline.run(config)
     except USER_ERRORS as e:
-        print(f"error: {describe(e)}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -48,12 +127,38 @@ def main(argv: list[str]) -> int:
 
     if jax.process_index() == 0:
         print(report.format_text(results))
-        print(f"wrote {opts.output_dir}/results.json and results.md")
+        print(f"wrote {output_dir(config)}/results.json and results.md")
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with an unknown ``--config.FIELD`` turned into a message."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        detail = str(e.args[0] if e.args else e).replace("'", "")
+        missing = detail.split("\n")[0].strip('"')
+        names = [a.split("=", 1)[0] for a in argv if a.lstrip("-").startswith("config.")]
+        named = [n for n in names if missing in n.split(".")] or names
+        print(
+            f"error: {', '.join(named)}: no such field in the run config "
+            f"({detail.replace(chr(10), '. ')}). The fields are base_config()'s in "
+            "drc_jax/launch/config.py and the rows' in config.variants; --help lists the "
+            "top-level ones.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def run() -> None:
-    app.run(main)
+    try:
+        argv = expand_argv(sys.argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = argv  # config_flags reads its overrides from sys.argv
+    _define_flags()
+    app.run(main, argv=argv, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""Run configurations as code: which scoring variants make up a table.
+"""Run configs as code: one ``ml_collections.ConfigDict`` holds every setting of a run.
 
-A :class:`RunConfig` is a list of :class:`Variant` rows (method + :class:`DRCParams` + optional
-backbone). Every variant of a run is scored on the *same* embeddings: media and texts are encoded
-once per backbone, so a whole ablation table (paper Tables 3 and 4) costs one encoding pass.
+:func:`base_config` defines each setting once, with its default. A config file in ``configs/``
+(``configs/table3.py``; a wheel carries them as ``drc_jax/configs/``) defines ``get_config()``
+returning ``base_config()`` with its table's rows filled in (:func:`row`). The command line reads it
+with ``ml_collections.config_flags`` (big_vision's way), so any field can be overridden::
 
-Config files live in ``configs/`` at the repository root (``configs/table3.py``; a wheel carries
-them as ``drc_jax/configs/``); each defines ``get_config() -> RunConfig``. ``--config`` takes a
-name from there (or from ``./configs``) or a path to any such file.
+    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
+
+A table is ``config.rows`` (row names, in order) over ``config.variants`` (one :func:`row` each:
+method, label, backbone, and the :class:`~drc_jax.scoring.DRCParams` fields the row sets). A row
+field left ``None`` takes the run-level value (``config.rho``, ``config.use_d1``, ...), so
+``--config.rho=1.0`` changes every row that does not set its own rho. Every row of a run is scored
+on the *same* embeddings: media and texts are encoded once per backbone, so a whole ablation table
+(paper Tables 3 and 4) costs one encoding pass.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml_collections import ConfigDict, config_dict
+
+from drc_jax import defaults
+from drc_jax.data.synthetic import SyntheticSpec
 from drc_jax.scoring import METHODS, DRCParams
 
 CONFIG_DIRS = (
@@ -23,18 +33,103 @@ CONFIG_DIRS = (
     Path(__file__).resolve().parents[1] / "configs",  # a wheel install: drc_jax/configs
     Path.cwd() / "configs",
 )
+BENCHMARKS = ("synthetic", "synthetic_video", "coco", "msrvtt")
+SYNTHETIC = ("synthetic", "synthetic_video")
+
+# Settings that take one of a few values (checked by :func:`validate`).
+CHOICES = {
+    "benchmark": BENCHMARKS,
+    "dtype": ("float32", "bfloat16"),
+    "preprocess": ("spacevlm", "openai"),
+    "video_sampling": ("spacevlm", "negbench"),
+    "decomposer": ("rules", "sglang"),
+    "on_missing_media": ("fail", "skip"),
+    "on_bad_caption": ("fail", "skip", "keep"),
+    "image_dtype": (None, "bfloat16"),
+}
+_PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DRCParams)}
 
 
 class ConfigError(ValueError):
     """A config file or override is unusable; the message says which and why."""
 
 
+def base_config() -> ConfigDict:
+    """Every run setting with its default; config files fill in ``rows`` and ``variants``."""
+    c = ConfigDict()
+    c.name = ""
+    c.description = ""
+    # Data: which benchmark, where its queries and media are.
+    c.benchmark = "synthetic"  # one of BENCHMARKS
+    c.captions_csv = config_dict.placeholder(str)  # a NegBench query CSV (coco / msrvtt)
+    c.data_dir = config_dict.placeholder(str)  # media, found by file name; synthetic: rendered here
+    c.limit = config_dict.placeholder(int)  # only the first N media rows (quick checks)
+    c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))  # the synthetic set's size
+    c.on_missing_media = "fail"  # missing / unreadable media: stop, or evaluate without them
+    c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep as NegBench ("A photo of")
+    # Encoding.
+    c.weights = config_dict.placeholder(str)  # None: PAPER_WEIGHTS, or SYNTHETIC_WEIGHTS
+    c.dtype = "float32"  # encoder compute dtype
+    c.preprocess = "spacevlm"  # squash to 224 (SpaceVLM) or resize + centre crop (openai)
+    c.video_frames = 4
+    c.video_sampling = "spacevlm"
+    c.video_renormalize = True  # renormalise the mean frame embedding (NegBench)
+    c.batch_size = 64  # encoding batch, split over local devices
+    c.cache_dir = str(defaults.cache_root())  # embeddings + decompositions; '' turns caching off
+    c.image_embeddings = config_dict.placeholder(str)  # precomputed (N, D) .npy, CSV row order
+    # Decomposition.
+    c.decomposer = "rules"
+    c.sglang_url = defaults.SGLANG_URL
+    c.sglang_model = defaults.SGLANG_MODEL
+    c.decompositions = config_dict.placeholder(str)  # a JSONL of precomputed decompositions
+    # Scoring: run-level DRCParams (eqs. 3-9), used by every row that does not set its own.
+    for name, f in _PARAM_FIELDS.items():
+        c[name] = f.default
+    c.chunk_size = 8192  # images scored per streamed top-k step per device
+    c.image_dtype = config_dict.placeholder(str)  # "bfloat16": half the image memory
+    # The table: row names in order, one row() each; methods: keep rows by method or name.
+    c.rows = ()
+    c.variants = ConfigDict()
+    c.methods = config_dict.placeholder(str)  # comma-separated
+    # Output.
+    c.output_dir = config_dict.placeholder(str)  # None: runs/<benchmark>
+    c.figures = 0  # render N sample queries to <output_dir>/figures
+    c.progress = True
+    return c
+
+
+def row(method: str, label: str = "", *, weights: str | None = None, **params) -> ConfigDict:
+    """One table row: ``method`` scored with ``params`` (DRCParams fields; the others inherit the
+    run-level values) on backbone ``weights`` (None: the run's ``weights``).
+
+    Every DRCParams field is present (``None``: inherit), so any row's parameter can be overridden
+    from the command line. A new per-row setting is one more key here, a field of
+    :class:`Variant` read in :func:`table`, and its use where rows are scored.
+    """
+    unknown = sorted(set(params) - set(_PARAM_FIELDS))
+    if unknown:
+        raise ConfigError(f"row {label or method!r}: unknown parameters {unknown}")
+    p = ConfigDict()
+    for name, f in _PARAM_FIELDS.items():
+        kind = type(f.default)
+        p[name] = config_dict.placeholder(kind)
+        if name in params:
+            p[name] = tuple(params[name]) if kind is tuple else params[name]
+    r = ConfigDict()
+    r.method = method
+    r.label = label
+    r.weights = config_dict.placeholder(str)
+    r.weights = weights
+    r.params = p
+    return r
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One table row: ``method`` scored with ``params`` on backbone ``weights``.
+    """One table row resolved: ``method`` scored with ``params`` on backbone ``weights``.
 
     ``name`` keys the row in results.json; ``label`` is what the printed table shows.
-    ``weights=None`` means the run's ``--weights``.
+    ``weights=None`` means the run's ``weights``.
     """
 
     name: str
@@ -46,7 +141,7 @@ class Variant:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ConfigError(
-                f"variant {self.name!r}: unknown method {self.method!r}; expected one of {METHODS}"
+                f"row {self.name!r}: unknown method {self.method!r}; expected one of {METHODS}"
             )
         if not self.label:
             object.__setattr__(self, "label", self.name)
@@ -62,21 +157,12 @@ class Variant:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """A named set of variants. Gains are reported against the first ``clip`` variant that
-    uses the same backbone."""
+class Table:
+    """The rows of a run. Gains are reported against the first ``clip`` row of the same
+    backbone."""
 
     name: str
     variants: tuple[Variant, ...]
-    description: str = ""
-
-    def __post_init__(self):
-        if not self.variants:
-            raise ConfigError(f"config {self.name!r} has no variants")
-        names = [v.name for v in self.variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"config {self.name!r}: duplicate variant names {dupes}")
 
     def baseline_of(self, variant: Variant) -> Variant | None:
         for v in self.variants:
@@ -88,67 +174,81 @@ class RunConfig:
         """Distinct backbones in first-use order (``None`` resolved to ``default_weights``)."""
         return list(dict.fromkeys(v.weights or default_weights for v in self.variants))
 
-    def select(self, methods: list[str]) -> RunConfig:
-        """Keep the variants whose method or name is in ``methods``."""
-        kept = tuple(v for v in self.variants if v.method in methods or v.name in methods)
-        if not kept:
+
+def _params(config: ConfigDict, name: str, overrides: ConfigDict) -> DRCParams:
+    values = {k: config[k] for k in _PARAM_FIELDS}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return DRCParams(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config {config.name!r}, row {name!r}: {e}") from e
+
+
+def table(config: ConfigDict) -> Table:
+    """The config's rows (``config.rows`` order, filtered by ``config.methods``), resolved."""
+    names = list(config.rows)
+    unknown = [n for n in names if n not in config.variants]
+    if unknown:
+        raise ConfigError(
+            f"config {config.name!r}: rows {unknown} have no entry in config.variants "
+            f"(defined: {sorted(config.variants)})"
+        )
+    variants = []
+    for n in names:
+        r = config.variants[n]
+        variants.append(
+            Variant(n, r.method, _params(config, n, r.params), label=r.label, weights=r.weights)
+        )
+    if not variants:
+        raise ConfigError(f"config {config.name!r} has no rows")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"config {config.name!r}: duplicate rows {dupes}")
+    if config.methods:
+        keep = [m.strip() for m in config.methods.split(",") if m.strip()]
+        variants = [v for v in variants if v.method in keep or v.name in keep]
+        if not variants:
             raise ConfigError(
-                f"--methods {','.join(methods)} matches no variant of config {self.name!r} "
-                f"(variants: {[v.name for v in self.variants]}; methods: {list(METHODS)})"
+                f"--methods {config.methods} matches no row of config {config.name!r} "
+                f"(rows: {names}; methods: {list(METHODS)})"
             )
-        return dataclasses.replace(self, variants=kept)
-
-    def override(self, overrides: dict) -> RunConfig:
-        """Apply DRCParams ``field=value`` overrides to every variant."""
-        if not overrides:
-            return self
-        try:
-            variants = tuple(
-                dataclasses.replace(v, params=dataclasses.replace(v.params, **overrides))
-                for v in self.variants
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"--params: {e}") from e
-        return dataclasses.replace(self, variants=variants)
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "variants": {v.name: v.to_json() for v in self.variants},
-        }
+    return Table(config.name, tuple(variants))
 
 
-_PARAM_TYPES = {f.name: f.type for f in dataclasses.fields(DRCParams)}
+def validate(config: ConfigDict) -> ConfigDict:
+    """Check the settings that take one of a few values, and the table; return ``config``."""
+    for key, allowed in CHOICES.items():
+        if config[key] not in allowed:
+            shown = [a for a in allowed if a is not None]
+            raise ConfigError(f"--config.{key}={config[key]!r}: expected one of {shown}")
+    for key in ("batch_size", "chunk_size", "video_frames"):
+        if config[key] < 1:
+            raise ConfigError(f"--config.{key}={config[key]}: must be at least 1")
+    table(config)
+    return config
 
 
-def parse_overrides(text: str) -> dict:
-    """``"rho=1.0,use_repulsion=false,operator=paper_eq8"`` -> DRCParams field values."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or key not in _PARAM_TYPES:
-            raise ConfigError(
-                f"--params: {part!r} is not FIELD=VALUE with FIELD one of {sorted(_PARAM_TYPES)}"
-            )
-        if key.startswith("use_"):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ConfigError(f"--params: {key} takes true or false, got {value!r}")
-            out[key] = value.lower() in ("true", "1")
-        elif key == "operator":
-            out[key] = value
-        elif key in ("t", "w_base"):
-            raise ConfigError(f"--params: set {key} (a per-strength table) in a config file")
-        else:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise ConfigError(f"--params: {key} takes a number, got {value!r}") from None
-    return out
+def resolved_weights(config: ConfigDict) -> str:
+    """The run's default backbone: ``weights``, else the paper's ViT-B/32 (random weights for
+    the synthetic benchmarks)."""
+    if config.weights == "random":
+        return defaults.SYNTHETIC_WEIGHTS
+    if config.weights:
+        return config.weights
+    return defaults.SYNTHETIC_WEIGHTS if config.benchmark in SYNTHETIC else defaults.PAPER_WEIGHTS
+
+
+def output_dir(config: ConfigDict) -> Path:
+    return Path(config.output_dir or Path("runs") / config.benchmark).expanduser()
+
+
+def synthetic_spec(config: ConfigDict) -> SyntheticSpec:
+    return SyntheticSpec(**config.synthetic.to_dict())
 
 
 def find_config(spec: str) -> Path:
+    """``configs/<spec>.py`` for a bare name, else the file ``spec``."""
     path = Path(spec).expanduser()
     if spec.endswith(".py") or "/" in spec:
         if path.is_file():
@@ -164,9 +264,7 @@ def find_config(spec: str) -> Path:
     )
 
 
-def load_config(spec: str) -> RunConfig:
-    """Load ``get_config()`` from ``configs/<spec>.py`` or from the file ``spec``."""
-    path = find_config(spec)
+def _call_get_config(path: Path) -> ConfigDict:
     module_spec = importlib.util.spec_from_file_location(f"drc_jax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     try:
@@ -174,8 +272,32 @@ def load_config(spec: str) -> RunConfig:
     except Exception as e:
         raise ConfigError(f"config {path} failed to load: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
-        raise ConfigError(f"config {path} defines no get_config() -> RunConfig")
+        raise ConfigError(f"config {path} defines no get_config() -> ConfigDict")
     config = module.get_config()
-    if not isinstance(config, RunConfig):
+    if not isinstance(config, ConfigDict):
         raise ConfigError(f"config {path}: get_config() returned {type(config).__name__}")
     return config
+
+
+def load_config(spec: str, **overrides) -> ConfigDict:
+    """``get_config()`` of ``configs/<spec>.py`` or of the file ``spec``, with ``overrides``
+    (``field=value``, nested fields as ``"variants.drc.params.rho"``) applied; validated and
+    locked. The Python twin of ``--config spec --config.field=value``."""
+    config = _call_get_config(find_config(spec))
+    config.lock()
+    try:
+        config.update_from_flattened_dict(overrides)
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ConfigError(f"config {spec}: cannot override {sorted(overrides)}: {e}") from e
+    return validate(config)
+
+
+RunOptions = ConfigDict  # what the pipeline stages read: a run config (base_config() + table)
+
+
+def replace(config: ConfigDict, **changes) -> ConfigDict:
+    """A copy of ``config`` with ``changes`` (top-level fields), locked like the original."""
+    out = config.copy_and_resolve_references()
+    with out.unlocked():
+        out.update(changes)
+    return out

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from drc_jax.launch.config import RunOptions
 from drc_jax.launch.encode import progress_bar
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.options import RunOptions
+from drc_jax.launch.stages import Decomposed
 
 
-def decompose(captions: list[str], opts: RunOptions, timing: dict):
-    """One Decomposition per caption (each unique caption decomposed once), and stats."""
+def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
+    """One Decomposition per caption (each unique caption decomposed once).
+
+    The SGLang decomposer caches its answers under ``<cache_dir>/decompositions``; an empty
+    ``cache_dir`` turns that cache off as it does the embedding cache.
+    """
     from drc_jax.decompose import (
         SGLangRequestError,
         get_decomposer,
         load_decompositions_jsonl,
     )
 
-    t0 = time.perf_counter()
     unique = list(dict.fromkeys(captions))
     if opts.decompositions:
         path = Path(opts.decompositions).expanduser()
@@ -36,15 +39,16 @@ def decompose(captions: list[str], opts: RunOptions, timing: dict):
                 f"{missing[0]!r}. Regenerate it for this CSV, or drop --decompositions."
             )
         decs = [table[c] for c in unique]
-        stats = {"decomposer": f"jsonl:{path}", "captions": len(unique)}
+        source = {"decomposer": f"jsonl:{path}"}
     else:
         try:
             if opts.decomposer == "sglang":
                 kwargs = {"url": opts.sglang_url}
                 if opts.sglang_model:
                     kwargs["model"] = opts.sglang_model
-                if opts.cache_dir:
-                    kwargs["cache_dir"] = str(Path(opts.cache_dir).expanduser() / "decompositions")
+                # "" turns the client's cache off (its None would mean the default directory).
+                cache = opts.cache_dir and str(Path(opts.cache_dir).expanduser() / "decompositions")
+                kwargs["cache_dir"] = cache or ""
                 d = get_decomposer("sglang", **kwargs)
             else:
                 d = get_decomposer(opts.decomposer)
@@ -71,15 +75,7 @@ def decompose(captions: list[str], opts: RunOptions, timing: dict):
             ) from e
         finally:
             bar.close()
-            if hasattr(d, "close"):
-                d.close()
-        stats = {"decomposer": opts.decomposer, **dict(getattr(d, "stats", {}) or {})}
+            d.close()
+        source = {"decomposer": opts.decomposer, **d.stats}
     by_caption = dict(zip(unique, decs, strict=True))
-    out = [by_caption[c] for c in captions]
-    stats["captions"] = len(unique)
-    stats["negated"] = sum(bool(d.negated) for d in decs)
-    stats["strength"] = {
-        s: sum(d.strength == s for d in decs if d.negated) for s in ("weak", "moderate", "strong")
-    }
-    timing["decompose_s"] = time.perf_counter() - t0
-    return out, stats
+    return Decomposed(tuple(by_caption[c] for c in captions), source)

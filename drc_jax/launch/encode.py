@@ -1,28 +1,28 @@
 """Encoding with an on-disk cache: media and texts -> CLIP embeddings, each computed once.
 
-Embeddings are kept by :class:`drc_jax.store.EmbeddingStore`, one store per (weights, dtype,
-kind, preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint
-(media) or by text. Stores are written batch by batch, so an interrupted run resumes where it
-stopped, and a second run (another table on the same data) encodes nothing.
+Embeddings are kept by :class:`drc_jax.store.Store`, one store per (weights, dtype, kind,
+preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint (media)
+or by text. The store is a cache: it keeps every item it ever saw. Stores are written batch by
+batch, so an interrupted run resumes where it stopped, and a second run (another table on the same
+data) encodes nothing. Without a cache directory the same code runs on a temporary store.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
 import json
 import os
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
+from drc_jax import media
 from drc_jax.data.negbench import Benchmark
+from drc_jax.launch.config import RunOptions
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.options import RunOptions
+from drc_jax.launch.stages import MediaEmbeddings
 
 MAX_TOKENS = 77
 TEXT_BATCH = 512  # texts are cheap: big batches mean few compiled shapes
@@ -62,66 +62,12 @@ def params_probe(clip) -> str | None:
 
 
 def _open_store(opts: RunOptions, meta: dict):
-    from drc_jax.store import EmbeddingStore
+    from drc_jax.store import Store
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    directory = Path(opts.cache_dir).expanduser() / "embeddings" / f"{meta['kind']}-{key}"
-    return EmbeddingStore.open(directory, meta)
-
-
-def _sync(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: str, desc: str):
-    """Sync ``items`` into ``store`` while keeping entries of other runs (a cache, not a mirror)."""
-    keep = {i: store.fingerprint(i) for i in store.ids if i not in items}
-    return store.sync(
-        {**keep, **items},
-        embed,
-        batch_size=opts.batch_size,
-        on_error=on_error,
-        desc=desc,
-        progress=opts.progress,
-    )
-
-
-class _Uncached:
-    """The store interface without a disk: embeds everything, keeps it in memory."""
-
-    def __init__(self):
-        self.table: dict[str, np.ndarray] = {}
-        self.failed: list[tuple[str, str]] = []
-
-    @property
-    def ids(self):
-        return list(self.table)
-
-    def fingerprint(self, i):  # never called: ``ids`` of a fresh store is empty
-        raise KeyError(i)
-
-    def sync(self, items, embed, *, batch_size, on_error, desc, progress):
-        from drc_jax.store import ItemError, SyncReport
-
-        report = SyncReport()
-        todo = list(items)
-        bar = progress_bar(len(todo), desc, progress)
-        for start in range(0, len(todo), batch_size):
-            pending = todo[start : start + batch_size]
-            while pending:
-                try:
-                    out = np.asarray(embed(list(pending)), np.float32)
-                except ItemError as e:
-                    if on_error == "fail":
-                        raise
-                    report.failed.append((e.id, e.reason))
-                    pending.remove(e.id)
-                    continue
-                self.table.update(zip(pending, out, strict=True))
-                report.added += len(pending)
-                break
-            bar.update(len(todo[start : start + batch_size]))
-        bar.close()
-        return report
-
-    def get(self, ids):
-        return np.stack([self.table[i] for i in ids]).astype(np.float32)
+    # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
+    directory = Path(opts.cache_dir).expanduser() / "embedding-stores" / f"{meta['kind']}-{key}"
+    return Store.open(directory, meta)
 
 
 def progress_bar(total, desc, enabled):
@@ -130,68 +76,69 @@ def progress_bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
 
 
+@contextlib.contextmanager
 def _store(opts: RunOptions, meta: dict):
+    """The embedding cache for ``meta`` (a temporary store, forgotten after, without a cache)."""
     import jax
 
     if not opts.cache_dir:
-        return _Uncached()
+        from drc_jax.store import Store
+
+        with (
+            tempfile.TemporaryDirectory(prefix="drc-embeddings-") as tmp,
+            Store.open(tmp, meta) as store,
+        ):
+            yield store
+        return
     if jax.process_count() > 1:
         # Multi-host: every process passes the same inputs to the encoders, which compute their
-        # own devices' shards (drc_jax.clip); each process keeps its own cache (a shared
-        # --cache_dir must not be written by two processes at once).
+        # own devices' shards (drc_jax.clip); each process keeps its own cache.
         meta = {**meta, "process": jax.process_index()}
     try:
-        return _open_store(opts, meta)
+        store = _open_store(opts, meta)
     except Exception as e:  # StoreError, permissions, ...
         raise LaunchError(
             f"cannot use the embedding cache under {opts.cache_dir}: {e}. Pass another "
             "--cache_dir, or --cache_dir '' to run without a cache."
         ) from e
+    with store:
+        yield store
 
 
-def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> Callable[[list[str]], np.ndarray]:
-    """``paths -> (B, D)`` embeddings; an unreadable file raises ItemError naming it."""
-    from drc_jax.store import ItemError
+def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: str, desc: str):
+    from drc_jax.store import fill
 
-    def read(path: str):
-        try:
-            if bench.kind == "image":
-                return media_io.read_image(path)
-            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
-        except media_io.MediaError as e:
-            return e
-        if len(frames) != opts.video_frames:
-            return media_io.MediaError(
-                path, f"decoded {len(frames)} frames, expected {opts.video_frames}"
-            )
-        return frames
-
-    workers = min(8, os.cpu_count() or 1)
-    pool = ThreadPoolExecutor(workers)
-
-    def embed(paths: list[str]) -> np.ndarray:
-        decoded = list(pool.map(read, paths))
-        for p, d in zip(paths, decoded, strict=True):
-            if isinstance(d, media_io.MediaError):
-                raise ItemError(p, d.reason)
-        if bench.kind == "image":
-            return clip.encode_images(clip.preprocess(decoded, mode=opts.preprocess))
-        f = opts.video_frames
-        flat = [frame for frames in decoded for frame in frames]
-        pixels = clip.preprocess(flat, mode=opts.preprocess)
-        pixels = pixels.reshape(len(paths), f, *pixels.shape[1:])
-        return clip.encode_videos(pixels, renormalize=opts.video_renormalize)
-
-    embed.close = pool.shutdown  # the decoding threads; called once the sync is done
-    return embed
+    return fill(
+        store,
+        items,
+        embed,
+        batch_size=opts.batch_size,
+        on_error=on_error,
+        desc=desc,
+        progress=opts.progress,
+    )
 
 
-def encode_media(
-    clip, bench: Benchmark, paths: list[Path], opts: RunOptions, timing: dict, probe=None
-):
-    """(N, D) media embeddings in ``bench.media`` order and the (path, reason) failures.
+def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
+    """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
+    the decoding, preprocessing and per-file failures of the search index too."""
+    return media.MediaEmbedder(
+        clip,
+        preprocess=opts.preprocess,
+        kind=bench.kind,
+        video_frames=opts.video_frames,
+        video_sampling=opts.video_sampling,
+        video_renormalize=opts.video_renormalize,
+        num_workers=min(8, os.cpu_count() or 1),
+    )
 
-    ``probe`` is :func:`params_probe` of ``clip`` (computed once per backbone by the caller).
+
+def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, probe=None):
+    """:class:`MediaEmbeddings` of ``bench.media`` (files ``paths``), in that order.
+
+    With ``on_missing_media='fail'`` an unreadable file ends the run; with ``'skip'`` it is marked
+    invalid with its reason. ``probe`` is :func:`params_probe` of ``clip`` (computed once per
+    backbone by the caller).
     """
     kind = bench.kind
     meta = {
@@ -210,41 +157,37 @@ def encode_media(
         ),
     }
     mine = [str(p) for p in paths]
-    t0 = time.perf_counter()
-    store = _store(opts, meta)
-    items = {p: media_io.fingerprint(p) for p in mine}
+    items = {p: media.fingerprint(p) for p in mine}
     on_error = "fail" if opts.on_missing_media == "fail" else "skip"
     from drc_jax.store import ItemError
 
     embed = media_embedder(clip, bench, opts)
-    try:
-        report = _sync(
-            store,
-            items,
-            embed,
-            opts=opts,
-            on_error=on_error,
-            desc=f"encoding {kind}s ({clip.weights_id})",
-        )
-    except ItemError as e:
-        raise LaunchError(
-            f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
-        ) from e
-    finally:
-        embed.close()
-    failed = {p: r for p, r in report.failed if p in items}
-    ok = [p for p in mine if p not in failed]
-    local = store.get(ok) if ok else np.zeros((0, clip.embed_dim), np.float32)
-    # Failed rows are NaN; the caller drops them (and their queries).
-    rows = np.full((len(mine), clip.embed_dim), np.nan, np.float32)
-    pos = {p: i for i, p in enumerate(mine)}
-    if ok:
-        rows[[pos[p] for p in ok]] = local
-    emb = rows
-    timing[f"encode_{kind}s_s"] = timing.get(f"encode_{kind}s_s", 0.0) + time.perf_counter() - t0
+    with _store(opts, meta) as store:
+        try:
+            report = _fill(
+                store,
+                items,
+                embed,
+                opts=opts,
+                on_error=on_error,
+                desc=f"encoding {kind}s ({clip.weights_id})",
+            )
+        except ItemError as e:
+            raise LaunchError(
+                f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
+            ) from e
+        finally:
+            embed.close()
+        failed = {p: r for p, r in report.failed if p in items}
+        errors = {i: failed[p] for i, p in enumerate(mine) if p in failed}
+        valid = np.asarray([i not in errors for i in range(len(mine))], bool)
+        vectors = np.zeros((len(mine), clip.embed_dim), np.float32)
+        if valid.any():
+            ok = [p for p, good in zip(mine, valid, strict=True) if good]
+            vectors[valid] = store.vectors(ok)[1]
     embedded = report.added + report.changed
     stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
-    return emb, failed, stats
+    return MediaEmbeddings(vectors, valid, errors, stats)
 
 
 def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
@@ -266,31 +209,30 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
     return arr / norms
 
 
-def embed_texts(clip, decompositions, opts: RunOptions, timing: dict, probe=None):
+def embed_texts(clip, decompositions, opts: RunOptions, probe=None):
     """Queries for ``decompositions``; every text encoded once and cached by weights."""
+    from drc_jax.launch.config import replace
     from drc_jax.queries import embed_queries, query_texts
 
-    t0 = time.perf_counter()
     rows, _ = query_texts(decompositions)
     texts = list(dict.fromkeys(t for row in rows for t in row))
-    store = _store(
-        opts,
-        {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"},
-    )
+    meta = {"weights": clip.weights_id, "params_probe": probe or params_probe(clip), "kind": "text"}
 
     def embed(batch: list[str]) -> np.ndarray:
         return clip.encode_texts(batch)
 
-    report = _sync(
-        store,
-        {t: t for t in texts},
-        embed,
-        opts=dataclasses.replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
-        on_error="fail",
-        desc=f"encoding texts ({clip.weights_id})",
-    )
-    queries = embed_queries(store.get, decompositions, batch_size=max(len(texts), 1))
-    timing["encode_texts_s"] = timing.get("encode_texts_s", 0.0) + time.perf_counter() - t0
+    with _store(opts, meta) as store:
+        report = _fill(
+            store,
+            {t: t for t in texts},
+            embed,
+            opts=replace(opts, batch_size=max(opts.batch_size, TEXT_BATCH)),
+            on_error="fail",
+            desc=f"encoding texts ({clip.weights_id})",
+        )
+        queries = embed_queries(
+            lambda ts: store.vectors(ts)[1], decompositions, batch_size=max(len(texts), 1)
+        )
     embedded = report.added + report.changed
     return queries, {"embedded": embedded, "cached": len(texts) - embedded}
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from drc_jax.data.negbench import Benchmark
-from drc_jax.launch.config import RunConfig, Variant
+from drc_jax.launch.config import Table, Variant
+from drc_jax.launch.stages import Encoded, Ranking
 
 TOP_K = 10
 
@@ -35,7 +36,8 @@ def negated_in_top5(bench: Benchmark, top_indices: np.ndarray) -> tuple[float | 
     return share, 100.0 * len(named) / len(bench.queries)
 
 
-def score_variants(variants: list[Variant], images, queries, bench: Benchmark, opts, timing):
+def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> list[Ranking]:
+    """Rank ``encoded``'s media for every query under each of ``variants`` (one backbone)."""
     import jax
     import jax.numpy as jnp
 
@@ -47,13 +49,13 @@ def score_variants(variants: list[Variant], images, queries, bench: Benchmark, o
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
     image_dtype = jnp.bfloat16 if opts.image_dtype == "bfloat16" else None
-    images = jnp.asarray(images)
-    results, tops = {}, {}
+    images = jnp.asarray(encoded.media.vectors)
+    out = []
     for v in variants:
         t0 = time.perf_counter()
         res = top_k(
             images,
-            query_vectors(v.method, queries, v.params),
+            query_vectors(v.method, encoded.queries, v.params),
             TOP_K,
             gt_index=gt,
             chunk_size=opts.chunk_size,
@@ -62,39 +64,25 @@ def score_variants(variants: list[Variant], images, queries, bench: Benchmark, o
         )
         ranks = np.asarray(jax.device_get(res.gt_rank))
         idx = np.asarray(jax.device_get(res.indices))
-        timing[f"score_{v.name}_s"] = time.perf_counter() - t0
-        m = retrieval_metrics(ranks)
+        seconds = time.perf_counter() - t0
+        metrics = retrieval_metrics(ranks)
         share, coverage = negated_in_top5(bench, idx)
         if share is not None:
-            m["neg@5"] = share
-        results[v.name] = (m, coverage)
-        tops[v.name] = idx
-        tops[f"{v.name}/gt_rank"] = ranks
-    return results, tops
+            metrics["neg@5"] = share
+        out.append(Ranking(v, encoded.weights, idx, ranks, metrics, coverage, seconds))
+    return out
 
 
-def score_all(config: RunConfig, default_weights, encoded, bench, opts, timing):
-    """Metrics of every variant (on its backbone's embeddings), top-10 lists, neg@5 coverage."""
-    methods, tops, coverage = {}, {}, None
-    for weights, (emb, queries) in encoded.items():
-        group = [v for v in config.variants if (v.weights or default_weights) == weights]
-        res, top = score_variants(group, emb, queries, bench, opts, timing)
-        tops.update(top)
-        for v in group:
-            m, coverage = res[v.name]
-            base = config.baseline_of(v)
-            methods[v.name] = {
-                **m,
-                "label": v.label,
-                "method": v.method,
-                "weights": weights,
-                **({"baseline": base.name} if base else {}),
-            }
-    methods = {v.name: methods[v.name] for v in config.variants}  # the config's row order
-    return methods, tops, (coverage if bench.objects_complete else None)
+def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench, opts):
+    """Every row of ``table`` scored on its backbone's embeddings, in the table's row order."""
+    by_name = {}
+    for enc in encoded:
+        group = [v for v in table.variants if (v.weights or default_weights) == enc.weights]
+        by_name.update((r.variant.name, r) for r in score(group, enc, bench, opts))
+    return [by_name[v.name] for v in table.variants]
 
 
-def save_rankings(output_dir: str, bench: Benchmark, tops: dict) -> Path:
+def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranking]) -> Path:
     """``rankings.npz``: per variant the top-10 media indices (Q, 10) and the ground truth's
     1-indexed rank (Q,), plus each query's ground truth and CSV line, for later analysis."""
     path = Path(output_dir).expanduser() / "rankings.npz"
@@ -103,8 +91,8 @@ def save_rankings(output_dir: str, bench: Benchmark, tops: dict) -> Path:
         "line": np.asarray([q.line for q in bench.queries], np.int32),
         "media_id": np.asarray([m.id for m in bench.media]),
     }
-    for key, value in tops.items():
-        name, _, what = key.partition("/")
-        arrays[f"{name}/{what or 'top10'}"] = value
+    for r in rankings:
+        arrays[f"{r.variant.name}/top10"] = r.top
+        arrays[f"{r.variant.name}/gt_rank"] = r.gt_rank
     np.savez_compressed(path, **arrays)
     return path

@@ -1,28 +1,41 @@
-"""The benchmark pipeline: data -> encode -> decompose -> score -> metrics -> report.
+"""The benchmark pipeline: data -> decompose -> encode -> score -> report.
 
 One run encodes each medium and each text once per backbone (cached on disk by
-:class:`~drc_jax.store.EmbeddingStore`, keyed by weights, dtype, preprocessing and file), decomposes
-every caption once, then scores every variant of the config on the same embeddings with the image
-set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). In multi-host runs every
-process reads the same inputs and the encoders and top-k compute on their own devices' shards;
-process 0 writes the outputs.
+:class:`~drc_jax.store.Store`, keyed by weights, dtype, preprocessing and file), decomposes
+every caption once, then scores every row of the config's table on the same embeddings with the
+image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). In multi-host runs
+every process reads the same inputs and the encoders and top-k compute on their own devices'
+shards; process 0 writes the outputs.
 
-Everything the user can get wrong raises :class:`LaunchError` (or a data/config error) with the
-file, row and what to do; ``__main__`` turns those into a message and a non-zero exit.
+Stages hand typed values to each other (:mod:`drc_jax.launch.stages`); :func:`run` times them and
+builds the report once. Everything the user can get wrong raises :class:`LaunchError` (or a
+data/config error) with the file, row and what to do; ``__main__`` turns those into a message and
+a non-zero exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from drc_jax.data import media as media_io
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
+from drc_jax.launch import report
+from drc_jax.launch.config import (
+    BENCHMARKS,
+    SYNTHETIC,
+    RunOptions,
+    output_dir,
+    resolved_weights,
+    synthetic_spec,
+    table,
+)
 from drc_jax.launch.decomposition import decompose
 from drc_jax.launch.encode import (
     MAX_TOKENS,
@@ -36,42 +49,58 @@ from drc_jax.launch.encode import (
 )
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
-from drc_jax.launch.options import BENCHMARKS, SYNTHETIC, RunOptions
+from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings
+from drc_jax.media import MediaIndex
 
 __all__ = [
     "LaunchError",
-    "RunOptions",
     "check_captions",
+    "check_output_dir",
     "decompose",
     "load_backbone",
-    "load_data",
+    "load_corpus",
     "media_embedder",
-    "resolve_media",
     "run",
 ]
 
 log = logging.getLogger("drc_jax.launch")
 
 
+def check_output_dir(opts: RunOptions) -> Path:
+    """Create the output directory and make sure it takes files, before any work is done."""
+    out = output_dir(opts)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise LaunchError(
+            f"--output_dir {out}: cannot write there ({e.strerror or e}). Pass a directory you "
+            "can write to (it is created if missing)."
+        ) from e
+    return out
+
+
 def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
     """Render the synthetic set in process 0 only; the others wait, then read it."""
     import jax
 
+    spec = synthetic_spec(opts)
     if jax.process_count() == 1:
-        return load_synthetic(root, kind, opts.synthetic)
+        return load_synthetic(root, kind, spec)
     from jax.experimental import multihost_utils
 
     if jax.process_index() == 0:
-        load_synthetic(root, kind, opts.synthetic)
+        load_synthetic(root, kind, spec)
     multihost_utils.sync_global_devices("drc_jax.launch: synthetic set rendered")
-    return load_synthetic(root, kind, opts.synthetic)
+    return load_synthetic(root, kind, spec)
 
 
-def load_data(opts: RunOptions) -> tuple[Benchmark, Path]:
-    """The benchmark and the directory its media live under."""
+def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
+    """The benchmark as read (every CSV row) and the directory its media live under."""
     if opts.benchmark in SYNTHETIC:
-        root = Path(opts.data_dir or Path(opts.cache_dir or opts.output_dir) / "synthetic_data")
-        root = root.expanduser()
+        base = opts.data_dir or Path(opts.cache_dir or output_dir(opts)) / "synthetic_data"
+        root = Path(base).expanduser()
         kind = "image" if opts.benchmark == "synthetic" else "video"
         bench = _build_synthetic_once(root, kind, opts)
         if opts.limit:
@@ -118,13 +147,17 @@ def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[
     return dataclasses.replace(bench, queries=keep), skipped
 
 
-def resolve_media(bench: Benchmark, root: Path, opts: RunOptions):
-    """Paths of the media (None where missing) and the skipped list, per --on_missing_media."""
-    index = media_io.MediaIndex(root)
+def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
+    """The data stage: the :class:`Corpus` to evaluate, and the benchmark as read (whose media
+    order ``--image_embeddings`` follows)."""
+    read, root = _load_benchmark(opts)
+    bench, skipped_captions = check_captions(read, opts)
+    index = MediaIndex(root)
     paths = [index.find(m.recorded_path) for m in bench.media]
+    corpus = Corpus(bench, tuple(paths), root, skipped_captions=tuple(skipped_captions))
     missing = [i for i, p in enumerate(paths) if p is None]
     if not missing:
-        return bench, paths, []
+        return corpus, read
     info = DATASETS.get(bench.name)
     names = ", ".join(
         f"{bench.media[i].file_name} (line {bench.media[i].line})" for i in missing[:5]
@@ -138,76 +171,66 @@ def resolve_media(bench: Benchmark, root: Path, opts: RunOptions):
             "without them."
             + (" (Every file is missing: check --data_dir.)" if len(missing) == len(paths) else "")
         )
-    skipped = [
-        {"file": bench.media[i].file_name, "line": bench.media[i].line, "reason": "not found"}
-        for i in missing
-    ]
-    keep = set(range(len(paths))) - set(missing)
-    return bench.subset(keep), [p for p in paths if p is not None], skipped
+    corpus, _ = corpus.without_media(dict.fromkeys(missing, "not found"))
+    if not corpus.bench.queries:
+        raise LaunchError(f"no query of {bench.csv_path} has its media under {root}.")
+    return corpus, read
 
 
-def encode_backbones(opts, backbones, clips, bench_all, bench, paths, decompositions, timing):
-    """Per backbone: media embeddings (N, D; NaN rows for unreadable media) and Queries.
-
-    Each medium and text is encoded once per backbone (and cached); every variant of the
-    config is then scored on these arrays. Returns (encoded, failures, encoding stats,
-    over-long captions).
-    """
-    encoded, failures, encoding, long = {}, {}, {}, []
-    for weights in backbones:
-        clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
-        if not long:
-            long = long_captions(clip, bench)
-        probe = params_probe(clip)
+def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark,
+           decomposed: Decomposed, watch) -> Encoded:  # fmt: skip
+    """The encode stage for one backbone: media (or ``--image_embeddings``) and query texts."""
+    probe = params_probe(clip)
+    bench = corpus.bench
+    with watch(f"encode_{bench.kind}s"):
         if opts.image_embeddings:
             kept = {m.line for m in bench.media}
-            keep_index = [i for i, m in enumerate(bench_all.media) if m.line in kept]
-            emb = load_image_embeddings(opts.image_embeddings, bench_all, keep_index)
-            mstats = {"precomputed": opts.image_embeddings}
-            if emb.shape[1] != clip.embed_dim:
+            keep_index = [i for i, m in enumerate(read.media) if m.line in kept]
+            vectors = load_image_embeddings(opts.image_embeddings, read, keep_index)
+            if vectors.shape[1] != clip.embed_dim:
                 raise LaunchError(
-                    f"--image_embeddings {opts.image_embeddings}: width {emb.shape[1]}, but "
+                    f"--image_embeddings {opts.image_embeddings}: width {vectors.shape[1]}, but "
                     f"{weights} embeds to {clip.embed_dim}."
                 )
+            valid = np.ones(len(vectors), bool)  # load_image_embeddings refuses non-finite rows
+            media = MediaEmbeddings(vectors, valid, {}, {"precomputed": opts.image_embeddings})
         else:
-            emb, failed, mstats = encode_media(clip, bench, paths, opts, timing, probe)
-            failures.update(failed)
-        queries, tstats = embed_texts(clip, decompositions, opts, timing, probe)
-        encoded[weights] = (emb, queries)
-        encoding[weights] = {"weights_id": clip.weights_id, "media": mstats, "texts": tstats}
-        del clip
-    return encoded, failures, encoding, long
+            media = encode_media(clip, bench, list(corpus.paths), opts, probe)
+    with watch("encode_texts"):
+        queries, text_stats = embed_texts(clip, decomposed.per_query, opts, probe)
+    return Encoded(weights, clip.weights_id, media, queries, text_stats)
 
 
-def drop_unreadable(bench, paths, decompositions, encoded, failures, root):
-    """Drop media that failed to decode (``--on_missing_media skip``) and their queries."""
-    bad = set()
-    for emb, _ in encoded.values():
-        bad |= set(np.flatnonzero(~np.isfinite(emb).all(axis=1)).tolist())
-    if not bad:
-        return bench, paths, decompositions, encoded, []
-    skipped = [
-        {
-            "file": bench.media[i].file_name,
-            "line": bench.media[i].line,
-            "reason": failures.get(str(paths[i]), "unreadable"),
-        }
-        for i in sorted(bad)
-    ]
-    keep = sorted(set(range(len(paths))) - bad)
-    if not keep:
-        raise LaunchError(f"no readable media left in {root}; see the errors above.")
-    kept_q = [i for i, q in enumerate(bench.queries) if q.gt not in bad]
-    encoded = {
-        w: (emb[keep], queries.take(np.asarray(kept_q))) for w, (emb, queries) in encoded.items()
-    }
-    return (
-        bench.subset(set(keep)),
-        [paths[i] for i in keep],
-        [decompositions[i] for i in kept_q],
-        encoded,
-        skipped,
-    )
+def drop_unreadable(corpus: Corpus, decomposed: Decomposed, encoded: list[Encoded]):
+    """Leave out media that some backbone could not embed (``--on_missing_media skip``), and
+    their queries, from every stage's output."""
+    errors: dict[int, str] = {}
+    for e in encoded:
+        for i in map(int, (~e.media.valid).nonzero()[0]):
+            errors.setdefault(i, e.media.errors.get(i, "unreadable"))
+    if not errors:
+        return corpus, decomposed, encoded
+    kept, kept_queries = corpus.without_media(errors)
+    if not kept.bench.media or not kept.bench.queries:
+        raise LaunchError(f"no readable media left in {corpus.root}; see the errors above.")
+    keep = np.asarray([i for i in range(len(corpus.paths)) if i not in errors], np.int64)
+    return kept, decomposed.take(kept_queries), [e.take(keep, kept_queries) for e in encoded]
+
+
+class _Stopwatch:
+    """Seconds per stage, summed over repeats (two backbones add up their encoding)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"{stage}_s"
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
 
 
 def run(opts: RunOptions) -> dict:
@@ -215,34 +238,38 @@ def run(opts: RunOptions) -> dict:
     import jax
 
     t_start = time.perf_counter()
-    timing: dict[str, float] = {}
-    config = opts.config
-    default_weights = opts.resolved_weights
-    backbones = config.backbones(default_weights)
+    watch = _Stopwatch()
+    rows = table(opts)
+    default_weights = resolved_weights(opts)
+    backbones = rows.backbones(default_weights)
     if opts.image_embeddings and len(backbones) > 1:
         raise LaunchError(
-            f"--image_embeddings gives one backbone's embeddings, but config {config.name!r} "
+            f"--image_embeddings gives one backbone's embeddings, but config {opts.name!r} "
             f"uses {len(backbones)} backbones ({backbones})."
         )
+    writer = jax.process_index() == 0
+    if writer:
+        check_output_dir(opts)
 
-    t0 = time.perf_counter()
-    bench_all, root = load_data(opts)
-    bench, skipped_captions = check_captions(bench_all, opts)
-    bench, paths, skipped = resolve_media(bench, root, opts)
-    timing["load_data_s"] = time.perf_counter() - t0
+    with watch("load_data"):
+        corpus, read = load_corpus(opts)
+    bench = corpus.bench
     log.info(
         "%s: %d queries over %d %ss", bench.name, len(bench.queries), len(bench.media), bench.kind
     )
 
     # Load the first backbone before decomposing: unreachable weights fail fast.
     clips = {backbones[0]: load_backbone(backbones[0], opts.dtype)}
-    decompositions, decomposition_stats = decompose(
-        [q.caption for q in bench.queries], opts, timing
-    )
+    with watch("decompose"):
+        decomposed = decompose([q.caption for q in bench.queries], opts)
 
-    encoded, failures, encoding, long = encode_backbones(
-        opts, backbones, clips, bench_all, bench, paths, decompositions, timing
-    )
+    encoded, long = [], []
+    for weights in backbones:
+        clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
+        if not long:
+            long = long_captions(clip, bench)
+        encoded.append(encode(opts, weights, clip, corpus, read, decomposed, watch))
+        del clip
     warnings = []
     if long:
         warnings.append(
@@ -250,58 +277,24 @@ def run(opts: RunOptions) -> dict:
             f"{bench.csv_path} line {long[0]['line']} ({long[0]['tokens']} tokens)."
         )
         log.warning(warnings[-1])
-    bench, paths, decompositions, encoded, unreadable = drop_unreadable(
-        bench, paths, decompositions, encoded, failures, root
-    )
-    skipped += unreadable
-    for s in skipped:
+
+    skipped_before = len(corpus.skipped)
+    corpus, decomposed, encoded = drop_unreadable(corpus, decomposed, encoded)
+    for s in corpus.skipped[skipped_before:]:
         log.warning("skipped %s (line %s): %s", s["file"], s["line"], s["reason"])
-    methods, tops, coverage = score_all(config, default_weights, encoded, bench, opts, timing)
+    with watch("score"):
+        rankings = score_all(rows, default_weights, encoded, corpus.bench, opts)
 
-    config_json = {
-        **config.to_json(),
-        "backbones": backbones,
-        "random_weights": any(w.startswith("random") for w in backbones),
-        **{
-            k: v
-            for k, v in dataclasses.asdict(opts).items()
-            if k not in ("config", "progress", "synthetic")
-        },
-        "weights": default_weights,
-        **({"synthetic": dataclasses.asdict(opts.synthetic)} if bench.name in SYNTHETIC else {}),
-        "devices": jax.device_count(),
-        "processes": jax.process_count(),
-        "platform": jax.devices()[0].platform,
-    }
-    timing["total_s"] = time.perf_counter() - t_start
-    results = {
-        "benchmark": opts.benchmark,
-        "benchmark_name": DATASETS[bench.name].name if bench.name in DATASETS else bench.name,
-        "media_kind": bench.kind,
-        "num_media": len(bench.media),
-        "num_queries": len(bench.queries),
-        "captions_csv": str(bench.csv_path),
-        "config": config_json,
-        "methods": methods,
-        "decomposition": decomposition_stats,
-        "encoding": encoding,
-        "timing": {k: round(v, 3) for k, v in timing.items()},
-        "skipped": skipped,
-        "skipped_captions": skipped_captions,
-        "long_captions": long,
-        "warnings": warnings,
-    }
-    if coverage is not None:
-        results["negated_object_coverage"] = coverage
+    extra = {"long_captions": long, "warnings": warnings}
+    if writer and opts.figures:
+        from drc_jax.launch.samples import render_samples
 
-    if jax.process_index() == 0:
-        from drc_jax.launch import report
-
-        report.write(opts.output_dir, results)
-        save_rankings(opts.output_dir, bench, tops)
-        if opts.figures:
-            from drc_jax.launch.samples import render_samples
-
-            results["figures"] = render_samples(opts, bench, paths, decompositions, tops, config)
-            report.write(opts.output_dir, results)
+        extra["figures"] = render_samples(opts, corpus, decomposed.per_query, rankings)
+    timing = {**watch.seconds, "total_s": time.perf_counter() - t_start}
+    results = report.build(
+        opts, rows, corpus, decomposed, encoded, rankings, timing=timing, extra=extra
+    )
+    if writer:
+        report.write(output_dir(opts), results)
+        save_rankings(output_dir(opts), corpus.bench, rankings)
     return results

@@ -105,6 +105,62 @@ def _notes(results: dict) -> list[str]:
     return notes
 
 
+def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None) -> dict:
+    """results.json's content, from the run config and the typed stage outputs
+    (:mod:`drc_jax.launch.stages`); ``extra`` adds top-level entries (warnings, figures, ...)."""
+    import jax
+
+    from drc_jax.data.negbench import DATASETS
+    from drc_jax.launch.config import SYNTHETIC, resolved_weights
+
+    bench = corpus.bench
+    backbones = [e.weights for e in encoded]
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("variants", "rows")}
+    if config.benchmark not in SYNTHETIC:
+        del settings["synthetic"]
+    methods = {}
+    for r in rankings:
+        base = table.baseline_of(r.variant)
+        methods[r.variant.name] = {
+            **r.metrics,
+            "label": r.variant.label,
+            "method": r.variant.method,
+            "weights": r.weights,
+            **({"baseline": base.name} if base else {}),
+        }
+    results = {
+        "benchmark": config.benchmark,
+        "benchmark_name": DATASETS[bench.name].name if bench.name in DATASETS else bench.name,
+        "media_kind": bench.kind,
+        "num_media": len(bench.media),
+        "num_queries": len(bench.queries),
+        "captions_csv": str(bench.csv_path),
+        "config": {
+            **settings,
+            "variants": {v.name: v.to_json() for v in table.variants},
+            "backbones": backbones,
+            "random_weights": any(w.startswith("random") for w in backbones),
+            "weights": resolved_weights(config),
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "platform": jax.devices()[0].platform,
+        },
+        "methods": methods,
+        "decomposition": decomposed.stats(),
+        "encoding": {e.weights: e.stats() for e in encoded},
+        "timing": {
+            **{k: round(v, 3) for k, v in timing.items()},
+            **{f"score_{r.variant.name}_s": round(r.seconds, 3) for r in rankings},
+        },
+        "skipped": list(corpus.skipped),
+        "skipped_captions": list(corpus.skipped_captions),
+        **(extra or {}),
+    }
+    if bench.objects_complete and rankings and rankings[-1].neg_coverage is not None:
+        results["negated_object_coverage"] = rankings[-1].neg_coverage
+    return results
+
+
 def write(output_dir: str | Path, results: dict) -> tuple[Path, Path]:
     """Write ``results.json`` and ``results.md`` into ``output_dir``; return their paths."""
     out = Path(output_dir).expanduser()

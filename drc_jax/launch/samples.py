@@ -7,11 +7,9 @@ benchmark's object lists are complete: COCO, synthetic). Videos show their middl
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from drc_jax.data import media as media_io
+from drc_jax.media import MediaError, read_image, read_video_frames
 
 TILES = 5
 
@@ -29,21 +27,27 @@ def pick_queries(bench, decompositions, n: int) -> list[int]:
 def _thumbnail(path, kind: str, opts):
     try:
         if kind == "image":
-            img = media_io.read_image(path)
+            img = read_image(path)
         else:
-            frames = media_io.read_video(path, opts.video_frames, opts.video_sampling)
+            frames = read_video_frames(path, opts.video_frames, opts.video_sampling)
             img = frames[len(frames) // 2]
-    except media_io.MediaError:
+    except MediaError:
         return None
     img.thumbnail((256, 256))
     return img
 
 
-def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> list[str]:
-    """Write ``figures/query_XX.png`` under the output dir; return their paths."""
-    from drc_jax.figures import FigureStyle, FigureTile, render_comparison
+def render_samples(opts, corpus, decompositions, rankings) -> list[str]:
+    """Write ``figures/query_XX.png`` under the output dir; return their paths.
 
-    out_dir = Path(opts.output_dir).expanduser() / "figures"
+    ``corpus`` is the :class:`~drc_jax.launch.stages.Corpus` scored, ``decompositions`` one per
+    query, ``rankings`` the :class:`~drc_jax.launch.stages.Ranking` of every table row.
+    """
+    from drc_jax.figures import FigureStyle, FigureTile, render_comparison
+    from drc_jax.launch.config import output_dir
+
+    bench, paths = corpus.bench, corpus.paths
+    out_dir = output_dir(opts) / "figures"
     out_dir.mkdir(parents=True, exist_ok=True)
     cache: dict[int, object] = {}
 
@@ -53,18 +57,18 @@ def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> li
         return cache[i]
 
     # Row labels are method names ("SpaceVLM-DRC"): make room for the longest word.
-    longest = max(len(w) for v in config.variants for w in v.label.split())
+    longest = max(len(w) for r in rankings for w in r.variant.label.split())
     style = FigureStyle(row_label_width=int(min(360, max(120, 18 * longest + 24))))
     warning = ""
-    if any(w.startswith("random") for w in config.backbones(opts.resolved_weights)):
+    if any(r.weights.startswith("random") for r in rankings):
         warning = "random weights: results only exercise the pipeline"
     written = []
     for n, qi in enumerate(pick_queries(bench, decompositions, opts.figures)):
         q = bench.queries[qi]
         rows = {}
-        for v in config.variants:  # tops: {variant: (Q, 10) indices, "variant/gt_rank": ...}
+        for r in rankings:
             tiles = []
-            for rank, i in enumerate(tops[v.name][qi][:TILES]):
+            for rank, i in enumerate(r.top[qi][:TILES]):
                 i = int(i)
                 if i < 0 or thumb(i) is None:
                     continue
@@ -80,7 +84,7 @@ def render_samples(opts, bench, paths, decompositions, tops: dict, config) -> li
                         is_ground_truth=i == q.gt,
                     )
                 )
-            rows[v.label] = tiles
+            rows[r.variant.label] = tiles
         d = decompositions[qi]
         subtitle = (
             f"aff: {d.aff} | neg: {d.neg} | cf: {d.cf} | strength: {d.strength}"

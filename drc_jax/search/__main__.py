@@ -19,10 +19,11 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from drc_jax.defaults import SGLANG_URL
+from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import (
     DEFAULT_WEIGHTS,
-    FINGERPRINTS,
     PREPROCESS_MODES,
     build_index,
     is_random,
@@ -31,7 +32,9 @@ from drc_jax.store import StoreError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
-flags.DEFINE_string("images", None, "index: folder of images, searched recursively.")
+flags.DEFINE_multi_string(
+    "images", None, "index: folder of images, searched recursively (repeat for several)."
+)
 flags.DEFINE_string(
     "weights",
     DEFAULT_WEIGHTS,
@@ -47,7 +50,7 @@ flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before,
 flags.DEFINE_integer("k", 10, "query: results per query.")
 flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
 flags.DEFINE_enum("decomposer", "rules", ["rules", "sglang"], "query: how queries are decomposed.")
-flags.DEFINE_string("sglang_url", "http://127.0.0.1:30000", "query: SGLang server (sglang).")
+flags.DEFINE_string("sglang_url", SGLANG_URL, "query: SGLang server (sglang).")
 flags.DEFINE_string("sglang_model", None, "query: model name served by SGLang (sglang).")
 flags.DEFINE_string("decomposition_cache", None, "query: cache dir for LLM decompositions.")
 flags.DEFINE_string("queries_file", None, "query: also read queries from this file, one a line.")
@@ -59,8 +62,10 @@ flags.DEFINE_bool(
     "query --figure: red border when a result's path names the negated concept, else green.",
 )
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
+flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-USAGE = "usage: python -m drc_jax.search index|query [flags] [queries...]"
+USAGE = "usage: python -m drc_jax.search index|query|export [flags] [queries...]"
 
 
 def random_note(weights_id: str) -> str:
@@ -89,13 +94,24 @@ def run_index() -> int:
         print(f"NOTE: {random_note(clip.weights_id)}")
     total = report.added + report.changed + report.unchanged
     print(
-        f"indexed {FLAGS.images} -> {FLAGS.index} with {clip.weights_id} "
-        f"(preprocess {FLAGS.preprocess}): {report.summary()}; {total} images in the index"
+        f"indexed {', '.join(FLAGS.images)} -> {FLAGS.index} with {clip.weights_id} "
+        f"(preprocess {FLAGS.preprocess}): {report.summary()}; {report.embedded} embedded; "
+        f"{total} images in the index"
     )
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
         for id_, reason in report.failed:
             print(f"  {id_}: {reason}")
+    return 0
+
+
+def run_export() -> int:
+    from drc_jax.search.export import export_index
+
+    if not FLAGS.index or not FLAGS.output:
+        raise app.UsageError("export needs --index PATH and --output FILE")
+    n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    print(f"exported {n} files of {FLAGS.index} -> {FLAGS.output} ({FLAGS.format})")
     return 0
 
 
@@ -196,16 +212,16 @@ def run_query(queries: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
-    if len(argv) < 2 or argv[1] not in ("index", "query"):
+    if len(argv) < 2 or argv[1] not in ("index", "query", "export"):
         raise app.UsageError(USAGE)
     command, rest = argv[1], argv[2:]
     try:
-        if command == "index":
+        if command in ("index", "export"):
             if rest:
-                raise app.UsageError(f"index takes no positional arguments, got {rest}")
-            return run_index()
+                raise app.UsageError(f"{command} takes no positional arguments, got {rest}")
+            return run_index() if command == "index" else run_export()
         return run_query(rest)
-    except (StoreError, FileNotFoundError, ValueError) as e:
+    except (StoreError, FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -1,38 +1,34 @@
-"""Index a folder of images: embed every image once, keep the index in sync with the folder.
+"""Index folders of images: embed every image once, keep the index in sync with the folders.
 
-The index is a :class:`drc_jax.store.EmbeddingStore` whose ids are image paths relative to the
-indexed folder and whose fingerprints are ``"size:mtime_ns"`` (or a SHA-1 of the bytes), so a
-re-run embeds only new and changed files and drops deleted ones. Its meta records what makes
-embeddings comparable: the CLIP weights id, the preprocessing and the folder. A small
-``search.json`` next to it records how to load the weights again (the ``--weights`` argument).
+The index is a :class:`drc_jax.store.Store` keyed by content hash (``"sha1:<hex>"`` of the
+bytes), with a path -> hash table beside it (the store's names, stamped ``"size:mtime_ns"`` so an
+unchanged file is not read again). Moving or renaming files, or a whole folder, therefore
+re-embeds nothing; a re-run embeds only new contents and drops contents no indexed file has. An
+index mirrors one or several roots. Its meta records what makes embeddings comparable (the CLIP
+weights id and the preprocessing); its settings record the roots and how to load the weights.
 
-Images are decoded on a thread pool and encoded with ``clip.encode_images``, which runs data
-parallel over all local devices. Unreadable files are listed, never fatal.
+Files are found, fingerprinted, decoded and embedded by :mod:`drc_jax.media` (the benchmark's
+media path too): images upright by their EXIF orientation, videos as the mean of 4 frames,
+symbolic links not followed, FIFOs and devices never opened. Unreadable files are listed, never
+fatal.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from drc_jax.store import EmbeddingStore, ItemError, StoreMismatchError, SyncReport
+from drc_jax.media import FINGERPRINTS, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = "openai/clip-vit-base-patch32"
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
-INFO_FILE = "search.json"
 PREPROCESS_MODES = ("spacevlm", "openai")
-FINGERPRINTS = ("stat", "sha1")
 
 
 @dataclass(frozen=True)
@@ -40,11 +36,15 @@ class IndexInfo:
     """What a search index was built from (read back by :func:`drc_jax.search.search`)."""
 
     index: Path
-    root: Path  # the indexed folder; ids are paths relative to it
+    roots: tuple[Path, ...]  # the indexed folders; ids are paths relative to one of them
     weights: str  # how to load the weights (the --weights argument)
     weights_id: str  # clip.weights_id
     preprocess: str
     meta: dict[str, Any]  # the store meta, exactly
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
 
     @property
     def random_weights(self) -> bool:
@@ -56,122 +56,76 @@ def is_random(weights: str) -> bool:
     return weights.startswith("random:")
 
 
-def scan_images(root: str | os.PathLike) -> Iterator[Path]:
-    """Image files under ``root`` (recursive, sorted, hidden files and folders skipped)."""
-    root = Path(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name
-
-
-def fingerprint(path: Path, how: str = "stat") -> str:
-    """``"size:mtime_ns"`` (cheap) or ``"sha1:<hex>"`` of the bytes (survives copies/touches)."""
-    if how == "stat":
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    if how == "sha1":
-        h = hashlib.sha1()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return f"sha1:{h.hexdigest()}"
-    raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {how!r}")
-
-
-def load_image(path: Path, size: int) -> Image.Image:
-    """Decode ``path`` upright (EXIF orientation) as RGB.
-
-    Large JPEGs are decoded at a reduced scale (``draft``) that is still at least twice ``size``
-    on each side, which makes indexing a photo library several times faster; the preprocessing
-    resizes to ``size`` afterwards anyway.
-    """
-    with Image.open(path) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (2 * size, 2 * size))
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
-
-
-class ImageEmbedder:
-    """``ids -> (len(ids), D)`` embeddings of the images ``root / id`` (a context manager).
-
-    Decodes on a thread pool, then runs ``clip.preprocess`` and ``clip.encode_images`` (data
-    parallel over local devices). Raises :class:`ItemError` for the first unreadable file of a
-    batch; decoded images of the last call are kept, so the store's retry without the bad file
-    does not decode again.
-    """
-
-    def __init__(self, clip, root: Path, preprocess: str, num_workers: int | None = None):
-        self.clip, self.root, self.preprocess = clip, Path(root), preprocess
-        self.size = int(getattr(clip, "image_size", 224))
-        workers = num_workers or min(16, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        self._decoded: dict[str, Image.Image | Exception] = {}
-
-    def _decode(self, id_: str) -> Image.Image | Exception:
-        try:
-            return load_image(self.root / id_, self.size)
-        except Exception as e:  # PIL raises many types for broken files
-            return e
-
-    def __call__(self, ids: list[str]) -> np.ndarray:
-        kept = {i: self._decoded[i] for i in ids if i in self._decoded}
-        todo = [i for i in ids if i not in kept]
-        self._decoded = kept
-        self._decoded.update(zip(todo, self._pool.map(self._decode, todo), strict=True))
-        for i in ids:
-            if isinstance(self._decoded[i], Exception):
-                e = self._decoded[i]
-                raise ItemError(i, f"{type(e).__name__}: {e}")
-        pixels = self.clip.preprocess([self._decoded[i] for i in ids], mode=self.preprocess)
-        return np.asarray(self.clip.encode_images(pixels), np.float32)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._decoded = {}
-
-    def __enter__(self) -> ImageEmbedder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def index_meta(clip, root: Path, preprocess: str, how: str) -> dict[str, Any]:
-    return {
-        "kind": "image",
-        "weights": clip.weights_id,
-        "preprocess": preprocess,
-        "root": str(root),
-        "fingerprint": how,
-    }
+def index_meta(clip, preprocess: str) -> dict[str, Any]:
+    return {"kind": "image", "weights": clip.weights_id, "preprocess": preprocess}
 
 
 def read_info(index: str | os.PathLike) -> IndexInfo:
     """The :class:`IndexInfo` of an existing index; a clear error when there is none."""
     index = Path(index)
-    manifest, info_path = index / "manifest.json", index / INFO_FILE
-    if not manifest.exists() or not info_path.exists():
+    try:
+        store = Store.open(index, None)
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"no search index at {index}; build one with "
             f"`python -m drc_jax.search index --images DIR --index {index}`"
-        )
-    info = json.loads(info_path.read_text())
-    meta = json.loads(manifest.read_text())["meta"]
+        ) from None
+    with store:
+        meta, weights, roots = store.meta, store.setting("weights"), store.setting("roots")
+    if not isinstance(weights, str) or not isinstance(roots, list) or not roots:
+        raise StoreError(f"{index} is an embedding store but not a search index (no roots)")
     return IndexInfo(
         index=index,
-        root=Path(meta["root"]),
-        weights=info["weights"],
+        roots=tuple(Path(r) for r in roots),
+        weights=weights,
         weights_id=meta["weights"],
         preprocess=meta["preprocess"],
         meta=meta,
     )
 
 
+def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
+    """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
+
+    Every path read from the index must be absolute, free of ``..`` and inside one of its roots
+    (``id`` is the path relative to that root); anything else means a damaged or crafted index,
+    which is refused.
+    """
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    out: dict[str, tuple[str, str]] = {}
+    for name, (key, _) in sorted(store.names().items()):
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is None or "/../" in f"{name}/" or "/./" in f"{name}/":
+            raise StoreError(
+                f"index {store.directory} lists the file {name!r}, which is not inside its roots "
+                f"{[str(r) for r in roots]}; the index is damaged or was crafted: delete it and "
+                "re-run `python -m drc_jax.search index`"
+            )
+        out.setdefault(key, (name, name[len(prefix) :]))
+    return out
+
+
+def _scan(roots: list[Path], known: dict[str, tuple[str, str]], how: str):
+    """``path -> (hash, stamp)`` of every image under ``roots`` and ``(id, reason)`` failures.
+
+    A file whose stamp (size, mtime) is unchanged keeps its known hash (unless ``how="sha1"``:
+    hash every file again); others are read and hashed.
+    """
+    names, failed = {}, []
+    for root in roots:
+        for path in scan_images(root):
+            try:
+                stamp = fingerprint(path, "stat")
+                old = known.get(str(path))
+                hit = old is not None and old[1] == stamp and how == "stat"
+                names[str(path)] = (old[0] if hit else fingerprint(path, "sha1"), stamp)
+            except (OSError, MediaError) as e:  # vanished or unreadable since listed
+                failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
+    return names, failed
+
+
 def build_index(
-    images: str | os.PathLike,
+    images: str | os.PathLike | Sequence[str | os.PathLike],
     index: str | os.PathLike,
     *,
     weights: str | None = None,
@@ -183,22 +137,32 @@ def build_index(
     reset: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
+    store_dtype: str = "float32",
 ) -> SyncReport:
-    """Embed every image under ``images`` into the index at ``index``; return what changed.
+    """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
-    Re-running embeds only new and changed files and drops deleted ones. ``weights`` (default
-    :data:`DEFAULT_WEIGHTS`) is loaded with ``dtype`` unless ``clip`` (a loaded
-    :func:`drc_jax.clip.load_clip` model) is given; the index records ``weights`` (else
-    ``clip.weights_id``) as what a query loads. An index built with
-    other weights, preprocessing or folder is refused with the difference, unless ``reset``.
-    Unreadable files are listed in ``report.failed`` and retried once they change (or with
-    ``retry_failed``). ``batch_size`` defaults to 64 per local device.
+    The index mirrors exactly the folders given: files of folders no longer given leave it, but
+    their embeddings are reused for the same contents anywhere (a moved folder embeds nothing).
+    The report counts files (a moved file is one removed and one added) and ``embedded`` counts
+    images actually encoded. ``weights`` (default :data:`DEFAULT_WEIGHTS`) is loaded with
+    ``dtype`` unless ``clip`` (a loaded :func:`drc_jax.clip.load_clip` model) is given; the index
+    records ``weights`` (else ``clip.weights_id``) as what a query loads. An index built with other
+    weights or preprocessing is refused with the difference, unless ``reset``. ``fingerprint_by``
+    "stat" trusts an unchanged size and mtime, "sha1" hashes every file again. Unreadable files are
+    listed in ``report.failed`` and retried once they change (or with ``retry_failed``).
+    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
     """
-    root = Path(images).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"--images {images}: not a folder")
+    given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    for p in given:
+        if not Path(p).expanduser().is_dir():
+            raise FileNotFoundError(f"--images {p}: not a folder")
+    roots = list(dict.fromkeys(Path(p).expanduser().resolve() for p in given))
+    if not roots:
+        raise ValueError("no folder to index given")
     if preprocess not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
+    if fingerprint_by not in FINGERPRINTS:
+        raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {fingerprint_by!r}")
     index = Path(index).expanduser()
     if clip is None:
         from drc_jax.clip import load_clip
@@ -210,33 +174,55 @@ def build_index(
 
         batch_size = 64 * jax.local_device_count()
     try:
-        store = EmbeddingStore.open(
+        store = Store.open(
             index,
-            index_meta(clip, root, preprocess, fingerprint_by),
+            index_meta(clip, preprocess),
+            dtype=store_dtype,
             on_mismatch="reset" if reset else "error",
         )
     except StoreMismatchError as e:
         raise StoreMismatchError(
             f"{e}\nTo rebuild this index with the new settings pass --reset (CLI) or reset=True."
         ) from None
-    info = {"weights": str(weights or clip.weights_id), "weights_id": clip.weights_id}
-    tmp = index / f"{INFO_FILE}.partial"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, index / INFO_FILE)
+    with store:
+        old = store.names()
+        names, unreadable = _scan(roots, old, fingerprint_by)
+        ids = {n: _id(n, roots) for n in names}
+        first: dict[str, str] = {}  # a file per content
+        for name, (h, _) in names.items():
+            first.setdefault(h, name)
 
-    items = {}
-    for path in scan_images(root):
-        rel = path.relative_to(root).as_posix()
-        try:
-            items[rel] = fingerprint(path, fingerprint_by)
-        except OSError as e:  # vanished or unreadable between listing and stat
-            items[rel] = f"error:{type(e).__name__}"
-    with ImageEmbedder(clip, root, preprocess) as embed:
-        return store.sync(
-            items,
-            embed,
-            batch_size=batch_size,
-            desc="indexing images",
-            retry_failed=retry_failed,
-            progress=progress,
-        )
+        def embed(hashes: list[str]) -> np.ndarray:
+            try:
+                return embedder([first[h] for h in hashes])
+            except ItemError as e:  # name the content by its hash, as the store keys it
+                raise ItemError(names[e.id][0], e.reason) from None
+
+        with MediaEmbedder(clip, preprocess=preprocess) as embedder:
+            report = fill(
+                store,
+                {h: h for h in first},
+                embed,
+                batch_size=batch_size,
+                desc="indexing images",
+                retry_failed=retry_failed,
+                progress=progress,
+            )
+        with store.transaction():  # the files, their roots and the weights change together
+            store.set_names(names)
+            store.set_setting("roots", [str(r) for r in roots])
+            store.set_setting("weights", str(weights or clip.weights_id))
+        store.prune(first)
+    bad = dict(report.failed)
+    report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
+    ok = {n: h for n, (h, _) in names.items() if h not in bad}
+    report.added = sum(n not in old for n in ok)
+    report.changed = sum(n in old and old[n][0] != h for n, h in ok.items())
+    report.unchanged = len(ok) - report.added - report.changed
+    report.removed = sum(n not in names for n in old)
+    return report
+
+
+def _id(name: str, roots: list[Path]) -> str:
+    path = Path(name)
+    return next(path.relative_to(r).as_posix() for r in roots if path.is_relative_to(r))

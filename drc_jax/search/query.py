@@ -19,8 +19,8 @@ import numpy as np
 
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, read_info
-from drc_jax.store import EmbeddingStore
+from drc_jax.search.index import IndexInfo, indexed_files, read_info
+from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -50,7 +50,7 @@ class SearchResult:
         return {
             "query": self.query,
             "method": self.method,
-            "decomposition": d.to_dict() if hasattr(d, "to_dict") else vars(d),
+            "decomposition": d.to_dict(),
             "hits": [vars(h) for h in self.hits],
         }
 
@@ -64,12 +64,13 @@ class Searcher:
     """
 
     info: IndexInfo
-    store: EmbeddingStore
+    store: Store
     clip: Any
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
+    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def open(
@@ -98,7 +99,7 @@ class Searcher:
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
                 f"model is {clip.weights_id!r}; pass --weights {info.weights} (or re-index)"
             )
-        store = EmbeddingStore.open(info.index, info.meta)
+        store = Store.open(info.index, None)
         if isinstance(decomposer, str):
             from drc_jax.decompose import get_decomposer
 
@@ -117,16 +118,17 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if len(self.store) == 0:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        images, mesh = self._device_images()
+        files = self._files
+        if not files:
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         decompositions = self.decomposer.decompose(queries)
         q = embed_queries(self.clip, decompositions)
-        ids, images, mesh = self.store.ids, *self._device_images()
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             res = top_k(images, query_vectors(method, q, self.params), k, mesh=mesh)
@@ -137,7 +139,7 @@ class Searcher:
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(self.info.root / ids[i]), ids[i])
+                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
                         for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
                     ],
                 )
@@ -153,7 +155,13 @@ class Searcher:
             from drc_jax.parallel import make_mesh
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
-            self._images = jax.device_put(self.store.embeddings)
+            keys, vectors = self.store.vectors()  # memory-mapped
+            files = indexed_files(self.store, self.info.roots)
+            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+            if len(named) < len(keys):
+                vectors = vectors[np.asarray(named, np.int64)]
+            self._files = [files[keys[i]] for i in named]
+            self._images = jax.device_put(vectors)
         return self._images, self._mesh
 
 

@@ -1,4 +1,4 @@
-"""Video frames for CLIP: PyAV decoding, 4 frames, two sampling conventions.
+"""Decoding one video for CLIP: PyAV (imported only here), 4 frames, two sampling conventions.
 
 - ``"spacevlm"``: frame indices ``linspace(0, n - 1, num_frames)`` (first and last frame
   included), truncated to int -- SpaceVLM's video retrieval.
@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from drc_jax.media.errors import MediaError
+from drc_jax.media.files import regular_file
+
 SAMPLINGS = ("spacevlm", "negbench")
 
 
-class VideoReadError(RuntimeError):
-    """A video file could not be opened or decoded."""
+class VideoReadError(MediaError):
+    """A video file could not be opened or decoded (a :class:`MediaError`)."""
 
 
 def frame_indices(n_frames: int, num_frames: int = 4, sampling: str = "spacevlm") -> np.ndarray:
@@ -44,7 +47,7 @@ def _decode(path: Path, wanted: set[int] | None) -> tuple[dict[int, Image.Image]
     n = 0
     with av.open(str(path)) as container:
         if not container.streams.video:
-            raise VideoReadError(f"{path}: no video stream")
+            raise VideoReadError(path, "no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
@@ -59,7 +62,7 @@ def _count_packets(path: Path) -> int:
 
     with av.open(str(path)) as container:
         if not container.streams.video:
-            raise VideoReadError(f"{path}: no video stream")
+            raise VideoReadError(path, "no video stream")
         stream = container.streams.video[0]
         if stream.frames:
             return int(stream.frames)
@@ -73,27 +76,31 @@ def read_video_frames(
 
     The frame count comes from the container (or by demuxing, no decoding); only the selected
     frames are converted. If decoding yields a different count, indices are recomputed on the
-    true count. Unreadable or corrupt files raise :class:`VideoReadError` naming the file.
+    true count. Missing, non-regular (FIFO, device), unreadable or corrupt files raise
+    :class:`VideoReadError` naming the file.
     """
-    import av
-
     if sampling not in SAMPLINGS:
         raise ValueError(f"unknown frame sampling {sampling!r}; choose one of {SAMPLINGS}")
     path = Path(path)
-    if not path.is_file():
-        raise VideoReadError(f"{path}: no such video file")
+    try:
+        regular_file(path)  # never open a FIFO or a device
+    except MediaError as e:
+        reason = "no such video file" if e.reason == "file not found" else e.reason
+        raise VideoReadError(path, reason) from e
     try:
         n = _count_packets(path)
         idx = frame_indices(max(n, 1), num_frames, sampling)
         kept, decoded = _decode(path, set(idx.tolist()))
         if decoded == 0:
-            raise VideoReadError(f"{path}: no decodable video frames")
+            raise VideoReadError(path, "no decodable video frames; re-download or replace it")
         if decoded != n:  # container metadata was wrong: sample again on the true count
             idx = frame_indices(decoded, num_frames, sampling)
             if not set(idx.tolist()) <= set(kept):
                 kept, _ = _decode(path, set(idx.tolist()))
     except VideoReadError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoReadError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - av.error.*, OSError, ValueError, ...
+        raise VideoReadError(
+            path, f"cannot decode video ({type(e).__name__}: {e}); re-download or replace it"
+        ) from e
     return [kept[int(i)].convert("RGB") for i in idx]

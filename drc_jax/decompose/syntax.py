@@ -1,0 +1,103 @@
+"""Search-box query syntax and user overrides of a decomposition.
+
+``cat -sofa`` / ``-snow mountain road`` (a ``-`` at the start of a word, as search engines read it)
+and ``--exclude sofa`` name negated concepts directly. :func:`apply_overrides` is the one place
+that turns such user input (aff / neg / strength / exclude) into a :class:`Decomposition`; the
+CLI and the search server both call it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from drc_jax.decompose.morphology import concept_phrase
+from drc_jax.decompose.types import STRENGTHS, Decomposition, DecompositionError
+
+#: aff when nothing affirmative is left ("not at night", "-snow"): a neutral photo.
+NEUTRAL_AFF = "a photo"
+
+# "-sofa", '-"red car"' at the start or after white space; not "t-shirt", "-5", "- ".
+_MINUS_TERM = re.compile(r"""(?:(?<=\s)|^)-(?:"([^"]+)"|(?=[^\W\d_])([\w'’-]+))""")
+
+
+def split_exclusions(query: str) -> tuple[str, tuple[str, ...]]:
+    """``"cat -sofa -blanket"`` -> ``("cat", ("a sofa", "a blanket"))``: text and -terms.
+
+    Each -term becomes a short concept phrase (singular, with an article unless it is a mass
+    noun: "-snow" -> "snow"); a quoted ``-"red car"`` is kept as written.
+    """
+    terms: list[str] = []
+
+    def take(m: re.Match) -> str:
+        terms.append(m.group(1).strip() if m.group(1) else concept_phrase(m.group(2)))
+        return " "
+
+    text = " ".join(_MINUS_TERM.sub(take, query).split())
+    return text, tuple(dict.fromkeys(t for t in terms if t))
+
+
+def counterfactual(aff: str, negs: Iterable[str]) -> str:
+    """aff with the negated concepts present ("a dog with a sofa")."""
+    negs = [n for n in negs if n]
+    base = aff.rstrip(" .!?,;:") or NEUTRAL_AFF
+    return f"{base} with {' and '.join(negs)}" if negs else aff
+
+
+def apply_overrides(
+    dec: Decomposition,
+    *,
+    aff: str | None = None,
+    neg: str | None = None,
+    strength: str | None = None,
+    exclude: Iterable[str] = (),
+) -> Decomposition:
+    """``dec`` with a user's corrections applied; cf is rebuilt when aff or the first concept
+    changes.
+
+    - ``neg``: replaces every negated concept by this one ("" removes negation entirely);
+    - ``exclude``: adds concepts after the ones found (duplicates dropped);
+    - ``aff``: replaces the affirmative part (empty -> :data:`NEUTRAL_AFF`);
+    - ``strength``: one of STRENGTHS; "none" turns negation off (plain CLIP on the caption).
+      A decomposition that becomes negated through ``neg``/``exclude`` gets "strong" (an
+      explicit exclusion) unless a strength is given.
+
+    Raises DecompositionError naming the bad value.
+    """
+    if strength is not None and strength not in STRENGTHS:
+        raise DecompositionError(f"strength must be one of {STRENGTHS}, got {strength!r}")
+    negs = list(dec.negs)
+    if neg is not None:
+        negs = [neg.strip()] if neg.strip() else []
+    negs += [x.strip() for x in exclude if x.strip() and x.strip() not in negs]
+    if strength == "none" or not negs:
+        return Decomposition.plain(dec.caption)
+    new_aff = dec.aff if dec.negated else split_exclusions(dec.caption)[0]
+    if aff is not None:
+        new_aff = aff
+    new_aff = new_aff.strip() or NEUTRAL_AFF
+    if dec.negated and new_aff == dec.aff and negs[0] == dec.neg:
+        cf = dec.cf  # the first concept's counterfactual is unchanged
+    else:
+        cf = counterfactual(new_aff, negs[:1])
+    st = strength or (dec.strength if dec.negated else "strong")
+    return Decomposition(dec.caption, True, new_aff, negs[0], cf, st, tuple(negs))
+
+
+def decompose_queries(
+    decomposer, queries: Sequence[str], exclude: Iterable[str] = ()
+) -> list[Decomposition]:
+    """Decompose search-box queries with any :class:`~drc_jax.decompose.Decomposer`.
+
+    ``-term``s are split off before the decomposer sees the text (an LLM need not know the
+    syntax) and join ``exclude`` as negated concepts; each record keeps the query as typed.
+    """
+    exclude = [concept_phrase(x) if len(x.split()) == 1 else x.strip() for x in exclude]
+    split = [split_exclusions(q) for q in queries]
+    decs = decomposer.decompose([text for text, _ in split])
+    out = []
+    for query, (_, terms), dec in zip(queries, split, decs, strict=True):
+        dec = Decomposition(query, dec.negated, dec.aff, dec.neg, dec.cf, dec.strength, dec.negs)
+        extra = [*terms, *exclude]
+        out.append(apply_overrides(dec, exclude=extra) if extra else dec)
+    return out

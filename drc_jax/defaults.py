@@ -1,0 +1,30 @@
+"""Defaults shared by every entry point, each defined once.
+
+The launcher's run config (:func:`drc_jax.launch.config.base_config`), ``python -m
+drc_jax.decompose``, ``python -m drc_jax.search``, the SGLang client and the server launcher
+(:mod:`drc_jax.decompose.serve`) import these names instead of repeating the values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SGLANG_HOST = "127.0.0.1"
+SGLANG_PORT = 30000
+SGLANG_URL = f"http://{SGLANG_HOST}:{SGLANG_PORT}"
+SGLANG_MODEL = "Qwen/Qwen2.5-14B-Instruct"  # the paper's decomposer LLM
+
+PAPER_WEIGHTS = "openai/clip-vit-base-patch32"  # the paper's ViT-B/32
+SYNTHETIC_WEIGHTS = "random:ViT-B/32"  # synthetic checks run without downloading weights
+
+
+def cache_root() -> Path:
+    """Where drc-jax caches converted weights, embeddings and decompositions:
+    ``$DRC_JAX_CACHE``, else ``~/.cache/drc_jax``."""
+    return Path(os.environ.get("DRC_JAX_CACHE") or Path.home() / ".cache" / "drc_jax").expanduser()
+
+
+def decomposition_cache_dir() -> Path:
+    """The LLM decomposition cache under :func:`cache_root`."""
+    return cache_root() / "decompositions"

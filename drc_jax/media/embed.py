@@ -1,0 +1,151 @@
+"""Embedding batches of media files with a CLIP encoder; a bad file fails alone, named.
+
+Used by the benchmark launcher and the search index alike: the same decoding
+(:func:`~drc_jax.media.image.read_image`, :func:`~drc_jax.media.video.read_video_frames`), the
+same preprocessing, the same encoder, so a photo embeds identically in both. Files decode on a
+thread pool; the CLIP encoder then runs data parallel over all local devices. Videos embed as
+the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from drc_jax.media.errors import MediaError
+from drc_jax.media.files import media_kind
+from drc_jax.media.image import read_image
+from drc_jax.media.video import read_video_frames
+
+NON_FINITE = (
+    "CLIP gave a non-finite embedding (NaN/inf) for this file: the weights are damaged or "
+    "incompatible; re-download or re-convert them"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedded:
+    """What :meth:`MediaEmbedder.embed` made of a batch: rows for ``keys``, reasons for the rest."""
+
+    keys: list[str]  # embedded, in input order
+    vectors: np.ndarray  # (len(keys), D) float32
+    failed: dict[str, str]  # key -> reason (not found, not decodable, non-finite embedding)
+
+
+class MediaEmbedder:
+    """``keys -> CLIP embeddings`` of the media files ``root / key`` (a context manager).
+
+    ``kind`` is ``"image"`` or ``"video"`` for every key, or ``None`` to decide per file by its
+    suffix (a photo library with videos). ``preprocess`` is ``clip.preprocess``'s mode. Videos
+    keep ``video_frames`` frames sampled by ``video_sampling``; ``video_renormalize`` L2-normalises
+    the mean of the frame embeddings (NegBench) or keeps it (SpaceVLM).
+
+    :meth:`embed` returns the embeddings and the per-file failures; calling the embedder is the
+    :class:`drc_jax.store.EmbeddingStore` protocol (raise ``ItemError`` for one bad key; the store
+    retries without it). Results of the last call are kept, so that retry neither decodes nor
+    encodes again.
+    """
+
+    def __init__(
+        self,
+        clip,
+        *,
+        preprocess: str = "spacevlm",
+        root: str | os.PathLike | None = None,
+        kind: str | None = None,
+        video_frames: int = 4,
+        video_sampling: str = "spacevlm",
+        video_renormalize: bool = True,
+        num_workers: int | None = None,
+    ):
+        if kind not in (None, "image", "video"):
+            raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
+        self.clip, self.preprocess, self.kind = clip, preprocess, kind
+        self.root = Path(root) if root is not None else None
+        self.video_frames, self.video_sampling = video_frames, video_sampling
+        self.video_renormalize = video_renormalize
+        # JPEGs decode at a reduced scale still >= 2x the model's input (see read_image).
+        self.draft_size = 2 * int(getattr(clip, "image_size", 224))
+        workers = num_workers or min(16, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        self._last: dict[str, np.ndarray | str] = {}  # key -> vector or failure reason
+
+    def path(self, key: str) -> Path:
+        return self.root / key if self.root is not None else Path(key)
+
+    def _kind(self, key: str) -> str:
+        return self.kind or media_kind(key)
+
+    def _decode(self, key: str) -> list[Image.Image] | MediaError:
+        """An image as ``[image]``, a video as its frames; a :class:`MediaError` if unreadable."""
+        try:
+            if self._kind(key) == "image":
+                return [read_image(self.path(key), self.draft_size)]
+            return read_video_frames(self.path(key), self.video_frames, self.video_sampling)
+        except MediaError as e:
+            return e
+
+    def _encode(self, keys: list[str], decoded: list[list[Image.Image]]) -> np.ndarray:
+        out = np.empty((len(keys), int(self.clip.embed_dim)), np.float32)
+        for kind in ("image", "video"):
+            rows = [i for i, k in enumerate(keys) if self._kind(k) == kind]
+            if not rows:
+                continue
+            flat = [frame for i in rows for frame in decoded[i]]
+            pixels = self.clip.preprocess(flat, mode=self.preprocess)
+            if kind == "image":
+                out[rows] = self.clip.encode_images(pixels)
+            else:
+                pixels = pixels.reshape(len(rows), self.video_frames, *pixels.shape[1:])
+                out[rows] = self.clip.encode_videos(pixels, renormalize=self.video_renormalize)
+        return out
+
+    def embed(self, keys: Sequence[str]) -> Embedded:
+        """Embeddings of the readable files among ``keys`` and the reason for every other one."""
+        keys = list(keys)
+        results = {k: self._last[k] for k in keys if k in self._last}
+        todo = [k for k in dict.fromkeys(keys) if k not in results]
+        decoded = dict(zip(todo, self._pool.map(self._decode, todo), strict=True))
+        for k, d in decoded.items():
+            if isinstance(d, MediaError):
+                results[k] = d.reason
+        ok = [k for k in todo if k not in results]
+        vectors = self._encode(ok, [decoded[k] for k in ok])
+        finite = np.isfinite(vectors).all(axis=1)
+        for k, row, good in zip(ok, vectors, finite, strict=True):
+            results[k] = row if good else NON_FINITE
+        self._last = results
+        kept = [k for k in keys if not isinstance(results[k], str)]
+        dim = int(self.clip.embed_dim)
+        vectors = np.stack([results[k] for k in kept]) if kept else np.zeros((0, dim), np.float32)
+        return Embedded(
+            keys=kept,
+            vectors=vectors,
+            failed={k: results[k] for k in keys if isinstance(results[k], str)},
+        )
+
+    def __call__(self, keys: Sequence[str]) -> np.ndarray:
+        """The store protocol: ``(len(keys), D)``, or ``ItemError`` naming the first bad key."""
+        from drc_jax.store import ItemError
+
+        out = self.embed(keys)
+        if out.failed:
+            key, reason = next(iter(out.failed.items()))
+            raise ItemError(key, reason)
+        return out.vectors
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._last = {}
+
+    def __enter__(self) -> MediaEmbedder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,146 @@
+"""Weights from strangers run no code: hostile TorchScript archives are refused, nothing runs.
+
+Every hostile fixture is built here, in the test, and never committed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from drc_jax.clip import load_clip
+from drc_jax.clip.torchscript import TorchScriptRefused, read_torchscript
+
+
+def _script(module: torch.nn.Module, path) -> None:
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, but it is how these exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+
+
+def _rewrite(src, dst, replace: dict[str, bytes | None]) -> None:
+    """Copy zip ``src`` to ``dst`` with entries replaced (or dropped, for None) by name suffix."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            new = next((v for k, v in replace.items() if item.filename.endswith(k)), b"")
+            if new is None:
+                continue
+            zout.writestr(item, new or zin.read(item))
+
+
+class Layers(torch.nn.Module):
+    """Parameters, a strided buffer view, a non-persistent buffer, a plain tensor attribute and
+    a submodule: what state_dict() keeps and drops."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.register_buffer("every_other", torch.arange(8.0).reshape(2, 4)[:, ::2])
+        self.register_buffer("scratch", torch.ones(2), persistent=False)
+        self.fp16 = torch.nn.Parameter(torch.randn(4, 3).half(), requires_grad=False)
+        self.plain = torch.zeros(3)  # an attribute, not in state_dict()
+        self.depth = 5
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_torchscript_tensors_are_read_exactly_as_torch_jit_load_reads_them(tmp_path):
+    _script(Layers(), tmp_path / "layers.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        want = torch.jit.load(str(tmp_path / "layers.pt")).state_dict()
+    got = read_torchscript(tmp_path / "layers.pt")
+    assert sorted(got) == sorted(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.numpy().dtype and got[k].shape == tuple(v.shape), k
+        np.testing.assert_array_equal(got[k], v.numpy())
+
+
+class _System:
+    """Pickles as a call to os.system: what a hostile data.pkl looks like."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_archive_whose_pickle_calls_os_system_is_refused_and_nothing_runs(tmp_path):
+    _script(torch.nn.Linear(2, 2), tmp_path / "clean.pt")
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"weight": _System(f"touch {marker}")}, protocol=2)
+    _rewrite(tmp_path / "clean.pt", tmp_path / "ViT-B-32.pt", {"/data.pkl": payload})
+    with pytest.raises(
+        ValueError, match=r"ViT-B-32\.pt: refused .* the Python global (os|posix)\.system"
+    ) as e:
+        load_clip(tmp_path / "ViT-B-32.pt", use_cache=False)
+    assert "Nothing in it was run" in str(e.value) and "safetensors" in str(e.value)
+    assert not marker.exists()
+
+
+class WritesOnLoad(torch.nn.Module):
+    """A scripted module whose __setstate__ creates a file (torch.from_file with shared=True)."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+        self.target = target
+
+    def forward(self, x):
+        return x * self.w
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, str, bool]:
+        return (self.w, self.target, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, str, bool]) -> None:
+        self.target = state[1]
+        self.training = state[2]
+        self.w = state[0] + torch.from_file(self.target, True, 2)[0] * 0
+
+
+def test_archive_whose_setstate_writes_a_file_is_refused_and_writes_nothing(tmp_path):
+    proof = tmp_path / "written_by_torch_jit_load"
+    _script(WritesOnLoad(str(proof)), tmp_path / "proof.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(tmp_path / "proof.pt"))
+    assert proof.exists()  # the fixture is hostile: PyTorch's own loader runs it
+
+    marker = tmp_path / "written_by_drc_jax"
+    _script(WritesOnLoad(str(marker)), tmp_path / "ViT-B-32.pt")
+    with pytest.raises(
+        ValueError, match=r"ViT-B-32\.pt: refused .*WritesOnLoad defines __setstate__"
+    ):
+        load_clip(tmp_path / "ViT-B-32.pt", use_cache=False)
+    assert not marker.exists()
+
+
+def test_tensor_views_beyond_their_storage_are_refused(tmp_path):
+    """A view reaching past its storage would read other memory: refused, not copied."""
+    _script(torch.nn.Linear(4, 4), tmp_path / "clean.pt")
+    with zipfile.ZipFile(tmp_path / "clean.pt") as z:
+        weight = next(n for n in z.namelist() if n.endswith("/data/0"))
+        short = z.read(weight)[:8]
+    _rewrite(tmp_path / "clean.pt", tmp_path / "short.pt", {"/data/0": short})
+    with pytest.raises(TorchScriptRefused, match=r"short\.pt: .*shorter than declared"):
+        read_torchscript(tmp_path / "short.pt")
+
+    buf = io.BytesIO()  # a tensor of 100 elements over a storage of 16
+    with zipfile.ZipFile(tmp_path / "clean.pt") as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    assert data.count(b"K\x04K\x04") == 1  # size (4, 4) of the weight, as BININT1 pairs
+    buf.write(data.replace(b"K\x04K\x04", b"K\x0aK\x0a"))
+    _rewrite(tmp_path / "clean.pt", tmp_path / "wide.pt", {"/data.pkl": buf.getvalue()})
+    with pytest.raises(TorchScriptRefused, match=r"wide\.pt: .*reaches element \d+ of a storage"):
+        read_torchscript(tmp_path / "wide.pt")
