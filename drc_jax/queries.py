@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import STRENGTHS, Queries
 
 PROMPT_PREFIX = "A photo of"
@@ -56,12 +57,21 @@ PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)
 
 def with_prefix(text: str, prefix: str = PROMPT_PREFIX) -> str:
     """``"<prefix> <text>"`` (whitespace collapsed); text that already starts with the prefix is
-    left as it is. An empty ``prefix`` returns ``text`` unchanged, byte for byte."""
+    left as it is. An empty ``prefix`` returns ``text`` unchanged, byte for byte.
+
+    With "A photo of", the neutral aff "a photo" (a query with nothing affirmative) and its
+    counterfactual "a photo with <neg>" only get a capital: "A photo", "A photo with a dog" (not
+    "A photo of a photo")."""
     if not prefix:
         return text
     text = " ".join(text.split())
-    if text.lower().startswith(prefix.lower()):
+    low = text.lower()
+    if low.startswith(prefix.lower()):
         return text
+    if prefix.lower() == PROMPT_PREFIX.lower() and (
+        low == NEUTRAL_AFF or low.startswith(NEUTRAL_AFF + " with ")
+    ):
+        return text[0].upper() + text[1:]
     return f"{prefix} {text}".rstrip()
 
 
