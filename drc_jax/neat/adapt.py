@@ -151,6 +151,8 @@ def adapt_batch(
     for _ in range(cfg.steps):
         ln, opt_state, scores, aux = fn(ln, opt_state, frozen, ids, negated, images)
     aux = {k: float(v) for k, v in aux.items() if k != "aligned"}
+    if not scores.is_fully_addressable:  # multi-host: every process gets every row, as encoders do
+        scores = jax.jit(lambda x: x, out_shardings=replicated(mesh))(scores)
     return NEATState(ln, opt_state, state.batches + 1), np.asarray(scores), aux
 
 
