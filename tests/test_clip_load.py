@@ -310,3 +310,17 @@ def test_random_params_are_cached_per_config_seed_and_towers(tmp_path):
     np.testing.assert_array_equal(rebuilt.encode_texts(TEXTS), first.encode_texts(TEXTS))
     load_clip("random:test-tiny", cache_dir=tmp_path / "off", use_cache=False)
     assert not (tmp_path / "off").exists()
+
+
+def test_cache_entry_whose_shapes_disagree_with_its_config_is_rebuilt(tiny, tmp_path):
+    first = load_clip(tiny["root"] / "hf", cache_dir=tmp_path)
+    (entry,) = (tmp_path / "clip_params").iterdir()
+    cfg_file = entry / "clip_config.json"
+    for towers in (("text",), ("image", "text")):
+        cfg = json.loads(cfg_file.read_text())
+        cfg["text"]["intermediate_size"] *= 2  # the saved MLP kernels no longer fit this config
+        cfg_file.write_text(json.dumps(cfg))
+        again = load_clip(tiny["root"] / "hf", cache_dir=tmp_path, towers=towers)
+        assert not again.loaded_from_cache  # re-converted and the entry rewritten
+        np.testing.assert_array_equal(again.encode_texts(TEXTS), first.encode_texts(TEXTS))
+        assert load_clip(tiny["root"] / "hf", cache_dir=tmp_path, towers=towers).loaded_from_cache

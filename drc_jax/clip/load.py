@@ -37,7 +37,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from flax.traverse_util import unflatten_dict
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from drc_jax.clip.config import (
     CLIPConfig,
@@ -161,24 +161,30 @@ def _config_from_json(s: str) -> CLIPConfig:
 
 
 def _cache_restore(entry: Path, towers: tuple[str, ...] = TOWERS, *, check_shapes: bool = True):
-    """``(config, params)`` from a cache entry, or ``None`` when it cannot be read.
+    """``(config, params of towers)`` from a cache entry, or ``None`` when it cannot be read.
 
-    With ``check_shapes`` the entry is read into the model's expected shapes (a mismatch rebuilds
-    it); without, as saved: for entries whose key already pins the config (random params), which
-    spares tracing the model for its shapes.
+    With ``check_shapes`` only ``towers``' params are read (an orbax partial restore: a text-only
+    load neither traces nor reads the image tower), into the model's shapes (a mismatch rebuilds
+    the entry). Without, the entry is read as saved, sparing the trace for the shapes: for entries
+    whose key already pins the config and towers (random params).
     """
     import orbax.checkpoint as ocp
 
     try:
         cfg = _config_from_json((entry / "clip_config.json").read_text())
-        ckpt = ocp.StandardCheckpointer()
+        path = (entry / "params").resolve()
         if check_shapes:
-            target = unflatten_dict(
-                {k: np.empty(v, np.float32) for k, v in expected_shapes(cfg).items()}
+            want = expected_shapes(cfg, towers)
+            target = unflatten_dict({k: np.empty(v, np.float32) for k, v in want.items()})
+            as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+            params = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+                path, args=ocp.args.PyTreeRestore(target, as_numpy, partial_restore=True)
             )
-            params = ckpt.restore((entry / "params").resolve(), target)
+            got = {k: tuple(np.shape(v)) for k, v in flatten_dict(params).items()}
+            if got != {k: tuple(v) for k, v in want.items()}:
+                raise ValueError("its params do not have the model's names and shapes")
         else:
-            params = ckpt.restore((entry / "params").resolve())
+            params = ocp.StandardCheckpointer().restore(path)
         params = select_towers(jax.tree.map(np.asarray, params), towers)
         missing = {n for t in towers for n in TOWER_PARAMS[t]} - set(params)
         if missing:
