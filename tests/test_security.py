@@ -144,3 +144,151 @@ def test_tensor_views_beyond_their_storage_are_refused(tmp_path):
     _rewrite(tmp_path / "clean.pt", tmp_path / "wide.pt", {"/data.pkl": buf.getvalue()})
     with pytest.raises(TorchScriptRefused, match=r"wide\.pt: .*reaches element \d+ of a storage"):
         read_torchscript(tmp_path / "wide.pt")
+
+
+# --- an index never chooses which local file is loaded as weights ------------------------------
+@pytest.fixture(scope="module")
+def tiny_clip():
+    return load_clip("random:test-tiny")
+
+
+def _index_naming(tmp_path, tiny_clip, weights: str):
+    """A real index (two photos) whose settings name ``weights`` as what a query loads."""
+    from PIL import Image
+
+    from drc_jax.search import build_index
+
+    index = tmp_path / "index"
+    if not index.exists():
+        (tmp_path / "photos").mkdir()
+        for i in range(2):
+            Image.new("RGB", (32, 32), (60 * i, 90, 30)).save(tmp_path / "photos" / f"{i}.png")
+        build_index(tmp_path / "photos", index, clip=tiny_clip, progress=False)
+    _name_weights(index, weights)
+    return index
+
+
+def _name_weights(index, weights: str) -> None:
+    from drc_jax.store import Store
+
+    with Store.open(index, None) as store:
+        store.set_setting("weights", weights)
+
+
+@pytest.fixture
+def loads(monkeypatch, tiny_clip):
+    """``load_clip`` replaced by a recorder returning the tiny CLIP: which specs a query loads."""
+    import drc_jax.clip
+
+    specs = []
+    monkeypatch.setattr(
+        drc_jax.clip, "load_clip", lambda spec, **kw: specs.append(spec) or tiny_clip
+    )
+    return specs
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "{outside}/ViT-B-32.pt",
+        "{outside}",
+        "{index}/../outside/ViT-B-32.pt",
+        "~/ViT-B-32.pt",
+        "outside/ViT-B-32.pt",
+        "{index}/link.pt",
+    ],
+)
+def test_an_index_naming_local_weights_outside_itself_loads_nothing(
+    tmp_path, tiny_clip, loads, named, monkeypatch
+):
+    from drc_jax.search import Searcher
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _script(WritesOnLoad(str(tmp_path / "pwned")), outside / "ViT-B-32.pt")  # a hostile archive
+    index = _index_naming(tmp_path, tiny_clip, "")
+    os.symlink(outside / "ViT-B-32.pt", index / "link.pt")  # inside by name, outside in fact
+    named = named.format(outside=outside, index=index)
+    index = _index_naming(tmp_path, tiny_clip, named)
+    monkeypatch.chdir(tmp_path)  # "outside/ViT-B-32.pt" is an existing relative path here
+    with pytest.raises(ValueError) as e:
+        Searcher.open(index)
+    assert f"names the local weights {named!r}, outside the index" in str(e.value)
+    assert f"--weights {named}" in str(e.value)
+    assert loads == [] and not (tmp_path / "pwned").exists()
+
+
+def test_weights_the_user_passes_a_hub_id_or_random_spec_are_loaded_as_named(
+    tmp_path, tiny_clip, loads
+):
+    from drc_jax.search import Searcher
+
+    index = _index_naming(tmp_path, tiny_clip, str(tmp_path / "ViT-B-32.pt"))
+    Searcher.open(index, weights=str(tmp_path / "ViT-B-32.pt"))  # the user's own choice
+    for named in ("openai/clip-vit-base-patch32", "random:test-tiny"):
+        _index_naming(tmp_path, tiny_clip, named)
+        Searcher.open(index)
+    assert loads == [
+        str(tmp_path / "ViT-B-32.pt"),
+        "openai/clip-vit-base-patch32",
+        "random:test-tiny",
+    ]
+
+
+def test_weights_inside_the_index_directory_load_without_being_passed(tmp_path):
+    from drc_jax.search import Searcher, build_index
+    from drc_jax.store import Store
+    from tests.clip_fixtures import make_hf_clip
+
+    make_hf_clip(tmp_path / "model", tiny=True)
+    (tmp_path / "photos").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "photos" / "a.png")
+    index = tmp_path / "index"
+    build_index(tmp_path / "photos", index, weights=str(tmp_path / "model"), progress=False)
+    with pytest.raises(ValueError, match="outside the index"):
+        Searcher.open(index)
+    (tmp_path / "model").rename(index / "model")  # shipped with the index
+    with Store.open(index, None) as store:
+        store.set_setting("weights", str(index / "model"))
+    hits = Searcher.open(index).search("a photo", k=1)["drc"][0].hits
+    assert [h.id for h in hits] == ["a.png"]
+
+
+def test_search_query_cli_refuses_an_index_naming_outside_weights_with_a_message(
+    tmp_path, tiny_clip
+):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    index = _index_naming(tmp_path, tiny_clip, str(tmp_path / "ViT-B-32.pt"))
+    _script(WritesOnLoad(str(tmp_path / "pwned")), tmp_path / "ViT-B-32.pt")
+
+    def query(*flags):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "drc_jax.search",
+                "query",
+                "--index",
+                str(index),
+                *flags,
+                "a dog",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+            env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        )
+
+    proc = query()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"names the local weights '{tmp_path / 'ViT-B-32.pt'}', outside the index" in proc.stderr
+    assert not (tmp_path / "pwned").exists()
+    proc = query("--weights", "random:test-tiny", "--json")  # passed by the user: used
+    assert proc.returncode == 0, proc.stderr

@@ -56,6 +56,31 @@ def is_random(weights: str) -> bool:
     return weights.startswith("random:")
 
 
+def weights_to_load(info: IndexInfo, weights: str | None = None) -> str:
+    """What a query loads: ``weights`` when the user passes them, else what the index names.
+
+    An index may come from someone else, so it never chooses which file on this machine is read
+    as weights: a ``random:`` spec, a hub id (fetched as safetensors and configs; no code) or a
+    path inside the index directory itself (after resolving links) is loaded as named; any other
+    local path is refused until the user passes it (``--weights`` / ``weights=``).
+    """
+    if weights is not None:
+        return weights
+    named = info.weights
+    from drc_jax.clip.load import is_hub_id
+
+    if is_random(named) or is_hub_id(named):
+        return named
+    if Path(named).expanduser().resolve().is_relative_to(info.index.resolve()):
+        return named
+    raise ValueError(
+        f"index {info.index} names the local weights {named!r}, outside the index; an index "
+        "does not choose which file on this machine is loaded as weights. If you trust them, pass "
+        f"them yourself: --weights {named} (Searcher.open(..., weights=...)), or any weights with "
+        f"the id {info.weights_id!r}"
+    )
+
+
 def index_meta(clip, preprocess: str) -> dict[str, Any]:
     return {"kind": "image", "weights": clip.weights_id, "preprocess": preprocess}
 

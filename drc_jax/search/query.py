@@ -19,7 +19,7 @@ import numpy as np
 
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info
+from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -86,6 +86,9 @@ class Searcher:
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
+        The index's own weights load only when they are a hub id, ``random:`` or inside the index
+        (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
+
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so.
         """
@@ -93,7 +96,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights or info.weights, dtype=dtype)
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
