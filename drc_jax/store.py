@@ -89,6 +89,17 @@ def plain_name(name: str, where: Path) -> str:
     return name
 
 
+def own_file(path: Path) -> Path:
+    """``path`` unless it is a symbolic link: a store reads and writes only its own files."""
+    if path.is_symlink():
+        raise StoreError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); a store reads and writes only "
+            f"its own files, so the store is damaged or was crafted: delete {path.parent} and "
+            "re-run"
+        )
+    return path
+
+
 def _meta_diff(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return [
         f"{k}: store has {stored.get(k, '<missing>')!r}, asked for {wanted.get(k, '<missing>')!r}"
@@ -193,6 +204,8 @@ class Store:
 
     @classmethod
     def _connect(cls, directory: Path) -> Store:
+        for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
+            own_file(directory / name)
         try:
             # one connection may serve several threads (a server's workers): SQLite serialises
             db = sqlite3.connect(
@@ -310,7 +323,7 @@ class Store:
         dtype = self.dtype
         if n == 0:
             return np.zeros((0, dim), dtype)
-        path = self.directory / plain_name(self._setting("vectors"), self.directory)
+        path = own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
         size, need = path.stat().st_size, n * dim * dtype.itemsize
         if size < need:
             raise StoreError(
@@ -360,8 +373,8 @@ class Store:
         """Write ``data`` at row ``start_row`` of the array file and make it durable."""
         if self._setting("vectors") is None:
             self._set("vectors", "vectors-0.bin")
-        path = self.directory / plain_name(self._setting("vectors"), self.directory)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        path = own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             os.pwrite(fd, data, start_row * self.dim * self.dtype.itemsize)
             os.fsync(fd)

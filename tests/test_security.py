@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import sqlite3
 import warnings
 import zipfile
 
@@ -292,3 +293,120 @@ def test_search_query_cli_refuses_an_index_naming_outside_weights_with_a_message
     assert not (tmp_path / "pwned").exists()
     proc = query("--weights", "random:test-tiny", "--json")  # passed by the user: used
     assert proc.returncode == 0, proc.stderr
+
+
+# --- names read from a store or an index are never paths outside it ----------------------------
+# (The launcher's media index: tests/test_media_files.py::test_recorded_paths_cannot_reach_outside_
+# the_data_dir; symlink loops and FIFOs under a photo folder: tests/test_media_files.py.)
+@pytest.mark.parametrize("name", ["../outside.bin", "/tmp/drc-outside.bin", "..", "sub/v.bin"])
+def test_an_array_file_name_that_is_not_a_plain_name_in_the_store_is_refused(tmp_path, name):
+    from drc_jax.store import Store, StoreError, fill
+    from tests.test_store_sync import META, Embedder, items_of
+
+    items = items_of(2)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 4096)
+    with sqlite3.connect(tmp_path / "s" / "catalogue.sqlite") as db:
+        db.execute("UPDATE settings SET value=? WHERE name='vectors'", (f'"{name}"',))
+    for use in (lambda s: s.vectors(), lambda s: fill(s, items_of(3), Embedder(items_of(3)))):
+        with pytest.raises(StoreError, match="not a plain file name inside it"):
+            use(Store.open(tmp_path / "s", None))
+    assert outside.read_bytes() == b"\0" * 4096
+
+
+@pytest.mark.parametrize("own", ["vectors-0.bin", "catalogue.sqlite-wal", "catalogue.sqlite"])
+def test_a_store_file_that_is_a_symbolic_link_out_of_the_store_is_never_opened(tmp_path, own):
+    """A shared store whose array file (or SQLite's files) links to a file of this machine: no
+    read and no write goes through the link."""
+    from drc_jax.store import Store, StoreError, fill
+    from tests.test_store_sync import META, Embedder, items_of
+
+    items = items_of(2)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
+    outside = tmp_path / "outside"
+    if own == "catalogue.sqlite":
+        (tmp_path / "s" / own).rename(outside)  # a real catalogue, but not the store's own file
+    else:
+        outside.write_bytes(b"\0" * 4096)
+        (tmp_path / "s" / own).unlink(missing_ok=True)
+    before = outside.read_bytes()
+    os.symlink(outside, tmp_path / "s" / own)
+    for use in (
+        lambda: Store.open(tmp_path / "s", None).vectors(),
+        lambda: fill(Store.open(tmp_path / "s", META), items_of(3), Embedder(items_of(3))),
+    ):
+        with pytest.raises(StoreError, match=f"{own} is a symbolic link .*crafted: delete"):
+            use()
+    assert outside.read_bytes() == before
+
+
+def _crafted_index(tmp_path, tiny_clip, name: str | None = None, roots=None):
+    """A real index, then a file name (or roots) written into its catalogue by hand."""
+    from drc_jax.store import Store
+
+    index = _index_naming(tmp_path, tiny_clip, "random:test-tiny")
+    with Store.open(index, None) as store:
+        names = store.names()
+        key = next(iter(names.values()))
+        if name is not None:
+            store.set_names({**names, name: key})
+        if roots is not None:
+            store.set_setting("roots", roots)
+    return index
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "{root}/../outside.png",
+        "/etc/passwd",
+        "relative/x.png",
+        "{root}/./0.png",
+        "{root}/linked/secret.png",
+        "{root}/secret_link.png",
+    ],
+)
+def test_a_file_outside_the_index_roots_is_never_returned_by_search(tmp_path, tiny_clip, name):
+    from drc_jax.search import Searcher
+    from drc_jax.store import StoreError
+
+    root = tmp_path / "photos"
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.png").write_bytes(b"private")
+    index = _crafted_index(tmp_path, tiny_clip)
+    os.symlink(tmp_path / "outside", root / "linked")  # indexing never follows links
+    os.symlink(tmp_path / "outside" / "secret.png", root / "secret_link.png")
+    _crafted_index(tmp_path, tiny_clip, name.format(root=root))
+    searcher = Searcher.open(index, clip=tiny_clip)
+    with pytest.raises(StoreError, match="not inside its roots.*damaged or was crafted"):
+        searcher.search("a dog", k=3)
+
+
+def test_an_index_whose_root_is_a_symbolic_link_out_of_it_is_refused(tmp_path, tiny_clip):
+    from drc_jax.search import Searcher
+    from drc_jax.store import StoreError
+
+    index = _crafted_index(tmp_path, tiny_clip)
+    (tmp_path / "photos").rename(tmp_path / "elsewhere")  # the recorded root now links away
+    os.symlink(tmp_path / "elsewhere", tmp_path / "photos")
+    with pytest.raises(StoreError, match="symbolic link"):
+        Searcher.open(index, clip=tiny_clip).search("a dog", k=1)
+
+
+def test_search_index_on_a_store_linking_out_appends_nothing_outside(tmp_path, tiny_clip):
+    from drc_jax.search import build_index
+    from drc_jax.store import StoreError
+
+    index = _crafted_index(tmp_path, tiny_clip)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(tmp_path / "photos" / "new.png")
+    outside = tmp_path / "bashrc"
+    outside.write_text("# mine\n")
+    array = next(index.glob("vectors-*.bin"))
+    array.unlink()
+    os.symlink(outside, array)
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        build_index(tmp_path / "photos", index, clip=tiny_clip, progress=False)
+    assert outside.read_text() == "# mine\n"

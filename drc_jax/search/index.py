@@ -112,19 +112,26 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
 def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
-    Every path read from the index must be absolute, free of ``..`` and inside one of its roots
-    (``id`` is the path relative to that root); anything else means a damaged or crafted index,
-    which is refused.
+    Every path read from the index must be absolute, free of ``..``, inside one of its roots
+    (``id`` is the path relative to that root) and reached through no symbolic link (indexing
+    follows none); anything else means a damaged or crafted index, which is refused.
     """
     prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    linkless: dict[str, bool] = {}  # folder -> no symbolic link on its path (indexing follows none)
     out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
         prefix = next((p for p in prefixes if name.startswith(p)), None)
-        if prefix is None or "/../" in f"{name}/" or "/./" in f"{name}/":
+        inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
+        if inside:
+            folder = os.path.dirname(name)
+            if folder not in linkless:
+                linkless[folder] = os.path.realpath(folder) == folder
+            inside = linkless[folder] and not os.path.islink(name)
+        if not inside:
             raise StoreError(
                 f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]}; the index is damaged or was crafted: delete it and "
-                "re-run `python -m drc_jax.search index`"
+                f"{[str(r) for r in roots]} (or is reached through a symbolic link); the index is "
+                "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
             )
         out.setdefault(key, (name, name[len(prefix) :]))
     return out
