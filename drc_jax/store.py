@@ -143,9 +143,12 @@ class Store:
             store = cls._connect(Path(directory))
             try:
                 if store._setting("meta") is not None:
+                    store._check_settings()
                     return store
-            except sqlite3.DatabaseError as e:
-                raise _damaged(store.directory, e) from e
+            except (sqlite3.DatabaseError, StoreError) as e:
+                store.close()
+                raise e if isinstance(e, StoreError) else _damaged(store.directory, e) from e
+            store.close()
             raise _damaged(store.directory, "no settings")
         if on_mismatch not in ("error", "reset"):
             raise ValueError(f"on_mismatch must be 'error' or 'reset', got {on_mismatch!r}")
@@ -178,6 +181,7 @@ class Store:
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     db.execute(statement)
+                store._check_settings()
                 stored = store._setting("meta")
                 diff = _meta_diff(stored, meta) if stored is not None else []
                 if diff and on_mismatch == "error":
@@ -218,6 +222,26 @@ class Store:
         return cls(directory, db)
 
     # ------------------------------------------------------------------ settings
+    def _check_settings(self) -> None:
+        """The store's own settings are what this version writes (a crafted or damaged catalogue
+        could hold any JSON): anything else is :func:`_damaged`, naming the setting."""
+        rows = self._db.execute(
+            "SELECT name, value FROM settings WHERE name IN ('meta', 'dim', 'rows', 'vectors')"
+        )
+        for name, text in rows:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = ...
+            ok = {
+                "meta": lambda v: isinstance(v, dict) and v.get("dtype") in DTYPES,
+                "dim": lambda v: type(v) is int and v > 0,
+                "rows": lambda v: type(v) is int and v >= 0,
+                "vectors": lambda v: isinstance(v, str),
+            }[name](value)
+            if not ok:
+                raise _damaged(self.directory, f"setting {name} is {text!r}")
+
     def _setting(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
         return default if row is None else json.loads(row[0])

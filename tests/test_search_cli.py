@@ -122,3 +122,22 @@ def test_bad_invocations_are_clear_errors_not_tracebacks(tmp_path):
     assert "error: no search index at" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("lookup")
     assert proc.returncode != 0 and "index|query" in proc.stderr
+
+
+def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed, tmp_path):
+    import shutil
+    import sqlite3
+
+    _, index, _ = indexed
+    for name, value, message in [
+        ("user.roots", "[5]", "not a readable search index (roots=[5])"),
+        ("meta", "{}", "(setting meta is '{}'); the store is damaged"),
+        ("rows", "-3", "(setting rows is '-3'); the store is damaged"),
+    ]:
+        crafted = tmp_path / name
+        shutil.copytree(index, crafted)
+        with sqlite3.connect(crafted / "catalogue.sqlite") as db:
+            db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
+        proc = cli("query", "--index", str(crafted), "a dog")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert message in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from drc_jax.media import read_image
 from drc_jax.search import build_index, read_info, scan_images
 from drc_jax.search.index import indexed_files
-from drc_jax.store import Store, StoreMismatchError
+from drc_jax.store import Store, StoreError, StoreMismatchError
 from tests.conftest import run_with_devices
 from tests.scenes import draw_scene, make_scene_folder
 
@@ -303,3 +304,22 @@ def test_an_interrupted_reindex_keeps_the_index_usable_and_resumes_bit_identical
     )
     for id_, emb in clean.items():
         np.testing.assert_array_equal(resumed[id_], emb)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [("user.roots", "[5]", "roots=[5]"), ("user.roots", '"/tmp"', "roots='/tmp'"),
+     ("user.roots", "[]", "roots=[]"), ("user.weights", "7", "weights=7"),
+     ("meta", '{"dtype": "float32"}', "meta weights=None, meta preprocess=None")],
+)  # fmt: skip
+def test_index_settings_of_the_wrong_type_are_a_message_naming_them(
+    tmp_path, scenes, tiny_clip, name, value, shown
+):
+    import sqlite3
+
+    root, _ = scenes
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    with sqlite3.connect(tmp_path / "index" / "catalogue.sqlite") as db:
+        db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
+    with pytest.raises(StoreError, match=re.escape(f"not a readable search index ({shown})")):
+        read_info(tmp_path / "index")

@@ -379,3 +379,18 @@ def test_a_damaged_array_file_or_catalogue_is_a_message_saying_what_to_delete(tm
     (tmp_path / "u.sqlite").rename(tmp_path / "u" / "catalogue.sqlite")  # empty, no tables
     with pytest.raises(StoreError, match="the store is damaged: delete"):
         Store.open(tmp_path / "u", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("meta", "{}"), ("meta", "[1]"), ("meta", '{"dtype": "int8"}'), ("dim", '"x"'),
+     ("dim", "0"), ("rows", "-3"), ("rows", "true"), ("vectors", "5"), ("rows", "not json")],
+)  # fmt: skip
+def test_a_setting_of_the_wrong_type_is_a_damaged_store_naming_the_setting(tmp_path, name, value):
+    items = items_of(2)
+    fill(Store.open(tmp_path / "s", META), items, Embedder(items), progress=False)
+    with sqlite3.connect(tmp_path / "s" / "catalogue.sqlite") as db:
+        db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
+    for meta in (None, META):
+        with pytest.raises(StoreError, match=f"setting {name} is .*the store is damaged: delete"):
+            Store.open(tmp_path / "s", meta)

@@ -97,8 +97,18 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
         ) from None
     with store:
         meta, weights, roots = store.meta, store.setting("weights"), store.setting("roots")
-    if not isinstance(weights, str) or not isinstance(roots, list) or not roots:
+    if weights is None and roots is None:
         raise StoreError(f"{index} is an embedding store but not a search index (no roots)")
+    fields = {"weights": weights, "meta weights": meta.get("weights")}
+    fields["meta preprocess"] = meta.get("preprocess")
+    bad = [f"{k}={v!r}" for k, v in fields.items() if not isinstance(v, str)]
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
+        bad.append(f"roots={roots!r}")
+    if bad:
+        raise StoreError(
+            f"{index} is not a readable search index ({', '.join(bad)}); the index is damaged or "
+            f"was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
     return IndexInfo(
         index=index,
         roots=tuple(Path(r) for r in roots),
