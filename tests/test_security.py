@@ -410,3 +410,14 @@ def test_search_index_on_a_store_linking_out_appends_nothing_outside(tmp_path, t
     with pytest.raises(StoreError, match="is a symbolic link"):
         build_index(tmp_path / "photos", index, clip=tiny_clip, progress=False)
     assert outside.read_text() == "# mine\n"
+
+
+def test_an_index_whose_roots_take_in_private_files_still_returns_only_media(tmp_path, tiny_clip):
+    """Roots are the index's own choice; the files it may return are still only media files."""
+    from drc_jax.search import Searcher
+    from drc_jax.store import StoreError
+
+    (tmp_path / "id_rsa").write_text("private")
+    index = _crafted_index(tmp_path, tiny_clip, str(tmp_path / "id_rsa"), roots=[str(tmp_path)])
+    with pytest.raises(StoreError, match=r"'.*id_rsa'.* not named like a media file"):
+        Searcher.open(index, clip=tiny_clip).search("a dog", k=3)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drc_jax.media import FINGERPRINTS, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
@@ -123,8 +123,9 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
     Every path read from the index must be absolute, free of ``..``, inside one of its roots
-    (``id`` is the path relative to that root) and reached through no symbolic link (indexing
-    follows none); anything else means a damaged or crafted index, which is refused.
+    (``id`` is the path relative to that root), reached through no symbolic link (indexing
+    follows none) and named like a media file (as indexing lists them); anything else means a
+    damaged or crafted index, which is refused.
     """
     prefixes = [str(r).rstrip("/") + "/" for r in roots]
     linkless: dict[str, bool] = {}  # folder -> no symbolic link on its path (indexing follows none)
@@ -132,6 +133,7 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     for name, (key, _) in sorted(store.names().items()):
         prefix = next((p for p in prefixes if name.startswith(p)), None)
         inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
+        inside = inside and os.path.splitext(name)[1].lower() in MEDIA_SUFFIXES
         if inside:
             folder = os.path.dirname(name)
             if folder not in linkless:
@@ -140,7 +142,8 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
         if not inside:
             raise StoreError(
                 f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]} (or is reached through a symbolic link); the index is "
+                f"{[str(r) for r in roots]} (or is reached through a symbolic link, or is not "
+                "named like a media file); the index is "
                 "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
             )
         out.setdefault(key, (name, name[len(prefix) :]))
