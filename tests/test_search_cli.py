@@ -141,3 +141,17 @@ def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed,
         proc = cli("query", "--index", str(crafted), "a dog")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert message in proc.stderr
+
+
+def test_a_decompression_bomb_in_the_photo_folder_is_listed_not_fatal(tmp_path):
+    from tests.test_media_decode import png_bomb
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    png_bomb(root / "huge.png")
+    draw_scene("dog", "park").save(root / "dog.png")
+    proc = cli("index", "--images", str(root), "--index", str(tmp_path / "idx"),
+               "--weights", WEIGHTS, "--noprogress")  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "1 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in proc.stdout
+    assert "huge.png: refused as a possible decompression bomb" in proc.stdout
