@@ -121,12 +121,16 @@ def test_heic_decodes_through_pillow_heif_once_it_is_registered(tmp_path, monkey
 def test_unreadable_files_fail_alone_and_the_store_retry_decodes_nothing_twice(tmp_path, tiny_clip):
     Image.new("RGB", (40, 30), "red").save(tmp_path / "ok.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    decoded = []
+    decoded, encoded = [], []
 
     class Counting(MediaEmbedder):
         def _decode(self, key):
             decoded.append(key)
             return super()._decode(key)
+
+        def _encode(self, keys, images):
+            encoded.extend(keys)
+            return super()._encode(keys, images)
 
     with Counting(tiny_clip, root=tmp_path) as embed:
         out = embed.embed(["broken.jpg", "ok.png", "absent.png"])
@@ -138,6 +142,7 @@ def test_unreadable_files_fail_alone_and_the_store_retry_decodes_nothing_twice(t
         assert e.value.id == "broken.jpg"
         np.testing.assert_array_equal(embed(["ok.png"]), out.vectors)
     assert sorted(decoded) == ["absent.png", "broken.jpg", "ok.png"]  # each decoded once
+    assert encoded == ["ok.png"]  # and encoded once
 
 
 def test_weights_that_give_non_finite_embeddings_fail_each_item_by_name(tmp_path, tiny_clip):

@@ -124,6 +124,61 @@ def test_bad_invocations_are_clear_errors_not_tracebacks(tmp_path):
     assert proc.returncode != 0 and "index|query" in proc.stderr
 
 
+def test_query_exclude_sets_the_negated_concept(indexed):
+    _, index, _ = indexed
+    proc = cli(
+        "query", "--index", str(index), "a cat", "--exclude", "a street", "--strength", "weak",
+        "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    dec = json.loads(proc.stdout)["results"][0]["decomposition"]
+    assert (dec["negated"], dec["aff"], dec["neg"], dec["strength"]) == (
+        True, "a cat", "a street", "weak"
+    )  # fmt: skip
+
+
+def test_serve_refuses_a_non_loopback_host_without_allow_remote(indexed):
+    _, index, _ = indexed
+    proc = cli("serve", "--index", str(index), "--host", "0.0.0.0", "--port", "1")
+    assert proc.returncode != 0 and "--allow_remote" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_serve_answers_health_and_search_then_stops(indexed):
+    import socket
+    import time
+
+    import httpx
+
+    _, index, _ = indexed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index), "--port",
+         str(port)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "serve did not answer within 300 s"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health["images"] == 9 and health["random_weights"] is True
+        r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "a dog", "k": 3})
+        assert [h["rank"] for h in r.json()["hits"]] == [1, 2, 3]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
+
+
 def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed, tmp_path):
     import shutil
     import sqlite3

@@ -4,11 +4,14 @@
     python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" -k 10
     python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
         --method drc --decomposer rules --figure out.png --json
+    python -m drc_jax.search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
 
 ``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
 files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
 decomposition it used; several queries are batched; ``--figure`` draws CLIP's top-k above the
-chosen method's (one PNG per query).
+chosen method's (one PNG per query). ``serve`` keeps everything loaded and serves a search page
+and a JSON API (``drc_jax/search/server.py``), on 127.0.0.1 unless --allow_remote. Compiled shapes
+go to JAX's persistent compilation cache (--compilation_cache), so a second start is faster.
 """
 
 from __future__ import annotations
@@ -62,10 +65,31 @@ flags.DEFINE_bool(
     "query --figure: red border when a result's path names the negated concept, else green.",
 )
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_enum(
+    "image_dtype", "bfloat16", ["bfloat16", "float32"], "query/serve: image embeddings on device."
+)
+flags.DEFINE_bool(
+    "compilation_cache",
+    True,
+    "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
+    "~/.cache/drc_jax) so the next start skips compiling.",
+)
+flags.DEFINE_multi_string(
+    "exclude", [], "query: a concept to exclude from every query (repeatable), like '-term'."
+)
+flags.DEFINE_enum(
+    "strength", None, ["weak", "moderate", "strong"], "query: negation strength override."
+)
+flags.DEFINE_string("host", "127.0.0.1", "serve: interface to bind (loopback by default).")
+flags.DEFINE_integer("port", 8000, "serve: port.")
+flags.DEFINE_bool(
+    "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
+)
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-USAGE = "usage: python -m drc_jax.search index|query|export [flags] [queries...]"
+USAGE = "usage: python -m drc_jax.search index|query|serve|export [flags] [queries...]"
+COMMANDS = ("index", "query", "serve", "export")
 
 
 def random_note(weights_id: str) -> str:
@@ -129,8 +153,68 @@ def describe(dec) -> str:
     return f'aff="{dec.aff}" | neg="{dec.neg}" | cf="{dec.cf}" | strength={dec.strength}'
 
 
+def decomposer_options() -> dict:
+    options = {}
+    if FLAGS.decomposer == "sglang":
+        options = {"url": FLAGS.sglang_url, "model": FLAGS.sglang_model}
+        if FLAGS.decomposition_cache:
+            options["cache_dir"] = FLAGS.decomposition_cache
+    return options
+
+
+def open_searcher():
+    from drc_jax.search.query import Searcher
+
+    if FLAGS.compilation_cache:
+        from drc_jax.search.compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    return Searcher.open(
+        FLAGS.index,
+        weights=FLAGS.weights if FLAGS["weights"].present else None,
+        dtype=FLAGS.dtype,
+        decomposer=FLAGS.decomposer,
+        decomposer_options=decomposer_options(),
+        image_dtype=FLAGS.image_dtype,
+    )
+
+
+def run_serve() -> int:
+    import time
+
+    from drc_jax.search.index import read_info
+    from drc_jax.search.server import create_app, exposure_note, is_loopback
+
+    start = time.perf_counter()
+    if not FLAGS.index:
+        raise app.UsageError("serve needs --index PATH")
+    if not is_loopback(FLAGS.host) and not FLAGS.allow_remote:
+        raise app.UsageError(
+            f"--host {FLAGS.host} is not a loopback address: other machines could search and "
+            "view every indexed file. Pass --allow_remote to do that on purpose."
+        )
+    read_info(FLAGS.index)  # a missing index is reported before anything slow loads
+    searcher = open_searcher()
+    searcher.warm()
+    import uvicorn
+
+    application = create_app(searcher, decomposer=FLAGS.decomposer)
+    if not is_loopback(FLAGS.host):
+        print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
+    if searcher.info.random_weights:
+        print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
+    print(
+        f"serving {searcher.info.index} ({len(searcher.store)} images) at "
+        f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
+        f"{time.perf_counter() - start:.1f} s)",
+        flush=True,
+    )
+    uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    return 0
+
+
 def run_query(queries: list[str]) -> int:
-    from drc_jax.search.query import Searcher, render_search_figure
+    from drc_jax.search.query import render_search_figure
 
     if not FLAGS.index:
         raise app.UsageError("query needs --index PATH")
@@ -139,22 +223,17 @@ def run_query(queries: list[str]) -> int:
         queries += [q.strip() for q in lines if q.strip()]
     if not queries:
         raise app.UsageError('query needs at least one query, e.g. "a dog not on a beach"')
-    options = {}
-    if FLAGS.decomposer == "sglang":
-        options = {"url": FLAGS.sglang_url, "model": FLAGS.sglang_model}
-        if FLAGS.decomposition_cache:
-            options["cache_dir"] = FLAGS.decomposition_cache
-    searcher = Searcher.open(
-        FLAGS.index,
-        weights=FLAGS.weights if FLAGS["weights"].present else None,
-        dtype=FLAGS.dtype,
-        decomposer=FLAGS.decomposer,
-        decomposer_options=options,
-    )
+    searcher = open_searcher()
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
         methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
-    by_method = searcher.search(queries, k=FLAGS.k, methods=methods)
+    from drc_jax.decompose import apply_overrides, decompose_queries
+
+    decompositions = [
+        apply_overrides(d, strength=FLAGS.strength)
+        for d in decompose_queries(searcher.decomposer, queries, FLAGS.exclude)
+    ]
+    by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
     results = by_method[FLAGS.method]
     info = searcher.info
     random = info.random_weights
@@ -212,7 +291,7 @@ def run_query(queries: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
-    if len(argv) < 2 or argv[1] not in ("index", "query", "export"):
+    if len(argv) < 2 or argv[1] not in COMMANDS:
         raise app.UsageError(USAGE)
     command, rest = argv[1], argv[2:]
     try:
@@ -220,6 +299,10 @@ def main(argv: list[str]) -> int:
             if rest:
                 raise app.UsageError(f"{command} takes no positional arguments, got {rest}")
             return run_index() if command == "index" else run_export()
+        if command == "serve":
+            if rest:
+                raise app.UsageError(f"serve takes no positional arguments, got {rest}")
+            return run_serve()
         return run_query(rest)
     except (StoreError, FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
