@@ -123,27 +123,20 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
     Every path read from the index must be absolute, free of ``..``, inside one of its roots
-    (``id`` is the path relative to that root), reached through no symbolic link (indexing
-    follows none) and named like a media file (as indexing lists them); anything else means a
-    damaged or crafted index, which is refused.
+    (``id`` is the path relative to that root) and named like a media file (as indexing lists
+    them); anything else means a damaged or crafted index, which is refused. Whether the file on
+    disk still lies inside the roots (a link put there later) is decided where it is read:
+    :func:`drc_jax.search.files.servable_path`.
     """
     prefixes = [str(r).rstrip("/") + "/" for r in roots]
-    linkless: dict[str, bool] = {}  # folder -> no symbolic link on its path (indexing follows none)
     out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
         prefix = next((p for p in prefixes if name.startswith(p)), None)
         inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
-        inside = inside and os.path.splitext(name)[1].lower() in MEDIA_SUFFIXES
-        if inside:
-            folder = os.path.dirname(name)
-            if folder not in linkless:
-                linkless[folder] = os.path.realpath(folder) == folder
-            inside = linkless[folder] and not os.path.islink(name)
-        if not inside:
+        if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
             raise StoreError(
                 f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]} (or is reached through a symbolic link, or is not "
-                "named like a media file); the index is "
+                f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
                 "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
             )
         out.setdefault(key, (name, name[len(prefix) :]))

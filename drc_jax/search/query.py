@@ -318,6 +318,19 @@ def path_mentions(path: str, concept: str) -> bool | None:
     return wanted <= _words(path)
 
 
+def _drawable(hit: Hit) -> Any:
+    """The hit's file if, links resolved, it still lies inside the root it was indexed under (as
+    the server serves it); otherwise a blank tile, so a figure never draws a file from outside."""
+    from PIL import Image
+
+    from drc_jax.search.files import NotServable, servable_path
+
+    try:
+        return servable_path(Path(hit.path), [Path(hit.path[: len(hit.path) - len(hit.id)])])
+    except NotServable:
+        return Image.new("RGB", (1, 1), (128, 128, 128))
+
+
 def render_search_figure(
     out_path: str | os.PathLike,
     results: dict[str, SearchResult],
@@ -343,7 +356,7 @@ def render_search_figure(
     for method, res in results.items():
         rows[METHOD_LABELS.get(method, method)] = [
             FigureTile(
-                image=h.path,
+                image=_drawable(h),
                 label=f"{h.score:.4f}\n{Path(h.id).name}",
                 contains_negated=path_mentions(h.id, dec.neg) if hint_from_path else None,
                 rank=h.rank,
