@@ -1,6 +1,6 @@
 r"""``python -m drc_jax.launch``: reproduce the paper's NegBench tables (or a synthetic check).
 
-    python -m drc_jax.launch --benchmark synthetic --output_dir runs/synthetic
+    drc-launch --benchmark synthetic --output_dir runs/synthetic   # = python -m drc_jax.launch
     python -m drc_jax.launch --benchmark coco --captions_csv COCO_val_negated_...csv \
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
     python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
@@ -23,6 +23,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import ConfigDict, config_flags
 
+from drc_jax import cli
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
 from drc_jax.launch.errors import USER_ERRORS
 
@@ -51,7 +52,8 @@ def _define_flags() -> None:
         "Python file whose get_config() returns base_config() with its rows. Override any "
         "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
         "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
-        f"{', '.join(sorted(SHORTHANDS))}.",
+        f"{', '.join(sorted(SHORTHANDS))}. Shared with drc-decompose and drc-search: "
+        + " ".join(f"--{name}: {spec.help}" for name, spec in cli.SHARED.items()),
     )
     flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
     flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
@@ -135,6 +137,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with an unknown ``--config.FIELD`` turned into a message."""
     try:
         return flags.FLAGS(argv)
+    except flags.Error as e:  # a value of the wrong type, an unknown flag
+        cli.fail(f"{e}. Pass --helpfull for the flags; run config fields as --config.FIELD=VALUE.")
     except (AttributeError, KeyError) as e:
         detail = str(e.args[0] if e.args else e).replace("'", "")
         missing = detail.split("\n")[0].strip('"')
@@ -151,6 +155,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
+    """The ``drc-launch`` console script."""
     try:
         argv = expand_argv(sys.argv)
     except ConfigError as e:
