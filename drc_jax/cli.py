@@ -166,8 +166,24 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
-def run(main: Callable[[list[str]], int], user_errors: tuple[type[BaseException], ...] = ()):
-    """``app.run(main)`` where :class:`UserError` and ``user_errors`` exit 2 with their message."""
+def show_in_help(module_name: str) -> None:
+    """List ``module_name``'s flags in ``--help`` when it runs as a console script (absl lists
+    those of the module named by ``sys.argv[0]``, which is then the script, not the module)."""
+    program = sys.argv[0]
+    if module_name in ("__main__", program):
+        return
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(program, flag)
+
+
+def run(
+    main: Callable[[list[str]], int],
+    user_errors: tuple[type[BaseException], ...] = (),
+    module_name: str = "__main__",
+):
+    """``app.run(main)`` where :class:`UserError` and ``user_errors`` exit 2 with their message;
+    ``module_name`` (the CLI's module) has its flags listed by ``--help``."""
+    show_in_help(module_name)
 
     def wrapped(argv: list[str]) -> int:
         try:

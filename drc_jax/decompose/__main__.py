@@ -36,6 +36,7 @@ cli.define(
         "rules, 1024 for sglang, whose requests run concurrently within a batch).",
     },
 )
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum(
     "mode",
     "merged",
@@ -107,7 +108,7 @@ def main(argv):
 
 def run() -> None:
     """The ``drc-decompose`` console script."""
-    cli.run(main)
+    cli.run(main, module_name=__name__)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ def run() -> None:
         sys.exit(2)
     sys.argv = argv  # config_flags reads its overrides from sys.argv
     _define_flags()
+    cli.show_in_help(__name__)
     app.run(main, argv=argv, flags_parser=_parse_flags)
 
 

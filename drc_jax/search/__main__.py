@@ -50,6 +50,7 @@ cli.define(
         "cache_dir": "query: decompositions are cached under it.",
     },
 )
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
 flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before, unchanged.")
@@ -286,7 +287,7 @@ USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, Connectio
 
 def run() -> None:
     """The ``drc-search`` console script."""
-    cli.run(main, USER_ERRORS)
+    cli.run(main, USER_ERRORS, __name__)
 
 
 if __name__ == "__main__":
