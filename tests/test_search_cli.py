@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from drc_jax.defaults import SGLANG_MODEL
 from drc_jax.figures import GREEN, RED
 from tests.conftest import REPO
 from tests.scenes import draw_scene, make_scene_folder
+from tests.test_sglang_client import FakeServer
 
 pytestmark = pytest.mark.slow
 WEIGHTS = "random:test-tiny"
@@ -36,6 +38,8 @@ def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
     make_scene_folder(root, per_combination=1)
     (root / "broken.png").write_bytes(b"\x89PNG but truncated")
+    os.mkfifo(root / "pipe.jpg")  # never opened: a read would block forever
+    (root / "link.png").symlink_to(next(root.rglob("*.png")))  # not followed by default
     index = root.parent / "idx"
     proc = cli("index", "--images", str(root), "--index", str(index), "--weights", WEIGHTS)
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +51,9 @@ def test_index_reports_counts_random_weights_and_unreadable_files(indexed):
     assert "weights are RANDOM" in out
     assert "9 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in out
     assert "broken.png: " in out
+    assert "2 entr(ies) skipped by the walk (not indexed):" in out
+    assert "  link.png: symbolic link not followed" in out
+    assert "  pipe.jpg: a FIFO, not a regular file; not opened" in out
 
 
 def test_reindex_after_adding_and_deleting_files_touches_only_those(indexed, tmp_path):
@@ -118,7 +125,35 @@ def test_query_table_shows_decomposition_rank_score_path_and_random_note(indexed
 
 def test_bad_invocations_are_clear_errors_not_tracebacks(tmp_path):
     proc = cli("query", "--index", str(tmp_path / "nope"), "a dog")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "error: no search index at" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("lookup")
-    assert proc.returncode != 0 and "index|query" in proc.stderr
+    assert proc.returncode == 2 and "index|query" in proc.stderr
+
+
+def test_sglang_query_without_a_model_flag_asks_for_the_default_model(indexed, tmp_path):
+    _, index, _ = indexed
+    srv = FakeServer()
+    try:
+        proc = cli(
+            "query", "--index", str(index), "a dog, but no beach", "--decomposer", "sglang",
+            "--sglang_url", srv.url, "--cache_dir", str(tmp_path), "--json",
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert [r["model"] for r in srv.requests] == [SGLANG_MODEL]
+    assert json.loads(proc.stdout)["results"][0]["decomposition"]["neg"] == "a beach"
+
+
+def test_unreachable_sglang_server_is_reported_before_the_weights_load(indexed, tmp_path):
+    _, index, _ = indexed
+    url = "http://127.0.0.1:9"
+    proc = cli(
+        "query", "--index", str(index), "no dogs", "--decomposer", "sglang", "--sglang_url", url,
+        "--cache_dir", str(tmp_path), "--weights", str(tmp_path / "absent.safetensors"),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    # The server's error, not the (also wrong) --weights': it was checked first.
+    assert f"error: --decomposer sglang: cannot reach the SGLang server at {url}" in proc.stderr
+    assert f"--model {SGLANG_MODEL}" in proc.stderr and "None" not in proc.stderr
