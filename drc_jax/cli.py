@@ -251,13 +251,18 @@ def load_clip_checked(weights: str, dtype: str):
         ) from e
 
 
-def check_sglang_server(url: str, model: str, timeout_s: float = 5.0) -> None:
-    """The SGLang server at ``url`` answers HTTP (any status): checked before loading weights."""
+def check_sglang_url(url: str) -> None:
+    """``--sglang_url`` is an http(s) URL (no network)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise UserError(
             f"--sglang_url {url}: not an http(s) URL; pass e.g. --sglang_url {defaults.SGLANG_URL}."
         )
+
+
+def check_sglang_server(url: str, model: str, timeout_s: float = 5.0) -> None:
+    """The SGLang server at ``url`` answers HTTP (any status): checked before loading weights."""
+    check_sglang_url(url)
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=timeout_s):
             pass

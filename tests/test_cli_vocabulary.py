@@ -178,9 +178,9 @@ def test_search_user_errors_exit_2_with_one_paragraph(args, expected, tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--decomposer", "sglang", "--sglang_url", "http://127.0.0.1:9"],
-         ["cannot reach the SGLang server at http://127.0.0.1:9",
-          f"--model {defaults.SGLANG_MODEL}", "--decomposer rules"]),
+        (["--decomposer", "sglang", "--sglang_url", "http://127.0.0.1:9", "--retries", "0"],
+         ["SGLang server at http://127.0.0.1:9 is unreachable",
+          f"--model {defaults.SGLANG_MODEL}", "--sglang_url"]),
         (["--decomposer", "sglang", "--sglang_url", "localhost:30000"],
          ["--sglang_url localhost:30000: not an http(s) URL"]),
         (["--batch_size", "0"], ["--batch_size=0: must be at least 1"]),

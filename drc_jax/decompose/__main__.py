@@ -66,7 +66,9 @@ def main(argv):
     if FLAGS.decomposer == "rules":
         dec = get_decomposer("rules")
     else:
-        cli.check_sglang_server(FLAGS.sglang_url, FLAGS.sglang_model)
+        # No reachability check up front: answers already cached need no server, and an
+        # unreachable one is reported after the first requests (nothing slow happens before).
+        cli.check_sglang_url(FLAGS.sglang_url)
         dec = get_decomposer(
             "sglang",
             url=FLAGS.sglang_url,
