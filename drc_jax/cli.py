@@ -16,6 +16,7 @@ and absl's flag errors, into that exit.
 from __future__ import annotations
 
 import http.client
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -228,6 +229,22 @@ def check_writable_dir(flag: str, path: str) -> Path:
     if parent is not None and not parent.is_dir():
         raise UserError(f"--{flag} {path}: {parent} is a file, so no folder can be made there.")
     return p
+
+
+def check_port(host: str, port: int) -> None:
+    """``--host``/``--port`` can be bound now (not taken, a valid port, a local address)."""
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: not a TCP port (1-65535).")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as e:
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); the port may "
+            "be taken by another server: pass another --port."
+        ) from e
 
 
 def load_clip_checked(weights: str, dtype: str):

@@ -256,6 +256,9 @@ def test_a_wheel_install_finds_the_run_configs(tmp_path):
     for init in (REPO / "drc_jax").rglob("__init__.py"):
         assert (site / init.relative_to(REPO)).is_file(), f"{init.parent.name} missing from wheel"
     assert not (site / "launch").exists()
+    # The search page is package data (served by `search serve` from an installed wheel).
+    for page_file in (REPO / "drc_jax" / "search" / "static").iterdir():
+        assert (site / page_file.relative_to(REPO)).is_file(), f"{page_file.name} not in wheel"
     code = (
         "from drc_jax.launch.config import find_config, load_config; "
         "print(find_config('table3')); print(len(load_config('table3').rows))"

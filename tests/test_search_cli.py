@@ -157,3 +157,80 @@ def test_unreachable_sglang_server_is_reported_before_the_weights_load(indexed, 
     # The server's error, not the (also wrong) --weights': it was checked first.
     assert f"error: --decomposer sglang: cannot reach the SGLang server at {url}" in proc.stderr
     assert f"--model {SGLANG_MODEL}" in proc.stderr and "None" not in proc.stderr
+
+
+def test_query_exclude_sets_the_negated_concept(indexed):
+    _, index, _ = indexed
+    proc = cli(
+        "query", "--index", str(index), "a cat", "--exclude", "a street", "--strength", "weak",
+        "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    dec = json.loads(proc.stdout)["results"][0]["decomposition"]
+    assert (dec["negated"], dec["aff"], dec["neg"], dec["strength"]) == (
+        True, "a cat", "a street", "weak"
+    )  # fmt: skip
+
+
+def test_serve_refuses_a_non_loopback_host_without_allow_remote(indexed):
+    _, index, _ = indexed
+    proc = cli("serve", "--index", str(index), "--host", "0.0.0.0", "--port", "1")
+    assert proc.returncode == 2 and "--allow_remote" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_serve_reports_a_taken_port_and_an_unreachable_sglang_server_before_loading(
+    indexed, tmp_path
+):
+    import socket
+
+    _, index, _ = indexed
+    absent = str(tmp_path / "absent.safetensors")  # would fail too, had the weights loaded first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = cli("serve", "--index", str(index), "--port", port, "--weights", absent)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --host 127.0.0.1 --port {port}: cannot listen there" in proc.stderr
+    proc = cli(
+        "serve", "--index", str(index), "--decomposer", "sglang", "--sglang_url",
+        "http://127.0.0.1:9", "--weights", absent,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot reach the SGLang server at http://127.0.0.1:9" in proc.stderr
+
+
+def test_serve_answers_health_and_search_then_stops(indexed):
+    import socket
+    import time
+
+    import httpx
+
+    _, index, _ = indexed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index), "--port",
+         str(port)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "serve did not answer within 300 s"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health["images"] == 9 and health["random_weights"] is True
+        r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "a dog", "k": 3})
+        assert [h["rank"] for h in r.json()["hits"]] == [1, 2, 3]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out

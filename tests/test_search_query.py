@@ -202,3 +202,40 @@ def test_sharded_search_matches_single_device(concept_index):
         for r, s in zip(rs, sharded[m], strict=True):
             np.testing.assert_allclose([h.score for h in r.hits], [x[1] for x in s], atol=1e-5)
             assert [h.id for h in r.hits] == [x[0] for x in s]
+
+
+def test_many_queries_stream_and_rank_as_a_few_do(concept_index):
+    """Past MAX_QUERIES the Searcher switches to the streamed top_k; rankings are the same."""
+    from drc_jax.search.rank import MAX_QUERIES
+
+    index, _ = concept_index
+    searcher = Searcher.open(index, clip=ConceptClip())
+    few = ["a dog, but no beach", "a cat", "a park without a cat"]
+    many = few + [f"a street without a dog {i}" for i in range(MAX_QUERIES)]
+    direct = searcher.search(few, k=5, methods=("clip", "drc"))
+    streamed = searcher.search(many, k=5, methods=("clip", "drc"))
+    for m in ("clip", "drc"):
+        for a, b in zip(direct[m], streamed[m][: len(few)], strict=True):
+            assert [h.id for h in a.hits] == [h.id for h in b.hits]
+            np.testing.assert_allclose(
+                [h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6
+            )
+
+
+def test_repeated_texts_are_encoded_once(concept_index):
+    index, _ = concept_index
+
+    class CountingClip(ConceptClip):
+        encoded: list[str] = []
+
+        def encode_texts(self, texts):
+            self.encoded.extend(texts)
+            return super().encode_texts(texts)
+
+    clip = CountingClip()
+    searcher = Searcher.open(index, clip=clip)
+    searcher.search("a dog, but no beach", k=3)
+    assert len(clip.encoded) == 4  # aff, neg, cf, full
+    searcher.search("a dog, but no beach", k=3, methods=("clip", "drc"))
+    searcher.search("a dog without a beach", k=3)  # same aff / neg / cf, a new full caption
+    assert clip.encoded[4:] == ["A photo of a dog without a beach"]

@@ -4,11 +4,14 @@
     drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
     drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
         --method drc --decomposer rules --figure out.png --json
+    drc-search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
 
 ``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
 files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
 decomposition it used; several queries are batched; ``--figure`` draws CLIP's top-k above the
-chosen method's (one PNG per query).
+chosen method's (one PNG per query). ``serve`` keeps everything loaded and serves a search page
+and a JSON API (``drc_jax/search/server.py``), on 127.0.0.1 unless --allow_remote. Compiled shapes
+go to JAX's persistent compilation cache (--compilation_cache), so a second start is faster.
 """
 
 from __future__ import annotations
@@ -79,11 +82,31 @@ flags.DEFINE_bool(
     False,
     "query --figure: red border when a result's path names the negated concept, else green.",
 )
+flags.DEFINE_enum(
+    "image_dtype", "bfloat16", ["bfloat16", "float32"], "query/serve: image embeddings on device."
+)
+flags.DEFINE_bool(
+    "compilation_cache",
+    True,
+    "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
+    "~/.cache/drc_jax) so the next start skips compiling.",
+)
+flags.DEFINE_multi_string(
+    "exclude", [], "query: a concept to exclude from every query (repeatable), like '-term'."
+)
+flags.DEFINE_enum(
+    "strength", None, ["weak", "moderate", "strong"], "query: negation strength override."
+)
+flags.DEFINE_string("host", "127.0.0.1", "serve: interface to bind (loopback by default).")
+flags.DEFINE_integer("port", 8000, "serve: port.")
+flags.DEFINE_bool(
+    "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
+)
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-COMMANDS = ("index", "query", "export")
-USAGE = "drc-search index|query|export [flags] [queries...] (or python -m drc_jax.search)"
+COMMANDS = ("index", "query", "serve", "export")
+USAGE = "drc-search index|query|serve|export [flags] [queries...] (or python -m drc_jax.search)"
 
 
 def random_note(weights_id: str) -> str:
@@ -142,9 +165,9 @@ def run_export() -> int:
     return 0
 
 
-def open_decomposer(queries: list[str]):
+def open_decomposer(queries: list[str] | None):
     """The decomposer the flags name; for sglang the server is checked now (before CLIP loads)
-    unless every query's decomposition is already cached."""
+    unless every query's decomposition is already cached (``queries=None``, serve: always)."""
     from drc_jax.decompose import get_decomposer
 
     if FLAGS.decomposer == "rules":
@@ -154,7 +177,7 @@ def open_decomposer(queries: list[str]):
     else:
         cache = cli.decomposition_cache(FLAGS.cache_dir)
     dec = get_decomposer("sglang", url=FLAGS.sglang_url, model=FLAGS.sglang_model, cache_dir=cache)
-    if dec.cache is None or any(dec.cache.get(q) is None for q in queries):
+    if queries is None or dec.cache is None or any(dec.cache.get(q) is None for q in queries):
         try:
             cli.check_sglang_server(FLAGS.sglang_url, FLAGS.sglang_model)
         except cli.UserError:
@@ -177,8 +200,75 @@ def describe(dec) -> str:
     return f'aff="{dec.aff}" | neg="{dec.neg}" | cf="{dec.cf}" | strength={dec.strength}'
 
 
+def open_searcher(queries: list[str] | None = None):
+    """The index, its CLIP and the decomposer, every user error found before the weights load:
+    the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
+    from drc_jax.search.query import Searcher
+
+    info = read_info(FLAGS.index)  # a missing or damaged index, before anything loads
+    decomposer = open_decomposer(queries)
+    if FLAGS.compilation_cache:
+        from drc_jax.search.compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    try:
+        # --weights given: the user's weights; else Searcher.open loads the ones the index names.
+        clip = None
+        if FLAGS["weights"].present:
+            clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+        return Searcher.open(
+            FLAGS.index,
+            clip=clip,
+            dtype=FLAGS.dtype,
+            decomposer=decomposer,
+            image_dtype=FLAGS.image_dtype,
+        )
+    except (OSError, ImportError, WeightsUnavailableError) as e:
+        raise cli.UserError(
+            f"--index {FLAGS.index}: cannot load the CLIP weights it was built with, "
+            f"{info.weights!r} ({type(e).__name__}: {e}). Pass --weights with a local copy of "
+            "the same weights."
+        ) from e
+    except BaseException:
+        decomposer.close()
+        raise
+
+
+def run_serve() -> int:
+    import time
+
+    from drc_jax.search.server import create_app, exposure_note, is_loopback
+
+    start = time.perf_counter()
+    if not FLAGS.index:
+        raise cli.UserError("serve needs --index DIR (built by `drc-search index`).")
+    if not is_loopback(FLAGS.host) and not FLAGS.allow_remote:
+        raise cli.UserError(
+            f"--host {FLAGS.host} is not a loopback address: other machines could search and "
+            "view every indexed file. Pass --allow_remote to do that on purpose."
+        )
+    cli.check_port(FLAGS.host, FLAGS.port)
+    searcher = open_searcher()
+    searcher.warm()
+    import uvicorn
+
+    application = create_app(searcher, decomposer=FLAGS.decomposer)
+    if not is_loopback(FLAGS.host):
+        print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
+    if searcher.info.random_weights:
+        print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
+    print(
+        f"serving {searcher.info.index} ({len(searcher.store)} images) at "
+        f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
+        f"{time.perf_counter() - start:.1f} s)",
+        flush=True,
+    )
+    uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    return 0
+
+
 def run_query(queries: list[str]) -> int:
-    from drc_jax.search.query import Searcher, render_search_figure
+    from drc_jax.search.query import render_search_figure
 
     if not FLAGS.index:
         raise cli.UserError("query needs --index DIR (built by `drc-search index`).")
@@ -193,23 +283,17 @@ def run_query(queries: list[str]) -> int:
         raise cli.UserError('query needs at least one query, e.g. "a dog not on a beach".')
     if FLAGS.k < 1:
         raise cli.UserError(f"--k={FLAGS.k}: must be at least 1.")
-    info = read_info(FLAGS.index)  # a missing or damaged index, before anything loads
-    decomposer = open_decomposer(queries)
-    # --weights given: the user's weights; else Searcher.open loads the ones the index names.
-    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype) if FLAGS["weights"].present else None
-    try:
-        searcher = Searcher.open(FLAGS.index, clip=clip, dtype=FLAGS.dtype, decomposer=decomposer)
-    except (OSError, ImportError, WeightsUnavailableError) as e:
-        decomposer.close()
-        raise cli.UserError(
-            f"--index {FLAGS.index}: cannot load the CLIP weights it was built with, "
-            f"{info.weights!r} ({type(e).__name__}: {e}). Pass --weights with a local copy of "
-            "the same weights."
-        ) from e
+    searcher = open_searcher(queries)
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
         methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
-    by_method = searcher.search(queries, k=FLAGS.k, methods=methods)
+    from drc_jax.decompose import apply_overrides, decompose_queries
+
+    decompositions = [
+        apply_overrides(d, strength=FLAGS.strength)
+        for d in decompose_queries(searcher.decomposer, queries, FLAGS.exclude)
+    ]
+    by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
     results = by_method[FLAGS.method]
     info = searcher.info
     random = info.random_weights
@@ -271,13 +355,13 @@ def main(argv: list[str]) -> int:
         given = f"unknown command {argv[1]!r}" if len(argv) > 1 else "no command given"
         raise cli.UserError(f"{given}; usage: {USAGE}. --helpshort lists the flags.")
     command, rest = argv[1], argv[2:]
-    if command in ("index", "export"):
-        if rest:
-            raise cli.UserError(
-                f"{command} takes no positional arguments, got {rest}; queries go to `query`."
-            )
-        return run_index() if command == "index" else run_export()
-    return run_query(rest)
+    if command != "query" and rest:
+        raise cli.UserError(
+            f"{command} takes no positional arguments, got {rest}; queries go to `query`."
+        )
+    if command == "query":
+        return run_query(rest)
+    return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
 
 
 # Errors the user can fix (a missing/damaged index, weights that differ from the index's, an

@@ -2,24 +2,35 @@
 
 Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
 embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch. With several
-local devices the image embeddings are sharded over them (``top_k(..., mesh=...)``).
+ranked paths. All queries of a call are decomposed, embedded and scored as one batch: up to
+:data:`~drc_jax.search.rank.MAX_QUERIES` in one pass over the index
+(:func:`~drc_jax.search.rank.rank_top_k`), more with the streamed ``top_k``, whose image
+embeddings are sharded over the local devices when there are several (``top_k(..., mesh=...)``).
+
+A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
+image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
+encoding at the short length buckets, the top-k per method), texts already embedded are
+remembered, and the top-k runs at ``k`` rounded up to a few buckets, so a new ``k`` rarely
+compiles again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ml_dtypes import bfloat16
 
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, indexed_files, read_info
+from drc_jax.search.rank import MAX_QUERIES, rank_top_k
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -28,6 +39,23 @@ _STOPWORDS = frozenset(
     | {"near", "under", "over", "and", "or", "no", "not", "without"}
 )
 DEFAULT_PARAMS = DRCParams()  # the paper's constants
+IMAGE_DTYPES = {"float32": np.float32, "bfloat16": bfloat16}
+# The top-k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
+K_BUCKETS = (16, 64, 256, 1024)
+# Warm-up shapes of the text encoder: a query embeds 1 (no negation) to 4 texts (aff, neg, cf,
+# full), grouped by token-length bucket and padded to 1, 2 or 4 rows (clip.encode_texts);
+# everyday queries fit the 16- and 32-token buckets.
+WARM_TEXT_BATCHES = (1, 2, 4)
+WARM_TEXT_LENGTHS = (16, 32)
+TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
+
+
+def k_bucket(k: int, n: int) -> int:
+    """The ``k`` that :func:`top_k` runs at for a request of ``k`` over ``n`` images."""
+    for b in K_BUCKETS:
+        if k <= b:
+            return min(b, n)
+    return min(k, n)
 
 
 @dataclass(frozen=True)
@@ -59,8 +87,9 @@ class SearchResult:
 class Searcher:
     """An opened index plus a loaded CLIP and decomposer, reusable across calls (notebooks).
 
-    The image embeddings are moved to the accelerator(s) once, on the first search; reopen the
-    Searcher to see later index updates.
+    The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
+    halves memory and scoring time, with float32 accumulation), on the first search or
+    :meth:`warm`; reopen the Searcher to see later index updates.
     """
 
     info: IndexInfo
@@ -68,9 +97,12 @@ class Searcher:
     clip: Any
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
+    image_dtype: str = "float32"
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
+    _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
+    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     @classmethod
     def open(
@@ -83,12 +115,17 @@ class Searcher:
         decomposer="rules",
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
+        image_dtype: str = "float32",
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so.
         """
+        if image_dtype not in IMAGE_DTYPES:
+            raise ValueError(
+                f"image_dtype must be one of {sorted(IMAGE_DTYPES)}, got {image_dtype!r}"
+            )
         info = read_info(index)
         if clip is None:
             from drc_jax.clip import load_clip
@@ -104,17 +141,59 @@ class Searcher:
             from drc_jax.decompose import get_decomposer
 
             decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
-        return cls(info, store, clip, decomposer, params)
+        return cls(info, store, clip, decomposer, params, image_dtype)
+
+    @property
+    def roots(self) -> list[Path]:
+        """The folders this index was built from; only files inside them are ever served."""
+        return list(self.info.roots)
+
+    def path_of(self, path: str) -> Path | None:
+        """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
+        self._device_images()  # reads the index's file names
+        return Path(path) if path in self._paths else None
+
+    def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
+        """Compile now what a query will need, so the first request is as fast as the next.
+
+        Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
+        lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
+        and runs the top-k once per method at ``k``'s bucket. With the persistent compilation
+        cache (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
+        """
+        from drc_jax.decompose import Decomposition
+
+        self._device_images()
+        for length in WARM_TEXT_LENGTHS:
+            # "A photo of a a a ...": BOS + 3 + (length - 5) + EOT = ``length`` tokens.
+            text = "A photo of " + " ".join(["a"] * (length - 5))
+            for n in WARM_TEXT_BATCHES:
+                self.clip.encode_texts([text] * n)
+        dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
+        if len(self.store):
+            self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
 
     def search(
-        self, queries: str | Sequence[str], *, k: int = 10, methods: Sequence[str] = ("drc",)
+        self,
+        queries: str | Sequence[str],
+        *,
+        k: int = 10,
+        methods: Sequence[str] = ("drc",),
+        decompositions: Sequence | None = None,
     ) -> dict[str, list[SearchResult]]:
-        """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``."""
+        """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
+
+        ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
+        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        """
+        from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
             raise ValueError("no query given")
+        if decompositions is not None and len(decompositions) != len(queries):
+            raise ValueError(f"got {len(decompositions)} decompositions for {len(queries)} queries")
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
@@ -127,12 +206,18 @@ class Searcher:
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        decompositions = self.decomposer.decompose(queries)
-        q = embed_queries(self.clip, decompositions)
+        if decompositions is None:  # understands "cat -sofa"
+            decompositions = decompose_queries(self.decomposer, queries)
+        q = embed_queries(self.encode_texts, decompositions)
+        k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, query_vectors(method, q, self.params), k, mesh=mesh)
-            scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+            if len(queries) <= MAX_QUERIES:  # a person's queries: one pass, no streaming
+                scores, indices = rank_top_k(images, q, k_run, method=method, params=self.params)
+            else:
+                res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
+                scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+            scores, indices = scores[:, :k], indices[:, :k]
             out[method] = [
                 SearchResult(
                     query=query,
@@ -145,6 +230,20 @@ class Searcher:
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
+        return out
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
+        cache = self._text_cache
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            for t, e in zip(todo, np.asarray(self.clip.encode_texts(todo)), strict=True):
+                cache[t] = e
+        for t in texts:
+            cache.move_to_end(t)
+        out = np.stack([cache[t] for t in texts])
+        while len(cache) > TEXT_CACHE_ENTRIES:
+            cache.popitem(last=False)
         return out
 
     def _device_images(self):
@@ -161,7 +260,10 @@ class Searcher:
             if len(named) < len(keys):
                 vectors = vectors[np.asarray(named, np.int64)]
             self._files = [files[keys[i]] for i in named]
-            self._images = jax.device_put(vectors)
+            self._paths = frozenset(str(path) for path, _ in self._files)
+            self._images = jax.device_put(
+                np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+            )
         return self._images, self._mesh
 
 
