@@ -234,3 +234,12 @@ def test_serve_answers_health_and_search_then_stops(indexed):
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
+
+
+def test_a_cache_dir_that_is_a_file_is_a_user_error(indexed, tmp_path):
+    _, index, _ = indexed
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file, not a folder")
+    proc = cli("query", "--index", str(index), "a dog", "--cache_dir", str(blocker))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --cache_dir {blocker}: cannot keep the compilation cache there" in proc.stderr

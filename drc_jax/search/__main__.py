@@ -88,8 +88,8 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "compilation_cache",
     True,
-    "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
-    "~/.cache/drc_jax) so the next start skips compiling.",
+    "query/serve: keep compiled XLA programs in JAX's persistent cache (under --cache_dir) so "
+    "the next start skips compiling.",
 )
 flags.DEFINE_multi_string(
     "exclude", [], "query: a concept to exclude from every query (repeatable), like '-term'."
@@ -207,10 +207,17 @@ def open_searcher(queries: list[str] | None = None):
 
     info = read_info(FLAGS.index)  # a missing or damaged index, before anything loads
     decomposer = open_decomposer(queries)
-    if FLAGS.compilation_cache:
-        from drc_jax.search.compile_cache import enable_compilation_cache
+    if FLAGS.compilation_cache and FLAGS.cache_dir:  # --cache_dir '' turns every cache off
+        from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
 
-        enable_compilation_cache()
+        try:
+            enable_compilation_cache(Path(FLAGS.cache_dir).expanduser() / SUBDIR)
+        except OSError as e:
+            decomposer.close()
+            raise cli.UserError(
+                f"--cache_dir {FLAGS.cache_dir}: cannot keep the compilation cache there ({e}); "
+                "pass another --cache_dir, or --nocompilation_cache."
+            ) from e
     try:
         # --weights given: the user's weights; else Searcher.open loads the ones the index names.
         clip = None
