@@ -206,8 +206,12 @@ def test_decompose_user_errors_exit_2_with_one_paragraph(args, expected, tmp_pat
         (["--dtype", "float16"], ["--config.dtype='float16': expected one of"]),
         (["--weights", OFFLINE_HUB, "--synthetic_images", "4", "--cache_dir", ""],
          [f"cannot load CLIP weights '{OFFLINE_HUB}'", "Hugging Face Hub", "random:ViT-B/32"]),
+        # the server is checked before the (also unreachable) weights load
+        (["--decomposer", "sglang", "--sglang_url", "http://127.0.0.1:9", "--weights",
+          OFFLINE_HUB], ["cannot reach the SGLang server at http://127.0.0.1:9",
+                         f"--model {defaults.SGLANG_MODEL}", "--decomposer rules"]),
     ],
-    ids=["bad_value_type", "bad_dtype", "hub_offline_or_unknown_id"],
+    ids=["bad_value_type", "bad_dtype", "hub_offline_or_unknown_id", "sglang_unreachable"],
 )  # fmt: skip
 def test_launch_user_errors_exit_2_with_one_paragraph(args, expected, tmp_path):
     proc = run(
@@ -233,3 +237,22 @@ def test_console_scripts_resolve_to_callables_that_run_help():
         )
         assert "Traceback" not in proc.stderr, proc.stderr
         assert "--" in proc.stdout and ("--decomposer" in proc.stdout or "--config" in proc.stdout)
+
+
+def test_launch_with_every_decomposition_cached_runs_while_the_sglang_server_is_down(tmp_path):
+    srv = FakeServer()
+    args = [
+        "--noprogress", "--decomposer", "sglang", "--sglang_url", srv.url, "--weights",
+        "random:test-tiny", "--synthetic_images", "4", "--cache_dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    try:
+        first = run("drc_jax.launch", *args, "--output_dir", str(tmp_path / "a"))
+    finally:
+        srv.stop()
+    assert first.returncode == 0, first.stderr
+    asked = len(srv.requests)
+    assert asked > 0
+    # The server is gone; the cache holds every answer, so the up-front check steps aside.
+    again = run("drc_jax.launch", *args, "--output_dir", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr
+    assert len(srv.requests) == asked

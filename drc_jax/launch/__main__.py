@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import ConfigDict, config_flags
 
-from drc_jax import cli
+from drc_jax import cli, defaults
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
 from drc_jax.launch.errors import USER_ERRORS
 
@@ -103,6 +104,23 @@ def expand_argv(argv: list[str]) -> list[str]:
     return [argv[0], *config, *out]
 
 
+def check_sglang(config: ConfigDict) -> None:
+    """``--decomposer sglang``: the server answers, checked before the weights load; unless
+    ``--decompositions`` replaces it or a decomposition cache of this model exists (its answers
+    may need no server; the pipeline then names what is missing)."""
+    if config.decomposer != "sglang" or config.decompositions:
+        return
+    model = config.sglang_model or defaults.SGLANG_MODEL
+    if config.cache_dir:
+        from drc_jax.decompose.cache import DecompositionCache
+        from drc_jax.decompose.prompts import PROMPT_VERSION
+
+        where = Path(config.cache_dir).expanduser() / "decompositions"
+        if DecompositionCache.path_for(where, "sglang-merged", model, PROMPT_VERSION).exists():
+            return
+    cli.check_sglang_server(config.sglang_url, model)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -111,13 +129,14 @@ def main(argv: list[str]) -> int:
     logging.getLogger("drc_jax").setLevel(logging.INFO)  # keep ours
     try:
         config = validate(FLAGS.config)
+        check_sglang(config)
         from drc_jax.parallel import initialize_distributed
 
         initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         from drc_jax.launch import pipeline, report
 
         results = pipeline.run(config)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, cli.UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
