@@ -82,7 +82,9 @@ DEPRECATED: dict[str, str] = {
     "batch": "batch_size",
 }
 
-_DEFAULTS = {
+# The launcher's defaults (base_config's; a test keeps them equal) for the other commands, which
+# do not import the run config (and with it JAX) to start.
+DEFAULTS = {
     "dtype": "float32",
     "preprocess": "spacevlm",
     "cache_dir": str(defaults.cache_root()),
@@ -94,12 +96,12 @@ _DEFAULTS = {
 
 
 def define(*names: str, help_suffix: dict[str, str] | None = None, **default) -> None:
-    """Define the shared flags ``names`` (defaults: :data:`_DEFAULTS`, or ``name=value``), and
+    """Define the shared flags ``names`` (defaults: :data:`DEFAULTS`, or ``name=value``), and
     the deprecated spellings of those that have one."""
     help_suffix = help_suffix or {}
     for name in names:
         spec = SHARED[name]
-        value = default.get(name, _DEFAULTS.get(name))
+        value = default.get(name, DEFAULTS.get(name))
         text = spec.help + (f" {help_suffix[name]}" if name in help_suffix else "")
         _define(spec, name, value, text)
         for old, new in DEPRECATED.items():
@@ -114,12 +116,13 @@ def _define(spec: Shared, name: str, value, text: str) -> None:
         getattr(flags, f"DEFINE_{spec.kind}")(name, value, text)
 
 
-def deprecated_alias(old: str, new: str, text: str) -> None:
-    """Register ``--old`` (already defined by the caller) as a deprecated spelling of ``--new``."""
-    _EXTRA_DEPRECATED[old] = (new, text)
+def deprecated_flag(name: str, advice: str) -> None:
+    """Register ``--name`` (defined by the caller, still honoured by it) as deprecated: given, it
+    prints ``advice`` (what to use instead) as a one-line warning."""
+    _DEPRECATED_FLAGS[name] = advice
 
 
-_EXTRA_DEPRECATED: dict[str, tuple[str, str]] = {}
+_DEPRECATED_FLAGS: dict[str, str] = {}
 
 
 def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
@@ -142,9 +145,9 @@ def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
             )
         values[new].value = given
         values[new].present = 1
-    for old, (_, text) in _EXTRA_DEPRECATED.items():
-        if old in values and values[old].present:
-            print(f"warning: --{old} is deprecated; {text}", file=sys.stderr)
+    for name, advice in _DEPRECATED_FLAGS.items():
+        if name in values and values[name].present:
+            print(f"warning: --{name} is deprecated; {advice}", file=sys.stderr)
 
 
 def fail(message: str) -> None:

@@ -47,13 +47,14 @@ def assert_user_error(proc: subprocess.CompletedProcess, *expected: str) -> None
 
 
 # --- one name per setting -------------------------------------------------------------------
-def test_shared_flags_are_run_config_fields_with_the_same_choices():
+def test_shared_flags_are_run_config_fields_with_the_same_choices_and_defaults():
     config = base_config()
     for name, spec in cli.SHARED.items():
         assert name in config and SHORTHANDS[name] == name, name  # drc-launch --NAME works
         if spec.choices:
             assert tuple(spec.choices) == tuple(CHOICES[name]), name
     assert set(cli.DEPRECATED.values()) <= set(cli.SHARED)
+    assert {name: config[name] for name in cli.DEFAULTS} == cli.DEFAULTS  # one set of defaults
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,15 @@ def test_new_spellings_with_the_default_model_reach_the_server(tmp_path):
         srv.stop()
     assert proc.returncode == 0, proc.stderr
     assert [r["model"] for r in srv.requests] == [defaults.SGLANG_MODEL]
+
+
+def test_old_decomposition_cache_flag_still_parses_with_a_warning(tmp_path):
+    proc = run(
+        "drc_jax.search", "query", "--index", str(tmp_path / "absent"), "a dog",
+        "--decomposition_cache", str(tmp_path / "decs"), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "warning: --decomposition_cache is deprecated; use --cache_dir" in proc.stderr
+    assert_user_error(proc, f"no search index at {tmp_path / 'absent'}")
 
 
 def test_old_and_new_spelling_disagreeing_is_a_user_error():

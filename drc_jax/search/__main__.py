@@ -68,9 +68,8 @@ flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
 flags.DEFINE_string(
     "decomposition_cache", None, "Deprecated: the LLM decomposition folder (use --cache_dir)."
 )
-cli.deprecated_alias(
+cli.deprecated_flag(
     "decomposition_cache",
-    "cache_dir",
     "use --cache_dir (the cache root; decompositions go under its decompositions/). It still "
     "names the decomposition folder itself in this release.",
 )
