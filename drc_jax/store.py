@@ -91,6 +91,17 @@ def plain_name(name: str, where: Path) -> str:
     return name
 
 
+def own_file(path: Path) -> Path:
+    """``path`` unless it is a symbolic link: a store reads and writes only its own files."""
+    if path.is_symlink():
+        raise StoreError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); a store reads and writes only "
+            f"its own files, so the store is damaged or was crafted: delete {path.parent} and "
+            "re-run"
+        )
+    return path
+
+
 def _damaged(directory: Path, error: object) -> StoreError:
     return StoreError(
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
@@ -104,6 +115,8 @@ class Store:
     def __init__(self, directory: Path):
         self.directory = directory
         self._lock = threading.RLock()  # one connection, shared by threads: one transaction
+        for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
+            own_file(directory / name)
         try:
             self._db = sqlite3.connect(
                 directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
@@ -159,10 +172,12 @@ class Store:
             if meta is None:  # read as it is: no write, no lock
                 if store._setting("meta") is None:
                     raise _damaged(directory, "no settings")
+                store._check_settings()
                 return store
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     store._db.execute(statement)
+                store._check_settings()
                 store._check_meta(store._setting("meta"), {**meta, "dtype": dtype}, on_mismatch)
                 store._sweep()
         except (sqlite3.DatabaseError, StoreError) as e:
@@ -197,6 +212,26 @@ class Store:
             self._set("meta", meta)
 
     # ------------------------------------------------------------------ settings
+    def _check_settings(self) -> None:
+        """The store's own settings are what this version writes (a crafted or damaged catalogue
+        could hold any JSON): anything else is :func:`_damaged`, naming the setting."""
+        rows = self._db.execute(
+            "SELECT name, value FROM settings WHERE name IN ('meta', 'dim', 'rows', 'vectors')"
+        )
+        for name, text in rows:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = ...
+            ok = {
+                "meta": lambda v: isinstance(v, dict) and v.get("dtype") in DTYPES,
+                "dim": lambda v: type(v) is int and v > 0,
+                "rows": lambda v: type(v) is int and v >= 0,
+                "vectors": lambda v: isinstance(v, str),
+            }[name](value)
+            if not ok:
+                raise _damaged(self.directory, f"setting {name} is {text!r}")
+
     def _setting(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
         return default if row is None else json.loads(row[0])
@@ -306,7 +341,8 @@ class Store:
         return np.memmap(path, dtype=dtype, mode="r", shape=(n, dim))
 
     def _file(self) -> Path:
-        return self.directory / plain_name(self._setting("vectors"), self.directory)
+        """The array file the catalogue names: a plain name inside the store, not a link."""
+        return own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -360,7 +396,7 @@ class Store:
 
     def _write(self, start_row: int, data: bytes) -> None:
         """Write ``data`` at row ``start_row`` of the array file and make it durable."""
-        fd = os.open(self._file(), os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(self._file(), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             os.pwrite(fd, data, start_row * self.dim * self.dtype.itemsize)
             os.fsync(fd)

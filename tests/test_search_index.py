@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -230,23 +230,6 @@ def test_an_index_mirrors_several_roots_and_equal_files_share_one_embedding(
         assert len(store) == 2  # contents no file has any more are dropped
 
 
-@pytest.mark.parametrize("name", ["{root}/../outside.png", "/etc/passwd", "relative/x.png"])
-def test_a_path_outside_the_index_roots_read_from_the_index_is_refused(
-    tmp_path, scenes, tiny_clip, name
-):
-    root, _ = scenes
-    index = tmp_path / "index"
-    build_index(root, index, clip=tiny_clip, progress=False)
-    with sqlite3.connect(index / "catalogue.sqlite") as db:
-        key = db.execute("SELECT key FROM names LIMIT 1").fetchone()[0]
-        db.execute("INSERT INTO names VALUES (?, ?, '1:1')", (name.format(root=root), key))
-    from drc_jax.search import Searcher
-
-    searcher = Searcher.open(index, clip=tiny_clip)
-    with pytest.raises(StoreError, match="not inside its roots.*damaged or was crafted"):
-        searcher.search("a dog", k=3)
-
-
 def test_export_parquet_has_one_row_per_file_with_path_hash_and_embedding(
     tmp_path, scenes, tiny_clip
 ):
@@ -420,3 +403,22 @@ def test_a_folder_moved_after_an_interrupted_first_index_run_resumes_without_re_
     assert sorted(resumed) == sorted(clean) == sorted(contents)
     for id_, emb in clean.items():
         np.testing.assert_array_equal(resumed[id_], emb)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [("user.roots", "[5]", "roots=[5]"), ("user.roots", '"/tmp"', "roots='/tmp'"),
+     ("user.roots", "[]", "roots=[]"), ("user.weights", "7", "weights=7"),
+     ("meta", '{"dtype": "float32"}', "meta weights=None, meta preprocess=None")],
+)  # fmt: skip
+def test_index_settings_of_the_wrong_type_are_a_message_naming_them(
+    tmp_path, scenes, tiny_clip, name, value, shown
+):
+    import sqlite3
+
+    root, _ = scenes
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    with sqlite3.connect(tmp_path / "index" / "catalogue.sqlite") as db:
+        db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
+    with pytest.raises(StoreError, match=re.escape(f"not a readable search index ({shown})")):
+        read_info(tmp_path / "index")
