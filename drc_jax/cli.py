@@ -250,6 +250,12 @@ def check_port(host: str, port: int) -> None:
         ) from e
 
 
+WEIGHTS_ADVICE = (
+    "Pass a Hugging Face CLIP directory (config.json + model.safetensors), an OpenAI "
+    ".pt/.safetensors file, or a hub id that this machine can download."
+)
+
+
 def load_clip_checked(weights: str, dtype: str):
     """:func:`drc_jax.clip.load_clip`, with a hub that cannot be reached, an unknown hub id or an
     unusable weight file as a :class:`UserError` saying what to pass instead."""
@@ -266,8 +272,7 @@ def load_clip_checked(weights: str, dtype: str):
     except (OSError, ValueError, ImportError) as e:
         raise UserError(
             f"--weights {weights}: cannot load these CLIP weights ({type(e).__name__}: {e}). "
-            "Pass a Hugging Face CLIP directory (config.json + model.safetensors), an OpenAI "
-            ".pt/.safetensors file, or a hub id that this machine can download."
+            f"{WEIGHTS_ADVICE}"
         ) from e
 
 

@@ -217,24 +217,27 @@ def open_searcher(queries: list[str] | None = None):
                 f"--cache_dir {FLAGS.cache_dir}: cannot keep the compilation cache there ({e}); "
                 "pass another --cache_dir, or --nocompilation_cache."
             ) from e
+    given = FLAGS["weights"].present  # else Searcher.open loads the weights the index names
     try:
-        # --weights given: the user's weights; else Searcher.open loads the ones the index names.
-        clip = None
-        if FLAGS["weights"].present:
-            clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
         return Searcher.open(
             FLAGS.index,
-            clip=clip,
+            weights=FLAGS.weights if given else None,
             dtype=FLAGS.dtype,
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
-        raise cli.UserError(
-            f"--index {FLAGS.index}: cannot load the CLIP weights it was built with, "
-            f"{info.weights!r} ({type(e).__name__}: {e}). Pass --weights with a local copy of "
-            "the same weights."
-        ) from e
+        decomposer.close()
+        what, advice = (
+            (f"--weights {FLAGS.weights}: cannot load these CLIP weights", cli.WEIGHTS_ADVICE)
+            if given
+            else (
+                f"--index {FLAGS.index}: cannot load the CLIP weights it was built with, "
+                f"{info.weights!r}",
+                "Pass --weights with a local copy of the same weights.",
+            )
+        )
+        raise cli.UserError(f"{what} ({type(e).__name__}: {e}). {advice}") from e
     except BaseException:
         decomposer.close()
         raise
