@@ -276,3 +276,12 @@ def test_a_decompression_bomb_in_the_photo_folder_is_listed_not_fatal(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "1 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in proc.stdout
     assert "huge.png: refused as a possible decompression bomb" in proc.stdout
+
+
+def test_query_with_unloadable_weights_names_the_flag_and_what_to_pass(indexed, tmp_path):
+    _, index, _ = indexed
+    absent = tmp_path / "absent.safetensors"
+    proc = cli("query", "--index", str(index), "a dog", "--weights", str(absent))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --weights {absent}: cannot load these CLIP weights" in proc.stderr
+    assert "Hugging Face CLIP directory" in proc.stderr
