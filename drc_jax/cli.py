@@ -204,6 +204,22 @@ def decomposition_cache(cache_dir: str) -> str:
     return str(Path(cache_dir).expanduser() / "decompositions") if cache_dir else ""
 
 
+def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
+    """``get_decomposer("sglang", **options)`` caching under ``<cache_dir>/decompositions`` (or
+    the decomposition ``folder`` itself: the deprecated ``--decomposition_cache``); a cache folder
+    that cannot be made is a :class:`UserError` naming it."""
+    from drc_jax.decompose import get_decomposer
+
+    where = decomposition_cache(cache_dir) if folder is None else folder
+    try:
+        return get_decomposer("sglang", cache_dir=where, **options)
+    except OSError as e:
+        raise UserError(
+            f"--cache_dir {cache_dir}: cannot keep the decomposition cache in {where} "
+            f"({e.strerror or e}); pass another --cache_dir, or --cache_dir '' to turn it off."
+        ) from e
+
+
 # --- checks made before anything slow ------------------------------------------------------------
 def check_folders(flag: str, folders: list[str]) -> list[Path]:
     """Each of ``folders`` (given as ``--flag``) exists and is a folder."""

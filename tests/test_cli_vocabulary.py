@@ -200,12 +200,18 @@ def test_search_user_errors_exit_2_with_one_paragraph(args, expected, tmp_path):
          ["--sglang_url localhost:30000: not an http(s) URL"]),
         (["--batch_size", "0"], ["--batch_size=0: must be at least 1"]),
         (["--decomposer", "llm"], ["--decomposer=llm", "rules|sglang"]),
+        (["--decomposer", "sglang", "--cache_dir", "{tmp}/a_file"],
+         ["--cache_dir {tmp}/a_file: cannot keep the decomposition cache in {tmp}/a_file/"]),
     ],
-    ids=["server_unreachable", "url_without_scheme", "bad_batch_size", "unknown_decomposer"],
+    ids=["server_unreachable", "url_without_scheme", "bad_batch_size", "unknown_decomposer",
+         "cache_dir_is_a_file"],
 )  # fmt: skip
 def test_decompose_user_errors_exit_2_with_one_paragraph(args, expected, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    tmp = str(tmp_path)
+    args = [a.format(tmp=tmp) for a in args]
     proc = run("drc_jax.decompose", *args, "no dogs", tmp_path=tmp_path)
-    assert_user_error(proc, *expected)
+    assert_user_error(proc, *[e.format(tmp=tmp) for e in expected])
     assert proc.stdout == ""
 
 

@@ -69,15 +69,14 @@ def main(argv):
         # No reachability check up front: answers already cached need no server, and an
         # unreachable one is reported after the first requests (nothing slow happens before).
         cli.check_sglang_url(FLAGS.sglang_url)
-        dec = get_decomposer(
-            "sglang",
+        dec = cli.sglang_decomposer(
+            FLAGS.cache_dir,
             url=FLAGS.sglang_url,
             model=FLAGS.sglang_model,
             mode=FLAGS.mode,
             concurrency=FLAGS.concurrency,
             timeout_s=FLAGS.timeout,
             retries=FLAGS.retries,
-            cache_dir=cli.decomposition_cache(FLAGS.cache_dir),
         )
     queries = argv[1:] or _lines()
     size = FLAGS.batch_size or (1 if FLAGS.decomposer == "rules" else 1024)

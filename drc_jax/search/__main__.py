@@ -171,11 +171,10 @@ def open_decomposer(queries: list[str] | None):
 
     if FLAGS.decomposer == "rules":
         return get_decomposer("rules")
-    if FLAGS["decomposition_cache"].present:
-        cache = FLAGS.decomposition_cache
-    else:
-        cache = cli.decomposition_cache(FLAGS.cache_dir)
-    dec = get_decomposer("sglang", url=FLAGS.sglang_url, model=FLAGS.sglang_model, cache_dir=cache)
+    folder = FLAGS.decomposition_cache if FLAGS["decomposition_cache"].present else None
+    dec = cli.sglang_decomposer(
+        FLAGS.cache_dir, folder, url=FLAGS.sglang_url, model=FLAGS.sglang_model
+    )
     if queries is None or dec.cache is None or any(dec.cache.get(q) is None for q in queries):
         try:
             cli.check_sglang_server(FLAGS.sglang_url, FLAGS.sglang_model)
