@@ -1,17 +1,19 @@
-r"""``python -m drc_jax.launch``: reproduce the paper's NegBench tables (or a synthetic check).
+r"""``drc-launch`` (or ``python -m drc_jax.launch``): reproduce the paper's NegBench tables.
 
-    drc-launch --benchmark synthetic --output_dir runs/synthetic   # = python -m drc_jax.launch
-    python -m drc_jax.launch --benchmark coco --captions_csv COCO_val_negated_...csv \
+    drc-launch --benchmark synthetic --output_dir runs/synthetic   # an offline synthetic check
+    drc-launch --benchmark coco --captions_csv COCO_val_negated_...csv \
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
-    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
+    drc-launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
 
 The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_config`), read with
 ``ml_collections.config_flags``: ``--config`` takes a name in ``configs/`` or a file path, and
 ``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
 ``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
 
-Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights) print one
-message naming the file/row and what to do, and exit with status 2; never a bare traceback.
+Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights or SGLang
+server, a bad flag value) print one message naming the file/row/flag and what to do, and exit with
+status 2; never a bare traceback. Flags shared with drc-decompose and drc-search have the same
+names (drc_jax/cli.py).
 """
 
 from __future__ import annotations
