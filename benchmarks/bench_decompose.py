@@ -5,7 +5,8 @@
 Prints, for COCO Retrieval-Neg and MSR-VTT Retrieval-Neg (same captions for both methods):
 negated-concept accuracy and aff leak rate (see drc_jax.decompose.negbench_eval for how they are
 counted); beside them the rule decomposer's accuracy on everyday search-box queries
-(tests/data/search_queries.jsonl, see drc_jax.decompose.search_eval), per construction; then the
+(tests/data/search_queries.jsonl, written with the rules, and search_queries_review.jsonl, written
+by a reviewer before reading them; see drc_jax.decompose.search_eval), per construction; then the
 rule decomposer's throughput on one pinned core (best of --repeats passes over every NegBench
 caption) against the 10,000 captions/s target.
 """
@@ -29,10 +30,13 @@ flags.DEFINE_string(
     str(REPO.parent / "shared" / "negbench"),
     "Directory with the NegBench dev CSVs.",
 )
-flags.DEFINE_string(
+flags.DEFINE_list(
     "queries",
-    str(REPO / "tests" / "data" / "search_queries.jsonl"),
-    "Search-box queries with their excluded concepts (JSONL).",
+    [
+        str(REPO / "tests" / "data" / "search_queries.jsonl"),
+        str(REPO / "tests" / "data" / "search_queries_review.jsonl"),
+    ],
+    "Search-box query files (JSONL, comma-separated), each scored on its own.",
 )
 flags.DEFINE_integer("repeats", 5, "Timed passes over all captions (best is reported).")
 flags.DEFINE_float("target", 10_000.0, "Captions/s target on one core.")
@@ -43,6 +47,25 @@ def _row(name, score):
         f"  {name:<22} {100 * score.accuracy:7.2f}%  {100 * score.leak_rate:6.2f}%  "
         f"({score.correct}/{score.total} right, {score.leaks} leaks)"
     )
+
+
+def _report_queries(rules: RuleDecomposer, path: str) -> None:
+    queries = load_search_queries(path)
+    decs = rules.decompose([q.query for q in queries])
+    score = score_search_queries(queries, decs)
+    print(
+        f"Search-box queries ({Path(path).name}): {score.total} "
+        f"({sum(1 for q in queries if q.negs)} negated, "
+        f"{sum(1 for q in queries if not q.negs)} plain)"
+    )
+    print(
+        f"  {'rules':<22} {100 * score.accuracy:7.2f}%  {100 * score.leaks / score.total:6.2f}%  "
+        f"({score.correct}/{score.total} right, {score.leaks} leaks)"
+    )
+    for kind in sorted({q.construction for q in queries}):
+        rows = [(q, d) for q, d in zip(queries, decs, strict=True) if q.construction == kind]
+        right = sum(is_right(q, d) for q, d in rows)
+        print(f"    {kind:<20} {right}/{len(rows)}")
 
 
 def main(argv):
@@ -69,22 +92,8 @@ def main(argv):
         print(_row("Mistral-7B split", mistral))
         all_captions += q.captions
 
-    queries = load_search_queries(FLAGS.queries)
-    decs = rules.decompose([q.query for q in queries])
-    score = score_search_queries(queries, decs)
-    print(
-        f"Search-box queries: {score.total} ({sum(1 for q in queries if q.negs)} negated, "
-        f"{sum(1 for q in queries if not q.negs)} plain)"
-    )
-    print(
-        f"  {'rules':<22} {100 * score.accuracy:7.2f}%  {100 * score.leaks / score.total:6.2f}%  "
-        f"({score.correct}/{score.total} right, {score.leaks} leaks)"
-    )
-    kinds = sorted({q.construction for q in queries})
-    for kind in kinds:
-        rows = [(q, d) for q, d in zip(queries, decs, strict=True) if q.construction == kind]
-        right = sum(is_right(q, d) for q, d in rows)
-        print(f"    {kind:<20} {right}/{len(rows)}")
+    for path in FLAGS.queries:
+        _report_queries(rules, path)
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

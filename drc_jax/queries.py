@@ -12,16 +12,22 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import STRENGTHS, Queries
 
 PROMPT_PREFIX = "A photo of"
 
 
 def with_prefix(text: str) -> str:
-    """``"A photo of <text>"``; text that already starts with the prefix is left as it is."""
+    """``"A photo of <text>"``; text that already starts with the prefix is left as it is, and
+    the neutral aff "a photo" (a query with nothing affirmative) and its counterfactual "a photo
+    with <neg>" only get a capital: "A photo", "A photo with a dog" (not "A photo of a photo")."""
     text = " ".join(text.split())
-    if text.lower().startswith(PROMPT_PREFIX.lower()):
+    low = text.lower()
+    if low.startswith(PROMPT_PREFIX.lower()):
         return text
+    if low == NEUTRAL_AFF or low.startswith(NEUTRAL_AFF + " with "):
+        return text[0].upper() + text[1:]
     return f"{PROMPT_PREFIX} {text}"
 
 

@@ -3,24 +3,27 @@
 One concern: keep ``key -> vector`` for a collection (image files, content hashes, caption texts)
 on disk so that nothing is embedded twice and no finished work is lost. A store directory holds::
 
-    catalogue.sqlite      WAL-mode SQLite: tables ``settings`` (meta, dim, dtype, rows, vectors
-                          file), ``items`` (key, fingerprint, status ok|error, error, row) and
-                          ``names`` (another name for a key, e.g. a file path -> its content hash)
+    catalogue.sqlite      WAL-mode SQLite: tables ``settings`` (meta, dim, rows, vectors file and
+                          the caller's own), ``items`` (key, fingerprint, status ok|error, error,
+                          row) and ``names`` (another name for a key, e.g. a path -> its hash)
     vectors-<n>.bin       the vectors, raw ``(rows, dim)`` in the store's dtype, rows appended
 
-Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (so writers queue, and two
-processes writing one store lose nothing). :meth:`Store.put` writes its rows past the committed
-end of the array file, fsyncs them, then commits the catalogue rows that point at them: a crash
-before the commit leaves bytes no row points to, overwritten by the next write. Reading memory-maps
-the array file (no copy when every row is live). Whether a store mirrors a collection (drop what is
-gone: :meth:`Store.prune`) or caches everything it ever saw is the caller's choice.
+Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (writers queue; two processes
+writing one store lose nothing). Array bytes are written past the committed end of the array file
+(or, by a compaction, into a new file), fsynced, and only then does the catalogue commit point at
+them: a crash before the commit leaves bytes no row points to, overwritten by the next write or
+deleted at the next open. Committed rows are never rewritten, so a reader's memory map of its
+snapshot stays valid. Whether a store mirrors a collection (:meth:`Store.prune`) or caches
+everything it ever saw is the caller's choice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +34,14 @@ import numpy as np
 
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
-# Rewrite the array file without dead rows once this share of its rows is dead.
-DEAD_FRACTION_TO_COMPACT = 0.25
+DEAD_FRACTION_TO_COMPACT = 0.25  # prune rewrites the array file once this share of rows is dead
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), error TEXT, row INTEGER UNIQUE,
     CHECK ((status = 'ok') = (row IS NOT NULL)));
-CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';
+CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
 """
 
@@ -49,8 +51,7 @@ class ItemError(Exception):
 
     def __init__(self, id: str, reason: str):  # noqa: A002 - the contract names it ``id``
         super().__init__(f"{id}: {reason}")
-        self.id = id
-        self.reason = reason
+        self.id, self.reason = id, reason
 
 
 class StoreError(RuntimeError):
@@ -89,15 +90,18 @@ def plain_name(name: str, where: Path) -> str:
     return name
 
 
-def _meta_diff(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    return [
-        f"{k}: store has {stored.get(k, '<missing>')!r}, asked for {wanted.get(k, '<missing>')!r}"
-        for k in sorted(set(stored) | set(wanted))
-        if stored.get(k) != wanted.get(k)
-    ]
+def own_file(path: Path) -> Path:
+    """``path`` unless it is a symbolic link: a store reads and writes only its own files."""
+    if path.is_symlink():
+        raise StoreError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); a store reads and writes only "
+            f"its own files, so the store is damaged or was crafted: delete {path.parent} and "
+            "re-run"
+        )
+    return path
 
 
-def _damaged(directory: Path, error: Exception | str) -> StoreError:
+def _damaged(directory: Path, error: object) -> StoreError:
     return StoreError(
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
         f"delete {directory} and re-run to rebuild it"
@@ -107,8 +111,19 @@ def _damaged(directory: Path, error: Exception | str) -> StoreError:
 class Store:
     """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
 
-    def __init__(self, directory: Path, db: sqlite3.Connection):
-        self.directory, self._db = directory, db
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._lock = threading.RLock()  # one connection, shared by threads: one transaction
+        for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
+            own_file(directory / name)
+        try:
+            self._db = sqlite3.connect(
+                directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as e:
+            raise _damaged(directory, e) from e
 
     @classmethod
     def open(
@@ -126,94 +141,103 @@ class Store:
         differ, or with ``on_mismatch="reset"`` the store is emptied and re-created. ``meta=None``
         opens an existing store whatever it holds (to read it).
         """
-        if meta is None:
-            if not (Path(directory) / CATALOGUE).is_file():
-                raise FileNotFoundError(f"no embedding store at {directory}")
-            store = cls._connect(Path(directory))
-            try:
-                if store._setting("meta") is not None:
-                    return store
-            except sqlite3.DatabaseError as e:
-                raise _damaged(store.directory, e) from e
-            raise _damaged(store.directory, "no settings")
+        directory = Path(directory)
         if on_mismatch not in ("error", "reset"):
             raise ValueError(f"on_mismatch must be 'error' or 'reset', got {on_mismatch!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        directory = Path(directory)
-        # as it round-trips through JSON (tuples become lists), so comparisons are exact
-        meta = json.loads(json.dumps({**meta, "dtype": dtype}, sort_keys=True))
-        if directory.exists() and not directory.is_dir():
-            raise StoreError(f"{directory} exists and is not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        # (our own files may appear meanwhile: another process creating the same store)
-        foreign = sorted(
-            p.name for p in directory.iterdir() if not p.name.startswith((CATALOGUE, "vectors-"))
-        )
-        if "manifest.json" in foreign and not (directory / CATALOGUE).exists():
-            raise StoreError(
-                f"{directory} holds an embedding store of an older drc-jax (manifest.json and "
-                f"shards), which this version does not read: delete {directory} and re-run to "
-                "rebuild it"
-            )
-        if foreign and not (directory / CATALOGUE).exists():
-            raise StoreError(
-                f"{directory} is not an embedding store (no {CATALOGUE}) and is not empty "
-                f"(e.g. {foreign[:3]}); pick an empty or new directory"
-            )
-        store = cls._connect(directory)
-        db = store._db
+        if not (directory / CATALOGUE).is_file():
+            if meta is None:
+                raise FileNotFoundError(f"no embedding store at {directory}")
+            if directory.exists() and not directory.is_dir():
+                raise StoreError(f"{directory} exists and is not a directory")
+            directory.mkdir(parents=True, exist_ok=True)
+            # (a catalogue's -wal or an array file: another process creating the same store)
+            foreign = [p.name for p in directory.iterdir()]
+            foreign = sorted(n for n in foreign if not n.startswith((CATALOGUE, "vectors-")))
+            if "manifest.json" in foreign:
+                raise StoreError(
+                    f"{directory} holds an embedding store of an older drc-jax (manifest.json and "
+                    f"shards), which this version does not read: delete {directory} and re-run "
+                    "to rebuild it"
+                )
+            if foreign:
+                raise StoreError(
+                    f"{directory} is not an embedding store (no {CATALOGUE}) and is not empty "
+                    f"(e.g. {foreign[:3]}); pick an empty or new directory"
+                )
+        store = cls(directory)
         try:
+            if meta is None:  # read as it is: no write, no lock
+                if store._setting("meta") is None:
+                    raise _damaged(directory, "no settings")
+                store._check_settings()
+                return store
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
-                    db.execute(statement)
-                stored = store._setting("meta")
-                diff = _meta_diff(stored, meta) if stored is not None else []
-                if diff and on_mismatch == "error":
-                    raise StoreMismatchError(
-                        f"embedding store {directory} was built with other settings:\n  "
-                        + "\n  ".join(diff)
-                        + "\nUse another directory, or reset it (on_mismatch='reset') to "
-                        "re-embed everything."
-                    )
-                if diff:  # reset: empty the store, start a new array file
-                    db.execute("DELETE FROM items")
-                    db.execute("DELETE FROM names")
-                    db.execute("DELETE FROM settings WHERE name != 'vectors'")
-                    store._set("vectors", f"vectors-{store._generation() + 1}.bin")
-                if stored is None or diff:
-                    store._set("meta", meta)
+                    store._db.execute(statement)
+                store._check_settings()
+                store._check_meta(store._setting("meta"), {**meta, "dtype": dtype}, on_mismatch)
                 store._sweep()
         except (sqlite3.DatabaseError, StoreError) as e:
             store.close()
-            if isinstance(e, StoreError):
-                raise
-            raise _damaged(directory, e) from e
+            raise e if isinstance(e, StoreError) else _damaged(directory, e) from e
         return store
 
-    @classmethod
-    def _connect(cls, directory: Path) -> Store:
-        try:
-            # one connection may serve several threads (a server's workers): SQLite serialises
-            db = sqlite3.connect(
-                directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
+    def _check_meta(self, stored: dict | None, meta: dict, on_mismatch: str) -> None:
+        """Inside a write transaction: record ``meta``, or compare it with the ``stored`` one."""
+        meta = json.loads(json.dumps(meta, sort_keys=True))  # tuples become lists, as stored
+        if stored is None:
+            self._set("meta", meta)
+            self._set("vectors", "vectors-0.bin")
+            return
+        diff = [
+            f"{k}: store has {stored.get(k, '<missing>')!r}, asked for {meta.get(k, '<missing>')!r}"
+            for k in sorted(set(stored) | set(meta))
+            if stored.get(k) != meta.get(k)
+        ]
+        if diff and on_mismatch == "error":
+            raise StoreMismatchError(
+                f"embedding store {self.directory} was built with other settings:\n  "
+                + "\n  ".join(diff)
+                + "\nUse another directory, or reset it (on_mismatch='reset') to re-embed "
+                "everything."
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as e:
-            raise _damaged(directory, e) from e
-        return cls(directory, db)
+        if diff:  # reset: empty the store, start a new array file
+            self._db.execute("DELETE FROM items")
+            self._db.execute("DELETE FROM names")
+            self._db.execute("DELETE FROM settings WHERE name != 'vectors'")
+            self._set("vectors", self._next_file())
+            self._set("meta", meta)
 
     # ------------------------------------------------------------------ settings
+    def _check_settings(self) -> None:
+        """The store's own settings are what this version writes (a crafted or damaged catalogue
+        could hold any JSON): anything else is :func:`_damaged`, naming the setting."""
+        rows = self._db.execute(
+            "SELECT name, value FROM settings WHERE name IN ('meta', 'dim', 'rows', 'vectors')"
+        )
+        for name, text in rows:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = ...
+            ok = {
+                "meta": lambda v: isinstance(v, dict) and v.get("dtype") in DTYPES,
+                "dim": lambda v: type(v) is int and v > 0,
+                "rows": lambda v: type(v) is int and v >= 0,
+                "vectors": lambda v: isinstance(v, str),
+            }[name](value)
+            if not ok:
+                raise _damaged(self.directory, f"setting {name} is {text!r}")
+
     def _setting(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     def _set(self, name: str, value: Any) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO settings VALUES (?, ?)",
-            (name, json.dumps(value, sort_keys=True)),
-        )
+        value = json.dumps(value, sort_keys=True)
+        self._db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, value))
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -241,14 +265,15 @@ class Store:
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM items WHERE status='ok'").fetchone()[0]
 
-    def fingerprints(self) -> dict[str, str]:
-        """``key -> fingerprint`` of every stored vector."""
-        return dict(self._db.execute("SELECT key, fingerprint FROM items WHERE status='ok'"))
+    def _known(self) -> dict[str, tuple[str, str, str | None]]:
+        """``key -> (fingerprint, status, error)`` of every item."""
+        rows = self._db.execute("SELECT key, fingerprint, status, error FROM items")
+        return {k: (fp, status, error) for k, fp, status, error in rows}
 
     def errors(self) -> dict[str, tuple[str, str]]:
         """Items that could not be embedded: ``key -> (fingerprint, error)``."""
-        rows = self._db.execute("SELECT key, fingerprint, error FROM items WHERE status='error'")
-        return {k: (fp, err) for k, fp, err in rows}
+        known = self._known().items()
+        return {k: (fp, error) for k, (fp, status, error) in known if status == "error"}
 
     def missing(self, items: Mapping[str, str], *, retry_errors: bool = False) -> list[str]:
         """Keys of ``items`` (``key -> fingerprint``) with no vector for that fingerprint.
@@ -256,11 +281,7 @@ class Store:
         An item recorded as an error with the same fingerprint is not missing unless
         ``retry_errors``; a changed fingerprint makes any item missing again.
         """
-        known = {
-            k: (fp, status)
-            for k, fp, status in self._db.execute("SELECT key, fingerprint, status FROM items")
-        }
-        retry = "error" if retry_errors else None
+        known, retry = self._known(), "error" if retry_errors else None
         return [
             k
             for k, fp in items.items()
@@ -271,11 +292,15 @@ class Store:
         """``(keys, (len(keys), dim) array)`` of ``keys`` (default: every stored key, by row).
 
         With every row of the array file live, all vectors come back as a read-only memory map
-        (no copy); otherwise the rows asked for are copied out of it.
+        (no copy); otherwise the rows asked for are copied out of it. What is read is one
+        snapshot: the catalogue and the array file as one committed write left them.
         """
-        for attempt in range(3):  # a compaction may replace the array file between two reads
+        for attempt in range(3):  # a compaction may delete the array file of our snapshot
             try:
-                stored, rows, array = self._snapshot()
+                with self.transaction("BEGIN"):
+                    q = "SELECT key, row FROM items WHERE status='ok' ORDER BY row"
+                    pairs = self._db.execute(q).fetchall()
+                    array = self._array()
                 break
             except FileNotFoundError:
                 if attempt == 2:
@@ -283,6 +308,7 @@ class Store:
                         f"the array file of {self.directory} is missing; delete "
                         f"{self.directory} and re-run to rebuild it"
                     ) from None
+        stored, rows = [k for k, _ in pairs], [r for _, r in pairs]
         if keys is None:
             if len(stored) == len(array):
                 return stored, array
@@ -298,19 +324,12 @@ class Store:
             take = [row_of[k] for k in keys]
         return list(keys), np.asarray(array[np.asarray(take, np.int64)])
 
-    def _snapshot(self) -> tuple[list[str], list[int], np.ndarray]:
-        """Stored keys and their rows (in row order) and the array they index, read together."""
-        with _Transaction(self._db, "BEGIN"):
-            q = "SELECT key, row FROM items WHERE status='ok' ORDER BY row"
-            pairs = self._db.execute(q).fetchall()
-            return [k for k, _ in pairs], [r for _, r in pairs], self._array()
-
     def _array(self) -> np.ndarray:
-        n, dim = self._setting("rows", 0), self._setting("dim") or 0
-        dtype = self.dtype
+        """The committed rows of the array file, memory-mapped (inside a transaction)."""
+        n, dim, dtype = self._setting("rows", 0), self._setting("dim") or 0, self.dtype
         if n == 0:
             return np.zeros((0, dim), dtype)
-        path = self.directory / plain_name(self._setting("vectors"), self.directory)
+        path = self._file()
         size, need = path.stat().st_size, n * dim * dtype.itemsize
         if size < need:
             raise StoreError(
@@ -320,10 +339,27 @@ class Store:
             )
         return np.memmap(path, dtype=dtype, mode="r", shape=(n, dim))
 
+    def _file(self) -> Path:
+        """The array file the catalogue names: a plain name inside the store, not a link."""
+        return own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+
     # ------------------------------------------------------------------ writing
-    def transaction(self):
-        """Several writes as one (``with store.transaction(): ...``); waits for other writers."""
-        return _Transaction(self._db)
+    @contextlib.contextmanager
+    def transaction(self, begin: str = "BEGIN IMMEDIATE"):
+        """Several writes as one (``with store.transaction(): ...``); waits for other writers.
+
+        Inside a transaction of this store (any thread's writes wait for it), joins it."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute(begin)
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], vectors: np.ndarray) -> None:
         """Store ``vectors[i]`` for ``keys[i]`` (replacing an older vector or error), atomically."""
@@ -333,12 +369,6 @@ class Store:
                 f"put got {len(keys)} keys, {len(fingerprints)} fingerprints and vectors of "
                 f"shape {vectors.shape}; expected ({len(keys)}, D)"
             )
-        bad = ~np.isfinite(vectors.astype(np.float32)).all(axis=1)
-        if bad.any():
-            raise ValueError(
-                f"non-finite vectors for {int(bad.sum())} key(s), e.g. "
-                f"{[keys[i] for i in np.flatnonzero(bad)[:3]]}"
-            )
         with self.transaction():
             dim = self._setting("dim")
             if dim is not None and vectors.shape[1] != dim:
@@ -346,22 +376,26 @@ class Store:
                     f"vectors of width {vectors.shape[1]} but store {self.directory} holds width "
                     f"{dim}; this store was built with another model"
                 )
+            with np.errstate(over="ignore"):  # checked as stored: 1e5 is inf in float16
+                data = np.ascontiguousarray(vectors, self.dtype)
+            bad = ~np.isfinite(data.astype(np.float32)).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"non-finite vectors for {int(bad.sum())} key(s), e.g. "
+                    f"{[keys[i] for i in np.flatnonzero(bad)[:3]]} (as {self.dtype.name})"
+                )
             self._set("dim", int(vectors.shape[1]))
             start = self._setting("rows", 0)
-            data = np.ascontiguousarray(vectors, self.dtype).tobytes()
-            self._append(start, data)
+            self._write(start, data.tobytes())
             self._db.executemany(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, 'ok', NULL, ?)",
                 zip(keys, map(str, fingerprints), range(start, start + len(keys)), strict=True),
             )
             self._set("rows", start + len(keys))
 
-    def _append(self, start_row: int, data: bytes) -> None:
+    def _write(self, start_row: int, data: bytes) -> None:
         """Write ``data`` at row ``start_row`` of the array file and make it durable."""
-        if self._setting("vectors") is None:
-            self._set("vectors", "vectors-0.bin")
-        path = self.directory / plain_name(self._setting("vectors"), self.directory)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(self._file(), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             os.pwrite(fd, data, start_row * self.dim * self.dtype.itemsize)
             os.fsync(fd)
@@ -377,46 +411,49 @@ class Store:
             )
 
     def prune(self, keep: Iterable[str]) -> int:
-        """Drop every item (vector or error) whose key is not in ``keep``; return how many."""
+        """Drop every item (vector or error) whose key is not in ``keep``; return how many.
+
+        Rewrites the array file once :data:`DEAD_FRACTION_TO_COMPACT` of its rows are dead."""
         with self.transaction():
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (key TEXT PRIMARY KEY)")
-            self._db.execute("DELETE FROM keep")
-            self._db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in keep))
             gone = self._db.execute(
-                "DELETE FROM items WHERE key NOT IN (SELECT key FROM keep)"
+                "DELETE FROM items WHERE key NOT IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keep)),),
             ).rowcount
-            self._db.execute("DELETE FROM keep")
-        self.compact(only_if_worthwhile=True)
+            rows = self._setting("rows", 0)
+            dead = rows - len(self)
+        if dead > DEAD_FRACTION_TO_COMPACT * rows:
+            self.compact()
         return gone
 
-    def compact(self, *, only_if_worthwhile: bool = False) -> None:
-        """Rewrite the array file with only the live rows, in key order of their rows."""
+    def compact(self) -> None:
+        """Copy the live rows, in row order, into a new array file; delete the old one.
+
+        Not inside a caller's transaction: the old file goes only after the new one is committed."""
         with self.transaction():
-            n = self._setting("rows", 0)
-            keys, rows, array = self._snapshot()
-            dead = n - len(keys)
-            if dead == 0 or (only_if_worthwhile and dead <= DEAD_FRACTION_TO_COMPACT * n):
+            keys, array = self.vectors()
+            if len(keys) == self._setting("rows", 0):
                 return
-            array = array[np.asarray(rows, np.int64)]
-            self._set("vectors", f"vectors-{self._generation() + 1}.bin")
-            self._set("rows", 0)
+            self._set("vectors", self._next_file())
             self._db.execute("UPDATE items SET row = -row - 1 WHERE status='ok'")  # free rows
-            self._db.executemany(
-                "UPDATE items SET row=? WHERE key=?", ((i, k) for i, k in enumerate(keys))
+            self._db.execute(  # live rows renumbered 0.. in their order
+                "UPDATE items SET row = n - 1 FROM (SELECT key AS k, row_number() OVER "
+                "(ORDER BY row DESC) AS n FROM items WHERE status='ok') WHERE key = k"
             )
             if keys:
-                self._append(0, np.ascontiguousarray(array, self.dtype).tobytes())
+                self._write(0, np.ascontiguousarray(array).tobytes())
             self._set("rows", len(keys))
-        with self.transaction():
-            self._sweep()
+        with self._lock:  # after the commit (else the next open sweeps): a crash keeps the old file
+            if not self._db.in_transaction:
+                with self.transaction():
+                    self._sweep()
 
-    def _generation(self) -> int:
-        name = self._setting("vectors") or "vectors-0.bin"
-        return int(plain_name(name, self.directory).removeprefix("vectors-").removesuffix(".bin"))
+    def _next_file(self) -> str:
+        name = plain_name(self._setting("vectors"), self.directory)
+        return f"vectors-{int(name.removeprefix('vectors-').removesuffix('.bin')) + 1}.bin"
 
     def _sweep(self) -> None:
         """Inside a write transaction: delete array files the catalogue does not name."""
-        current = self._setting("vectors")
+        current = self._file().name
         for p in self.directory.glob("vectors-*.bin"):
             if p.name != current:
                 p.unlink(missing_ok=True)
@@ -444,22 +481,6 @@ class Store:
         self.close()
 
 
-class _Transaction:
-    """``BEGIN ... COMMIT`` (``ROLLBACK`` on an exception); inside a transaction, joins it."""
-
-    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE"):
-        self.db, self.begin = db, begin
-
-    def __enter__(self) -> None:
-        self.nested = self.db.in_transaction
-        if not self.nested:
-            self.db.execute(self.begin)
-
-    def __exit__(self, exc_type, *_) -> None:
-        if not self.nested:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
 def fill(
     store: Store,
     items: Mapping[str, str],
@@ -481,22 +502,28 @@ def fill(
     or the error is re-raised (``on_error="fail"``; finished batches stay stored). Keys not in
     ``items`` are kept: a mirror calls :meth:`Store.prune` afterwards.
     """
+    from tqdm.auto import tqdm
+
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    report = SyncReport()
-    stored = store.fingerprints()
+    known = store._known()
     todo = store.missing(items, retry_errors=retry_failed or on_error == "fail")
-    errors, retried = store.errors(), set(todo)
-    report.failed = [(k, errors[k][1]) for k in items if k in errors and k not in retried]
+    retried = set(todo)
+    report = SyncReport(
+        failed=[
+            (k, known[k][2])
+            for k in items
+            if k in known and known[k][1] == "error" and k not in retried
+        ]
+    )
     report.unchanged = len(items) - len(todo) - len(report.failed)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(todo), desc=desc, unit="item", disable=not progress, dynamic_ncols=True)
-    try:
+    with tqdm(
+        total=len(todo), desc=desc, unit="item", disable=not progress, dynamic_ncols=True
+    ) as bar:
         for start in range(0, len(todo), batch_size):
-            pending, failed = list(todo[start : start + batch_size]), {}
+            pending, failed = todo[start : start + batch_size], {}
             while pending:
                 try:
                     out = np.asarray(embed(list(pending)), np.float32)
@@ -510,7 +537,7 @@ def fill(
                     if on_error == "fail":
                         raise
                     failed[e.id] = (str(items[e.id]), e.reason)
-                    pending.remove(e.id)
+                    pending = [k for k in pending if k != e.id]
             if failed:
                 store.put_errors(failed)
                 report.failed.extend((k, reason) for k, (_, reason) in failed.items())
@@ -522,9 +549,7 @@ def fill(
                     )
                 store.put(pending, [str(items[k]) for k in pending], out)
                 report.embedded += len(pending)
-                report.changed += sum(k in stored for k in pending)
-                report.added += sum(k not in stored for k in pending)
-            bar.update(len(todo[start : start + batch_size]))
-    finally:
-        bar.close()
+                report.changed += sum(known.get(k, ("", ""))[1] == "ok" for k in pending)
+                report.added += sum(known.get(k, ("", ""))[1] != "ok" for k in pending)
+            bar.update(min(batch_size, len(todo) - start))
     return report

@@ -130,3 +130,24 @@ def test_cache_survives_a_torn_last_line_and_keeps_appending(tmp_path):
     c3 = DecompositionCache(tmp_path, "b", "m", "v")
     assert c3.get(CAPS[0]) == decs[0] and c3.get(CAPS[2]) == decs[2]
     c3.close()
+
+
+def test_a_second_crash_after_a_torn_line_loses_only_the_torn_answers(tmp_path):
+    """Torn line, one more answer, torn again: every completed answer is still read back."""
+    extra = "no cats on the sofa"
+    decs = RuleDecomposer().decompose([*CAPS, extra])
+    c = DecompositionCache(tmp_path, "b", "m", "v")
+    c.put(decs[0])
+    c.close()
+    for torn, kept in ((decs[1], decs[2]), (decs[3], None)):
+        with open(c.path, "a", encoding="utf-8") as f:  # killed in the middle of a write
+            f.write(torn.to_json()[:20])
+        c = DecompositionCache(tmp_path, "b", "m", "v")
+        if kept is not None:
+            c.put(kept)
+        c.close()
+    c = DecompositionCache(tmp_path, "b", "m", "v")
+    assert len(c) == 2 and c.get(CAPS[0]) == decs[0] and c.get(CAPS[2]) == decs[2]
+    c.put(decs[3])
+    c.close()
+    assert DecompositionCache(tmp_path, "b", "m", "v").get(extra) == decs[3]

@@ -172,3 +172,40 @@ def test_an_unwritable_output_dir_fails_before_any_work(tmp_path, monkeypatch, w
     monkeypatch.setattr(pipeline, "load_backbone", no_work)
     with pytest.raises(LaunchError, match=f"--output_dir {out}: cannot write there"):
         run(options(tmp_path, output_dir=str(out)))
+
+
+def test_a_decompression_bomb_in_the_data_dir_fails_naming_it_or_is_skipped(tmp_path):
+    from tests.test_media_decode import png_bomb
+
+    root = _synthetic_root(tmp_path)
+    bad = png_bomb(root / "images" / "synthetic_000001.jpg")  # a PNG header claiming 100000^2
+    kw = dict(data_dir=str(root), synthetic=SPEC)
+    with pytest.raises(LaunchError) as e:
+        run(options(tmp_path, **kw))
+    assert f"{bad}: refused as a possible decompression bomb" in str(e.value)
+    assert "--on_missing_media skip" in str(e.value)
+    r = run(options(tmp_path, on_missing_media="skip", **kw))
+    assert [s["file"] for s in r["skipped"]] == [bad.name]
+
+
+def test_a_captions_csv_saved_with_a_byte_order_mark_runs_like_the_plain_one(tmp_path):
+    root = _synthetic_root(tmp_path)
+    plain = root / "synthetic_coco_neg.csv"
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    kw = dict(benchmark="coco", data_dir=str(root), synthetic=SPEC)
+    want = run(options(tmp_path, captions_csv=str(plain), **kw))
+    got = run(options(tmp_path, captions_csv=str(bom), output_dir=str(tmp_path / "o2"), **kw))
+    assert got["num_queries"] == want["num_queries"] == 2 * SPEC.num_images
+    assert got["methods"] == want["methods"]
+
+
+def test_an_unterminated_quote_in_the_captions_csv_stops_the_launcher_naming_the_line(tmp_path):
+    root = _synthetic_root(tmp_path)
+    torn = tmp_path / "torn.csv"
+    torn.write_text((root / "synthetic_coco_neg.csv").read_text() + "['a'],['b'],x.jpg,9,\"['x\n")
+    proc = cli("--benchmark", "coco", "--captions_csv", str(torn), "--data_dir", str(root),
+               "--weights", "random:test-tiny", "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{torn}, line {SPEC.num_images + 2}: malformed CSV row" in proc.stderr
+    assert "Close the quote" in proc.stderr

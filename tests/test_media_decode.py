@@ -121,12 +121,16 @@ def test_heic_decodes_through_pillow_heif_once_it_is_registered(tmp_path, monkey
 def test_unreadable_files_fail_alone_and_the_store_retry_decodes_nothing_twice(tmp_path, tiny_clip):
     Image.new("RGB", (40, 30), "red").save(tmp_path / "ok.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    decoded = []
+    decoded, encoded = [], []
 
     class Counting(MediaEmbedder):
         def _decode(self, key):
             decoded.append(key)
             return super()._decode(key)
+
+        def _encode(self, keys, images):
+            encoded.extend(keys)
+            return super()._encode(keys, images)
 
     with Counting(tiny_clip, root=tmp_path) as embed:
         out = embed.embed(["broken.jpg", "ok.png", "absent.png"])
@@ -138,6 +142,7 @@ def test_unreadable_files_fail_alone_and_the_store_retry_decodes_nothing_twice(t
         assert e.value.id == "broken.jpg"
         np.testing.assert_array_equal(embed(["ok.png"]), out.vectors)
     assert sorted(decoded) == ["absent.png", "broken.jpg", "ok.png"]  # each decoded once
+    assert encoded == ["ok.png"]  # and encoded once
 
 
 def test_weights_that_give_non_finite_embeddings_fail_each_item_by_name(tmp_path, tiny_clip):
@@ -169,3 +174,21 @@ def test_a_photo_folder_with_a_video_indexes_it_with_the_benchmark_video_decoder
     np.testing.assert_allclose(
         embeddings["clip.mp4"], tiny_clip.encode_videos(frames[None])[0], atol=1e-6
     )
+
+
+def test_a_large_jpeg_embeds_from_its_full_decode_as_the_reference_preprocessing_does(
+    tmp_path, tiny_clip
+):
+    """No reduced-scale (draft) JPEG decoding unless asked: SpaceVLM and OpenAI resize the full
+    decode, and libjpeg's DCT-scaled decode of a large photo gives other pixels."""
+    rng = np.random.default_rng(1)
+    big = np.kron(rng.integers(0, 255, (60, 80, 3), np.uint8), np.ones((16, 16, 1), np.uint8))
+    Image.fromarray(big).save(tmp_path / "big.jpg", format="JPEG", quality=90)  # 1280 x 960
+    with Image.open(tmp_path / "big.jpg") as img:
+        full = tiny_clip.encode_images(tiny_clip.preprocess([img.convert("RGB")]))[0]
+    with MediaEmbedder(tiny_clip, root=tmp_path) as embed:
+        exact = embed.embed(["big.jpg"]).vectors[0]
+    with MediaEmbedder(tiny_clip, root=tmp_path, draft=True) as embed:
+        drafted = embed.embed(["big.jpg"]).vectors[0]
+    np.testing.assert_array_equal(exact, full)
+    assert not np.array_equal(drafted, full)  # the option is real: it decodes other pixels

@@ -177,3 +177,36 @@ def test_serve_answers_health_and_search_then_stops(indexed):
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
+
+
+def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed, tmp_path):
+    import shutil
+    import sqlite3
+
+    _, index, _ = indexed
+    for name, value, message in [
+        ("user.roots", "[5]", "not a readable search index (roots=[5])"),
+        ("meta", "{}", "(setting meta is '{}'); the store is damaged"),
+        ("rows", "-3", "(setting rows is '-3'); the store is damaged"),
+    ]:
+        crafted = tmp_path / name
+        shutil.copytree(index, crafted)
+        with sqlite3.connect(crafted / "catalogue.sqlite") as db:
+            db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
+        proc = cli("query", "--index", str(crafted), "a dog")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert message in proc.stderr
+
+
+def test_a_decompression_bomb_in_the_photo_folder_is_listed_not_fatal(tmp_path):
+    from tests.test_media_decode import png_bomb
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    png_bomb(root / "huge.png")
+    draw_scene("dog", "park").save(root / "dog.png")
+    proc = cli("index", "--images", str(root), "--index", str(tmp_path / "idx"),
+               "--weights", WEIGHTS, "--noprogress")  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "1 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in proc.stdout
+    assert "huge.png: refused as a possible decompression bomb" in proc.stdout

@@ -55,7 +55,7 @@ from drc_jax.defaults import cache_root
 log = logging.getLogger(__name__)
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"
 _HUB_PATTERNS = [
     "config.json",
     "model.safetensors",
@@ -65,6 +65,12 @@ _HUB_PATTERNS = [
     "merges.txt",
     "special_tokens_map.json",
 ]
+
+
+def is_hub_id(spec: str) -> bool:
+    """Whether ``load_clip(spec)`` would fetch ``spec`` from the Hugging Face Hub: an
+    ``owner/name`` id that is not a local path (safetensors/config/tokenizer files, no code)."""
+    return bool(_HUB_ID.match(spec)) and not Path(spec).expanduser().exists()
 
 
 def default_cache_dir() -> Path:

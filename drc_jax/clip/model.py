@@ -165,14 +165,20 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """``num_hidden_layers`` blocks. ``remat``: recompute each block's internals in the backward
+    pass instead of keeping them (for gradients through the tower, e.g. NEAT's test-time
+    adaptation: ~1 extra forward pass, activation memory of one block instead of all)."""
+
     cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Dtype
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x):
+        layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
         for i in range(self.cfg.num_hidden_layers):
-            x = EncoderLayer(self.cfg, self.causal, self.dtype, name=f"layers_{i}")(x)
+            x = layer(self.cfg, self.causal, self.dtype, name=f"layers_{i}")(x)
         return x
 
 
@@ -230,6 +236,7 @@ class _Param(nn.Module):
 class TextTransformer(nn.Module):
     cfg: TextConfig
     dtype: Dtype
+    remat: bool = False
 
     @nn.compact
     def __call__(self, ids):
@@ -240,7 +247,7 @@ class TextTransformer(nn.Module):
                 f"token ids of length {t} exceed the context of {c.max_position_embeddings}"
             )
         x = _TextEmbeddingsScope(c, name="embeddings")(ids)
-        x = Encoder(c, causal=True, dtype=self.dtype, name="encoder")(x)
+        x = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat, name="encoder")(x)
         x = layer_norm(c.layer_norm_eps, "final_layer_norm")(x.astype(jnp.float32))
         # EOT pooling. With a causal mask nothing before EOT sees the padding after it, so the
         # pooled vector does not depend on how far the batch is padded (see encode length buckets).
@@ -269,11 +276,12 @@ class CLIP(nn.Module):
 
     config: CLIPConfig
     dtype: Dtype = jnp.float32
+    remat_text: bool = False  # see Encoder.remat
 
     def setup(self):
         c = self.config
         self.vision_model = VisionTransformer(c.vision, self.dtype)
-        self.text_model = TextTransformer(c.text, self.dtype)
+        self.text_model = TextTransformer(c.text, self.dtype, self.remat_text)
         self.visual_projection = Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
         self.text_projection = Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
 

@@ -20,6 +20,7 @@ from drc_jax.decompose.lexicon import (
     AUX,
     AUX_ADVERBS,
     BE,
+    BE_NEG,
     BOUNDARY_PUNCT,
     CLAUSE_CONJ,
     CONJ,
@@ -27,19 +28,27 @@ from drc_jax.decompose.lexicon import (
     CONTRAST_BEFORE_NOT,
     COPULA,
     DETS,
+    DO_MODAL,
     EXAMPLE_MARKERS,
     EXCLUSION_BLOCKERS,
+    GO_VERBS,
     IDIOMS_AFTER_NO,
     IMPLICIT,
     INDEFINITE,
     LEXICAL_LESS,
+    LITOTES_BEFORE,
     LOCATIVE,
+    MENTION,
+    NEAR_ZERO,
     NEG_AUX,
     NOT_IDIOMS,
     NP_LEAD,
+    OBJ_PRONOUNS,
     OUT_OF_VIEW,
+    PARTICLES,
     PASSIVE_AUX,
     PERCEIVE,
+    PERFECT,
     PERSON_SKIP,
     PLACES,
     POSITIVE_AUX,
@@ -59,12 +68,14 @@ from drc_jax.decompose.lexicon import (
     SIGN_WORDS,
     STATE_NOUNS,
     WITHOUT,
+    ZERO,
     container_link,
     is_word,
 )
 from drc_jax.decompose.morphology import (
     concept_phrase,
     gerund,
+    irregular_participle,
     participle_gerund,
     participle_or_adverb,
 )
@@ -104,12 +115,18 @@ def find_cues(c: Caption) -> list[tuple[tuple[int, int], Cue]]:
         return out
     for i, w in hits:
         handler = CUES.get(w) or _shape_handler(w)
-        if i in quoted:
+        if i in quoted or _mentioned(c, i):
             continue
         found = handler(c, i)
         if found is not None:
             out.append(((int(found.explicit), int(_scene_level(c, found))), found))
     return out
+
+
+def _mentioned(c: Caption, i: int) -> bool:
+    """Whether the cue word is quoted or named by a verb of saying or naming: "a sign that says
+    no dogs allowed", "a dog named Nobody" mention a negation, they do not make one."""
+    return i > 0 and c.low[i - 1] in MENTION
 
 
 def best_cue(cues: list[tuple[tuple[int, int], Cue]]) -> Cue | None:
@@ -185,6 +202,11 @@ def _scene_level(c: Caption, cue: Cue) -> bool:
 def _no(c: Caption, i: int):
     low, n = c.low, c.n
     nxt = low[i + 1] if i + 1 < n else ""
+    if nxt == "longer":  # "a tree that no longer has leaves": a negated predicate
+        found = _negated_aux(c, i + 1)
+        if found is not None:
+            found.start = min(found.start, i)
+        return found
     if nxt in IDIOMS_AFTER_NO or not nxt:
         return None
     if i > 0 and low[i - 1] in ("a", "an", "the"):  # "a no parking sign"
@@ -194,6 +216,32 @@ def _no(c: Caption, i: int):
     if nxt == "one":
         return _person_cue(c, i, i + 2, STRONG)
     return _prenominal(c, i, i + 1, STRONG)
+
+
+@cue("w")
+def _w_slash_o(c: Caption, i: int):
+    """ "cat w/o collar": the abbreviation of "without"."""
+    low, n = c.low, c.n
+    if i + 2 < n and low[i + 1] == "/" and low[i + 2] == "o":
+        return _prenominal(c, i, i + 3, STRONG)
+    return None
+
+
+@cue(*ZERO)
+def _zero(c: Caption, i: int):
+    """ "a field with zero cows": a quantifier of absence before a noun."""
+    nxt = _next(c, i)
+    if not is_word(nxt) or nxt in PREPS or nxt in CONJ or nxt in AUX:
+        return None
+    return _prenominal(c, i, i + 1, STRONG)
+
+
+@cue(*NEAR_ZERO)
+def _near_zero(c: Caption, i: int):
+    """ "a street with hardly any cars": near-absence, an implicit (weak) negation."""
+    if _next(c, i) not in ("any", "a", "anyone", "anybody", "anything"):
+        return None
+    return _prenominal(c, i, i + 1, WEAK, explicit=False)
 
 
 @cue("nobody", "no-one")
@@ -280,6 +328,8 @@ def _instead(c: Caption, i: int):
 def _far(c: Caption, i: int):
     """Distance: "a dog far from any car", "a bench far away from the crowd"."""
     low, n = c.low, c.n
+    if i > 0 and low[i - 1] in LITOTES_BEFORE:  # "not far from the beach": near it
+        return None
     j = i + 1
     if low[i] == "far" and j < n and low[j] == "away":
         j += 1
@@ -413,7 +463,17 @@ def _person_cue(c: Caption, start: int, after: int, strength: str) -> Cue:
     text, np = _person_action(c, after)
     if np is not None:
         return Cue(start, np[1], np, strength, True)
-    return Cue(start, after, None, strength, True, person=text)
+    end = after
+    if start > 0 and c.low[start - 1] in RELATIVE:
+        # "a chair that nobody is sitting on": the relative clause is all about the absent
+        # person, so all of it leaves aff.
+        while end < c.n and is_word(c.low[end]) and c.low[end] not in CLAUSE_CONJ:
+            if c.low[end] == "and" or (end > after and c.low[end] in RELATIVE):
+                break
+            end += 1
+    elif end + 1 < c.n and c.low[end] in PREPS and c.low[end + 1] in OBJ_PRONOUNS:
+        end += 2  # "a beach that has nobody on it": the resumptive "on it" goes too
+    return Cue(start, end, None, strength, True, person=text)
 
 
 def _prenominal(c: Caption, cue_start: int, np_start: int, strength: str, explicit=True):
@@ -486,8 +546,10 @@ def _absent(c: Caption, i: int):
         return _prenominal(c, i, j + 1, strength, explicit)
     if j < n and low[j] in ("a", "an", "any") and w == "absent":  # "Absent a chair, ..."
         return _prenominal(c, i, j, strength, explicit)
-    if w == "missing" and j < n and low[j] in POSSESSIVES:  # "a toilet missing its lid"
-        return None
+    if w == "missing" and j < n and low[j] in POSSESSIVES:
+        # A part missing from its whole ("a bicycle missing its front wheel") is local: a
+        # scene-level negation elsewhere in the caption names the concept first.
+        return _prenominal(c, i, j, strength, explicit=False)
     if (
         w == "missing"
         and j < n
@@ -579,6 +641,28 @@ def _negated_aux(c: Caption, i: int):
         )
     ):
         return _prenominal(c, i, k + 1, MODERATE)
+    if (
+        k < n
+        and low[k] in GO_VERBS
+        and _do_support(c, i)
+        and (k + 1 == n or not is_word(low[k + 1]))
+    ):
+        # A place where something never goes: "a beach where tourists never go", "a street
+        # where cars don't drive": the subject of the intransitive verb is what is absent.
+        np = c.np_backward(i)
+        if np is not None and np[0] > 0 and low[np[0] - 1] == "where":
+            return Cue(np[0], k + 1, np, MODERATE, True)
+    if _do_support(c, i) and k + 1 < n and _bare_verb(low[k]) and _object_start(low[k + 1]):
+        # A negated transitive verb: "a toddler who won't eat broccoli", "a shop that no
+        # longer sells bread", "people who do not eat meat": the object is what is negated.
+        return _prenominal(c, i, k + 1, MODERATE)
+    if k < n and _do_support(c, i) and _bare_verb(low[k]):
+        # A negated intransitive verb, maybe with its particle: "a bird that didn't fly away",
+        # "a man who doesn't smile": the activity ("flying away", "smiling") is negated.
+        e = k + 1 + (k + 1 < n and low[k + 1] in PARTICLES)
+        if e >= n or not is_word(low[e]) or low[e] in CLAUSE_CONJ or low[e] == "and":
+            activity = " ".join([gerund(low[k]), *low[k + 1 : e]])
+            return Cue(i, e, (k, e), MODERATE, True, person=activity, affirm=i)
     # "a dog not on a beach", "not sitting at a dining table"
     # (a participle or a verb of posture before the place: "not sitting at a table", "not
     # displayed on a table", "not lit by any lamp"; another -ing verb is itself what is
@@ -590,6 +674,11 @@ def _negated_aux(c: Caption, i: int):
         if cue is not None and cue.np and low[cue.np[1] - 1] not in STATE_NOUNS:
             cue.link = low[p] if p == k else f"{low[k]} {low[p]}"
             return cue
+    perfect = low[i] in PERFECT or (i > 0 and low[i - 1] in PERFECT)
+    if perfect and k + 1 < n and _participle(low[k]) and _object_start(low[k + 1]):
+        # The perfect: "a girl who has never seen snow", "a cake that hasn't been cut" (not:
+        # "been" is an auxiliary): the participle's object is what is negated.
+        return _prenominal(c, i, k + 1, MODERATE)
     if k >= n or low[k] in POST_OK_AFTER_NEG or not is_word(low[k]):
         return _postnominal(c, i, MODERATE)
     return _negated_predicate(c, i, k)
@@ -624,6 +713,9 @@ def _negated_predicate(c: Caption, i: int, k: int):
     # A reduced relative clause: "a bike not locked to a post", "people not looking at it".
     reduced = bare_not and i > 0 and is_word(prev) and (w.endswith("ing") or _participle(w))
     if not (contrast or copular or reduced):
+        if bare_not and _noun_like(prev) and _object_start(w) and _np_ends_query(c, k):
+            # Contrast of two bare noun phrases: "cats not dogs", "coffee not tea".
+            return _prenominal(c, i, k, strength)
         return None
     if contrast and not copular and w not in PREPS:  # "fruit but not apples", ", not the oven"
         return _prenominal(c, i, k, strength)
@@ -634,6 +726,9 @@ def _negated_predicate(c: Caption, i: int, k: int):
         np = c.np_forward(k)
         if np is None:
             return None
+        e = np[1]
+        if e < n and low[e] in PARTICLES and (e + 1 >= n or not is_word(low[e + 1])):
+            np = (np[0], e + 1)  # a phrasal verb: "a cow that is not lying down"
         return Cue(i, np[1], np, strength, True, affirm=i)
     nxt = low[k + 1] if k + 1 < n else "."
     if not is_word(nxt) or nxt in CONJ or nxt in CLAUSE_CONJ or nxt == "and":
@@ -643,8 +738,65 @@ def _negated_predicate(c: Caption, i: int, k: int):
 
 
 def _participle(w: str) -> bool:
-    """A past participle: "played", "worn", "driven", "shown"."""
-    return (w.endswith("ed") and len(w) > 3) or (w.endswith(("en", "wn", "ne")) and len(w) > 3)
+    """A past participle: "played", "worn", "driven", "shown", "held", "cut"."""
+    return (
+        (w.endswith("ed") and len(w) > 3)
+        or (w.endswith(("en", "wn", "ne")) and len(w) > 3)
+        or irregular_participle(w)
+    )
+
+
+def _noun_like(w: str) -> bool:
+    """A word that may end a noun phrase (no closed-class word, no adverb, no verb form)."""
+    return _bare_verb(w) and not w.endswith("ly") and w not in PARTICLES
+
+
+def _np_ends_query(c: Caption, k: int) -> bool:
+    """Whether the NP from ``k`` runs to the end of the query or to a clause boundary."""
+    np = c.np_forward(k)
+    if np is None:
+        return False
+    e = np[1]
+    return e >= c.n or not is_word(c.low[e]) or c.low[e] in CLAUSE_CONJ
+
+
+def _do_support(c: Caption, i: int) -> bool:
+    """Whether the negator at ``i`` is followed by a bare verb: "doesn't", "won't", "never",
+    "no longer", "do not", "can not" (not "isn't", whose verb is a participle or -ing)."""
+    w = c.low[i]
+    if w == "not":
+        return i > 0 and c.low[i - 1] in DO_MODAL
+    return w not in BE_NEG
+
+
+def _bare_verb(w: str) -> bool:
+    """A finite or bare verb ("eat", "sells"): a word of no closed class, not -ing, not -ed."""
+    return (
+        is_word(w)
+        and not w.endswith("ing")
+        and not _participle(w)
+        and w not in PREPS
+        and w not in CONJ
+        and w not in AUX
+        and w not in DETS
+        and w not in PRONOUNS
+        and w not in PREDICATES
+        and w not in PARTICLES
+    )
+
+
+def _object_start(w: str) -> bool:
+    """A word that can open a verb's object NP ("the", "any", "broccoli")."""
+    if w in DETS:
+        return True
+    return (
+        is_word(w)
+        and w not in PREPS
+        and w not in CONJ
+        and w not in AUX
+        and w not in PREDICATES
+        and w not in PARTICLES
+    )
 
 
 def affirmed(c: Caption, i: int) -> str:

@@ -37,7 +37,7 @@ CONJ = words(
 AUX = words(
     "is are was were be been being am 's 're has have had do does did can could will would shall "
     "should may might must isn't aren't wasn't weren't doesn't don't didn't cannot can't won't "
-    "hasn't haven't couldn't wouldn't shouldn't there's it's"
+    "hasn't haven't couldn't wouldn't shouldn't mustn't needn't there's it's"
 )
 # Predicates that follow a subject NP ("No dancing takes place", "no car visible").
 PREDICATES = words(
@@ -58,7 +58,7 @@ POSSESS = words(
     "containing show shows showing display displays displaying involve involves involving depict "
     "depicts depicting hold holds holding carry carries carrying wear wears wearing need needs "
     "offer offers see find spot notice mention mentions reference references use uses using "
-    "present presents presenting"
+    "present presents presenting got gotten"
 )
 PRONOUN_PERSON = words("anyone anybody someone somebody anyone's")
 PRONOUNS = words(
@@ -71,7 +71,7 @@ GLUE = words(
     "so just though although whereas where which that who instead rather only yet whilst thus "
     "meanwhile surprisingly curiously interestingly notably noticeably conspicuously clearly "
     "evidently obviously completely entirely totally absolutely quite very too also further "
-    "moreover additionally furthermore indeed all"
+    "moreover additionally furthermore indeed all there's there're it's that's who's which's"
 )
 SCENE_GLUE = words(
     "the a an this that image scene video picture photo photograph frame shot clip view footage "
@@ -85,7 +85,8 @@ MASS = words(
     "money hair milk coffee tea wine beer bread meat fruit soup ice art "
     "architecture greenery vegetation foliage sunlight sunshine fog mist dust mud paper litter "
     "trash garbage rubbish debris clutter graffiti lighting decor sound noise color colour media "
-    "electricity "
+    "electricity oil butter cheese sugar salt pepper honey cream rice pasta thunder lightning "
+    "wifi "
     # times of day and seasons, bare after a preposition ("at night", "in winter")
     "night nighttime daytime sunset sunrise dusk dawn twilight noon midnight winter summer "
     "spring autumn"
@@ -102,7 +103,7 @@ CLAUSE_CONJ = words(
 )
 NEG_AUX = words(
     "not isn't aren't wasn't weren't doesn't don't didn't cannot can't won't hasn't haven't "
-    "couldn't"
+    "couldn't wouldn't shouldn't mustn't needn't never"
 )
 POST_OK_AFTER_NEG = words(
     "featured visible present shown seen found involved included pictured depicted in part there "
@@ -158,7 +159,7 @@ AUX_ADVERBS = words("even really actually currently appear appears seem seems to
 
 LOCATIVE = words(
     "on in at near beside inside under with next among behind above below beneath over "
-    "around against into onto"
+    "around against into onto during"  # and of time: "not at night", "not during the day"
 )
 
 RELATIVE = words("who that which")
@@ -193,17 +194,21 @@ IMPLICIT = words("unoccupied unaccompanied deserted uninhabited unmanned empty v
 # Before a bare "not" that opens a contrast: "fruit but not apples", "dogs, not cats".
 CONTRAST_BEFORE_NOT = frozenset({"but", "and", "or", ",", ";", ":", "-", "–", "—", "yet"})
 # Before a "not" that negates a predicate: "a baby that is not crying", "who was not running".
-COPULA = words("is are was were am be been being who that which 's 're")
+COPULA = words(
+    "is are was were am be been being who that which 's 're that's who's which's it's they're "
+    "he's she's"
+)
 # Between "not" and a passive participle: "is not being played".
 PASSIVE_AUX = words("being been be getting")
-# "empty except for a chair" keeps the chair: these before "except" turn exclusion off.
-EXCLUSION_BLOCKERS = words("empty nothing all bare alone")
+# "empty except for a chair" keeps the chair: these before "except" turn exclusion off ("all
+# the toys except the bear" excludes the bear: a universal quantifier does not block).
+EXCLUSION_BLOCKERS = words("empty nothing bare alone quiet silent")
 # "out of sight", "out of the frame".
 OUT_OF_VIEW = words("sight view frame shot picture image scene focus")
 # Connectives that must not be left at the end / the start of aff ("fruit but", "and a dog").
 DANGLING_END = words(
     "and or but nor with without except excluding than from while whereas yet instead rather "
-    "sans minus"
+    "sans minus a an the its their his my our your"  # a determiner opens an NP, never ends one
 )
 DANGLING_START = words("and or but nor yet while whereas however instead rather although though")
 # A negated auxiliary and its affirmative ("isn't crying" -> "is crying" in cf).
@@ -221,6 +226,10 @@ POSITIVE_AUX = {
     "hasn't": "has",
     "haven't": "have",
     "couldn't": "could",
+    "wouldn't": "would",
+    "shouldn't": "should",
+    "mustn't": "must",
+    "needn't": "need",
     "none": "all",
 }
 # Verbs of posture or placement: "not sitting at a table" negates the place, not the verb.
@@ -230,9 +239,33 @@ POSTURE = words(
     "placed put left kneeling squatting crouching floating"
 )
 BE = words("is are was were")
+# Negated forms of "be": their verb is a participle or -ing form, never a bare verb.
+BE_NEG = words("isn't aren't wasn't weren't")
+# Auxiliaries of do-support and modals: a bare verb follows them ("do not eat", "can not hold").
+DO_MODAL = words("do does did can could will would shall should must may might")
 # After "not": a quantified noun phrase ("not a single cup", "not any cars").
 INDEFINITE = words("a an any one single")
 # "not only", "not just", "not far", "not yet": "not" that negates no thing.
 NOT_IDIOMS = words("only just far to quite yet even until")
+# Particles of phrasal verbs: "not lying down", "not standing up" (the particle goes with the verb).
+PARTICLES = words("down up out away off back over around along on in")
+# Litotes: "not far from the beach" means near it; after these a distance cue is no negation.
+LITOTES_BEFORE = words("not isn't aren't wasn't weren't never")
+# "in sight", "in view": a preposition before these names no setting.
+VISIBILITY = words("sight view")
+# Verbs that quote or name: what follows is a mention, not a negation ("a sign that says no dogs
+# allowed", "a dog named Nobody").
+MENTION = words("says say saying reads read reading named called titled labeled labelled")
+# Quantifiers of absence or near-absence before a noun: "zero cows", "hardly any cars".
+ZERO = words("zero")
+NEAR_ZERO = words("hardly barely scarcely")
+# Auxiliaries of the perfect: "has never seen snow" negates the participle's object.
+PERFECT = words("has have had hasn't haven't hadn't")
+# Verbs of going, staying and moving about: "a beach where tourists never go" says the tourists
+# are not there ("a room where the lights don't work" does not say the lights are absent).
+GO_VERBS = words(
+    "go goes come comes walk walks drive drives swim swims live lives fly flies ride rides park "
+    "parks visit visits stop stops play plays sit sits stay stays venture ventures"
+)
 # "what you won't find is a bowl".
 PERCEIVE = words("find see spot notice")

@@ -14,7 +14,7 @@ NOT_PLURAL = words(
     "scissors pants jeans glasses sunglasses eyeglasses clothes shorts trousers binoculars "
     "headphones earphones news series species means politics physics mathematics athletics "
     "gymnastics electronics graphics economics aerobics ethics thanks goods stairs overalls "
-    "pajamas pyjamas tongs pliers tweezers"
+    "pajamas pyjamas tongs pliers tweezers goggles leggings tights slacks earmuffs suspenders"
 )
 # Irregular plural -> singular (the only such table; plurals are read off it by inversion).
 SINGULAR = {
@@ -183,7 +183,37 @@ _IRREGULAR_PARTICIPLES = {
     "known": "knowing",
     "sewn": "sewing",
     "mown": "mowing",
+    # participles spelled like their base ("a cake that is not being cut")
+    "cut": "cutting",
+    "put": "putting",
+    "set": "setting",
+    "hit": "hitting",
+    "shut": "shutting",
+    "spread": "spreading",
+    "kept": "keeping",
+    "fed": "feeding",
+    "led": "leading",
+    "paid": "paying",
+    "laid": "laying",
+    "hung": "hanging",
+    "sent": "sending",
+    "spent": "spending",
+    "lit": "lighting",
+    "dug": "digging",
+    "swept": "sweeping",
+    "struck": "striking",
+    "stolen": "stealing",
+    "frozen": "freezing",
+    "woken": "waking",
+    "shaken": "shaking",
+    "torn": "tearing",
+    "sworn": "swearing",
 }
+
+
+def irregular_participle(w: str) -> bool:
+    """'eaten', 'held', 'cut': a past participle not spelled -ed."""
+    return w in _IRREGULAR_PARTICIPLES
 
 
 def participle_gerund(w: str) -> str:

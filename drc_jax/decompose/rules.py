@@ -57,6 +57,7 @@ from drc_jax.decompose.lexicon import (
     RELATIVE,
     SCENE_GLUE,
     SETTING_PREPS,
+    VISIBILITY,
     is_word,
 )
 from drc_jax.decompose.morphology import (
@@ -232,11 +233,19 @@ def _setting(c: Caption, cue: Cue) -> str:
         if low[j] in BOUNDARY_PUNCT and low[j] not in "-":
             break
         if low[j] in SETTING_PREPS and is_word(low[j + 1]) and low[j + 1] not in OBJ_PRONOUNS:
+            if _visibility(c, j + 1):  # "not a cloud in sight over the lake": not a setting
+                continue
             k = j + 1
             while k < n and low[k] not in BOUNDARY_PUNCT and low[k] not in CLAUSE_CONJ:
                 k += 1
             return text[c.starts[j + 1] : c.ends[k - 1]]
     return ""
+
+
+def _visibility(c: Caption, j: int) -> bool:
+    """ "in sight", "in view": an idiom of visibility names no place ("in this image of a
+    beach" does: what follows "of" is the setting)."""
+    return c.low[j] in VISIBILITY
 
 
 def _tidy(aff: str) -> str:

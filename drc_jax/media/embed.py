@@ -49,7 +49,9 @@ class MediaEmbedder:
     :meth:`embed` returns the embeddings and the per-file failures; calling the embedder is the
     :class:`drc_jax.store.EmbeddingStore` protocol (raise ``ItemError`` for one bad key; the store
     retries without it). Results of the last call are kept, so that retry neither decodes nor
-    encodes again.
+    encodes again. ``draft=True`` trades exactness for decoding speed on large JPEGs (see
+    :func:`drc_jax.media.image.read_image`); the benchmark and search both keep it off, so a
+    photo embeds exactly as the reference preprocessing would embed it.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class MediaEmbedder:
         video_sampling: str = "spacevlm",
         video_renormalize: bool = True,
         num_workers: int | None = None,
+        draft: bool = False,
     ):
         if kind not in (None, "image", "video"):
             raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
@@ -70,8 +73,10 @@ class MediaEmbedder:
         self.root = Path(root) if root is not None else None
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
-        # JPEGs decode at a reduced scale still >= 2x the model's input (see read_image).
-        self.draft_size = 2 * int(getattr(clip, "image_size", 224))
+        # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
+        # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
+        # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
+        self.draft_size = 2 * int(getattr(clip, "image_size", 224)) if draft else None
         workers = num_workers or min(16, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self._last: dict[str, np.ndarray | str] = {}  # key -> vector or failure reason

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drc_jax.media import FINGERPRINTS, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
@@ -56,6 +56,31 @@ def is_random(weights: str) -> bool:
     return weights.startswith("random:")
 
 
+def weights_to_load(info: IndexInfo, weights: str | None = None) -> str:
+    """What a query loads: ``weights`` when the user passes them, else what the index names.
+
+    An index may come from someone else, so it never chooses which file on this machine is read
+    as weights: a ``random:`` spec, a hub id (fetched as safetensors and configs; no code) or a
+    path inside the index directory itself (after resolving links) is loaded as named; any other
+    local path is refused until the user passes it (``--weights`` / ``weights=``).
+    """
+    if weights is not None:
+        return weights
+    named = info.weights
+    from drc_jax.clip.load import is_hub_id
+
+    if is_random(named) or is_hub_id(named):
+        return named
+    if Path(named).expanduser().resolve().is_relative_to(info.index.resolve()):
+        return named
+    raise ValueError(
+        f"index {info.index} names the local weights {named!r}, outside the index; an index "
+        "does not choose which file on this machine is loaded as weights. If you trust them, pass "
+        f"them yourself: --weights {named} (Searcher.open(..., weights=...)), or any weights with "
+        f"the id {info.weights_id!r}"
+    )
+
+
 def index_meta(clip, preprocess: str) -> dict[str, Any]:
     return {"kind": "image", "weights": clip.weights_id, "preprocess": preprocess}
 
@@ -72,8 +97,18 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
         ) from None
     with store:
         meta, weights, roots = store.meta, store.setting("weights"), store.setting("roots")
-    if not isinstance(weights, str) or not isinstance(roots, list) or not roots:
+    if weights is None and roots is None:
         raise StoreError(f"{index} is an embedding store but not a search index (no roots)")
+    fields = {"weights": weights, "meta weights": meta.get("weights")}
+    fields["meta preprocess"] = meta.get("preprocess")
+    bad = [f"{k}={v!r}" for k, v in fields.items() if not isinstance(v, str)]
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
+        bad.append(f"roots={roots!r}")
+    if bad:
+        raise StoreError(
+            f"{index} is not a readable search index ({', '.join(bad)}); the index is damaged or "
+            f"was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
     return IndexInfo(
         index=index,
         roots=tuple(Path(r) for r in roots),
@@ -87,19 +122,22 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
 def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
-    Every path read from the index must be absolute, free of ``..`` and inside one of its roots
-    (``id`` is the path relative to that root); anything else means a damaged or crafted index,
-    which is refused.
+    Every path read from the index must be absolute, free of ``..``, inside one of its roots
+    (``id`` is the path relative to that root) and named like a media file (as indexing lists
+    them); anything else means a damaged or crafted index, which is refused. Whether the file on
+    disk still lies inside the roots (a link put there later) is decided where it is read:
+    :func:`drc_jax.search.files.servable_path`.
     """
     prefixes = [str(r).rstrip("/") + "/" for r in roots]
     out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
         prefix = next((p for p in prefixes if name.startswith(p)), None)
-        if prefix is None or "/../" in f"{name}/" or "/./" in f"{name}/":
+        inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
+        if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
             raise StoreError(
                 f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]}; the index is damaged or was crafted: delete it and "
-                "re-run `python -m drc_jax.search index`"
+                f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
+                "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
             )
         out.setdefault(key, (name, name[len(prefix) :]))
     return out

@@ -29,7 +29,7 @@ from ml_dtypes import bfloat16
 
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info
+from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -118,6 +118,9 @@ class Searcher:
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
+        The index's own weights load only when they are a hub id, ``random:`` or inside the index
+        (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
+
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so.
         """
@@ -129,7 +132,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights or info.weights, dtype=dtype)
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
@@ -310,6 +313,19 @@ def path_mentions(path: str, concept: str) -> bool | None:
     return wanted <= _words(path)
 
 
+def _drawable(hit: Hit) -> Any:
+    """The hit's file if, links resolved, it still lies inside the root it was indexed under (as
+    the server serves it); otherwise a blank tile, so a figure never draws a file from outside."""
+    from PIL import Image
+
+    from drc_jax.search.files import NotServable, servable_path
+
+    try:
+        return servable_path(Path(hit.path), [Path(hit.path[: len(hit.path) - len(hit.id)])])
+    except NotServable:
+        return Image.new("RGB", (1, 1), (128, 128, 128))
+
+
 def render_search_figure(
     out_path: str | os.PathLike,
     results: dict[str, SearchResult],
@@ -335,7 +351,7 @@ def render_search_figure(
     for method, res in results.items():
         rows[METHOD_LABELS.get(method, method)] = [
             FigureTile(
-                image=h.path,
+                image=_drawable(h),
                 label=f"{h.score:.4f}\n{Path(h.id).name}",
                 contains_negated=path_mentions(h.id, dec.neg) if hint_from_path else None,
                 rank=h.rank,

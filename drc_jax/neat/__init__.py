@@ -1,0 +1,51 @@
+"""NEAT: negation-aware test-time adaptation of CLIP's text LayerNorms (Han et al., 2025).
+
+The "CLIP + NEAT" baseline of the paper's Tables 1 and 2, in JAX: for each batch of captions the
+text encoder's residual-block LayerNorm scales and biases are adapted online with AdamW on the
+NEAT objective, and the captions are scored against every image with the adapted encoder
+(reference: github hhc1997/NEAT, ``src/train_TTA.py``).
+"""
+
+from drc_jax.neat.adapt import (
+    NEATState,
+    adapt_batch,
+    adapted_params,
+    init_state,
+    merge_text_layer_norms,
+    neat_scores,
+    neat_scores_for_texts,
+    neat_scores_from_decompositions,
+    split_text_layer_norms,
+)
+from drc_jax.neat.config import NEATConfig
+from drc_jax.neat.losses import (
+    coarse_align,
+    entropy_loss,
+    neat_loss,
+    semantics_reversion_loss,
+    softmax_entropy,
+    textual_triplet_loss,
+)
+from drc_jax.neat.texts import NEATTexts, neat_texts, pre_caption
+
+__all__ = [
+    "NEATConfig",
+    "NEATState",
+    "NEATTexts",
+    "adapt_batch",
+    "adapted_params",
+    "coarse_align",
+    "entropy_loss",
+    "init_state",
+    "merge_text_layer_norms",
+    "neat_loss",
+    "neat_scores",
+    "neat_scores_for_texts",
+    "neat_scores_from_decompositions",
+    "neat_texts",
+    "pre_caption",
+    "semantics_reversion_loss",
+    "softmax_entropy",
+    "split_text_layer_norms",
+    "textual_triplet_loss",
+]

@@ -1,0 +1,109 @@
+"""The four texts NEAT encodes per caption, and where they come from in our decomposition.
+
+NEAT's data (``src/data/coco_negated_dataset.py``) gives every caption three LLM-written texts:
+``pos_captions`` (the affirmative part: "A cartoon clip shows Pokemon dancing"), ``neg_captions``
+(the negated concept stated positively: "hiking scenes present") and ``inverted_captions`` (the
+logical inversion: "No cartoon clip shows Pokemon dancing, with hiking scenes present"). Ours are
+``aff``, ``neg`` and ``cf`` (``aff`` with ``neg`` present): ``pos = aff``, ``neg = neg``,
+``inv = cf``. ``cf`` keeps the affirmed part instead of negating it, so it is the nearest text we
+have to NEAT's inversion: both describe images that show the negated concept.
+
+Captions without negation: every row of NEAT's retrieval files is negated, so the reference has no
+rule. Here ``pos`` is the caption itself and the row is masked out of everything that reads
+``neg``/``inv`` (the alignment penalty, the semantics-reversion hinge, both triplet terms; see
+:mod:`drc_jax.neat.losses`). It still takes part in the entropy term (a caption-level objective
+that needs no decomposition) and is scored with the adapted encoder like every other row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+_PUNCT = re.compile(r"([.!\"()*#:;~])")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def pre_caption(caption: str, max_words: int = 77) -> str:
+    """The reference loader's text normalisation (``src/data/utils.py:pre_caption``, called with
+    ``max_words=77``): lower-case, ``.!"()*#:;~`` -> space, runs of spaces -> one, strip, keep
+    the first ``max_words`` space-separated words."""
+    caption = _SPACES.sub(" ", _PUNCT.sub(" ", caption.lower())).rstrip("\n").strip(" ")
+    words = caption.split(" ")
+    return " ".join(words[:max_words]) if len(words) > max_words else caption
+
+
+@dataclasses.dataclass(frozen=True)
+class NEATTexts:
+    """Per caption: the caption, pos, neg, inv, and whether it is negated (``neg``/``inv`` used)."""
+
+    captions: tuple[str, ...]
+    pos: tuple[str, ...]
+    neg: tuple[str, ...]
+    inv: tuple[str, ...]
+    negated: np.ndarray  # (Q,) bool
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    @classmethod
+    def from_lists(
+        cls,
+        captions: Sequence[str],
+        pos: Sequence[str],
+        neg: Sequence[str | None],
+        inv: Sequence[str | None],
+    ) -> NEATTexts:
+        """Row ``i`` is negated when both ``neg[i]`` and ``inv[i]`` are non-empty; a row with
+        exactly one of them is an error. Non-negated rows encode their caption in the unused
+        ``neg``/``inv`` slots (fixed shapes; masked out of the loss)."""
+        if isinstance(captions, str):
+            raise TypeError("captions must be a list of strings, got a single string")
+        n = len(captions)
+        for name, xs in (("pos", pos), ("neg", neg), ("inv", inv)):
+            if len(xs) != n:
+                raise ValueError(f"NEAT needs one {name} text per caption: {len(xs)} for {n}")
+        negated = []
+        for i, (c, p, g, v) in enumerate(zip(captions, pos, neg, inv, strict=True)):
+            if not isinstance(c, str) or not c.strip():
+                raise ValueError(f"caption {i} is empty or not a string: {c!r}")
+            if not isinstance(p, str) or not p.strip():
+                raise ValueError(
+                    f"caption {i} ({c!r}): pos is empty; use the caption itself when it has no "
+                    "negation"
+                )
+            has_neg, has_inv = bool(g and g.strip()), bool(v and v.strip())
+            if has_neg != has_inv:
+                raise ValueError(
+                    f"caption {i} ({c!r}): neg={g!r} and inv={v!r} must both be given (negated) "
+                    "or both be empty (no negation)"
+                )
+            negated.append(has_neg)
+        mask = np.asarray(negated, bool)
+        return cls(
+            tuple(captions),
+            tuple(pos),
+            tuple(g if m else c for g, c, m in zip(neg, captions, mask, strict=True)),
+            tuple(v if m else c for v, c, m in zip(inv, captions, mask, strict=True)),
+            mask,
+        )
+
+    def preprocessed(self) -> NEATTexts:
+        """The same texts through :func:`pre_caption`."""
+        f = lambda xs: tuple(pre_caption(x) for x in xs)  # noqa: E731
+        return NEATTexts(f(self.captions), f(self.pos), f(self.neg), f(self.inv), self.negated)
+
+
+def neat_texts(decompositions) -> NEATTexts:
+    """NEAT's texts from :class:`drc_jax.decompose.types.Decomposition` records: a negated caption
+    gives ``(caption, aff, neg, cf)``, one without negation ``(caption, caption, -, -)``."""
+    rows = [
+        (d.caption, d.aff, d.neg, d.cf) if d.negated else (d.caption, d.caption, None, None)
+        for d in decompositions
+    ]
+    if not rows:
+        raise ValueError("neat_texts needs at least one decomposition")
+    return NEATTexts.from_lists(*map(list, zip(*rows, strict=True)))
