@@ -97,11 +97,13 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
     m = images.shape[0]
     idx = offset + jnp.arange(m, dtype=jnp.int32)
     s = _score(images, vectors, dtype)
-    real = idx < n_valid
-    bad = real & ~jnp.isfinite(s[0])  # see _stream_shard
+    bad = ~jnp.isfinite(s[0])  # see _stream_shard
+    if axis is not None:  # shards of a mesh end in padding rows; a single device has none
+        real = idx < n_valid
+        bad = bad & real
+        s = jnp.where(real[None, :], s, -jnp.inf)
     n_bad = jnp.sum(bad, dtype=jnp.int32)
     first_bad = jnp.min(jnp.where(bad, idx, _NO_ROW), initial=_NO_ROW)
-    s = jnp.where(real[None, :], s, -jnp.inf)
     above = jnp.zeros((s.shape[0],), jnp.int32)
     if gt_index is not None:
         local = gt_index - offset
