@@ -265,3 +265,62 @@ def test_weights_giving_non_finite_text_embeddings_fail_naming_a_text():
         ValueError, match=r"inf-weights gave non-finite .* 2 of 2 texts, e.g. 'a cat'"
     ):
         broken.encode_texts(["a cat", "a dog"])
+
+
+def _param_paths(clip):
+    from flax.traverse_util import flatten_dict
+
+    return {"/".join(p) for p in flatten_dict(clip.params)}
+
+
+def test_text_only_load_equals_the_full_models_text_tower_and_refuses_images(tiny, tmp_path):
+    # A search query loads towers=("text",): same weights_id (the index check), same text
+    # embeddings as a full load, no image params, and a clear error if images are encoded.
+    for spec in ("random:test-tiny", tiny["root"] / "hf"):
+        full = load_clip(spec, use_cache=False)
+        cache = tmp_path / str(spec).replace("/", "_").replace(":", "_")
+        for use_cache in (False, True, True):  # drawn/converted, then written, then restored
+            text = load_clip(spec, towers=("text",), use_cache=use_cache, cache_dir=cache)
+            assert text.weights_id == full.weights_id and text.towers == ("text",)
+            assert _param_paths(text) == {p for p in _param_paths(full) if p.startswith("text_")}
+            np.testing.assert_array_equal(text.encode_texts(TEXTS), full.encode_texts(TEXTS))
+        assert text.loaded_from_cache
+        with pytest.raises(
+            ValueError, match=r"without the image tower.*towers=\('image', 'text'\)"
+        ):
+            text.encode_images(_pixels(1))
+    with pytest.raises(ValueError, match="towers must be a non-empty subset"):
+        load_clip("random:test-tiny", towers=("audio",))
+
+
+def test_random_params_are_cached_per_config_seed_and_towers(tmp_path):
+    first = load_clip("random:test-tiny", cache_dir=tmp_path)
+    again = load_clip("random:test-tiny", cache_dir=tmp_path)
+    other_seed = load_clip("random:test-tiny", cache_dir=tmp_path, seed=1)
+    assert (first.loaded_from_cache, again.loaded_from_cache) == (False, True)
+    assert not other_seed.loaded_from_cache
+    assert len(list((tmp_path / "clip_params").iterdir())) == 2
+    np.testing.assert_array_equal(again.encode_texts(TEXTS), first.encode_texts(TEXTS))
+    np.testing.assert_array_equal(again.encode_images(_pixels()), first.encode_images(_pixels()))
+    for f in (tmp_path / "clip_params").rglob("*"):  # a damaged entry is drawn again
+        if f.is_file() and f.parent.name != "tokenizers":
+            f.write_bytes(b"garbage")
+    rebuilt = load_clip("random:test-tiny", cache_dir=tmp_path)
+    assert not rebuilt.loaded_from_cache
+    np.testing.assert_array_equal(rebuilt.encode_texts(TEXTS), first.encode_texts(TEXTS))
+    load_clip("random:test-tiny", cache_dir=tmp_path / "off", use_cache=False)
+    assert not (tmp_path / "off").exists()
+
+
+def test_cache_entry_whose_shapes_disagree_with_its_config_is_rebuilt(tiny, tmp_path):
+    first = load_clip(tiny["root"] / "hf", cache_dir=tmp_path)
+    (entry,) = (tmp_path / "clip_params").iterdir()
+    cfg_file = entry / "clip_config.json"
+    for towers in (("text",), ("image", "text")):
+        cfg = json.loads(cfg_file.read_text())
+        cfg["text"]["intermediate_size"] *= 2  # the saved MLP kernels no longer fit this config
+        cfg_file.write_text(json.dumps(cfg))
+        again = load_clip(tiny["root"] / "hf", cache_dir=tmp_path, towers=towers)
+        assert not again.loaded_from_cache  # re-converted and the entry rewritten
+        np.testing.assert_array_equal(again.encode_texts(TEXTS), first.encode_texts(TEXTS))
+        assert load_clip(tiny["root"] / "hf", cache_dir=tmp_path, towers=towers).loaded_from_cache

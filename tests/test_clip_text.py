@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from drc_jax.clip import load_clip
 from drc_jax.clip.model import CLIP
-from drc_jax.clip.tokenizer import LENGTH_BUCKETS, ClipTokenizer, find_bpe_vocab, tokenizer_from_bpe
+from drc_jax.clip.tokenizer import (
+    LENGTH_BUCKETS,
+    BackendTokenizer,
+    ClipTokenizer,
+    find_bpe_vocab,
+    load_tokenizer,
+    tokenizer_from_bpe,
+)
 from tests.clip_fixtures import negbench_captions
 
 EOT = 49407
@@ -95,3 +102,29 @@ def test_token_ids_without_eot_are_rejected(clip):
         clip.encode_token_ids(np.array([[49406, 320, EOT], [49406, 320, 0]], np.int32))
     with pytest.raises(TypeError, match="list of strings"):
         clip.encode_texts("a single string")
+
+
+def test_cached_bpe_tokenizer_gives_transformers_ids_and_survives_a_damaged_file(
+    tmp_path, negbench_dir
+):
+    # load_tokenizer reads the BPE tokenizer back with `tokenizers` alone (no transformers
+    # import on a query's start-up); its ids must be transformers' CLIPTokenizer's, byte for byte.
+    texts = negbench_captions(negbench_dir, 200) + [
+        "A  Photo of a CAT",
+        "naïve café, 'tis   the résumé!!",
+        "don't\tstop\nnow 123 ½ 😀",
+        "",
+    ]
+    reference = ClipTokenizer(tokenizer_from_bpe())
+    first = load_tokenizer(cache_dir=tmp_path)  # builds and writes the cache file
+    (cached,) = (tmp_path / "tokenizers").iterdir()
+    second = load_tokenizer(cache_dir=tmp_path)  # reads it
+    assert isinstance(second, BackendTokenizer)
+    for hf in (first, second):
+        tok = ClipTokenizer(hf)
+        assert tok.vocab_size == reference.vocab_size == 49408
+        np.testing.assert_array_equal(tok(texts), reference(texts))
+        np.testing.assert_array_equal(tok(texts, length=77), reference(texts, length=77))
+    cached.write_text("{not json")
+    rebuilt = ClipTokenizer(load_tokenizer(cache_dir=tmp_path))
+    np.testing.assert_array_equal(rebuilt(texts), reference(texts))

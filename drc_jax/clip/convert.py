@@ -20,7 +20,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from drc_jax.clip.config import CLIPConfig
-from drc_jax.clip.model import CLIP
+from drc_jax.clip.model import CLIP, TOWER_PARAMS, TOWERS
 
 # OpenAI clip/model.py (and open_clip ViT) name -> Hugging Face CLIPModel name, by regex.
 OPENAI_TO_HF: tuple[tuple[str, str], ...] = (
@@ -119,16 +119,42 @@ def _hf_to_flax_key(key: str, value: np.ndarray) -> tuple[tuple[str, ...], np.nd
 
 
 @functools.lru_cache(maxsize=16)
-def expected_shapes(config: CLIPConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Flat Flax param path -> shape, from the model definition (traced, nothing allocated)."""
+def expected_shapes(
+    config: CLIPConfig, towers: tuple[str, ...] = TOWERS
+) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Flat Flax param path -> shape, from the model definition (traced, nothing allocated).
+
+    ``towers`` (some of :data:`~drc_jax.clip.model.TOWERS`) limits the trace, and the result, to
+    those towers' params: a text-only model never traces the vision tower.
+    """
     c = config
-    shapes = jax.eval_shape(
-        CLIP(c).init,
-        jax.random.key(0),
-        jnp.zeros((1, c.vision.image_size, c.vision.image_size, 3)),
-        jnp.zeros((1, c.context_length), jnp.int32),
-    )
+    towers = check_towers(towers)
+    pixels = jnp.zeros((1, c.vision.image_size, c.vision.image_size, 3))
+    ids = jnp.zeros((1, c.context_length), jnp.int32)
+    if towers == TOWERS:
+        init = functools.partial(CLIP(c).init, pixels=pixels, ids=ids)
+    elif towers == ("text",):
+        init = functools.partial(CLIP(c).init, ids=ids, method=CLIP.encode_text)
+    else:
+        init = functools.partial(CLIP(c).init, pixels=pixels, method=CLIP.encode_image)
+    shapes = jax.eval_shape(init, jax.random.key(0))
     return {k: v.shape for k, v in flatten_dict(shapes["params"]).items()}
+
+
+def check_towers(towers) -> tuple[str, ...]:
+    """``towers`` as a sorted tuple of known tower names (``ValueError`` otherwise)."""
+    if isinstance(towers, str):
+        towers = (towers,)
+    out = tuple(sorted(set(towers)))
+    if not out or any(t not in TOWERS for t in out):
+        raise ValueError(f"towers must be a non-empty subset of {TOWERS}, got {tuple(towers)!r}")
+    return out
+
+
+def select_towers(params, towers: tuple[str, ...]):
+    """The subtrees of nested ``params`` that ``towers`` own (a shallow copy of those entries)."""
+    keep = {name for t in check_towers(towers) for name in TOWER_PARAMS[t]}
+    return {k: v for k, v in params.items() if k in keep}
 
 
 def hf_to_flax(

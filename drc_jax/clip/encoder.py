@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from drc_jax.clip.config import EOT_TOKEN_ID, CLIPConfig
-from drc_jax.clip.model import CLIP
+from drc_jax.clip.model import CLIP, TOWERS
 from drc_jax.clip.preprocess import preprocess as _preprocess
 from drc_jax.clip.tokenizer import LENGTH_BUCKETS, ClipTokenizer
 from drc_jax.parallel import batch_sharding, make_mesh, pad_batch, replicated
@@ -68,7 +68,11 @@ def _chunk_sizes(n: int, batch_size: int, multiple: int) -> list[int]:
 
 @dataclasses.dataclass
 class ClipEncoder:
-    """A loaded CLIP: params on the mesh, tokenizer, and the encode functions (numpy out)."""
+    """A loaded CLIP: params on the mesh, tokenizer, and the encode functions (numpy out).
+
+    ``towers`` names the towers whose params were loaded (``load_clip(..., towers=("text",))``
+    for a text-only encoder, as a search query needs); encoding with a missing tower raises.
+    """
 
     config: CLIPConfig
     params: object  # replicated on ``mesh``
@@ -79,6 +83,7 @@ class ClipEncoder:
     batch_size: int = 64
     preprocess_mode: str = "spacevlm"
     loaded_from_cache: bool = False  # params restored from the orbax cache (not re-converted)
+    towers: tuple[str, ...] = TOWERS
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -102,6 +107,12 @@ class ClipEncoder:
 
     # --- encoding -----------------------------------------------------------------------------
     def _run(self, kind: str, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        if kind not in self.towers:
+            raise ValueError(
+                f"this CLIP encoder ({self.weights_id}) was loaded with towers={self.towers}, "
+                f"without the {kind} tower; load it with load_clip(..., towers={TOWERS}) to "
+                f"encode {kind}s"
+            )
         fn = _encode_fn(self.config, self.dtype, self.mesh, kind)
         bs = batch_size or self.batch_size
         outs, start = [], 0

@@ -19,7 +19,8 @@ run the archive's ``__setstate__`` code). Every weight-file or config problem is
 naming the file.
 Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
 ``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by a fingerprint of the weight file, so a second
-load skips reading and converting the original checkpoint.
+load skips reading and converting the original checkpoint; ``random:`` params likewise, keyed by
+the config, seed and towers, so a second load skips drawing them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from flax.traverse_util import unflatten_dict
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from drc_jax.clip.config import (
     CLIPConfig,
@@ -46,8 +47,16 @@ from drc_jax.clip.config import (
     config_from_openai_state_dict,
     get_config,
 )
-from drc_jax.clip.convert import expected_shapes, hf_to_flax, openai_to_hf, unwrap_state_dict
+from drc_jax.clip.convert import (
+    check_towers,
+    expected_shapes,
+    hf_to_flax,
+    openai_to_hf,
+    select_towers,
+    unwrap_state_dict,
+)
 from drc_jax.clip.encoder import ClipEncoder
+from drc_jax.clip.model import TOWER_PARAMS, TOWERS
 from drc_jax.clip.tokenizer import ClipTokenizer, load_tokenizer
 from drc_jax.clip.torchscript import is_torchscript, read_torchscript
 from drc_jax.defaults import cache_root
@@ -157,16 +166,35 @@ def _config_from_json(s: str) -> CLIPConfig:
     )
 
 
-def _cache_restore(entry: Path):
+def _cache_restore(entry: Path, towers: tuple[str, ...] = TOWERS, *, check_shapes: bool = True):
+    """``(config, params of towers)`` from a cache entry, or ``None`` when it cannot be read.
+
+    With ``check_shapes`` only ``towers``' params are read (an orbax partial restore: a text-only
+    load neither traces nor reads the image tower), into the model's shapes (a mismatch rebuilds
+    the entry). Without, the entry is read as saved, sparing the trace for the shapes: for entries
+    whose key already pins the config and towers (random params).
+    """
     import orbax.checkpoint as ocp
 
     try:
         cfg = _config_from_json((entry / "clip_config.json").read_text())
-        target = unflatten_dict(
-            {k: np.empty(v, np.float32) for k, v in expected_shapes(cfg).items()}
-        )
-        params = ocp.StandardCheckpointer().restore((entry / "params").resolve(), target)
-        params = jax.tree.map(np.asarray, params)
+        path = (entry / "params").resolve()
+        if check_shapes:
+            want = expected_shapes(cfg, towers)
+            target = unflatten_dict({k: np.empty(v, np.float32) for k, v in want.items()})
+            as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+            params = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+                path, args=ocp.args.PyTreeRestore(target, as_numpy, partial_restore=True)
+            )
+            got = {k: tuple(np.shape(v)) for k, v in flatten_dict(params).items()}
+            if got != {k: tuple(v) for k, v in want.items()}:
+                raise ValueError("its params do not have the model's names and shapes")
+        else:
+            params = ocp.StandardCheckpointer().restore(path)
+        params = select_towers(jax.tree.map(np.asarray, params), towers)
+        missing = {n for t in towers for n in TOWER_PARAMS[t]} - set(params)
+        if missing:
+            raise ValueError(f"no params for {sorted(missing)}")
         return cfg, params
     except Exception as e:  # noqa: BLE001 - a broken cache entry is rebuilt, never fatal
         log.warning("ignoring unreadable CLIP param cache %s (%s)", entry, e)
@@ -225,12 +253,18 @@ def _load_hf_dir(d: Path):
     raise FileNotFoundError(f"{d}: no model.safetensors or pytorch_model.bin next to config.json")
 
 
-def _random_params(cfg: CLIPConfig, seed: int):
+def _random_params(cfg: CLIPConfig, seed: int, towers: tuple[str, ...] = TOWERS):
     """Seeded random params from the model's shapes (no compilation): N(0, 0.02) matrices and
-    embeddings, unit LayerNorm scales, zero biases."""
+    embeddings, unit LayerNorm scales, zero biases.
+
+    Draws follow the sorted param paths, where every text path (``text_*``) sorts before every
+    image path (``vision_*``, ``visual_*``): a text-only load draws a prefix of the same stream,
+    so its values equal the text tower of a full load without drawing the image tower.
+    """
+    drawn = ("text",) if towers == ("text",) else TOWERS
     rng = np.random.default_rng(seed)
     flat = {}
-    for path, shape in sorted(expected_shapes(cfg).items()):
+    for path, shape in sorted(expected_shapes(cfg, drawn).items()):
         if path[-1] == "scale":
             flat[path] = np.ones(shape, np.float32)
         elif path[-1] == "bias":
@@ -238,7 +272,7 @@ def _random_params(cfg: CLIPConfig, seed: int):
         else:
             flat[path] = rng.standard_normal(shape, dtype=np.float32)
             flat[path] *= np.float32(0.02)
-    return unflatten_dict(flat)
+    return select_towers(unflatten_dict(flat), towers)
 
 
 def load_clip(
@@ -252,25 +286,50 @@ def load_clip(
     preprocess_mode: str = "spacevlm",
     hidden_act: str = "quick_gelu",
     seed: int = 0,
+    towers: tuple[str, ...] = TOWERS,
 ) -> ClipEncoder:
     """Load CLIP weights from ``spec`` (see module doc) as a data-parallel :class:`ClipEncoder`.
+
+    ``towers=("text",)`` loads only the text tower (what a search query over an index of image
+    embeddings needs): the image tower is neither traced, drawn (``random:``) nor put on the
+    devices, and the encoder's ``encode_images`` raises. ``weights_id`` does not depend on it.
 
     ``hidden_act`` applies to OpenAI/open_clip state dicts only (they do not record it):
     ``quick_gelu`` for OpenAI-trained weights and their fine-tunes (NegCLIP, CLIP_CC12M_NegFull),
     ``gelu`` for open_clip models trained without QuickGELU.
     """
     spec_s = str(spec)
+    towers = check_towers(towers)
     kw = dict(
         dtype=dtype,
         mesh=mesh if mesh is not None else _default_mesh(),
         batch_size=batch_size,
         preprocess_mode=preprocess_mode,
+        towers=towers,
     )
+    tok_kw = dict(cache_dir=cache_dir, use_cache=use_cache)
     if spec_s.startswith("random:"):
-        cfg = get_config(spec_s.split(":", 1)[1])
-        tok = ClipTokenizer(load_tokenizer(None), cfg.context_length)
-        weights_id = f"random:{spec_s.split(':', 1)[1]}:seed{seed}:{dtype}"
-        return ClipEncoder(cfg, _random_params(cfg, seed), tok, weights_id=weights_id, **kw)
+        backbone = spec_s.split(":", 1)[1]
+        cfg = get_config(backbone)
+        tok = ClipTokenizer(load_tokenizer(None, **tok_kw), cfg.context_length)
+        weights_id = f"random:{backbone}:seed{seed}:{dtype}"
+        # Drawing ViT-B/32's params takes seconds; the cache entry's key pins config, seed, towers.
+        key = f"random-{_fingerprint([], f'{_config_to_json(cfg)}:seed{seed}:{towers}')}"
+        entry = Path(cache_dir or default_cache_dir()) / "clip_params" / key
+        restored = (
+            _cache_restore(entry, towers, check_shapes=False)
+            if use_cache and entry.is_dir()
+            else None
+        )
+        if restored is not None:
+            params = restored[1]
+        else:
+            params = _random_params(cfg, seed, towers)
+            if use_cache:
+                _cache_save(entry, cfg, params)
+        return ClipEncoder(
+            cfg, params, tok, weights_id=weights_id, loaded_from_cache=restored is not None, **kw
+        )
 
     path = Path(spec_s).expanduser()
     if path.is_dir():
@@ -301,7 +360,7 @@ def load_clip(
         fp = _fingerprint([path], f"openai:{hidden_act}")
 
     entry = Path(cache_dir or default_cache_dir()) / "clip_params" / fp
-    restored = _cache_restore(entry) if use_cache and entry.is_dir() else None
+    restored = _cache_restore(entry, towers) if use_cache and entry.is_dir() else None
     if restored is not None:
         cfg, params = restored
         log.info("restored converted CLIP params from %s", entry)
@@ -320,7 +379,8 @@ def load_clip(
         params = hf_to_flax(sd, cfg, source=str(weight_file), origins=origins)
         if use_cache:
             _cache_save(entry, cfg, params)
-    tok = ClipTokenizer(load_tokenizer(model_dir), cfg.context_length)
+    params = select_towers(params, towers)
+    tok = ClipTokenizer(load_tokenizer(model_dir, **tok_kw), cfg.context_length)
     if cfg.text.vocab_size < tok.vocab_size:
         raise ValueError(
             f"{weight_file}: the token embedding has {cfg.text.vocab_size} rows but the tokenizer "

@@ -20,6 +20,12 @@ from flax import linen as nn
 from drc_jax.clip.config import CLIPConfig, TextConfig, VisionConfig
 
 Dtype = jnp.dtype
+# The two towers and the top-level param trees each owns (``CLIP``'s submodule names).
+TOWERS = ("image", "text")
+TOWER_PARAMS = {
+    "image": ("vision_model", "visual_projection"),
+    "text": ("text_model", "text_projection"),
+}
 
 
 def quick_gelu(x):

@@ -6,14 +6,23 @@ merges file ``bpe_simple_vocab_16e6.txt.gz``, the copy shipped in the ``open_cli
 (``pip install --no-deps open_clip_torch``; only the data file is read, the package is never
 imported).
 The vocabulary is built exactly as OpenAI's ``SimpleTokenizer`` builds it.
+
+Building it takes seconds (importing transformers, then 49k merges), so :func:`load_tokenizer`
+keeps the built tokenizer's ``tokenizers`` JSON in the cache dir (``$DRC_JAX_CACHE`` or
+``~/.cache/drc_jax``, keyed by the BPE file's bytes and the library versions) and later loads it
+with ``tokenizers`` alone (:class:`BackendTokenizer`): same ids, no transformers import.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import importlib.metadata
 import importlib.util
+import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +33,9 @@ CONTEXT_LENGTH = 77
 # Text batches are padded to the shortest bucket that fits (one compiled shape per bucket).
 LENGTH_BUCKETS = (16, 32, 48, 64, 77)
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
+BOS_TOKEN, EOT_TOKEN = "<|startoftext|>", "<|endoftext|>"
+
+log = logging.getLogger(__name__)
 
 
 def find_bpe_vocab() -> Path:
@@ -80,15 +92,71 @@ def tokenizer_from_bpe(bpe_path: str | None = None):
     return tok
 
 
-def load_tokenizer(model_dir: str | Path | None = None):
-    """The tokenizer of a HF model directory if it has one, else :func:`tokenizer_from_bpe`."""
+class BackendTokenizer:
+    """A ``tokenizers.Tokenizer`` with the slice of transformers' tokenizer API that
+    :class:`ClipTokenizer` uses: ``__call__(texts, add_special_tokens=False)["input_ids"]``,
+    ``len()``, ``bos_token_id`` and ``eos_token_id``."""
+
+    def __init__(self, backend):
+        backend.no_truncation()
+        backend.no_padding()
+        self.backend = backend
+        self.bos_token_id = backend.token_to_id(BOS_TOKEN)
+        self.eos_token_id = backend.token_to_id(EOT_TOKEN)
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict:
+        enc = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in enc]}
+
+
+def cached_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None) -> BackendTokenizer:
+    """:func:`tokenizer_from_bpe`'s tokenizer, built once and then read from ``cache_dir``
+    (default ``<drc_jax cache>/tokenizers``) as a :class:`BackendTokenizer`."""
+    from tokenizers import Tokenizer
+
+    from drc_jax.defaults import cache_root
+
+    bpe = find_bpe_vocab()
+    versions = ",".join(importlib.metadata.version(p) for p in ("tokenizers", "transformers"))
+    key = hashlib.sha256(bpe.read_bytes() + versions.encode()).hexdigest()[:20]
+    path = Path(cache_dir or cache_root() / "tokenizers") / f"clip-bpe-{key}.json"
+    if path.is_file():
+        try:
+            return BackendTokenizer(Tokenizer.from_file(str(path)))
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt, never fatal
+            log.warning("ignoring unreadable tokenizer cache %s (%s)", path, e)
+    backend = tokenizer_from_bpe(str(bpe)).backend_tokenizer
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+            f.write(backend.to_str())
+        os.replace(f.name, path)
+    except OSError as e:  # caching is an optimisation
+        log.warning("could not cache the CLIP tokenizer at %s (%s)", path, e)
+    return BackendTokenizer(Tokenizer.from_str(backend.to_str()))
+
+
+def load_tokenizer(
+    model_dir: str | Path | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+):
+    """The tokenizer of a HF model directory if it has one, else CLIP's BPE tokenizer (from
+    :func:`cached_tokenizer_from_bpe` under ``cache_dir/tokenizers`` unless ``use_cache`` is
+    false)."""
     if model_dir is not None:
         d = Path(model_dir)
         if (d / "tokenizer.json").is_file() or (d / "vocab.json").is_file():
             from transformers import CLIPTokenizer
 
             return CLIPTokenizer.from_pretrained(str(d))
-    return tokenizer_from_bpe()
+    if not use_cache:
+        return tokenizer_from_bpe()
+    return cached_tokenizer_from_bpe(Path(cache_dir) / "tokenizers" if cache_dir else None)
 
 
 class ClipTokenizer:

@@ -122,7 +122,8 @@ class Searcher:
         (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
-        image and text embeddings would live in different spaces and the error says so.
+        image and text embeddings would live in different spaces and the error says so. Only
+        CLIP's text tower is loaded: the index already holds the image embeddings.
         """
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(
@@ -132,7 +133,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights_to_load(info, weights), dtype=dtype)
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=("text",))
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
