@@ -18,6 +18,11 @@ SGLANG_MODEL = "Qwen/Qwen2.5-14B-Instruct"  # the paper's decomposer LLM
 PAPER_WEIGHTS = "openai/clip-vit-base-patch32"  # the paper's ViT-B/32
 SYNTHETIC_WEIGHTS = "random:ViT-B/32"  # synthetic checks run without downloading weights
 
+# The values of settings that every command line shares (drc_jax.cli, the run config's CHOICES).
+DTYPES = ("float32", "bfloat16")
+PREPROCESS_MODES = ("spacevlm", "openai")
+DECOMPOSERS = ("rules", "sglang")
+
 
 def cache_root() -> Path:
     """Where drc-jax caches converted weights, embeddings and decompositions:

@@ -4,7 +4,10 @@ Method-agnostic: it scores :class:`~drc_jax.scoring.QueryVectors` ``(q, neg, w_r
 ``images.q - w_rep * max(images.neg, 0)`` (:func:`~drc_jax.scoring.score_vectors`), whichever
 method made them (:func:`~drc_jax.scoring.query_vectors`). Images are scored a chunk at a time and
 merged into a running top-k, so memory stays O(Q k + Q chunk) however large N is; with a mesh each
-device streams its shard. :func:`top_k_memory` plans a search from shapes alone.
+device streams its shard. A search whose whole score matrix is small (a person's handful of
+queries, up to :data:`ONE_PASS_SCORES` scores per shard) is planned as one pass instead: one GEMM
+over the images as they lie, q and neg rows stacked (``score_vectors(..., stacked=True)``), and one
+``lax.top_k``. :func:`top_k_memory` plans a search from shapes alone.
 
 Usage::
 
@@ -25,6 +28,13 @@ from drc_jax.scoring import QueryVectors, score_vectors
 
 STORAGE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 """Image dtypes searched as stored; anything else is searched in float32."""
+DEFAULT_CHUNK = 8192
+"""Images per streamed step when the whole score matrix is too large for one pass."""
+ONE_PASS_SCORES = 1 << 25
+"""Largest (GEMM rows x shard images) score matrix searched in one pass (128 MiB of f32): e.g. 16
+DRC queries (32 rows) over 1M images. Larger searches stream :data:`DEFAULT_CHUNK` at a time."""
+STACK_ROWS = 32
+"""GEMM rows (q and neg, all queries of a block) up to which they are stacked into one GEMM."""
 
 
 class TopK(NamedTuple):
@@ -67,7 +77,53 @@ def _from_bits(x: jax.Array, dtype) -> jax.Array:
     return x
 
 
-def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, chunk, dtype, axis):
+def _gemm_rows(vectors: QueryVectors) -> int:
+    """Rows of a query block's similarity GEMMs: q, plus every neg concept."""
+    q, neg = vectors.q, vectors.neg
+    return q.shape[0] + (0 if neg is None else int(np.prod(neg.shape[:-1])))
+
+
+def _score(images, vectors: QueryVectors, dtype) -> jax.Array:
+    """(Q, chunk) scores of an image chunk (as :func:`_to_bits` carries it); few rows stacked."""
+    return score_vectors(
+        _from_bits(images, dtype), vectors, stacked=_gemm_rows(vectors) <= STACK_ROWS
+    )
+
+
+def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
+    """Score a whole shard (M, D) at once: one GEMM, one ``lax.top_k``; the same outputs as
+    :func:`_stream_shard`. The ground truth's score is read from the very matrix it is ranked in
+    (the shard that holds it broadcasts it), so its duplicates tie with it bit for bit."""
+    m = images.shape[0]
+    idx = offset + jnp.arange(m, dtype=jnp.int32)
+    s = _score(images, vectors, dtype)
+    bad = ~jnp.isfinite(s[0])  # see _stream_shard
+    if axis is not None:  # shards of a mesh end in padding rows; a single device has none
+        real = idx < n_valid
+        bad = bad & real
+        s = jnp.where(real[None, :], s, -jnp.inf)
+    n_bad = jnp.sum(bad, dtype=jnp.int32)
+    first_bad = jnp.min(jnp.where(bad, idx, _NO_ROW), initial=_NO_ROW)
+    above = jnp.zeros((s.shape[0],), jnp.int32)
+    if gt_index is not None:
+        local = gt_index - offset
+        mine = (local >= 0) & (local < m)
+        got = jnp.take_along_axis(s, jnp.clip(local, 0, m - 1)[:, None], axis=1)[:, 0]
+        gt_score = jnp.where(mine, got, -jnp.inf)
+        if axis is not None:
+            gt_score = jax.lax.pmax(gt_score, axis)
+        beats = (s > gt_score[:, None]) & (idx[None, :] != gt_index[:, None])
+        above = jnp.sum(beats, axis=1, dtype=jnp.int32)
+    best, pos = jax.lax.top_k(s, min(k, m))
+    best, best_idx = best, idx[pos]
+    if m < k:  # a shard smaller than k (several devices, tiny corpus): fill as _stream_shard does
+        fill = ((0, 0), (0, k - m))
+        best = jnp.pad(best, fill, constant_values=-jnp.inf)
+        best_idx = jnp.pad(best_idx, fill, constant_values=-1)
+    return best, best_idx, above, n_bad, first_bad
+
+
+def _stream_shard(images, n_valid, offset, vectors, *, gt_score, gt_index, k, chunk, dtype, axis):
     """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
     ground-truth count.
 
@@ -87,7 +143,7 @@ def _stream_shard(images, n_valid, offset, vectors, gt_score, gt_index, *, k, ch
 
     def update(carry, block, start, seen=0):
         best, best_idx, above, n_bad, first_bad = carry
-        s = score_vectors(_from_bits(block, dtype), vectors)
+        s = _score(block, vectors, dtype)
         local = start + jnp.arange(chunk, dtype=jnp.int32)
         idx = offset + local
         real = (idx < n_valid) & (local >= seen)  # not padding, not scored before
@@ -132,9 +188,7 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
     q = jnp.arange(nq, dtype=jnp.int32)
 
     def step(acc, start):
-        s = score_vectors(
-            _from_bits(jax.lax.dynamic_slice_in_dim(rows, start, chunk), dtype), vectors
-        )
+        s = _score(jax.lax.dynamic_slice_in_dim(rows, start, chunk), vectors, dtype)
         col = q - start
         mine = (col >= 0) & (col < chunk)
         got = jnp.take_along_axis(s, jnp.clip(col, 0, chunk - 1)[:, None], axis=1)[:, 0]
@@ -148,13 +202,20 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
 def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
     """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
-    a corpus that grows within one padded shape reuses the executable. Returns ``(best, best_idx,
-    gt_rank, n_bad, first_bad)`` (:func:`_stream_shard`)."""
-    gt_score = _gt_scores(images[gt_index], vectors, chunk, dtype) if with_gt else None
-    stream = functools.partial(_stream_shard, k=k, chunk=chunk, dtype=dtype)
+    a corpus that grows within one padded shape reuses the executable. A ``chunk`` as large as a
+    shard searches it in one pass (:func:`_one_pass`), else streamed (:func:`_stream_shard`).
+    Returns ``(best, best_idx, gt_rank, n_bad, first_bad)``."""
+    one_pass = chunk >= images.shape[0] // (1 if mesh is None else mesh.size)
+    if one_pass:
+        gt_score = None  # read from the shard's score matrix itself
+        gt_index = gt_index if with_gt else None
+        stream = functools.partial(_one_pass, k=k, dtype=dtype)
+    else:
+        gt_score = _gt_scores(images[gt_index], vectors, chunk, dtype) if with_gt else None
+        stream = functools.partial(_stream_shard, gt_score=gt_score, k=k, chunk=chunk, dtype=dtype)
     if mesh is None:
         best, best_idx, above, n_bad, first_bad = stream(
-            images, n_valid, 0, vectors, gt_score, gt_index, axis=None
+            images, n_valid, 0, vectors, gt_index=gt_index, axis=None
         )
     else:
         from jax.sharding import PartitionSpec as P
@@ -163,10 +224,10 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
 
         shard_rows = images.shape[0] // mesh.size
 
-        def local(img, n_valid, vectors, gt_score, gt_index):
+        def local(img, n_valid, vectors, gt_index):
             offset = jax.lax.axis_index(DATA_AXIS) * shard_rows
             b, bi, ab, nb, fb = stream(
-                img, n_valid, offset, vectors, gt_score, gt_index, axis=DATA_AXIS
+                img, n_valid, offset, vectors, gt_index=gt_index, axis=DATA_AXIS
             )
             psum = functools.partial(jax.lax.psum, axis_name=DATA_AXIS)
             return b[None], bi[None], psum(ab), psum(nb), jax.lax.pmin(fb, DATA_AXIS)
@@ -174,9 +235,9 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
         best, best_idx, above, n_bad, first_bad = jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(P(DATA_AXIS), P(), P(), P(), P()),
+            in_specs=(P(DATA_AXIS), P(), P(), P()),
             out_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P(), P()),
-        )(images, n_valid, vectors, gt_score, gt_index)
+        )(images, n_valid, vectors, gt_index)
         # Merge the per-device top-k lists: (devices, Q, k) -> (Q, devices * k) -> (Q, k).
         nq = vectors.q.shape[0]
         best = jnp.moveaxis(best, 0, 1).reshape(nq, -1)
@@ -186,15 +247,20 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
     return best, best_idx, (above + 1 if with_gt else None), n_bad, first_bad
 
 
-def _plan(n: int, nq: int, chunk_size: int, n_dev: int, query_block: int):
+def _plan(n: int, nq: int, rows_per_query: int, chunk_size, n_dev: int, query_block: int):
     """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to equal
     shards (no padding on one device), and the equal query blocks a search of ``nq >= 1``
-    queries runs as."""
+    queries runs as. ``chunk_size=None`` picks one pass (chunk = shard) when a block's
+    ``block * rows_per_query`` GEMM rows times the shard's images are at most
+    :data:`ONE_PASS_SCORES`, else :data:`DEFAULT_CHUNK`."""
     per_dev = -(-n // n_dev)
-    chunk = int(max(1, min(chunk_size, per_dev)))
-    padded = per_dev * n_dev
     n_blocks = -(-nq // max(1, query_block))
-    return chunk, padded, -(-nq // n_blocks), n_blocks
+    block = -(-nq // n_blocks)
+    if chunk_size is None:
+        fits = block * rows_per_query * per_dev <= ONE_PASS_SCORES
+        chunk_size = per_dev if fits else DEFAULT_CHUNK
+    chunk = int(max(1, min(chunk_size, per_dev)))
+    return chunk, per_dev * n_dev, block, n_blocks
 
 
 def _storage_dtype(dtype) -> jnp.dtype:
@@ -209,7 +275,7 @@ def top_k_memory(
     k: int = 10,
     *,
     repulsion: bool = True,
-    chunk_size: int = 8192,
+    chunk_size: int | None = None,
     image_dtype=jnp.float32,
     query_block: int = 4096,
     with_gt: bool = True,
@@ -220,17 +286,23 @@ def top_k_memory(
     ``repulsion`` says whether the query vectors carry a repulsion term (DRC: yes; CLIP and
     SpaceVLM: no). ``temp`` is the scratch memory, O(block k + block chunk) whatever
     ``num_images``; ``argument`` is dominated by the images; ``block``/``blocks`` say how the
-    queries are split. Use it to size a search before running it (benchmarks/bench_topk.py
-    prints it for corpus-scale N).
+    queries are split; ``chunk`` equal to ``num_images`` means one pass. ``chunk_size`` as in
+    :func:`top_k`. Use it to size a search before running it (benchmarks/bench_topk.py prints it
+    for corpus-scale N).
     """
     if num_queries < 1 or num_images < 1:
         raise ValueError(
             f"top_k_memory needs >= 1 query and image, got {num_queries} and {num_images}"
         )
-    chunk, padded, block, n_blocks = _plan(num_images, num_queries, chunk_size, 1, query_block)
+    rows = 2 if repulsion else 1
+    chunk, padded, block, n_blocks = _plan(
+        num_images, num_queries, rows, chunk_size, 1, query_block
+    )
     shape = jax.ShapeDtypeStruct
     dtype = _storage_dtype(image_dtype)
-    images = jax.eval_shape(_to_bits, shape((padded, dim), dtype))  # as top_k carries them
+    images = shape((padded, dim), dtype)
+    if chunk < padded:  # streamed: as top_k carries them
+        images = jax.eval_shape(_to_bits, images)
     vec = shape((block, dim), jnp.float32)
     vectors = (
         QueryVectors(vec, vec, shape((block,), jnp.float32)) if repulsion else (QueryVectors(vec))
@@ -306,7 +378,7 @@ def top_k(
     k: int,
     *,
     gt_index=None,
-    chunk_size: int = 8192,
+    chunk_size: int | None = None,
     mesh=None,
     image_dtype=None,
     query_block: int = 4096,
@@ -318,7 +390,10 @@ def top_k(
     into a running top-k, so memory stays O(Q k + Q chunk) however large N is; queries go
     ``query_block`` at a time. With a ``mesh`` the image set is sharded over its ``"data"`` axis,
     each device streams its shard and the per-device lists are merged, so corpora larger than one
-    device's memory work.
+    device's memory work. ``chunk_size=None`` (the default) plans it: each shard in one pass when
+    a query block's score matrix over it holds at most :data:`ONE_PASS_SCORES` scores (a few
+    queries: one GEMM over the images as stored, no copy), else :data:`DEFAULT_CHUNK` images at a
+    time. Both plans rank identically.
 
     ``gt_index`` (Q,) gives each query's ground-truth image; ``gt_rank`` is then
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
@@ -357,14 +432,17 @@ def top_k(
             )
         gt_all = jnp.asarray(gt_np, jnp.int32)
     else:
-        gt_all = jnp.zeros((nq,), jnp.int32)
+        gt_all = None
     if nq == 0:
         empty = jnp.zeros((0, k), jnp.float32), jnp.zeros((0, k), jnp.int32)
         return TopK(*empty, jnp.zeros((0,), jnp.int32) if with_gt else None)
-    # f32 images are searched where they lie; half-precision ones cost one bit-copy (_to_bits).
-    images = _to_bits(images)
     n_dev = 1 if mesh is None else mesh.size
-    chunk, padded, block, n_blocks = _plan(n, nq, chunk_size, n_dev, query_block)
+    rows = _gemm_rows(vectors) // nq
+    chunk, padded, block, n_blocks = _plan(n, nq, rows, chunk_size, n_dev, query_block)
+    if chunk < padded // n_dev:
+        # Streamed: f32 images are searched where they lie; half-precision ones cost one
+        # bit-copy (_to_bits). One pass reads them as they lie whatever the dtype.
+        images = _to_bits(images)
     if padded != n:
         images = jnp.pad(images, ((0, padded - n), (0, 0)))
     if mesh is not None:
@@ -373,17 +451,20 @@ def top_k(
         images = jax.device_put(images, batch_sharding(mesh))
 
     # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
+    # A single block (a person's query) goes in as it is: no eager op before the search.
     pad_q = n_blocks * block - nq
-    pad = lambda x: jnp.pad(x, ((0, pad_q),) + ((0, 0),) * (x.ndim - 1))  # noqa: E731
-    vectors, gt_all = jax.tree_util.tree_map(pad, (vectors, gt_all))
+    if pad_q:
+        pad = lambda x: jnp.pad(x, ((0, pad_q),) + ((0, 0),) * (x.ndim - 1))  # noqa: E731
+        vectors, gt_all = jax.tree_util.tree_map(pad, (vectors, gt_all))
     outs = []
     for lo in range(0, nq + pad_q, block):
+        take = (lambda x: x) if n_blocks == 1 else (lambda x, lo=lo: x[lo : lo + block])
         outs.append(
             _top_k_jit(
                 images,
                 np.int32(n),
-                QueryVectors(*(None if x is None else x[lo : lo + block] for x in vectors)),
-                gt_all[lo : lo + block],
+                jax.tree_util.tree_map(take, vectors),
+                jax.tree_util.tree_map(take, gt_all),
                 k=k,
                 chunk=chunk,
                 mesh=mesh,
@@ -398,6 +479,8 @@ def top_k(
             f"image row {first_bad} is not finite ({n_bad} such rows): it would outrank every "
             "finite image; drop or re-encode those items before searching"
         )
+    if n_blocks == 1 and not pad_q:  # nothing to join
+        return TopK(*outs[0][:2], outs[0][2] if with_gt else None)
     scores = jnp.concatenate([o[0] for o in outs])[:nq]
     indices = jnp.concatenate([o[1] for o in outs])[:nq]
     gt_rank = jnp.concatenate([o[2] for o in outs])[:nq] if with_gt else None

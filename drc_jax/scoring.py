@@ -387,7 +387,7 @@ def _compute_dtype(image_dtype) -> jnp.dtype:
     return jnp.dtype(jnp.float32)
 
 
-def _sim(images: jax.Array, q: jax.Array) -> jax.Array:
+def similarity(images: jax.Array, q: jax.Array) -> jax.Array:
     """(Q, N) similarities ``q . images``, accumulated in f32 (inputs may be bf16)."""
     cd = _compute_dtype(images.dtype)
     # Contract D with D directly (no transposed operand) and ask for an f32 result: that is the
@@ -401,21 +401,44 @@ def _sim(images: jax.Array, q: jax.Array) -> jax.Array:
     )
 
 
-def _repulsion_sim(images: jax.Array, neg: jax.Array) -> jax.Array:
-    """``max(images.neg, 0)`` (Q, N); for (Q, M, D) concepts the largest over M."""
+ROW_MULTIPLE = 4
+"""Rows a stacked GEMM is zero-padded to a multiple of (:func:`score_vectors`)."""
+
+
+def _repulsion(neg_sims: jax.Array, neg: jax.Array) -> jax.Array:
+    """``max(images.neg, 0)`` (Q, N) from the similarities (Q [* M], N) of the ``neg`` rows; for
+    (Q, M, D) concepts the largest over M."""
     if neg.ndim == 2:
-        return jnp.maximum(_sim(images, neg), 0.0)
-    nq, m, dim = neg.shape
-    s = _sim(images, neg.reshape(nq * m, dim)).reshape(nq, m, images.shape[0])
-    return jnp.max(s, axis=1, initial=0.0)  # max_m max(s_m, 0); 0 for M = 0
+        return jnp.maximum(neg_sims, 0.0)
+    nq, m, _ = neg.shape
+    return jnp.max(neg_sims.reshape(nq, m, -1), axis=1, initial=0.0)  # max_m max(s_m, 0); 0 if M=0
 
 
-def score_vectors(images: jax.Array, vectors: QueryVectors) -> jax.Array:
-    """``images.q - w_rep * max(images.neg, 0)``: the form every method takes, (Q, N)."""
-    s = _sim(images, vectors.q)
-    if vectors.neg is None:
-        return s
-    return s - vectors.w_rep[:, None] * _repulsion_sim(images, vectors.neg)
+def score_vectors(images: jax.Array, vectors: QueryVectors, *, stacked: bool = False) -> jax.Array:
+    """``images.q - w_rep * max(images.neg, 0)``: the form every method takes, (Q, N).
+
+    ``stacked`` scores the q and neg rows with one GEMM over ``[q; neg]``, zero-padded to a
+    multiple of :data:`ROW_MULTIPLE` rows: for a handful of queries the GEMM is bound by reading
+    the images, which it then reads once, and XLA:CPU runs a bf16 GEMM of one row as a GEMV ~10x
+    slower than four rows. For many queries two GEMMs are faster (the stacked result is sliced
+    apart again), hence the default. Both give each query's scores from the same per-row dots
+    (benchmarks/RESULTS.md, search section).
+    """
+    q, neg = vectors.q, vectors.neg
+    nq, dim = q.shape
+    if not stacked:
+        s = similarity(images, q)
+        if neg is None:
+            return s
+        rep = _repulsion(similarity(images, neg.reshape(-1, dim)), neg)
+        return s - vectors.w_rep[:, None] * rep
+    rows = q if neg is None else jnp.concatenate([q, neg.reshape(-1, dim).astype(q.dtype)])
+    n_rows = rows.shape[0]
+    rows = jnp.pad(rows, ((0, -(-n_rows // ROW_MULTIPLE) * ROW_MULTIPLE - n_rows), (0, 0)))
+    sims = similarity(images, rows)
+    if neg is None:
+        return sims[:nq]
+    return sims[:nq] - vectors.w_rep[:, None] * _repulsion(sims[nq:n_rows], neg)
 
 
 # ----------------------------------------------------------------------- the one dispatch point

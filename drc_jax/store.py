@@ -72,6 +72,7 @@ class SyncReport:
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0  # keys passed to a successful ``embed`` call (== added + changed)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # left out before reading
 
     def summary(self) -> str:
         return (

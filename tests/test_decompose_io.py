@@ -23,7 +23,7 @@ def _write(path, lines):
 def test_cli_rules_writes_one_object_per_input_line_in_order(tmp_path):
     lines = CAPS + ["", "No fork is present, but a baker rolls dough."]
     proc = subprocess.run(
-        [sys.executable, "-m", "drc_jax.decompose", "--backend", "rules"],
+        [sys.executable, "-m", "drc_jax.decompose", "--decomposer", "rules"],
         input="\n".join(lines) + "\n",
         capture_output=True,
         text=True,

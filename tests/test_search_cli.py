@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from drc_jax.defaults import SGLANG_MODEL
 from drc_jax.figures import GREEN, RED
 from tests.conftest import REPO
 from tests.scenes import draw_scene, make_scene_folder
+from tests.test_sglang_client import FakeServer
 
 pytestmark = pytest.mark.slow
 WEIGHTS = "random:test-tiny"
@@ -36,6 +38,8 @@ def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
     make_scene_folder(root, per_combination=1)
     (root / "broken.png").write_bytes(b"\x89PNG but truncated")
+    os.mkfifo(root / "pipe.jpg")  # never opened: a read would block forever
+    (root / "link.png").symlink_to(next(root.rglob("*.png")))  # not followed by default
     index = root.parent / "idx"
     proc = cli("index", "--images", str(root), "--index", str(index), "--weights", WEIGHTS)
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +51,9 @@ def test_index_reports_counts_random_weights_and_unreadable_files(indexed):
     assert "weights are RANDOM" in out
     assert "9 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in out
     assert "broken.png: " in out
+    assert "2 entr(ies) skipped by the walk (not indexed):" in out
+    assert "  link.png: symbolic link not followed" in out
+    assert "  pipe.jpg: a FIFO, not a regular file; not opened" in out
 
 
 def test_reindex_after_adding_and_deleting_files_touches_only_those(indexed, tmp_path):
@@ -118,10 +125,38 @@ def test_query_table_shows_decomposition_rank_score_path_and_random_note(indexed
 
 def test_bad_invocations_are_clear_errors_not_tracebacks(tmp_path):
     proc = cli("query", "--index", str(tmp_path / "nope"), "a dog")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "error: no search index at" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("lookup")
-    assert proc.returncode != 0 and "index|query" in proc.stderr
+    assert proc.returncode == 2 and "index|query" in proc.stderr
+
+
+def test_sglang_query_without_a_model_flag_asks_for_the_default_model(indexed, tmp_path):
+    _, index, _ = indexed
+    srv = FakeServer()
+    try:
+        proc = cli(
+            "query", "--index", str(index), "a dog, but no beach", "--decomposer", "sglang",
+            "--sglang_url", srv.url, "--cache_dir", str(tmp_path), "--json",
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert [r["model"] for r in srv.requests] == [SGLANG_MODEL]
+    assert json.loads(proc.stdout)["results"][0]["decomposition"]["neg"] == "a beach"
+
+
+def test_unreachable_sglang_server_is_reported_before_the_weights_load(indexed, tmp_path):
+    _, index, _ = indexed
+    url = "http://127.0.0.1:9"
+    proc = cli(
+        "query", "--index", str(index), "no dogs", "--decomposer", "sglang", "--sglang_url", url,
+        "--cache_dir", str(tmp_path), "--weights", str(tmp_path / "absent.safetensors"),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    # The server's error, not the (also wrong) --weights': it was checked first.
+    assert f"error: --decomposer sglang: cannot reach the SGLang server at {url}" in proc.stderr
+    assert f"--model {SGLANG_MODEL}" in proc.stderr and "None" not in proc.stderr
 
 
 def test_query_exclude_sets_the_negated_concept(indexed):
@@ -140,8 +175,30 @@ def test_query_exclude_sets_the_negated_concept(indexed):
 def test_serve_refuses_a_non_loopback_host_without_allow_remote(indexed):
     _, index, _ = indexed
     proc = cli("serve", "--index", str(index), "--host", "0.0.0.0", "--port", "1")
-    assert proc.returncode != 0 and "--allow_remote" in proc.stderr
+    assert proc.returncode == 2 and "--allow_remote" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_reports_a_taken_port_and_an_unreachable_sglang_server_before_loading(
+    indexed, tmp_path
+):
+    import socket
+
+    _, index, _ = indexed
+    absent = str(tmp_path / "absent.safetensors")  # would fail too, had the weights loaded first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = cli("serve", "--index", str(index), "--port", port, "--weights", absent)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --host 127.0.0.1 --port {port}: cannot listen there" in proc.stderr
+    proc = cli(
+        "serve", "--index", str(index), "--decomposer", "sglang", "--sglang_url",
+        "http://127.0.0.1:9", "--weights", absent,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot reach the SGLang server at http://127.0.0.1:9" in proc.stderr
 
 
 def test_serve_answers_health_and_search_then_stops(indexed):
@@ -179,6 +236,15 @@ def test_serve_answers_health_and_search_then_stops(indexed):
     assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
 
 
+def test_a_cache_dir_that_is_a_file_is_a_user_error(indexed, tmp_path):
+    _, index, _ = indexed
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file, not a folder")
+    proc = cli("query", "--index", str(index), "a dog", "--cache_dir", str(blocker))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --cache_dir {blocker}: cannot keep the compilation cache there" in proc.stderr
+
+
 def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed, tmp_path):
     import shutil
     import sqlite3
@@ -194,7 +260,7 @@ def test_a_crafted_or_damaged_index_is_an_error_message_not_a_traceback(indexed,
         with sqlite3.connect(crafted / "catalogue.sqlite") as db:
             db.execute("UPDATE settings SET value=? WHERE name=?", (value, name))
         proc = cli("query", "--index", str(crafted), "a dog")
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert message in proc.stderr
 
 
@@ -210,3 +276,12 @@ def test_a_decompression_bomb_in_the_photo_folder_is_listed_not_fatal(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "1 added, 0 changed, 0 removed, 0 unchanged, 1 failed" in proc.stdout
     assert "huge.png: refused as a possible decompression bomb" in proc.stdout
+
+
+def test_query_with_unloadable_weights_names_the_flag_and_what_to_pass(indexed, tmp_path):
+    _, index, _ = indexed
+    absent = tmp_path / "absent.safetensors"
+    proc = cli("query", "--index", str(index), "a dog", "--weights", str(absent))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --weights {absent}: cannot load these CLIP weights" in proc.stderr
+    assert "Hugging Face CLIP directory" in proc.stderr

@@ -306,6 +306,35 @@ def test_an_interrupted_reindex_keeps_the_index_usable_and_resumes_bit_identical
         np.testing.assert_array_equal(resumed[id_], emb)
 
 
+def test_symlinks_are_followed_only_on_request_and_what_the_walk_skips_is_reported(
+    tmp_path, tiny_clip
+):
+    root, outside = tmp_path / "photos", tmp_path / "elsewhere"
+    make_scene_folder(root, per_combination=1)
+    make_scene_folder(outside, per_combination=1)
+    n = len(list(root.rglob("*.png")))
+    (root / "linked").symlink_to(outside, target_is_directory=True)  # 9 more images, via a link
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a link loop
+    os.mkfifo(root / "pipe.jpg")  # never opened
+    index = tmp_path / "index"
+
+    report = build_index(root, index, clip=tiny_clip, progress=False)
+    assert report.added == n and not report.failed
+    assert sorted(report.skipped) == [
+        ("linked", "symbolic link not followed (follow_symlinks=True follows)"),
+        ("loop", "symbolic link not followed (follow_symlinks=True follows)"),
+        ("pipe.jpg", "a FIFO, not a regular file; not opened"),
+    ]
+
+    report = build_index(root, index, clip=tiny_clip, progress=False, follow_symlinks=True)
+    assert report.added == n and report.unchanged == n  # the linked folder's images, once each
+    assert sorted(report.skipped) == [
+        ("loop", "folder already walked (symbolic link loop or duplicate)"),
+        ("pipe.jpg", "a FIFO, not a regular file; not opened"),
+    ]
+    assert {k.split("/")[0] for k in stored(index)} >= {"linked"}
+
+
 @pytest.mark.parametrize("deleted", ["copy.png", "park/park_0.png"])
 def test_deleting_one_of_two_equal_files_keeps_the_embedding_for_the_other(
     tmp_path, scenes, tiny_clip, deleted

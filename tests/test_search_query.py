@@ -204,16 +204,25 @@ def test_sharded_search_matches_single_device(concept_index):
             assert [h.id for h in r.hits] == [x[0] for x in s]
 
 
-def test_many_queries_stream_and_rank_as_a_few_do(concept_index):
-    """Past MAX_QUERIES the Searcher switches to the streamed top_k; rankings are the same."""
-    from drc_jax.search.rank import MAX_QUERIES
+def test_many_queries_stream_and_rank_as_a_few_do(concept_index, monkeypatch):
+    """A batch whose score matrix exceeds retrieval's one-pass budget is streamed chunk by chunk;
+    its rankings equal those of a few queries searched in one pass."""
+    from drc_jax import retrieval
 
     index, _ = concept_index
     searcher = Searcher.open(index, clip=ConceptClip())
     few = ["a dog, but no beach", "a cat", "a park without a cat"]
-    many = few + [f"a street without a dog {i}" for i in range(MAX_QUERIES)]
+    many = few + [f"a street without a dog {i}" for i in range(16)]
+    n = len(searcher._device_images()[0])
+    # One pass for <= 2 * len(few) GEMM rows, streamed 2 images at a time beyond.
+    monkeypatch.setattr(retrieval, "ONE_PASS_SCORES", 2 * len(few) * n)
+    monkeypatch.setattr(retrieval, "DEFAULT_CHUNK", 2)
+    plans = []
+    plan = retrieval._plan
+    monkeypatch.setattr(retrieval, "_plan", lambda *a: plans.append(plan(*a)) or plans[-1])
     direct = searcher.search(few, k=5, methods=("clip", "drc"))
     streamed = searcher.search(many, k=5, methods=("clip", "drc"))
+    assert [p[0] for p in plans] == [n, n, 2, 2]  # chunk: one pass, then streamed
     for m in ("clip", "drc"):
         for a, b in zip(direct[m], streamed[m][: len(few)], strict=True):
             assert [h.id for h in a.hits] == [h.id for h in b.hits]

@@ -288,7 +288,7 @@ def test_search_query_cli_refuses_an_index_naming_outside_weights_with_a_message
         )
 
     proc = query()
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"names the local weights '{tmp_path / 'ViT-B-32.pt'}', outside the index" in proc.stderr
     assert not (tmp_path / "pwned").exists()
     proc = query("--weights", "random:test-tiny", "--json")  # passed by the user: used

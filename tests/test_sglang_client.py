@@ -402,7 +402,7 @@ def _run_decompose_cli(url: str, tmp_path, stdin: str, *extra: str):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "drc_jax.decompose", "--backend", "sglang", "--url", url]
+        [sys.executable, "-m", "drc_jax.decompose", "--decomposer", "sglang", "--sglang_url", url]
         + ["--cache_dir", str(tmp_path / "c"), *extra],
         input=stdin,
         capture_output=True,

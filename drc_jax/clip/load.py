@@ -220,6 +220,11 @@ def _cache_save(entry: Path, cfg: CLIPConfig, params) -> None:
 
 
 # --- resolving specs ------------------------------------------------------------------------------
+class WeightsUnavailableError(RuntimeError):
+    """A hub id that cannot be downloaded (offline, unknown id, gated); the message says what to
+    do instead."""
+
+
 def _download(hub_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
@@ -231,7 +236,7 @@ def _download(hub_id: str) -> Path:
             )
         return d
     except Exception as e:  # noqa: BLE001 - wrap offline/missing-repo errors with what to do
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             f"could not get {hub_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
             "If this machine is offline, download the model where there is a connection "
             f"(`hf download {hub_id}`) and pass its local directory to load_clip, or point "

@@ -16,6 +16,7 @@ in order, and never raise for one bad caption (an unusable LLM answer falls back
 
 from __future__ import annotations
 
+from drc_jax import defaults
 from drc_jax.decompose.jsonl import load_decompositions_jsonl, write_decompositions_jsonl
 from drc_jax.decompose.protocol import Decomposer
 from drc_jax.decompose.rules import RuleDecomposer
@@ -39,7 +40,7 @@ from drc_jax.decompose.types import (
     DecompositionError,
 )
 
-BACKENDS = ("rules", "sglang")
+BACKENDS = defaults.DECOMPOSERS
 
 
 def get_decomposer(backend: str = "rules", **kwargs) -> Decomposer:

@@ -1,4 +1,6 @@
-"""``python -m drc_jax.decompose [--backend rules|sglang] [QUERY ...] [< captions.txt] > out.jsonl``
+"""``drc-decompose [--decomposer rules|sglang] [QUERY ...] [< captions.txt] > out.jsonl``
+
+(``python -m drc_jax.decompose`` is the same command.)
 
 Decomposes the queries given as arguments, or else one caption per line on stdin, and writes
 one JSON object per line on stdout (fields: caption, negated, aff, neg, cf, strength, negs), in
@@ -14,17 +16,27 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from drc_jax.decompose import BACKENDS, get_decomposer, write_decompositions_jsonl
+from drc_jax import cli
+from drc_jax.decompose import get_decomposer, write_decompositions_jsonl
 from drc_jax.decompose.sglang import MODES, SGLangRequestError
 from drc_jax.decompose.syntax import decompose_queries
-from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("backend", "rules", list(BACKENDS), "Decomposer backend.")
-flags.DEFINE_string("url", SGLANG_URL, "SGLang server (--backend sglang).")
-flags.DEFINE_string("model", SGLANG_MODEL, "Model name the server serves.")
+cli.define(
+    "decomposer",
+    "sglang_url",
+    "sglang_model",
+    "cache_dir",
+    "batch_size",
+    batch_size=None,
+    help_suffix={
+        "batch_size": "Captions per batch, written as each batch completes (default: 1 for "
+        "rules, 1024 for sglang, whose requests run concurrently within a batch).",
+    },
+)
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum(
     "mode",
     "merged",
@@ -35,15 +47,6 @@ flags.DEFINE_enum(
 flags.DEFINE_integer("concurrency", 64, "Requests in flight (SGLang batches them).")
 flags.DEFINE_float("timeout", 120.0, "Seconds per request (a deadline for the whole answer).")
 flags.DEFINE_integer("retries", 3, "Extra tries per request (exponential backoff).")
-flags.DEFINE_string(
-    "cache_dir", None, "Decomposition cache (default ~/.cache/drc_jax/decompositions; '' = off)."
-)
-flags.DEFINE_integer(
-    "batch",
-    None,
-    "Captions per batch, written as each batch completes (default: 1 for rules, "
-    "1024 for sglang, whose requests run concurrently within a batch).",
-)
 flags.DEFINE_multi_string(
     "exclude", [], "A concept to exclude from every query (repeatable), like '-term' in a query."
 )
@@ -55,21 +58,28 @@ def _lines():
 
 
 def main(argv):
-    if FLAGS.backend == "rules":
+    for name in ("batch_size", "concurrency"):
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            raise cli.UserError(f"--{name}={FLAGS[name].value}: must be at least 1.")
+    if FLAGS.timeout <= 0 or FLAGS.retries < 0:
+        raise cli.UserError("--timeout must be > 0 and --retries >= 0.")
+    if FLAGS.decomposer == "rules":
         dec = get_decomposer("rules")
     else:
-        dec = get_decomposer(
-            "sglang",
-            url=FLAGS.url,
-            model=FLAGS.model,
+        # No reachability check up front: answers already cached need no server, and an
+        # unreachable one is reported after the first requests (nothing slow happens before).
+        cli.check_sglang_url(FLAGS.sglang_url)
+        dec = cli.sglang_decomposer(
+            FLAGS.cache_dir,
+            url=FLAGS.sglang_url,
+            model=FLAGS.sglang_model,
             mode=FLAGS.mode,
             concurrency=FLAGS.concurrency,
             timeout_s=FLAGS.timeout,
             retries=FLAGS.retries,
-            cache_dir=FLAGS.cache_dir,
         )
     queries = argv[1:] or _lines()
-    size = FLAGS.batch or (1 if FLAGS.backend == "rules" else 1024)
+    size = FLAGS.batch_size or (1 if FLAGS.decomposer == "rules" else 1024)
     batch: list[str] = []
     negated = 0
 
@@ -88,14 +98,19 @@ def main(argv):
         if batch:
             flush()
     except (ConnectionError, SGLangRequestError) as e:  # server down / rejecting everything
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise cli.UserError(str(e)) from e
     finally:
         dec.close()
     # "negated" counts what was written (a -term or --exclude negates a plain query).
-    print(json.dumps({"backend": FLAGS.backend, **dec.stats, "negated": negated}), file=sys.stderr)
+    stats = {"decomposer": FLAGS.decomposer, **dec.stats, "negated": negated}
+    print(json.dumps(stats), file=sys.stderr)
     return 0
 
 
+def run() -> None:
+    """The ``drc-decompose`` console script."""
+    cli.run(main, module_name=__name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -41,8 +41,7 @@ class DecompositionCache:
 
     def __init__(self, cache_dir: str | os.PathLike, backend: str, model: str, prompt_version: str):
         self.backend, self.model, self.prompt_version = backend, model, prompt_version
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{backend}-{model}-{prompt_version}")
-        self.path = Path(cache_dir).expanduser() / f"{slug}.jsonl"
+        self.path = self.path_for(cache_dir, backend, model, prompt_version)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._entries: dict[str, Decomposition] = {}
@@ -51,6 +50,14 @@ class DecompositionCache:
         if self.path.stat().st_size and not self._ends_with_newline():
             self._file.write("\n")  # after a torn last line, start a fresh one
             self._file.flush()
+
+    @staticmethod
+    def path_for(
+        cache_dir: str | os.PathLike, backend: str, model: str, prompt_version: str
+    ) -> Path:
+        """The cache file of one (backend, model, prompt version) under ``cache_dir``."""
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{backend}-{model}-{prompt_version}")
+        return Path(cache_dir).expanduser() / f"{slug}.jsonl"
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as f:

@@ -164,8 +164,8 @@ class SGLangDecomposer:
             if len(self._rejections) == len(todo):
                 raise SGLangRequestError(
                     f"{self.config.url} rejected all {len(todo)} requests, e.g. "
-                    f"{self._rejections[0]}; check --model ({self.config.model!r}) against the "
-                    "served model and that the server supports json_schema response_format."
+                    f"{self._rejections[0]}; check --sglang_model ({self.config.model!r}) against "
+                    "the served model and that the server supports json_schema response_format."
                 )
         out = [results[c] for c in captions]
         self.stats["captions"] += len(out)
@@ -220,7 +220,7 @@ class SGLangDecomposer:
             raise SGLangUnavailableError(
                 f"SGLang server at {cfg.url} is unreachable ({failure}) after "
                 f"{cfg.retries + 1} tries; {where}. Start it with `python -m launch.serve_sglang "
-                f"--model {cfg.model}` (or pass the right --url)."
+                f"--model {cfg.model}` (or pass the right --sglang_url)."
             ) from failure
 
     def _one(self, caption: str) -> Decomposition:

@@ -1,28 +1,32 @@
-r"""``python -m drc_jax.launch``: reproduce the paper's NegBench tables (or a synthetic check).
+r"""``drc-launch`` (or ``python -m drc_jax.launch``): reproduce the paper's NegBench tables.
 
-    python -m drc_jax.launch --benchmark synthetic --output_dir runs/synthetic
-    python -m drc_jax.launch --benchmark coco --captions_csv COCO_val_negated_...csv \
+    drc-launch --benchmark synthetic --output_dir runs/synthetic   # an offline synthetic check
+    drc-launch --benchmark coco --captions_csv COCO_val_negated_...csv \
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
-    python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
+    drc-launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
 
 The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_config`), read with
 ``ml_collections.config_flags``: ``--config`` takes a name in ``configs/`` or a file path, and
 ``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
 ``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
 
-Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights) print one
-message naming the file/row and what to do, and exit with status 2; never a bare traceback.
+Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights or SGLang
+server, a bad flag value) print one message naming the file/row/flag and what to do, and exit with
+status 2; never a bare traceback. Flags shared with drc-decompose and drc-search have the same
+names (drc_jax/cli.py).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import ConfigDict, config_flags
 
+from drc_jax import cli, defaults
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
 from drc_jax.launch.errors import USER_ERRORS
 
@@ -51,7 +55,8 @@ def _define_flags() -> None:
         "Python file whose get_config() returns base_config() with its rows. Override any "
         "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
         "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
-        f"{', '.join(sorted(SHORTHANDS))}.",
+        f"{', '.join(sorted(SHORTHANDS))}. Shared with drc-decompose and drc-search: "
+        + " ".join(f"--{name}: {spec.help}" for name, spec in cli.SHARED.items()),
     )
     flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
     flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
@@ -101,6 +106,23 @@ def expand_argv(argv: list[str]) -> list[str]:
     return [argv[0], *config, *out]
 
 
+def check_sglang(config: ConfigDict) -> None:
+    """``--decomposer sglang``: the server answers, checked before the weights load; unless
+    ``--decompositions`` replaces it or a decomposition cache of this model exists (its answers
+    may need no server; the pipeline then names what is missing)."""
+    if config.decomposer != "sglang" or config.decompositions:
+        return
+    model = config.sglang_model or defaults.SGLANG_MODEL
+    if config.cache_dir:
+        from drc_jax.decompose.cache import DecompositionCache
+        from drc_jax.decompose.prompts import PROMPT_VERSION
+
+        where = Path(config.cache_dir).expanduser() / "decompositions"
+        if DecompositionCache.path_for(where, "sglang-merged", model, PROMPT_VERSION).exists():
+            return
+    cli.check_sglang_server(config.sglang_url, model)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -109,13 +131,14 @@ def main(argv: list[str]) -> int:
     logging.getLogger("drc_jax").setLevel(logging.INFO)  # keep ours
     try:
         config = validate(FLAGS.config)
+        check_sglang(config)
         from drc_jax.parallel import initialize_distributed
 
         initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         from drc_jax.launch import pipeline, report
 
         results = pipeline.run(config)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, cli.UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -135,6 +158,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with an unknown ``--config.FIELD`` turned into a message."""
     try:
         return flags.FLAGS(argv)
+    except flags.Error as e:  # a value of the wrong type, an unknown flag
+        cli.fail(f"{e}. Pass --helpfull for the flags; run config fields as --config.FIELD=VALUE.")
     except (AttributeError, KeyError) as e:
         detail = str(e.args[0] if e.args else e).replace("'", "")
         missing = detail.split("\n")[0].strip('"')
@@ -151,6 +176,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
+    """The ``drc-launch`` console script."""
     try:
         argv = expand_argv(sys.argv)
     except ConfigError as e:
@@ -158,6 +184,7 @@ def run() -> None:
         sys.exit(2)
     sys.argv = argv  # config_flags reads its overrides from sys.argv
     _define_flags()
+    cli.show_in_help(__name__)
     app.run(main, argv=argv, flags_parser=_parse_flags)
 
 

@@ -56,10 +56,10 @@ SYNTHETIC = ("synthetic", "synthetic_video")
 # Settings that take one of a few values (checked by :func:`validate`).
 CHOICES = {
     "benchmark": BENCHMARKS,
-    "dtype": ("float32", "bfloat16"),
-    "preprocess": ("spacevlm", "openai"),
+    "dtype": defaults.DTYPES,
+    "preprocess": defaults.PREPROCESS_MODES,
     "video_sampling": ("spacevlm", "negbench"),
-    "decomposer": ("rules", "sglang"),
+    "decomposer": defaults.DECOMPOSERS,
     "decomposer_mode": DECOMPOSER_MODES,
     "on_missing_media": ("fail", "skip"),
     "on_bad_caption": ("fail", "skip", "keep"),

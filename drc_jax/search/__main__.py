@@ -1,10 +1,10 @@
-"""``python -m drc_jax.search``: index a folder of images, then search it with negation.
+"""``drc-search`` (or ``python -m drc_jax.search``): index folders of images, search with negation.
 
-    python -m drc_jax.search index --images ~/Pictures --index ~/pictures.idx
-    python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" -k 10
-    python -m drc_jax.search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
+    drc-search index --images ~/Pictures --index ~/pictures.idx [--follow_symlinks]
+    drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
+    drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
         --method drc --decomposer rules --figure out.png --json
-    python -m drc_jax.search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
+    drc-search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
 
 ``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
 files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
@@ -20,17 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from drc_jax.defaults import SGLANG_URL
-from drc_jax.media import FINGERPRINTS
+from drc_jax import cli
+from drc_jax.clip.load import WeightsUnavailableError
+from drc_jax.media import FINGERPRINTS, MediaError
 from drc_jax.scoring import METHODS
-from drc_jax.search.index import (
-    DEFAULT_WEIGHTS,
-    PREPROCESS_MODES,
-    build_index,
-    is_random,
-)
+from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
 from drc_jax.store import StoreError
 
 FLAGS = flags.FLAGS
@@ -38,24 +34,45 @@ flags.DEFINE_string("index", None, "Index directory (created by `index`, read by
 flags.DEFINE_multi_string(
     "images", None, "index: folder of images, searched recursively (repeat for several)."
 )
-flags.DEFINE_string(
+cli.define(
     "weights",
-    DEFAULT_WEIGHTS,
-    "CLIP weights: HF dir, hub id, OpenAI .pt/.safetensors, or random:<backbone> (tests). "
-    "query: defaults to the weights the index was built with.",
+    "dtype",
+    "preprocess",
+    "batch_size",
+    "cache_dir",
+    "decomposer",
+    "sglang_url",
+    "sglang_model",
+    "progress",
+    weights=DEFAULT_WEIGHTS,
+    batch_size=None,
+    help_suffix={
+        "weights": "query: defaults to the weights the index was built with.",
+        "preprocess": "(index)",
+        "batch_size": "index: images per batch (default 64 per device).",
+        "cache_dir": "query: decompositions are cached under it.",
+    },
 )
-flags.DEFINE_string("dtype", "float32", "Compute dtype of the CLIP encoders.")
-flags.DEFINE_enum("preprocess", "spacevlm", PREPROCESS_MODES, "index: image preprocessing.")
-flags.DEFINE_integer("batch_size", None, "index: images per batch (default 64 per device).")
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
 flags.DEFINE_bool("retry_failed", False, "index: retry files that failed before, unchanged.")
+flags.DEFINE_bool(
+    "follow_symlinks",
+    False,
+    "index: follow symbolic links to files and folders (a link loop is walked once); by default "
+    "links are skipped and listed.",
+)
 flags.DEFINE_integer("k", 10, "query: results per query.")
 flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
-flags.DEFINE_enum("decomposer", "rules", ["rules", "sglang"], "query: how queries are decomposed.")
-flags.DEFINE_string("sglang_url", SGLANG_URL, "query: SGLang server (sglang).")
-flags.DEFINE_string("sglang_model", None, "query: model name served by SGLang (sglang).")
-flags.DEFINE_string("decomposition_cache", None, "query: cache dir for LLM decompositions.")
+flags.DEFINE_string(
+    "decomposition_cache", None, "Deprecated: the LLM decomposition folder (use --cache_dir)."
+)
+cli.deprecated_flag(
+    "decomposition_cache",
+    "use --cache_dir (the cache root; decompositions go under its decompositions/). It still "
+    "names the decomposition folder itself in this release.",
+)
 flags.DEFINE_string("queries_file", None, "query: also read queries from this file, one a line.")
 flags.DEFINE_bool("json", False, "query: print JSON instead of a table.")
 flags.DEFINE_string("figure", None, "query: write a CLIP-vs-method PNG (out.png; out-<i>.png).")
@@ -64,15 +81,14 @@ flags.DEFINE_bool(
     False,
     "query --figure: red border when a result's path names the negated concept, else green.",
 )
-flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_enum(
     "image_dtype", "bfloat16", ["bfloat16", "float32"], "query/serve: image embeddings on device."
 )
 flags.DEFINE_bool(
     "compilation_cache",
     True,
-    "query/serve: keep compiled XLA programs in JAX's persistent cache (under $DRC_JAX_CACHE or "
-    "~/.cache/drc_jax) so the next start skips compiling.",
+    "query/serve: keep compiled XLA programs in JAX's persistent cache (under --cache_dir) so "
+    "the next start skips compiling.",
 )
 flags.DEFINE_multi_string(
     "exclude", [], "query: a concept to exclude from every query (repeatable), like '-term'."
@@ -88,8 +104,8 @@ flags.DEFINE_bool(
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-USAGE = "usage: python -m drc_jax.search index|query|serve|export [flags] [queries...]"
 COMMANDS = ("index", "query", "serve", "export")
+USAGE = "drc-search index|query|serve|export [flags] [queries...] (or python -m drc_jax.search)"
 
 
 def random_note(weights_id: str) -> str:
@@ -97,11 +113,14 @@ def random_note(weights_id: str) -> str:
 
 
 def run_index() -> int:
-    if not FLAGS.images or not FLAGS.index:
-        raise app.UsageError("index needs --images DIR and --index PATH")
-    from drc_jax.clip import load_clip
-
-    clip = load_clip(FLAGS.weights, dtype=FLAGS.dtype)
+    # Everything the user can get wrong is checked before the weights load.
+    cli.check_folders("images", FLAGS.images)
+    if not FLAGS.index:
+        raise cli.UserError("index needs --index DIR: where to write the index.")
+    cli.check_writable_dir("index", FLAGS.index)
+    if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
+        raise cli.UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1.")
+    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
     report = build_index(
         FLAGS.images,
         FLAGS.index,
@@ -113,6 +132,7 @@ def run_index() -> int:
         reset=FLAGS.reset,
         retry_failed=FLAGS.retry_failed,
         progress=FLAGS.progress,
+        follow_symlinks=FLAGS.follow_symlinks,
     )
     if is_random(clip.weights_id):
         print(f"NOTE: {random_note(clip.weights_id)}")
@@ -126,6 +146,10 @@ def run_index() -> int:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
         for id_, reason in report.failed:
             print(f"  {id_}: {reason}")
+    if report.skipped:
+        print(f"{len(report.skipped)} entr(ies) skipped by the walk (not indexed):")
+        for id_, reason in report.skipped:
+            print(f"  {id_}: {reason}")
     return 0
 
 
@@ -133,10 +157,31 @@ def run_export() -> int:
     from drc_jax.search.export import export_index
 
     if not FLAGS.index or not FLAGS.output:
-        raise app.UsageError("export needs --index PATH and --output FILE")
+        raise cli.UserError("export needs --index DIR and --output FILE.")
+    read_info(FLAGS.index)
     n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
     print(f"exported {n} files of {FLAGS.index} -> {FLAGS.output} ({FLAGS.format})")
     return 0
+
+
+def open_decomposer(queries: list[str] | None):
+    """The decomposer the flags name; for sglang the server is checked now (before CLIP loads)
+    unless every query's decomposition is already cached (``queries=None``, serve: always)."""
+    from drc_jax.decompose import get_decomposer
+
+    if FLAGS.decomposer == "rules":
+        return get_decomposer("rules")
+    folder = FLAGS.decomposition_cache if FLAGS["decomposition_cache"].present else None
+    dec = cli.sglang_decomposer(
+        FLAGS.cache_dir, folder, url=FLAGS.sglang_url, model=FLAGS.sglang_model
+    )
+    if queries is None or dec.cache is None or any(dec.cache.get(q) is None for q in queries):
+        try:
+            cli.check_sglang_server(FLAGS.sglang_url, FLAGS.sglang_model)
+        except cli.UserError:
+            dec.close()
+            raise
+    return dec
 
 
 def figure_paths(out: str, n: int) -> list[Path]:
@@ -153,47 +198,64 @@ def describe(dec) -> str:
     return f'aff="{dec.aff}" | neg="{dec.neg}" | cf="{dec.cf}" | strength={dec.strength}'
 
 
-def decomposer_options() -> dict:
-    options = {}
-    if FLAGS.decomposer == "sglang":
-        options = {"url": FLAGS.sglang_url, "model": FLAGS.sglang_model}
-        if FLAGS.decomposition_cache:
-            options["cache_dir"] = FLAGS.decomposition_cache
-    return options
-
-
-def open_searcher():
+def open_searcher(queries: list[str] | None = None):
+    """The index, its CLIP and the decomposer, every user error found before the weights load:
+    the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
     from drc_jax.search.query import Searcher
 
-    if FLAGS.compilation_cache:
-        from drc_jax.search.compile_cache import enable_compilation_cache
+    info = read_info(FLAGS.index)  # a missing or damaged index, before anything loads
+    decomposer = open_decomposer(queries)
+    if FLAGS.compilation_cache and FLAGS.cache_dir:  # --cache_dir '' turns every cache off
+        from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
 
-        enable_compilation_cache()
-    return Searcher.open(
-        FLAGS.index,
-        weights=FLAGS.weights if FLAGS["weights"].present else None,
-        dtype=FLAGS.dtype,
-        decomposer=FLAGS.decomposer,
-        decomposer_options=decomposer_options(),
-        image_dtype=FLAGS.image_dtype,
-    )
+        try:
+            enable_compilation_cache(Path(FLAGS.cache_dir).expanduser() / SUBDIR)
+        except OSError as e:
+            decomposer.close()
+            raise cli.UserError(
+                f"--cache_dir {FLAGS.cache_dir}: cannot keep the compilation cache there ({e}); "
+                "pass another --cache_dir, or --nocompilation_cache."
+            ) from e
+    given = FLAGS["weights"].present  # else Searcher.open loads the weights the index names
+    try:
+        return Searcher.open(
+            FLAGS.index,
+            weights=FLAGS.weights if given else None,
+            dtype=FLAGS.dtype,
+            decomposer=decomposer,
+            image_dtype=FLAGS.image_dtype,
+        )
+    except (OSError, ImportError, WeightsUnavailableError) as e:
+        decomposer.close()
+        what, advice = (
+            (f"--weights {FLAGS.weights}: cannot load these CLIP weights", cli.WEIGHTS_ADVICE)
+            if given
+            else (
+                f"--index {FLAGS.index}: cannot load the CLIP weights it was built with, "
+                f"{info.weights!r}",
+                "Pass --weights with a local copy of the same weights.",
+            )
+        )
+        raise cli.UserError(f"{what} ({type(e).__name__}: {e}). {advice}") from e
+    except BaseException:
+        decomposer.close()
+        raise
 
 
 def run_serve() -> int:
     import time
 
-    from drc_jax.search.index import read_info
     from drc_jax.search.server import create_app, exposure_note, is_loopback
 
     start = time.perf_counter()
     if not FLAGS.index:
-        raise app.UsageError("serve needs --index PATH")
+        raise cli.UserError("serve needs --index DIR (built by `drc-search index`).")
     if not is_loopback(FLAGS.host) and not FLAGS.allow_remote:
-        raise app.UsageError(
+        raise cli.UserError(
             f"--host {FLAGS.host} is not a loopback address: other machines could search and "
             "view every indexed file. Pass --allow_remote to do that on purpose."
         )
-    read_info(FLAGS.index)  # a missing index is reported before anything slow loads
+    cli.check_port(FLAGS.host, FLAGS.port)
     searcher = open_searcher()
     searcher.warm()
     import uvicorn
@@ -217,13 +279,19 @@ def run_query(queries: list[str]) -> int:
     from drc_jax.search.query import render_search_figure
 
     if not FLAGS.index:
-        raise app.UsageError("query needs --index PATH")
+        raise cli.UserError("query needs --index DIR (built by `drc-search index`).")
     if FLAGS.queries_file:
-        lines = Path(FLAGS.queries_file).read_text().splitlines()
+        try:
+            lines = Path(FLAGS.queries_file).expanduser().read_text().splitlines()
+        except OSError as e:
+            msg = f"--queries_file {FLAGS.queries_file}: cannot read it ({e})."
+            raise cli.UserError(msg) from e
         queries += [q.strip() for q in lines if q.strip()]
     if not queries:
-        raise app.UsageError('query needs at least one query, e.g. "a dog not on a beach"')
-    searcher = open_searcher()
+        raise cli.UserError('query needs at least one query, e.g. "a dog not on a beach".')
+    if FLAGS.k < 1:
+        raise cli.UserError(f"--k={FLAGS.k}: must be at least 1.")
+    searcher = open_searcher(queries)
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
         methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
@@ -292,22 +360,27 @@ def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(USAGE)
+        given = f"unknown command {argv[1]!r}" if len(argv) > 1 else "no command given"
+        raise cli.UserError(f"{given}; usage: {USAGE}. --helpshort lists the flags.")
     command, rest = argv[1], argv[2:]
-    try:
-        if command in ("index", "export"):
-            if rest:
-                raise app.UsageError(f"{command} takes no positional arguments, got {rest}")
-            return run_index() if command == "index" else run_export()
-        if command == "serve":
-            if rest:
-                raise app.UsageError(f"serve takes no positional arguments, got {rest}")
-            return run_serve()
+    if command != "query" and rest:
+        raise cli.UserError(
+            f"{command} takes no positional arguments, got {rest}; queries go to `query`."
+        )
+    if command == "query":
         return run_query(rest)
-    except (StoreError, FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
+
+
+# Errors the user can fix (a missing/damaged index, weights that differ from the index's, an
+# SGLang server down or rejecting every request, unreadable media): exit 2 with the message.
+USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, ConnectionError, MediaError)
+
+
+def run() -> None:
+    """The ``drc-search`` console script."""
+    cli.run(main, USER_ERRORS, __name__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -9,8 +9,9 @@ weights id and the preprocessing); its settings record the roots and how to load
 
 Files are found, fingerprinted, decoded and embedded by :mod:`drc_jax.media` (the benchmark's
 media path too): images upright by their EXIF orientation, videos as the mean of 4 frames,
-symbolic links not followed, FIFOs and devices never opened. Unreadable files are listed, never
-fatal.
+symbolic links followed only on request (``follow_symlinks``; a link loop is entered once), FIFOs
+and devices never opened. Unreadable files and the entries the walk skipped are listed in the
+report, never fatal.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from drc_jax import defaults
 from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
-DEFAULT_WEIGHTS = "openai/clip-vit-base-patch32"
-PREPROCESS_MODES = ("spacevlm", "openai")
+DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
+PREPROCESS_MODES = defaults.PREPROCESS_MODES
 
 
 @dataclass(frozen=True)
@@ -143,15 +145,23 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     return out
 
 
-def _scan(roots: list[Path], known: dict[str, tuple[str, str]], how: str):
-    """``path -> (hash, stamp)`` of every image under ``roots`` and ``(id, reason)`` failures.
+def _scan(
+    roots: list[Path], known: dict[str, tuple[str, str]], how: str, follow_symlinks: bool = False
+):
+    """``path -> (hash, stamp)`` of every image under ``roots``, ``(id, reason)`` failures and
+    ``(id, reason)`` entries the walk skipped (FIFOs, devices, unfollowed links, link loops).
 
     A file whose stamp (size, mtime) is unchanged keeps its known hash (unless ``how="sha1"``:
     hash every file again); others are read and hashed.
     """
-    names, failed = {}, []
+    names, failed, skipped = {}, [], []
     for root in roots:
-        for path in scan_images(root):
+
+        def on_skip(path: Path, reason: str, root: Path = root) -> None:
+            where = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+            skipped.append((where, reason))
+
+        for path in scan_images(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
                 old = known.get(str(path))
@@ -159,7 +169,7 @@ def _scan(roots: list[Path], known: dict[str, tuple[str, str]], how: str):
                 names[str(path)] = (old[0] if hit else fingerprint(path, "sha1"), stamp)
             except (OSError, MediaError) as e:  # vanished or unreadable since listed
                 failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
-    return names, failed
+    return names, failed, skipped
 
 
 def build_index(
@@ -176,6 +186,7 @@ def build_index(
     retry_failed: bool = False,
     progress: bool = True,
     store_dtype: str = "float32",
+    follow_symlinks: bool = False,
 ) -> SyncReport:
     """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
@@ -189,6 +200,9 @@ def build_index(
     "stat" trusts an unchanged size and mtime, "sha1" hashes every file again. Unreadable files are
     listed in ``report.failed`` and retried once they change (or with ``retry_failed``).
     ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
+    Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
+    a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
+    is listed in ``report.skipped`` as ``(id, reason)``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -224,7 +238,7 @@ def build_index(
         ) from None
     with store:
         old = store.names()
-        names, unreadable = _scan(roots, old, fingerprint_by)
+        names, unreadable, skipped = _scan(roots, old, fingerprint_by, follow_symlinks)
         ids = {n: _id(n, roots) for n in names}
         first: dict[str, str] = {}  # a file per content
         for name, (h, _) in names.items():
@@ -252,6 +266,7 @@ def build_index(
             store.set_setting("weights", str(weights or clip.weights_id))
         store.prune(first)
     bad = dict(report.failed)
+    report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
     ok = {n: h for n, (h, _) in names.items() if h not in bad}
     report.added = sum(n not in old for n in ok)

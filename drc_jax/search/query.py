@@ -2,10 +2,10 @@
 
 Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
 embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch: up to
-:data:`~drc_jax.search.rank.MAX_QUERIES` in one pass over the index
-(:func:`~drc_jax.search.rank.rank_top_k`), more with the streamed ``top_k``, whose image
-embeddings are sharded over the local devices when there are several (``top_k(..., mesh=...)``).
+ranked paths. All queries of a call are decomposed, embedded and scored as one batch by
+``top_k``, which plans a person's handful of queries as one pass over the index and streams
+larger batches; the image embeddings are sharded over the local devices when there are several
+(``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
@@ -30,7 +30,6 @@ from ml_dtypes import bfloat16
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
-from drc_jax.search.rank import MAX_QUERIES, rank_top_k
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -216,12 +215,8 @@ class Searcher:
         k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            if len(queries) <= MAX_QUERIES:  # a person's queries: one pass, no streaming
-                scores, indices = rank_top_k(images, q, k_run, method=method, params=self.params)
-            else:
-                res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
-                scores, indices = np.asarray(res.scores), np.asarray(res.indices)
-            scores, indices = scores[:, :k], indices[:, :k]
+            res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
+            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
             out[method] = [
                 SearchResult(
                     query=query,

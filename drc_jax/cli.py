@@ -1,0 +1,318 @@
+"""One command-line vocabulary for ``drc-launch``, ``drc-decompose`` and ``drc-search``.
+
+A setting shared by several commands has one flag name everywhere, the name of its key in the
+launcher's run config (:func:`drc_jax.launch.config.base_config`), and one help text, defined here
+(:data:`SHARED`). The launcher reads these names as config shorthands (``--batch_size 32`` is
+``--config.batch_size=32``); ``decompose`` and ``search`` define them with :func:`define`.
+Spellings of earlier releases (:data:`DEPRECATED`) still work for one release and print a one-line
+warning.
+
+Every mistake the user can fix ends the same way in all three commands: one paragraph on stderr
+(what went wrong, which flag/file/server, what to do) and exit status 2, found before anything slow
+(weights, compilation) starts. :class:`UserError` carries such a message; :func:`run` turns it,
+and absl's flag errors, into that exit.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from absl import app, flags
+
+from drc_jax import defaults
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message names the flag/file/server and what to do."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A flag shared by several commands: its absl kind, help text and allowed values."""
+
+    kind: str  # "string" | "enum" | "integer" | "bool"
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+SHARED: dict[str, Shared] = {
+    "weights": Shared(
+        "string",
+        "CLIP weights: a Hugging Face directory, a hub id (openai/clip-vit-base-patch32), an "
+        "OpenAI .pt/.safetensors file, or random:<backbone> (tests only).",
+    ),
+    "dtype": Shared("enum", "Compute dtype of the CLIP encoders.", defaults.DTYPES),
+    "preprocess": Shared(
+        "enum",
+        "Image preprocessing: spacevlm squashes to 224x224, openai resizes and centre-crops.",
+        defaults.PREPROCESS_MODES,
+    ),
+    "batch_size": Shared("integer", "Items per batch."),
+    "cache_dir": Shared(
+        "string",
+        "Cache root (converted weights, embeddings, LLM decompositions under decompositions/); "
+        "'' turns caching off. Default: $DRC_JAX_CACHE or ~/.cache/drc_jax.",
+    ),
+    "decomposer": Shared(
+        "enum",
+        "How queries are split into aff/neg/cf + strength: rules (offline) or sglang (an LLM "
+        "behind an SGLang server).",
+        defaults.DECOMPOSERS,
+    ),
+    "sglang_url": Shared("string", "SGLang server (--decomposer sglang)."),
+    "sglang_model": Shared("string", "Model the SGLang server serves (--decomposer sglang)."),
+    "progress": Shared("bool", "Show progress bars."),
+}
+
+# Old spelling -> the shared name. Kept for one release: they work and print a warning.
+DEPRECATED: dict[str, str] = {
+    "backend": "decomposer",
+    "url": "sglang_url",
+    "model": "sglang_model",
+    "batch": "batch_size",
+}
+
+# The launcher's defaults (base_config's; a test keeps them equal) for the other commands, which
+# do not import the run config (and with it JAX) to start.
+DEFAULTS = {
+    "dtype": "float32",
+    "preprocess": "spacevlm",
+    "cache_dir": str(defaults.cache_root()),
+    "decomposer": "rules",
+    "sglang_url": defaults.SGLANG_URL,
+    "sglang_model": defaults.SGLANG_MODEL,
+    "progress": True,
+}
+
+
+def define(*names: str, help_suffix: dict[str, str] | None = None, **default) -> None:
+    """Define the shared flags ``names`` (defaults: :data:`DEFAULTS`, or ``name=value``), and
+    the deprecated spellings of those that have one."""
+    help_suffix = help_suffix or {}
+    for name in names:
+        spec = SHARED[name]
+        value = default.get(name, DEFAULTS.get(name))
+        text = spec.help + (f" {help_suffix[name]}" if name in help_suffix else "")
+        _define(spec, name, value, text)
+        for old, new in DEPRECATED.items():
+            if new == name:
+                _define(spec, old, None, f"Deprecated spelling of --{new}.")
+
+
+def _define(spec: Shared, name: str, value, text: str) -> None:
+    if spec.kind == "enum":
+        flags.DEFINE_enum(name, value, list(spec.choices), text)
+    else:
+        getattr(flags, f"DEFINE_{spec.kind}")(name, value, text)
+
+
+def deprecated_flag(name: str, advice: str) -> None:
+    """Register ``--name`` (defined by the caller, still honoured by it) as deprecated: given, it
+    prints ``advice`` (what to use instead) as a one-line warning."""
+    _DEPRECATED_FLAGS[name] = advice
+
+
+_DEPRECATED_FLAGS: dict[str, str] = {}
+
+
+def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
+    """Copy each deprecated flag given into its new name, with a one-line warning on stderr.
+
+    Both spellings given with different values is a :class:`UserError`.
+    """
+    for old, new in DEPRECATED.items():
+        if old not in values or new not in values or not values[old].present:
+            continue
+        print(
+            f"warning: --{old} is deprecated and will be removed in the next release; use --{new}.",
+            file=sys.stderr,
+        )
+        given = values[old].value
+        if values[new].present and values[new].value != given:
+            raise UserError(
+                f"--{old}={given} (the old spelling of --{new}) and --{new}={values[new].value} "
+                f"disagree; pass --{new} only."
+            )
+        values[new].value = given
+        values[new].present = 1
+    for name, advice in _DEPRECATED_FLAGS.items():
+        if name in values and values[name].present:
+            print(f"warning: --{name} is deprecated; {advice}", file=sys.stderr)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with a bad flag (unknown name, value not allowed) as a user error,
+    then the deprecated spellings applied."""
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e}. Pass --helpshort (or --helpfull) for the flags and their values.")
+    try:
+        apply_deprecated(flags.FLAGS)
+    except UserError as e:
+        fail(str(e))
+    return rest
+
+
+def show_in_help(module_name: str) -> None:
+    """List ``module_name``'s flags in ``--help`` when it runs as a console script (absl lists
+    those of the module named by ``sys.argv[0]``, which is then the script, not the module)."""
+    program = sys.argv[0]
+    if module_name in ("__main__", program):
+        return
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(program, flag)
+
+
+def run(
+    main: Callable[[list[str]], int],
+    user_errors: tuple[type[BaseException], ...] = (),
+    module_name: str = "__main__",
+):
+    """``app.run(main)`` where :class:`UserError` and ``user_errors`` exit 2 with their message;
+    ``module_name`` (the CLI's module) has its flags listed by ``--help``."""
+    show_in_help(module_name)
+
+    def wrapped(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except (UserError, *user_errors) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+
+    app.run(wrapped, flags_parser=parse_flags)
+
+
+def decomposition_cache(cache_dir: str) -> str:
+    """The LLM decomposition cache under the cache root ``cache_dir`` ('': caching off)."""
+    return str(Path(cache_dir).expanduser() / "decompositions") if cache_dir else ""
+
+
+def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
+    """``get_decomposer("sglang", **options)`` caching under ``<cache_dir>/decompositions`` (or
+    the decomposition ``folder`` itself: the deprecated ``--decomposition_cache``); a cache folder
+    that cannot be made is a :class:`UserError` naming it."""
+    from drc_jax.decompose import get_decomposer
+
+    where = decomposition_cache(cache_dir) if folder is None else folder
+    try:
+        return get_decomposer("sglang", cache_dir=where, **options)
+    except OSError as e:
+        raise UserError(
+            f"--cache_dir {cache_dir}: cannot keep the decomposition cache in {where} "
+            f"({e.strerror or e}); pass another --cache_dir, or --cache_dir '' to turn it off."
+        ) from e
+
+
+# --- checks made before anything slow ------------------------------------------------------------
+def check_folders(flag: str, folders: list[str]) -> list[Path]:
+    """Each of ``folders`` (given as ``--flag``) exists and is a folder."""
+    if not folders:
+        raise UserError(f"--{flag} is required: the folder(s) to read.")
+    out = []
+    for f in folders:
+        p = Path(f).expanduser()
+        if not p.exists():
+            raise UserError(
+                f"--{flag} {f}: no such folder. Check the path (relative paths are taken from "
+                "the current directory)."
+            )
+        if not p.is_dir():
+            raise UserError(f"--{flag} {f}: is a file, not a folder; pass the folder holding it.")
+        out.append(p)
+    return out
+
+
+def check_writable_dir(flag: str, path: str) -> Path:
+    """``--flag path`` can be created (or is already) a folder."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--{flag} {path}: is a file, not a folder; pass a folder path.")
+    parent = next((a for a in [p, *p.parents] if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"--{flag} {path}: {parent} is a file, so no folder can be made there.")
+    return p
+
+
+def check_port(host: str, port: int) -> None:
+    """``--host``/``--port`` can be bound now (not taken, a valid port, a local address)."""
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: not a TCP port (1-65535).")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as e:
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); the port may "
+            "be taken by another server: pass another --port."
+        ) from e
+
+
+WEIGHTS_ADVICE = (
+    "Pass a Hugging Face CLIP directory (config.json + model.safetensors), an OpenAI "
+    ".pt/.safetensors file, or a hub id that this machine can download."
+)
+
+
+def load_clip_checked(weights: str, dtype: str):
+    """:func:`drc_jax.clip.load_clip`, with a hub that cannot be reached, an unknown hub id or an
+    unusable weight file as a :class:`UserError` saying what to pass instead."""
+    from drc_jax.clip import load_clip
+    from drc_jax.clip.load import WeightsUnavailableError
+
+    try:
+        return load_clip(weights, dtype=dtype)
+    except WeightsUnavailableError as e:
+        raise UserError(
+            f"--weights {weights}: {e} Or pass --weights random:ViT-B/32 to try the pipeline "
+            "with random weights."
+        ) from e
+    except (OSError, ValueError, ImportError) as e:
+        raise UserError(
+            f"--weights {weights}: cannot load these CLIP weights ({type(e).__name__}: {e}). "
+            f"{WEIGHTS_ADVICE}"
+        ) from e
+
+
+def check_sglang_url(url: str) -> None:
+    """``--sglang_url`` is an http(s) URL (no network)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(
+            f"--sglang_url {url}: not an http(s) URL; pass e.g. --sglang_url {defaults.SGLANG_URL}."
+        )
+
+
+def check_sglang_server(url: str, model: str, timeout_s: float = 5.0) -> None:
+    """The SGLang server at ``url`` answers HTTP (any status): checked before loading weights."""
+    check_sglang_url(url)
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(
+            f"--decomposer sglang: cannot reach the SGLang server at {url} ({reason}). Start it "
+            f"with `python -m launch.serve_sglang --model {model}`, pass --sglang_url where it "
+            "runs, or use --decomposer rules (offline)."
+        ) from e
