@@ -76,16 +76,25 @@ def with_prefix(text: str, prefix: str = PROMPT_PREFIX) -> str:
 
 
 def query_texts(
-    decompositions: Sequence, prompts: Prompts = DRC_PROMPTS
+    decompositions: Sequence, prompts: Prompts = DRC_PROMPTS, *, all_concepts: bool = False
 ) -> tuple[list[list[str]], np.ndarray]:
     """Per decomposition the four texts [aff, neg, cf, full] with ``prompts``' prefixes, and the
     strength ints (Q,). A caption without negation gives its fallback text in all four slots
-    (strength 0: only ``full`` is scored, eq. 2)."""
+    (strength 0: only ``full`` is scored, eq. 2).
+
+    With ``all_concepts``, a caption that negates several concepts ("a street with no cars and no
+    people") appends one ``neg, cf`` pair per further concept (``Decomposition.negs`` /
+    ``.cfs``), which :func:`queries_from_table` turns into (Q, M, D) concepts for
+    :func:`~drc_jax.scoring.drc_score_multi`; one concept gives exactly the four texts."""
     texts, strength = [], []
     for d in decompositions:
         if d.negated and d.strength != "none":
-            texts.append([with_prefix(getattr(d, f), getattr(prompts, f)) for f in FIELDS[:3]])
-            texts[-1].append(with_prefix(d.caption, prompts.full))
+            row = [with_prefix(getattr(d, f), getattr(prompts, f)) for f in FIELDS[:3]]
+            row.append(with_prefix(d.caption, prompts.full))
+            if all_concepts:
+                for n, c in zip(d.negs[1:], d.cfs[1:], strict=True):
+                    row += [with_prefix(n, prompts.neg), with_prefix(c, prompts.cf)]
+            texts.append(row)
             strength.append(STRENGTHS.index(d.strength))
         else:
             texts.append([with_prefix(d.caption, prompts.fallback)] * 4)
@@ -94,16 +103,42 @@ def query_texts(
 
 
 def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Queries:
-    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full]) from
-    ``lookup(list[str]) -> (B, D)`` embeddings of those texts (each distinct text asked once)."""
+    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
+    optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
+    (B, D)`` embeddings of those texts (each distinct text asked once).
+
+    Rows of four texts give (Q, D) fields. When some row has further concepts, ``neg`` and ``cf``
+    are (Q, M, D) with ``neg_mask`` (Q, M) marking each row's real concepts (M = the most any row
+    has; the padding repeats the row's first concept, masked out)."""
     if not texts:
         raise ValueError("queries need at least one row of texts")
+    if any(len(row) < 4 or len(row) % 2 for row in texts):
+        raise ValueError("each row of texts is [aff, neg, cf, full] plus (neg, cf) pairs")
     unique = list(dict.fromkeys(t for row in texts for t in row))
     table = np.asarray(lookup(unique), np.float32)
     pos = {t: i for i, t in enumerate(unique)}
-    idx = np.asarray([[pos[t] for t in row] for row in texts])
-    aff, neg, cf, full = (jnp.asarray(table[idx[:, j]]) for j in range(4))
-    return Queries(aff=aff, neg=neg, cf=cf, full=full, strength=jnp.asarray(strength, jnp.int32))
+    idx = np.asarray([[pos[t] for t in row[:4]] for row in texts])
+    aff, neg, cf, full = (table[idx[:, j]] for j in range(4))
+    m = max(len(row) - 2 for row in texts) // 2  # concepts per row: 1 + (len - 4) / 2
+    strength = jnp.asarray(strength, jnp.int32)
+    if m == 1:
+        return Queries(*(jnp.asarray(x) for x in (aff, neg, cf, full)), strength=strength)
+    negs, cfs = np.repeat(neg[:, None], m, 1), np.repeat(cf[:, None], m, 1)
+    mask = np.zeros((len(texts), m), bool)
+    for i, row in enumerate(texts):
+        extra = row[4:]
+        mask[i, : 1 + len(extra) // 2] = True
+        for j in range(len(extra) // 2):
+            negs[i, 1 + j] = table[pos[extra[2 * j]]]
+            cfs[i, 1 + j] = table[pos[extra[2 * j + 1]]]
+    return Queries(
+        jnp.asarray(aff),
+        jnp.asarray(negs),
+        jnp.asarray(cfs),
+        jnp.asarray(full),
+        strength,
+        neg_mask=jnp.asarray(mask),
+    )
 
 
 def embed_queries(
@@ -112,14 +147,17 @@ def embed_queries(
     *,
     batch_size: int = 256,
     prompts: Prompts = DRC_PROMPTS,
+    all_concepts: bool = True,
 ) -> Queries:
-    """Embed decompositions into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields).
+    """Embed decompositions into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields;
+    (Q, M, D) ``neg``/``cf`` with a mask when ``all_concepts`` and a query negates several
+    concepts, see :func:`query_texts`).
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.
     """
     encode: Callable = getattr(clip_or_encode, "encode_texts", clip_or_encode)
-    texts, strength = query_texts(decompositions, prompts)
+    texts, strength = query_texts(decompositions, prompts, all_concepts=all_concepts)
     if not texts:
         raise ValueError("embed_queries needs at least one decomposition")
 

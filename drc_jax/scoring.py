@@ -411,7 +411,8 @@ def _repulsion(neg_sims: jax.Array, neg: jax.Array) -> jax.Array:
     if neg.ndim == 2:
         return jnp.maximum(neg_sims, 0.0)
     nq, m, _ = neg.shape
-    return jnp.max(neg_sims.reshape(nq, m, -1), axis=1, initial=0.0)  # max_m max(s_m, 0); 0 if M=0
+    n = neg_sims.shape[-1]
+    return jnp.max(neg_sims.reshape(nq, m, n), axis=1, initial=0.0)  # max_m max(s_m, 0); 0 if M=0
 
 
 def score_vectors(images: jax.Array, vectors: QueryVectors, *, stacked: bool = False) -> jax.Array:

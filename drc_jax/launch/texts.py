@@ -27,15 +27,19 @@ SCORED = {"clip": ("full",), "spacevlm": ("aff", "neg"), "drc": FIELDS}
 @dataclass(frozen=True)
 class TextSet:
     """Which texts a row scores: its prompts, whether SpaceVLM's split replaces the run's
-    decomposition, and the fields its method reads (:data:`SCORED`; only those are encoded)."""
+    decomposition, the fields its method reads (:data:`SCORED`; only those are encoded), and
+    whether every negated concept of a caption is scored (DRC, :func:`drc_jax.scoring.
+    drc_score_multi`) or only the first (the baselines, as their papers score one)."""
 
     prompts: Prompts
     split: bool = False
     fields: tuple[str, ...] = FIELDS
+    all_concepts: bool = False
 
 
 def text_set(variant) -> TextSet:
-    return TextSet(variant.prompts, bool(variant.split), SCORED[variant.method])
+    drc = variant.method == "drc"
+    return TextSet(variant.prompts, bool(variant.split), SCORED[variant.method], drc)
 
 
 def _only(fields: tuple[str, ...], row: list[str], strength: int) -> list[str]:
@@ -59,7 +63,7 @@ def texts_of(ts: TextSet, decompositions, queries, split: dict | None):
 
 def _texts(ts: TextSet, decompositions, queries, split: dict | None):
     if not ts.split:
-        return query_texts(decompositions, ts.prompts)
+        return query_texts(decompositions, ts.prompts, all_concepts=ts.all_concepts)
     rows, strength = [], []
     for q in queries:
         aff, neg = split[(q.line, q.caption)]
@@ -76,7 +80,11 @@ def scored_texts(method: str, row: list[str], strength: int) -> dict[str, str]:
     """The texts ``method`` scores for one query: what decompositions.jsonl records."""
     if strength == 0:
         return {"full": row[3]}
-    return {f: row[FIELDS.index(f)] for f in SCORED[method]}
+    out = {f: row[FIELDS.index(f)] for f in SCORED[method]}
+    if len(row) > len(FIELDS):  # further negated concepts (DRC): every neg and cf it scored
+        out["negs"] = [row[1], *row[4::2]]
+        out["cfs"] = [row[2], *row[5::2]]
+    return out
 
 
 def neat_lists(decompositions, prompts: Prompts):

@@ -195,7 +195,8 @@ def figure_paths(out: str, n: int) -> list[Path]:
 def describe(dec) -> str:
     if not dec.negated:
         return "no negation found -> plain CLIP score"
-    return f'aff="{dec.aff}" | neg="{dec.neg}" | cf="{dec.cf}" | strength={dec.strength}'
+    more = "".join(f' | neg="{n}"' for n in dec.negs[1:])  # further concepts, scored as well
+    return f'aff="{dec.aff}" | neg="{dec.neg}"{more} | cf="{dec.cf}" | strength={dec.strength}'
 
 
 def open_searcher(queries: list[str] | None = None):
