@@ -106,28 +106,13 @@ def main(argv):
 
     from benchmarks.bench_scoring import cpu_flags
     from drc_jax.clip import get_config, load_clip
+    from drc_jax.clip.config import hf_config_dict
     from drc_jax.clip.tokenizer import tokenizer_from_bpe
 
     cfg = get_config(FLAGS.backbone)
     torch.manual_seed(0)
-    v, t = cfg.vision, cfg.text
-    hf_config = CLIPConfig(
-        vision_config=dict(
-            hidden_size=v.hidden_size,
-            intermediate_size=v.intermediate_size,
-            num_hidden_layers=v.num_hidden_layers,
-            num_attention_heads=v.num_attention_heads,
-            patch_size=v.patch_size,
-            image_size=v.image_size,
-        ),
-        text_config=dict(
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_hidden_layers,
-            num_attention_heads=t.num_attention_heads,
-        ),
-        projection_dim=cfg.projection_dim,
-    )
+    v = cfg.vision
+    hf_config = CLIPConfig(**hf_config_dict(cfg))
     model = CLIPModel(hf_config).eval()
     rng = np.random.default_rng(0)
     pixels = rng.standard_normal((FLAGS.images, v.image_size, v.image_size, 3)).astype(np.float32)

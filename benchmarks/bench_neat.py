@@ -65,27 +65,11 @@ def _hf_model(backbone: str):
     from transformers import CLIPConfig, CLIPModel
 
     from drc_jax.clip import get_config
+    from drc_jax.clip.config import hf_config_dict
 
     cfg = get_config(backbone)
     torch.manual_seed(0)
-    v, t = cfg.vision, cfg.text
-    hf_config = CLIPConfig(
-        vision_config=dict(
-            hidden_size=v.hidden_size,
-            intermediate_size=v.intermediate_size,
-            num_hidden_layers=v.num_hidden_layers,
-            num_attention_heads=v.num_attention_heads,
-            patch_size=v.patch_size,
-            image_size=v.image_size,
-        ),
-        text_config=dict(
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_hidden_layers,
-            num_attention_heads=t.num_attention_heads,
-        ),
-        projection_dim=cfg.projection_dim,
-    )
+    hf_config = CLIPConfig(**hf_config_dict(cfg))
     hf_config._attn_implementation = "eager"
     model = CLIPModel(hf_config).eval()
     with torch.no_grad():  # no exact zeros or ones: LayerNorms start away from their init

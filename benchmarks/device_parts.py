@@ -290,24 +290,9 @@ def _hf_config(cfg):
     """transformers' ``CLIPConfig`` of the same shape as drc_jax's ``cfg``."""
     from transformers import CLIPConfig
 
-    v, t = cfg.vision, cfg.text
-    return CLIPConfig(
-        vision_config=dict(
-            hidden_size=v.hidden_size,
-            intermediate_size=v.intermediate_size,
-            num_hidden_layers=v.num_hidden_layers,
-            num_attention_heads=v.num_attention_heads,
-            patch_size=v.patch_size,
-            image_size=v.image_size,
-        ),
-        text_config=dict(
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_hidden_layers,
-            num_attention_heads=t.num_attention_heads,
-        ),
-        projection_dim=cfg.projection_dim,
-    )
+    from drc_jax.clip.config import hf_config_dict
+
+    return CLIPConfig(**hf_config_dict(cfg))
 
 
 def _torch_encode(s: Setup, bf16_rows: list[dict]) -> list[dict]:

@@ -40,3 +40,20 @@ def test_backbone_config_has_transformers_parameter_names_and_shapes(name):
 def test_backbone_names_accept_open_clip_spellings():
     assert get_config("ViT-L-14") is get_config("vit-l/14") is BACKBONES["ViT-L/14"]
     assert get_config("ViT-B/16").vision.num_patches == 196
+
+
+def test_hf_config_dict_builds_a_transformers_model_that_reads_back_as_the_same_config():
+    """Reference models in benchmarks are built from our configs: the mapping must round-trip."""
+    from transformers import CLIPConfig as HFConfig
+
+    from drc_jax.clip.config import config_from_hf, get_config, hf_config_dict
+
+    for name in ("ViT-B/32", "ViT-L/14", "test-tiny"):
+        cfg = get_config(name)
+        back = config_from_hf(HFConfig(**hf_config_dict(cfg)).to_dict())
+        assert (back.vision, back.text.hidden_size, back.text.num_hidden_layers) == (
+            cfg.vision,
+            cfg.text.hidden_size,
+            cfg.text.num_hidden_layers,
+        )
+        assert back.projection_dim == cfg.projection_dim

@@ -161,6 +161,30 @@ def config_from_hf(hf: Mapping[str, Any]) -> CLIPConfig:
     )
 
 
+def hf_config_dict(cfg: CLIPConfig) -> dict[str, Any]:
+    """The keyword arguments of transformers' ``CLIPConfig`` for a model of ``cfg``'s shape (the
+    inverse of :func:`config_from_hf` for the sizes; activations keep transformers' defaults):
+    ``transformers.CLIPConfig(**hf_config_dict(cfg))``, used to build reference models."""
+    v, t = cfg.vision, cfg.text
+    return dict(
+        vision_config=dict(
+            hidden_size=v.hidden_size,
+            intermediate_size=v.intermediate_size,
+            num_hidden_layers=v.num_hidden_layers,
+            num_attention_heads=v.num_attention_heads,
+            patch_size=v.patch_size,
+            image_size=v.image_size,
+        ),
+        text_config=dict(
+            hidden_size=t.hidden_size,
+            intermediate_size=t.intermediate_size,
+            num_hidden_layers=t.num_hidden_layers,
+            num_attention_heads=t.num_attention_heads,
+        ),
+        projection_dim=cfg.projection_dim,
+    )
+
+
 def config_from_openai_state_dict(
     sd: Mapping[str, Any], hidden_act: str = "quick_gelu", head_width: int = 64
 ) -> CLIPConfig:
