@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,25 @@ def _damaged(directory: Path, error: object) -> StoreError:
     )
 
 
+WAL_SWITCH_WAIT_S = 120.0
+"""How long opening waits for another process that holds the catalogue while it is switched to
+WAL (SQLite answers that switch with "database is locked" at once, without its busy handler)."""
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock (two
+    processes creating one store at the same moment both ask for the switch)."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
 
@@ -121,8 +141,15 @@ class Store:
             self._db = sqlite3.connect(
                 directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                raise StoreError(
+                    f"{directory / CATALOGUE} stayed locked by another process for "
+                    f"{WAL_SWITCH_WAIT_S:.0f} s; wait for it to finish and re-run"
+                ) from e
+            raise _damaged(directory, e) from e
         except sqlite3.DatabaseError as e:
             raise _damaged(directory, e) from e
 

@@ -535,3 +535,23 @@ def test_a_setting_of_the_wrong_type_is_a_damaged_store_naming_the_setting(tmp_p
     for meta in (None, META):
         with pytest.raises(StoreError, match=f"setting {name} is .*the store is damaged: delete"):
             Store.open(tmp_path / "s", meta)
+
+
+def test_opening_waits_for_another_process_holding_a_new_catalogue_instead_of_failing(tmp_path):
+    """Two processes creating one store at once both switch it to WAL; SQLite answers the loser
+    "database is locked" at once (no busy handler), which must not end the run or be called a
+    damaged store."""
+    import sqlite3
+    import threading
+
+    from drc_jax.store import _set_wal
+
+    path = tmp_path / "catalogue.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    db = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    _set_wal(db)
+    release.join()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
