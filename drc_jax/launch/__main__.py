@@ -118,7 +118,8 @@ def check_sglang(config: ConfigDict) -> None:
         from drc_jax.decompose.prompts import PROMPT_VERSION
 
         where = Path(config.cache_dir).expanduser() / "decompositions"
-        if DecompositionCache.path_for(where, "sglang-merged", model, PROMPT_VERSION).exists():
+        backend = f"sglang-{config.decomposer_mode}"  # the cache the run will read
+        if DecompositionCache.path_for(where, backend, model, PROMPT_VERSION).exists():
             return
     cli.check_sglang_server(config.sglang_url, model)
 
