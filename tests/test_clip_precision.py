@@ -31,3 +31,25 @@ def test_f32_written_out_attention_asks_for_highest_precision_and_matches_the_ge
     assert _lowered_text(fn, q, k, v).count("precision = [HIGHEST, HIGHEST]") == 2
     want = jax.nn.dot_product_attention(q, k, v, scale=0.5, is_causal=True)
     np.testing.assert_allclose(fn(q, k, v), want, atol=1e-6)
+
+
+def test_bf16_backward_products_run_in_bf16_and_match_f32_gradients():
+    """NEAT differentiates through the bf16 text tower: the backward products must take bf16
+    operands (f32 accumulation), not pair an f32 cotangent with a bf16 kernel (run in f32)."""
+    from drc_jax.clip.model import lowp_dot
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 5, 16)), jnp.bfloat16)
+    k = jnp.asarray(rng.standard_normal((16, 8)) / 4, jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((3, 5, 8)), jnp.float32)
+    loss = lambda x, k: jnp.sum(jnp.tanh(lowp_dot(x, k)) * w)
+    ref = lambda x, k: jnp.sum(jnp.tanh(jnp.dot(x.astype(jnp.float32), k.astype(jnp.float32))) * w)
+    np.testing.assert_array_equal(lowp_dot(x, k), jnp.dot(x, k, preferred_element_type=jnp.float32))
+    got = jax.grad(loss, argnums=(0, 1))(x, k)
+    want = jax.grad(ref, argnums=(0, 1))(x, k)
+    for g, r in zip(got, want, strict=True):
+        assert g.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r), rtol=0.05, atol=0.05)
+    text = _lowered_text(jax.grad(loss, argnums=(0, 1)), x, k)
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert len(dots) == 3 and all("bf16>, tensor<" in d and "xbf16>) ->" in d for d in dots), dots

@@ -59,8 +59,44 @@ def matmul_precision(dtype) -> jax.lax.Precision:
     )
 
 
+@jax.custom_vjp
+def lowp_dot(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``x @ kernel`` of low-precision (bf16/f16) operands with a float32 result, whose backward
+    products also run in the operands' dtype.
+
+    Autodiff of ``jnp.dot(..., preferred_element_type=f32)`` would pair the f32 cotangent with the
+    bf16 operands, and XLA:CPU runs such mixed products in f32, so a bf16 backward pass (NEAT's
+    test-time adaptation) ran at f32 speed. Here the cotangent is rounded to the operands' dtype
+    and each product contracts both operands as stored (the form XLA:CPU's bf16 GEMM takes, see
+    :func:`drc_jax.scoring.similarity`), accumulating in f32. The forward is the plain product.
+    """
+    return jnp.dot(x, kernel, preferred_element_type=jnp.float32)
+
+
+def _lowp_dot_fwd(x, kernel):
+    return lowp_dot(x, kernel), (x, kernel)
+
+
+def _lowp_dot_bwd(res, g):
+    x, kernel = res
+    g = g.astype(x.dtype)
+    last = g.ndim - 1
+    # dx = g @ kernel.T, contracting g's last axis with kernel's last axis
+    dx = jax.lax.dot_general(
+        g, kernel, (((last,), (1,)), ((), ())), preferred_element_type=jnp.float32
+    )
+    # dkernel = x.T @ g over every leading axis
+    lead = tuple(range(last))
+    dk = jax.lax.dot_general(x, g, ((lead, lead), ((), ())), preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+lowp_dot.defvjp(_lowp_dot_fwd, _lowp_dot_bwd)
+
+
 class Dense(nn.Module):
-    """``x @ kernel + bias`` computed in ``dtype`` with a float32 result (f32 accumulation)."""
+    """``x @ kernel + bias`` computed in ``dtype`` with a float32 result (f32 accumulation); in a
+    low-precision ``dtype`` the backward products stay in that dtype too (:func:`lowp_dot`)."""
 
     features: int
     use_bias: bool = True
@@ -71,12 +107,15 @@ class Dense(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), jnp.float32
         )
-        y = jnp.dot(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype),
-            preferred_element_type=jnp.float32,
-            precision=matmul_precision(self.dtype),
-        )
+        if jnp.dtype(self.dtype) == jnp.float32:
+            y = jnp.dot(
+                x.astype(jnp.float32),
+                kernel,
+                preferred_element_type=jnp.float32,
+                precision=matmul_precision(self.dtype),
+            )
+        else:
+            y = lowp_dot(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         return y
