@@ -90,7 +90,7 @@ def _score(images, vectors: QueryVectors, dtype) -> jax.Array:
     )
 
 
-def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
+def _one_pass(images, n_valid, offset, vectors, gt_index, *, mask, k, dtype, axis):
     """Score a whole shard (M, D) at once: one GEMM, one ``lax.top_k``; the same outputs as
     :func:`_stream_shard`. The ground truth's score is read from the very matrix it is ranked in
     (the shard that holds it broadcasts it), so its duplicates tie with it bit for bit."""
@@ -98,8 +98,8 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
     idx = offset + jnp.arange(m, dtype=jnp.int32)
     s = _score(images, vectors, dtype)
     bad = ~jnp.isfinite(s[0])  # see _stream_shard
-    if axis is not None:  # shards of a mesh end in padding rows; a single device has none
-        real = idx < n_valid
+    if axis is not None or mask is not None:  # padding rows (a mesh's shards) or masked media
+        real = (idx < n_valid) if mask is None else (idx < n_valid) & mask
         bad = bad & real
         s = jnp.where(real[None, :], s, -jnp.inf)
     n_bad = jnp.sum(bad, dtype=jnp.int32)
@@ -123,7 +123,9 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
     return best, best_idx, above, n_bad, first_bad
 
 
-def _stream_shard(images, n_valid, offset, vectors, *, gt_score, gt_index, k, chunk, dtype, axis):
+def _stream_shard(
+    images, n_valid, offset, vectors, *, mask, gt_score, gt_index, k, chunk, dtype, axis
+):
     """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
     ground-truth count.
 
@@ -147,6 +149,8 @@ def _stream_shard(images, n_valid, offset, vectors, *, gt_score, gt_index, k, ch
         local = start + jnp.arange(chunk, dtype=jnp.int32)
         idx = offset + local
         real = (idx < n_valid) & (local >= seen)  # not padding, not scored before
+        if mask is not None:
+            real = real & jax.lax.dynamic_slice_in_dim(mask, start, chunk)
         bad = real & ~jnp.isfinite(s[0])
         n_bad = n_bad + jnp.sum(bad, dtype=jnp.int32)
         first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(bad, idx, _NO_ROW)))
@@ -200,7 +204,7 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
-def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
+def _top_k_jit(images, n_valid, vectors, gt_index, mask, *, k, chunk, mesh, with_gt, dtype):
     """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
     a corpus that grows within one padded shape reuses the executable. A ``chunk`` as large as a
     shard searches it in one pass (:func:`_one_pass`), else streamed (:func:`_stream_shard`).
@@ -215,7 +219,7 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
         stream = functools.partial(_stream_shard, gt_score=gt_score, k=k, chunk=chunk, dtype=dtype)
     if mesh is None:
         best, best_idx, above, n_bad, first_bad = stream(
-            images, n_valid, 0, vectors, gt_index=gt_index, axis=None
+            images, n_valid, 0, vectors, gt_index=gt_index, mask=mask, axis=None
         )
     else:
         from jax.sharding import PartitionSpec as P
@@ -224,10 +228,10 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
 
         shard_rows = images.shape[0] // mesh.size
 
-        def local(img, n_valid, vectors, gt_index):
+        def local(img, n_valid, vectors, gt_index, mask):
             offset = jax.lax.axis_index(DATA_AXIS) * shard_rows
             b, bi, ab, nb, fb = stream(
-                img, n_valid, offset, vectors, gt_index=gt_index, axis=DATA_AXIS
+                img, n_valid, offset, vectors, gt_index=gt_index, mask=mask, axis=DATA_AXIS
             )
             psum = functools.partial(jax.lax.psum, axis_name=DATA_AXIS)
             return b[None], bi[None], psum(ab), psum(nb), jax.lax.pmin(fb, DATA_AXIS)
@@ -235,9 +239,9 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
         best, best_idx, above, n_bad, first_bad = jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(P(DATA_AXIS), P(), P(), P()),
+            in_specs=(P(DATA_AXIS), P(), P(), P(), P() if mask is None else P(DATA_AXIS)),
             out_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P(), P()),
-        )(images, n_valid, vectors, gt_index)
+        )(images, n_valid, vectors, gt_index, mask)
         # Merge the per-device top-k lists: (devices, Q, k) -> (Q, devices * k) -> (Q, k).
         nq = vectors.q.shape[0]
         best = jnp.moveaxis(best, 0, 1).reshape(nq, -1)
@@ -312,6 +316,7 @@ def top_k_memory(
         shape((), jnp.int32),
         vectors,
         shape((block,), jnp.int32),
+        None,
         k=int(min(k, num_images)),
         chunk=chunk,
         mesh=None,
@@ -382,6 +387,7 @@ def top_k(
     mesh=None,
     image_dtype=None,
     query_block: int = 4096,
+    valid=None,
 ) -> TopK:
     """Streamed top-``k`` retrieval of every query over ``images`` (N, D), best first.
 
@@ -399,6 +405,8 @@ def top_k(
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
     ground truth's favour). ``image_dtype=jnp.bfloat16`` (or float16) halves image memory and
     bandwidth, with f32 accumulation; other dtypes than f32/bf16/f16 are searched in f32.
+    ``valid`` (N,) bool masks images out: they score -inf, are never retrieved, never outrank a
+    ground truth and are not checked for finiteness (a masked ground truth's rank is meaningless).
 
     Validated (``ValueError`` naming the first bad row): query vectors finite and as wide as the
     images and ``gt_index`` inside ``[0, N)``, before anything is compiled; images finite (a NaN
@@ -436,6 +444,11 @@ def top_k(
     if nq == 0:
         empty = jnp.zeros((0, k), jnp.float32), jnp.zeros((0, k), jnp.int32)
         return TopK(*empty, jnp.zeros((0,), jnp.int32) if with_gt else None)
+    mask = None
+    if valid is not None:
+        mask = np.asarray(valid)
+        if mask.shape != (n,) or mask.dtype != np.bool_:
+            raise ValueError(f"valid must be a ({n},) bool mask, got {mask.dtype} {mask.shape}")
     n_dev = 1 if mesh is None else mesh.size
     rows = _gemm_rows(vectors) // nq
     chunk, padded, block, n_blocks = _plan(n, nq, rows, chunk_size, n_dev, query_block)
@@ -445,10 +458,14 @@ def top_k(
         images = _to_bits(images)
     if padded != n:
         images = jnp.pad(images, ((0, padded - n), (0, 0)))
+    if mask is not None:
+        mask = jnp.asarray(np.pad(mask, (0, padded - n)))
     if mesh is not None:
         from drc_jax.parallel import batch_sharding
 
         images = jax.device_put(images, batch_sharding(mesh))
+        if mask is not None:
+            mask = jax.device_put(mask, batch_sharding(mesh))
 
     # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
     # A single block (a person's query) goes in as it is: no eager op before the search.
@@ -465,6 +482,7 @@ def top_k(
                 np.int32(n),
                 jax.tree_util.tree_map(take, vectors),
                 jax.tree_util.tree_map(take, gt_all),
+                mask,
                 k=k,
                 chunk=chunk,
                 mesh=mesh,

@@ -253,3 +253,53 @@ def test_a_corpus_that_is_not_whole_chunks_is_searched_where_it_lies():
         order = np.argsort(-full, axis=1, kind="stable")[:, :10]
         np.testing.assert_array_equal(np.asarray(got.indices), order)
         np.testing.assert_array_equal(np.asarray(got.gt_rank), ranks_from_scores(full, gt))
+
+
+def masked_case():
+    """A random case with 40% of the images masked out, NaN rows among them."""
+    images, queries, gt = random_case(seed=4, n=517)
+    valid = np.random.default_rng(4).random(len(images)) > 0.4
+    valid[gt] = True
+    images = images.copy()
+    images[np.flatnonzero(~valid)[:3]] = np.nan  # unreadable media need not even be finite
+    return images, queries, gt, valid
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64])
+def test_masked_images_are_never_retrieved_and_never_outrank_the_ground_truth(chunk_size):
+    """``valid=`` ranks exactly as searching the valid images alone (indices mapped back)."""
+    images, queries, gt, valid = masked_case()
+    keep = np.flatnonzero(valid)
+    vectors = query_vectors("drc", queries)
+    got = top_k(images, vectors, 10, gt_index=gt, chunk_size=chunk_size, valid=valid)
+    new = np.cumsum(valid) - 1
+    want = top_k(images[keep], vectors, 10, gt_index=new[gt], chunk_size=chunk_size)
+    np.testing.assert_array_equal(np.asarray(got.indices), keep[np.asarray(want.indices)])
+    np.testing.assert_array_equal(np.asarray(got.gt_rank), np.asarray(want.gt_rank))
+    with pytest.raises(ValueError, match="image row"):  # unmasked, the NaN rows are refused
+        top_k(images, vectors, 10, gt_index=gt, chunk_size=chunk_size)
+    with pytest.raises(ValueError, match=r"valid must be a \(517,\) bool mask"):
+        top_k(images, vectors, 10, valid=valid[:-1])
+
+
+def test_masked_sharded_top_k_matches_single_device():
+    out = run_with_devices(
+        """
+        import numpy as np
+        from drc_jax.parallel import make_mesh
+        from drc_jax.retrieval import top_k
+        from drc_jax.scoring import query_vectors
+        from tests.test_scoring_topk import masked_case
+        images, queries, gt, valid = masked_case()
+        vectors = query_vectors("spacevlm", queries)
+        for chunk in (None, 16):
+            kw = dict(gt_index=gt, chunk_size=chunk, valid=valid)
+            one = top_k(images, vectors, 10, **kw)
+            many = top_k(images, vectors, 10, mesh=make_mesh(), **kw)
+            np.testing.assert_array_equal(np.asarray(one.indices), np.asarray(many.indices))
+            np.testing.assert_array_equal(np.asarray(one.gt_rank), np.asarray(many.gt_rank))
+            assert valid[np.asarray(many.indices)].all()
+        print("ok")
+        """
+    )
+    assert out.strip().endswith("ok")

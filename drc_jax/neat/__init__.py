@@ -12,6 +12,7 @@ from drc_jax.neat.adapt import (
     adapted_params,
     init_state,
     merge_text_layer_norms,
+    neat_embeddings,
     neat_scores,
     neat_scores_for_texts,
     neat_scores_from_decompositions,
@@ -26,6 +27,7 @@ from drc_jax.neat.losses import (
     softmax_entropy,
     textual_triplet_loss,
 )
+from drc_jax.neat.order import loader_order, order_sha256, randperm
 from drc_jax.neat.texts import NEATTexts, neat_texts, pre_caption
 
 __all__ = [
@@ -38,12 +40,16 @@ __all__ = [
     "entropy_loss",
     "init_state",
     "merge_text_layer_norms",
+    "loader_order",
+    "neat_embeddings",
     "neat_loss",
     "neat_scores",
     "neat_scores_for_texts",
     "neat_scores_from_decompositions",
     "neat_texts",
+    "order_sha256",
     "pre_caption",
+    "randperm",
     "semantics_reversion_loss",
     "softmax_entropy",
     "split_text_layer_norms",

@@ -30,6 +30,7 @@ from drc_jax.clip.encoder import DTYPES, ClipEncoder
 from drc_jax.clip.model import CLIP
 from drc_jax.neat.config import NEATConfig
 from drc_jax.neat.losses import _HIGHEST, neat_loss
+from drc_jax.neat.order import loader_order
 from drc_jax.neat.texts import NEATTexts, neat_texts
 from drc_jax.parallel import batch_sharding, replicated
 
@@ -121,7 +122,7 @@ def step_fn(config, dtype: str, cfg: NEATConfig):
         updates, opt_state = optimizer.update(grads, opt_state, ln)
         ln = optax.apply_updates(ln, updates)
         scores = jnp.einsum("qd,nd->qn", text, images, precision=_HIGHEST)
-        return ln, opt_state, scores, {**aux, "loss": loss}
+        return ln, opt_state, scores, {**aux, "loss": loss, "text": text}
 
     return jax.jit(step, donate_argnums=(0, 1))
 
@@ -137,6 +138,12 @@ def adapt_batch(
     and the last step's loss terms. ``images``: (N, D) unit-norm embeddings (numpy or on the
     mesh). ``texts`` is used as given (apply ``pre_caption`` before, as :func:`neat_scores`
     does)."""
+    state, scores, _, aux = _adapt(clip, state, texts, images, cfg)
+    return state, np.asarray(scores), aux
+
+
+def _adapt(clip, state, texts, images, cfg):
+    """:func:`adapt_batch` returning the (device) scores and caption embeddings of the last step."""
     if not len(texts):
         raise ValueError("adapt_batch needs at least one caption")
     mesh = clip.mesh
@@ -150,10 +157,11 @@ def adapt_batch(
     ln, opt_state = state.ln, state.opt_state
     for _ in range(cfg.steps):
         ln, opt_state, scores, aux = fn(ln, opt_state, frozen, ids, negated, images)
+    text = aux.pop("text")
     aux = {k: float(v) for k, v in aux.items() if k != "aligned"}
     if not scores.is_fully_addressable:  # multi-host: every process gets every row, as encoders do
-        scores = jax.jit(lambda x: x, out_shardings=replicated(mesh))(scores)
-    return NEATState(ln, opt_state, state.batches + 1), np.asarray(scores), aux
+        scores, text = jax.jit(lambda *x: x, out_shardings=replicated(mesh))(scores, text)
+    return NEATState(ln, opt_state, state.batches + 1), scores, text, aux
 
 
 def neat_scores(
@@ -165,19 +173,20 @@ def neat_scores(
     inv: Sequence[str | None],
     config: NEATConfig | None = None,
     *,
+    seed: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """(Q, N) "CLIP + NEAT" scores: cosine similarities of each caption to every image, with the
-    text LayerNorms adapted online over consecutive batches of ``config.batch_size`` captions.
+    text LayerNorms adapted online over batches of ``config.batch_size`` captions.
 
     ``images``: (N, D) unit-norm image (or video) embeddings from the same ``clip``. ``pos``,
-    ``neg``, ``inv`` per caption (see :mod:`drc_jax.neat.texts`: from a decomposition,
-    ``aff``/``neg``/``cf``; for a caption without negation ``pos`` = the caption and
-    ``neg``/``inv`` empty or None). Batches run in the given order, as the reference's
-    unshuffled loader does; the state starts from ``clip``'s weights, which are not modified.
+    ``neg``, ``inv`` per caption (:mod:`drc_jax.neat.texts`). ``seed=None`` adapts in the given
+    order; an int in the order NEAT's shuffled loader yields under that ``--seed``
+    (:func:`drc_jax.neat.order.loader_order`). Rows come back in the given order; ``clip``'s
+    weights are not modified.
     """
     texts = NEATTexts.from_lists(captions, pos, neg, inv)
-    return neat_scores_for_texts(clip, images, texts, config, progress=progress)
+    return neat_scores_for_texts(clip, images, texts, config, seed=seed, progress=progress)
 
 
 def neat_scores_from_decompositions(
@@ -186,25 +195,31 @@ def neat_scores_from_decompositions(
     decompositions,
     config: NEATConfig | None = None,
     *,
+    seed: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """:func:`neat_scores` for :class:`~drc_jax.decompose.types.Decomposition` records, one per
     query in order (texts as :func:`drc_jax.neat.texts.neat_texts` maps them)."""
     return neat_scores_for_texts(
-        clip, images, neat_texts(decompositions), config, progress=progress
+        clip, images, neat_texts(decompositions), config, seed=seed, progress=progress
     )
 
 
-def neat_scores_for_texts(
-    clip: ClipEncoder,
-    images,
-    texts: NEATTexts,
-    config: NEATConfig | None = None,
-    *,
-    progress: bool = False,
-) -> np.ndarray:
+def neat_scores_for_texts(clip, images, texts: NEATTexts, config=None, *, seed=None,
+                          progress=False) -> np.ndarray:  # fmt: skip
     """:func:`neat_scores` for prepared :class:`NEATTexts` (``pre_caption`` applied here when
     ``config.pre_caption``)."""
+    return _stream(clip, images, texts, config, seed, progress, "scores")
+
+
+def neat_embeddings(clip, images, texts: NEATTexts, config=None, *, seed=None,
+                    progress=False) -> np.ndarray:  # fmt: skip
+    """(Q, D) adapted caption embeddings: ``neat_embeddings(...) @ images.T`` are the scores of
+    :func:`neat_scores_for_texts`, for any retrieval engine to rank."""
+    return _stream(clip, images, texts, config, seed, progress, "embeddings")
+
+
+def _stream(clip, images, texts: NEATTexts, config, seed, progress, want):
     cfg = config or NEATConfig()
     if cfg.pre_caption:
         texts = texts.preprocessed()
@@ -215,20 +230,15 @@ def neat_scores_for_texts(
         )
     images = jax.device_put(images, replicated(clip.mesh))
     n, bs = len(texts), cfg.batch_size
-    # Consecutive batches, the last one shorter, as the reference's DataLoader (drop_last=False).
-    bounds = [(lo, min(lo + bs, n)) for lo in range(0, n, bs)]
+    order = np.arange(n) if seed is None else loader_order(n, seed)
     state = init_state(clip, cfg)
-    out = np.empty((n, images.shape[0]), np.float32)
-    bar = _progress(len(bounds), progress)
-    for lo, hi in bounds:
-        part = NEATTexts(
-            texts.captions[lo:hi],
-            texts.pos[lo:hi],
-            texts.neg[lo:hi],
-            texts.inv[lo:hi],
-            texts.negated[lo:hi],
-        )
-        state, out[lo:hi], aux = adapt_batch(clip, state, part, images, cfg)
+    out = np.empty((n, images.shape[0] if want == "scores" else clip.embed_dim), np.float32)
+    bar = _progress(-(-n // bs), progress)
+    # Batches of bs, the last one shorter, as the reference's DataLoader (drop_last=False).
+    for lo in range(0, n, bs):
+        idx = order[lo : lo + bs]
+        state, scores, text, aux = _adapt(clip, state, texts.select(idx), images, cfg)
+        out[idx] = np.asarray(scores if want == "scores" else text)
         log.info("NEAT batch %d: %s", state.batches, {k: round(v, 4) for k, v in aux.items()})
         bar.update(1)
     bar.close()
