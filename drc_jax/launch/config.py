@@ -106,6 +106,12 @@ def base_config() -> ConfigDict:
     # SpaceVLM's own Mistral-7B split of the query CSV (drc_jax.data.spacevlm_split): rows of
     # method "spacevlm" score its aff / neg verbatim instead of the run's decomposition.
     c.spacevlm_split = config_dict.placeholder(str)
+    # NEAT rows: NEAT's logic-inversion CSV (pos / neg / inverted captions, row-aligned with the
+    # query CSV; without it aff / neg / cf), and the --seed of its shuffled loader ("0,1,2": each
+    # seed adapts once; the row reports the mean and the spread).
+    c.neat_texts = config_dict.placeholder(str)
+    c.neat_seed = 0
+    c.neat_seeds = config_dict.placeholder(str)
     # Scoring: run-level DRCParams (eqs. 3-9), used by every row that does not set its own.
     for name, f in _PARAM_FIELDS.items():
         c[name] = f.default
@@ -338,7 +344,23 @@ def validate(config: ConfigDict) -> ConfigDict:
         if config[key] < 1:
             raise ConfigError(f"--config.{key}={config[key]}: must be at least 1")
     table(config)
+    neat_seeds(config)
     return config
+
+
+def neat_seeds(config: ConfigDict) -> tuple[int, ...]:
+    """``neat_seeds`` ("0,1,2"), else ``(neat_seed,)``: the seeds NEAT rows adapt under."""
+    text = config.neat_seeds
+    try:
+        out = tuple(int(s) for s in text.split(",") if s.strip()) if text else (config.neat_seed,)
+    except (TypeError, ValueError):
+        out = ()
+    if not out or len(set(out)) != len(out) or not all(0 <= s < 2**32 for s in out):
+        raise ConfigError(
+            f"--config.neat_seeds={text!r} / --config.neat_seed={config.neat_seed!r}: give "
+            "distinct integers in [0, 2**32), comma-separated (e.g. --config.neat_seeds=0,1,2)"
+        )
+    return out
 
 
 def resolved_weights(config: ConfigDict) -> str:

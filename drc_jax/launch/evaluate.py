@@ -1,8 +1,8 @@
 """Scoring every variant on shared embeddings, and the metrics of the report.
 
-Images are sharded over all devices and each device streams its shard through
-:func:`drc_jax.scoring.top_k`, whose per-device top-k lists are merged, so the corpus may be far
-larger than one device's memory.
+Every row, NEAT's included, is ranked by one engine, :func:`drc_jax.retrieval.top_k` (images
+sharded over all devices, per-device top-k lists merged). Media some backbone could not read are
+masked out there; queries whose ground truth is such a medium leave the metrics.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from drc_jax.launch.texts import text_set
 TOP_K = 10
 
 
-def negated_in_top5(bench: Benchmark, top_indices: np.ndarray) -> tuple[float | None, float]:
-    """Share of top-5 results that show the query's negated object (Figure 1's failure)."""
+def negated_in_top5(bench: Benchmark, top_indices: np.ndarray, evaluated: np.ndarray | None = None):
+    """Share of top-5 results that show the query's negated object (Figure 1's failure), over the
+    evaluated queries (mask (Q,)), and the share of those whose negated object is named."""
     from drc_jax.metrics import negated_in_top_k
 
-    if not bench.objects_complete:
+    if evaluated is None:
+        evaluated = np.ones(len(bench.queries), bool)
+    if not bench.objects_complete or not evaluated.any():
         return None, 0.0
-    named = [i for i, q in enumerate(bench.queries) if q.negated]
+    named = [i for i, q in enumerate(bench.queries) if q.negated and evaluated[i]]
     if not named:
         return None, 0.0
     objects = [set(m.positive_objects) for m in bench.media]
@@ -34,74 +37,103 @@ def negated_in_top5(bench: Benchmark, top_indices: np.ndarray) -> tuple[float | 
     share = negated_in_top_k(
         top_indices[named], lambda q, img: negs[q] in objects[img], k=min(5, top_indices.shape[1])
     )
-    return share, 100.0 * len(named) / len(bench.queries)
+    return share, 100.0 * len(named) / int(evaluated.sum())
 
 
-def top_from_scores(scores: np.ndarray, gt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` media (best first, ties to the lower index) and the ground truth's 1-indexed rank
-    (ties in its favour, as :func:`drc_jax.retrieval.top_k`) from a full (Q, N) score matrix."""
-    from drc_jax.metrics import ranks_from_scores
-
-    k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return order, ranks_from_scores(scores, gt)
+def readable(encoded: list[Encoded]) -> np.ndarray:
+    """(N,) bool: media every backbone could embed (the others score -inf in the engine)."""
+    return np.logical_and.reduce([e.media.valid for e in encoded])
 
 
-def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> list[Ranking]:
-    """Rank ``encoded``'s media for every query under each of ``variants`` (one backbone)."""
+def evaluated_queries(bench: Benchmark, valid: np.ndarray) -> np.ndarray:
+    """(Q,) bool: queries whose ground truth is readable (the others leave the report)."""
+    return valid[np.asarray([q.gt for q in bench.queries], np.int64)]
+
+
+def _metrics(bench, idx, ranks, evaluated):
+    from drc_jax.metrics import retrieval_metrics
+
+    metrics = retrieval_metrics(ranks[evaluated])
+    share, coverage = negated_in_top5(bench, idx, evaluated)
+    if share is not None:
+        metrics["neg@5"] = share
+    return metrics, coverage
+
+
+def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, valid=None):
+    """Rank ``encoded``'s media for every query under each of ``variants`` (one backbone), every
+    row through :func:`drc_jax.retrieval.top_k`; media outside ``valid`` (N,) are masked out."""
     import jax
     import jax.numpy as jnp
 
-    from drc_jax.metrics import retrieval_metrics
+    from drc_jax.launch.neat_rows import seed_summary
     from drc_jax.parallel import make_mesh
     from drc_jax.retrieval import top_k
-    from drc_jax.scoring import query_vectors
+    from drc_jax.scoring import QueryVectors, query_vectors
 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
+    valid = np.ones(len(bench.media), bool) if valid is None else np.asarray(valid, bool)
+    evaluated = evaluated_queries(bench, valid)
     image_dtype = jnp.bfloat16 if opts.image_dtype == "bfloat16" else None
     images = jnp.asarray(encoded.media.vectors)
+
+    def rank(vectors):
+        res = top_k(
+            images,
+            vectors,
+            TOP_K,
+            gt_index=gt,
+            chunk_size=opts.chunk_size,
+            mesh=mesh,
+            image_dtype=image_dtype,
+            valid=None if valid.all() else valid,
+        )
+        return np.asarray(jax.device_get(res.indices)), np.asarray(jax.device_get(res.gt_rank))
+
     out = []
     for v in variants:
         t0 = time.perf_counter()
-        if v.method == "neat":  # scored by the adapted encoder itself (pipeline.adapt_neat)
-            idx, ranks = top_from_scores(encoded.neat_scores[v.name], gt, TOP_K)
+        per_seed = None
+        if v.method == "neat":  # adapted caption embeddings (launch.neat_rows.adapt)
+            run = encoded.neat[v.name]
+            ranked = [rank(QueryVectors(jnp.asarray(e))) for e in run.embeddings]
+            idx, ranks = ranked[0]
+            metrics, coverage = _metrics(bench, idx, ranks, evaluated)
+            if len(ranked) > 1:  # the row reports the mean over seeds, and their spread
+                seeds = {
+                    str(s): _metrics(bench, *r, evaluated)[0]
+                    for s, r in zip(run.seeds, ranked, strict=True)
+                }
+                metrics, spread = seed_summary(list(seeds.values()))
+                per_seed = {"seeds": seeds, "spread": spread}
         else:
-            res = top_k(
-                images,
-                query_vectors(v.method, encoded.queries[text_set(v)], v.params),
-                TOP_K,
-                gt_index=gt,
-                chunk_size=opts.chunk_size,
-                mesh=mesh,
-                image_dtype=image_dtype,
-            )
-            ranks = np.asarray(jax.device_get(res.gt_rank))
-            idx = np.asarray(jax.device_get(res.indices))
+            idx, ranks = rank(query_vectors(v.method, encoded.queries[text_set(v)], v.params))
+            metrics, coverage = _metrics(bench, idx, ranks, evaluated)
         seconds = time.perf_counter() - t0
-        metrics = retrieval_metrics(ranks)
-        share, coverage = negated_in_top5(bench, idx)
-        if share is not None:
-            metrics["neg@5"] = share
-        out.append(Ranking(v, encoded.weights, idx, ranks, metrics, coverage, seconds))
+        out.append(Ranking(v, encoded.weights, idx, ranks, metrics, coverage, seconds, per_seed))
     return out
 
 
 def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench, opts):
-    """Every row of ``table`` scored on its backbone's embeddings, in the table's row order."""
+    """Every row of ``table`` scored on its backbone's embeddings, in the table's row order;
+    media some backbone could not read are masked out of every row."""
+    valid = readable(encoded)
     by_name = {}
     for enc in encoded:
         group = [v for v in table.variants if (v.weights or default_weights) == enc.weights]
-        by_name.update((r.variant.name, r) for r in score(group, enc, bench, opts))
+        by_name.update((r.variant.name, r) for r in score(group, enc, bench, opts, valid))
     return [by_name[v.name] for v in table.variants]
 
 
-def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranking]) -> Path:
+def save_rankings(output_dir, bench: Benchmark, rankings: list[Ranking], valid) -> Path:
     """``rankings.npz``: per variant the top-10 media indices (Q, 10) and the ground truth's
-    1-indexed rank (Q,), plus each query's ground truth and CSV line, for later analysis."""
+    1-indexed rank (Q,), plus each query's ground truth, CSV line and whether it was evaluated
+    (its ground truth readable), for later analysis."""
     path = Path(output_dir).expanduser() / "rankings.npz"
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
+        "evaluated": evaluated_queries(bench, valid),
         "line": np.asarray([q.line for q in bench.queries], np.int32),
         "media_id": np.asarray([m.id for m in bench.media]),
     }

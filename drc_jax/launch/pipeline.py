@@ -5,7 +5,8 @@ One run encodes each medium and each text once per backbone (cached on disk by
 every caption once, then scores every row of the config's table on the same embeddings with the
 image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). What each row
 scores (its texts, after its prompts) is decided once (:func:`row_texts`); "CLIP + NEAT" rows
-adapt the text encoder while it is loaded (:func:`adapt_neat`) and are ranked from their scores.
+adapt the text encoder while it is loaded (:mod:`drc_jax.launch.neat_rows`) and their adapted
+caption embeddings are ranked by the same engine. Media that cannot be read are masked out there.
 In multi-host runs every process reads the same inputs and the encoders and top-k compute on
 their own devices' shards; process 0 writes the outputs.
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
-from drc_jax.launch import record, report
+from drc_jax.launch import neat_rows, record, report
 from drc_jax.launch.config import (
     BENCHMARKS,
     SYNTHETIC,
@@ -50,9 +51,9 @@ from drc_jax.launch.encode import (
     params_probe,
 )
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.evaluate import save_rankings, score_all
+from drc_jax.launch.evaluate import evaluated_queries, readable, save_rankings, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
-from drc_jax.launch.texts import neat_lists, text_set, texts_of
+from drc_jax.launch.texts import text_set, texts_of
 from drc_jax.media import MediaIndex
 
 __all__ = [
@@ -198,32 +199,21 @@ def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opt
             key = text_set(v)
             if key not in sets:
                 sets[key] = texts_of(key, decomposed.per_query, corpus.bench.queries, split)
+    neat_variants = [v for v in rows.variants if v.method == "neat"]
+    csv = neat_rows.load_csv(opts, read) if neat_variants else None
     neat = {
-        v.name: neat_lists(decomposed.per_query, v.prompts)
-        for v in rows.variants
-        if v.method == "neat"
+        v.name: neat_rows.row_texts(v, decomposed.per_query, corpus.bench.queries, csv)
+        for v in neat_variants
     }
-    return Texts(sets, neat)
-
-
-def adapt_neat(clip, variants, texts: Texts, media: MediaEmbeddings, opts) -> dict:
-    """(Q, N) "CLIP + NEAT" scores of each NEAT row: the text encoder's LayerNorms adapted online
-    over the query batches (:func:`drc_jax.neat.neat_scores`), from ``clip``'s weights each time."""
-    from drc_jax.neat import neat_scores
-
-    out = {}
-    for v in variants:
-        captions, pos, neg, inv = texts.neat[v.name]
-        out[v.name] = neat_scores(
-            clip, media.vectors, captions, pos, neg, inv, v.neat_config(), progress=opts.progress
-        )
-    return out
+    return Texts(
+        sets, {k: t for k, (t, _) in neat.items()}, {k: src for k, (_, src) in neat.items()}
+    )
 
 
 def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark,
-           texts: Texts, watch, neat_rows=()) -> Encoded:  # fmt: skip
+           texts: Texts, watch, neat_variants=()) -> Encoded:  # fmt: skip
     """The encode stage for one backbone: media (or ``--image_embeddings``), query texts, and the
-    scores of its NEAT rows (``neat_rows``), which adapt the encoder itself."""
+    adapted caption embeddings of its NEAT rows (``neat_rows``), which adapt the encoder itself."""
     probe = params_probe(clip)
     bench = corpus.bench
     with watch(f"encode_{bench.kind}s"):
@@ -243,32 +233,10 @@ def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark
     with watch("encode_texts"):
         queries, text_stats = embed_texts(clip, texts.sets, opts, probe)
     neat = {}
-    if neat_rows:
+    if neat_variants:
         with watch("neat"):
-            neat = adapt_neat(clip, neat_rows, texts, media, opts)
+            neat = neat_rows.adapt(clip, neat_variants, texts, media, opts)
     return Encoded(weights, clip.weights_id, media, queries, text_stats, probe, neat)
-
-
-def drop_unreadable(corpus: Corpus, decomposed: Decomposed, texts: Texts, encoded: list[Encoded]):
-    """Leave out media that some backbone could not embed (``--on_missing_media skip``), and
-    their queries, from every stage's output. (NEAT rows adapted over every query; their scores
-    of the dropped ones are left out here.)"""
-    errors: dict[int, str] = {}
-    for e in encoded:
-        for i in map(int, (~e.media.valid).nonzero()[0]):
-            errors.setdefault(i, e.media.errors.get(i, "unreadable"))
-    if not errors:
-        return corpus, decomposed, texts, encoded
-    kept, kept_queries = corpus.without_media(errors)
-    if not kept.bench.media or not kept.bench.queries:
-        raise LaunchError(f"no readable media left in {corpus.root}; see the errors above.")
-    keep = np.asarray([i for i in range(len(corpus.paths)) if i not in errors], np.int64)
-    return (
-        kept,
-        decomposed.take(kept_queries),
-        texts.take(kept_queries),
-        [e.take(keep, kept_queries) for e in encoded],
-    )
 
 
 class _Stopwatch:
@@ -324,11 +292,11 @@ def run(opts: RunOptions) -> dict:
         clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
         if not long:
             long = long_captions(clip, bench)
-        neat_rows = [
+        neat_variants = [
             v for v in rows.variants
             if v.method == "neat" and (v.weights or default_weights) == weights
         ]  # fmt: skip
-        encoded.append(encode(opts, weights, clip, corpus, read, texts, watch, neat_rows))
+        encoded.append(encode(opts, weights, clip, corpus, read, texts, watch, neat_variants))
         del clip
     warnings = []
     if long:
@@ -338,9 +306,10 @@ def run(opts: RunOptions) -> dict:
         )
         log.warning(warnings[-1])
 
-    skipped_before = len(corpus.skipped)
-    corpus, decomposed, texts, encoded = drop_unreadable(corpus, decomposed, texts, encoded)
-    for s in corpus.skipped[skipped_before:]:
+    valid = readable(encoded)
+    if not valid.any() or not evaluated_queries(bench, valid).any():
+        raise LaunchError(f"no readable media left in {corpus.root}; see the errors above.")
+    for s in report.unreadable(corpus, encoded):
         log.warning("skipped %s (line %s): %s", s["file"], s["line"], s["reason"])
     with watch("score"):
         rankings = score_all(rows, default_weights, encoded, corpus.bench, opts)
@@ -351,13 +320,20 @@ def run(opts: RunOptions) -> dict:
 
         extra["figures"] = render_samples(opts, corpus, decomposed.per_query, rankings)
     timing = {**watch.seconds, "total_s": time.perf_counter() - t_start}
+    row_records = {
+        name: neat_rows.record(run, texts.neat_source[name])
+        for e in encoded
+        for name, run in e.neat.items()
+    }
     results = report.build(
-        opts, rows, corpus, decomposed, encoded, rankings, timing=timing, extra=extra
-    )
+        opts, rows, corpus, decomposed, encoded, rankings, timing=timing, extra=extra,
+        row_records=row_records,
+    )  # fmt: skip
     results["environment"] = record.environment()
     results["inputs"] = record.inputs(opts, corpus, read, encoded)
     if writer:
         report.write(output_dir(opts), results)
-        record.write_decompositions(output_dir(opts), rows, corpus, decomposed, texts)
-        save_rankings(output_dir(opts), corpus.bench, rankings)
+        evaluated = evaluated_queries(bench, valid)
+        record.write_decompositions(output_dir(opts), rows, corpus, decomposed, texts, evaluated)
+        save_rankings(output_dir(opts), bench, rankings, valid)
     return results

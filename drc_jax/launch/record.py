@@ -65,6 +65,9 @@ def environment() -> dict:
 
 def inputs(opts, corpus, read, encoded) -> dict:
     """What the numbers were computed from: file hashes, weights fingerprints, media counts."""
+    from drc_jax.launch.evaluate import evaluated_queries, readable
+
+    valid = readable(encoded)
     csv_path = Path(read.csv_path)
     out = {
         "captions_csv": str(csv_path),
@@ -76,14 +79,21 @@ def inputs(opts, corpus, read, encoded) -> dict:
             "listed": len(read.media),
             "found": len(corpus.bench.media),
             "missing": len(corpus.skipped),
+            "unreadable": int((~valid).sum()),
         },
-        "queries": {"listed": len(read.queries), "evaluated": len(corpus.bench.queries)},
+        "queries": {
+            "listed": len(read.queries),
+            "evaluated": int(evaluated_queries(corpus.bench, valid).sum()),
+        },
     }
     if opts.spacevlm_split:
         out["spacevlm_split"] = str(opts.spacevlm_split)
         out["spacevlm_split_sha256"] = sha256_file(opts.spacevlm_split)
     if opts.decompositions:
         out["decompositions_sha256"] = sha256_file(opts.decompositions)
+    if opts.neat_texts:
+        out["neat_texts"] = str(opts.neat_texts)
+        out["neat_texts_sha256"] = sha256_file(opts.neat_texts)
     return out
 
 
@@ -129,8 +139,7 @@ def row_record(variant, opts) -> dict:
             operator=p.operator,
         )
     elif variant.method == "neat":
-        rec["neat"] = dict(variant.neat)
-        rec["texts"] = "caption = full, pos = aff, neg = neg, inv = cf; no negation: pos = caption"
+        rec["neat"] = dict(variant.neat)  # texts, neat_seed, neat_order: launch.neat_rows.record
     return rec
 
 
@@ -146,9 +155,10 @@ def _neat_scored(texts: tuple, cfg) -> list[dict]:
     ]
 
 
-def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
+def write_decompositions(output_dir, table, corpus, decomposed, texts, evaluated=None) -> Path:
     """``decompositions.jsonl``: per query its CSV line, ground truth, caption, decomposition and,
-    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``)."""
+    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``); a query
+    left out of the metrics (its ground truth unreadable) says ``"evaluated": false``."""
     path = Path(output_dir).expanduser() / "decompositions.jsonl"
     neat = {
         v.name: _neat_scored(texts.neat[v.name], v.neat_config())
@@ -172,6 +182,7 @@ def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
                 "caption": q.caption,
                 "decomposition": d.to_dict(),
                 "scored": scored,
+                **({} if evaluated is None or evaluated[i] else {"evaluated": False}),
             }
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     tmp.replace(path)

@@ -129,22 +129,57 @@ def _notes(results: dict) -> list[str]:
             f"{len(skipped)} media item(s) skipped (--on_missing_media skip), e.g. "
             + "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
         )
+    notes += _neat_notes(results["methods"])
     for w in results.get("warnings", []):
         notes.append(w)
     return notes
 
 
-def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None) -> dict:
+def _neat_notes(methods: dict) -> list[str]:
+    from drc_jax.launch.neat_rows import DECOMPOSITION, DECOMPOSITION_NOTE
+
+    rows = {n: m for n, m in methods.items() if m.get("method") == "neat"}
+    notes = [DECOMPOSITION_NOTE] if any(
+        m["record"].get("texts") == DECOMPOSITION for m in rows.values()
+    ) else []  # fmt: skip
+    for name, m in rows.items():
+        if "spread" in m:
+            spread = ", ".join(f"{k} {m['spread'][k]:.2f}" for k in COLUMNS if k in m["spread"])
+            notes.append(
+                f"{m.get('label', name)}: mean over NEAT seeds {', '.join(map(str, m['seeds']))} "
+                f"(standard deviation {spread})."
+            )
+    return notes
+
+
+def unreadable(corpus, encoded) -> list[dict]:
+    """The media some backbone could not embed, as ``{"file", "line", "reason"}``."""
+    out = {}
+    for e in encoded:
+        for i in map(int, (~e.media.valid).nonzero()[0]):
+            m = corpus.bench.media[i]
+            out.setdefault(i, {"file": m.file_name, "line": m.line,
+                               "reason": e.media.errors.get(i, "unreadable")})  # fmt: skip
+    return [out[i] for i in sorted(out)]
+
+
+def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None,
+          row_records=None) -> dict:  # fmt: skip
     """results.json's content, from the run config and the typed stage outputs
-    (:mod:`drc_jax.launch.stages`); ``extra`` adds top-level entries (warnings, figures, ...)."""
+    (:mod:`drc_jax.launch.stages`); ``extra`` adds top-level entries (warnings, figures, ...),
+    ``row_records`` entries to rows' records (NEAT's texts, seeds, orders). Queries whose ground
+    truth could not be read are left out of every count and metric."""
     import jax
 
     from drc_jax.data.negbench import DATASETS
     from drc_jax.launch.config import SYNTHETIC, resolved_weights
+    from drc_jax.launch.evaluate import evaluated_queries, readable
     from drc_jax.launch.record import row_record
     from drc_jax.metrics import paired_bootstrap
 
     bench = corpus.bench
+    valid = readable(encoded)
+    evaluated = evaluated_queries(bench, valid)
     backbones = [e.weights for e in encoded]
     settings = {k: v for k, v in config.to_dict().items() if k not in ("variants", "rows")}
     if config.benchmark not in SYNTHETIC:
@@ -156,8 +191,8 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
         ci = None
         if base and base.name != r.variant.name and base.name in by_name:
             ci = paired_bootstrap(
-                by_name[base.name].gt_rank, r.gt_rank, resamples=BOOTSTRAP_RESAMPLES,
-                seed=BOOTSTRAP_SEED,
+                by_name[base.name].gt_rank[evaluated], r.gt_rank[evaluated],
+                resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED,
             )  # fmt: skip
         methods[r.variant.name] = {
             **r.metrics,
@@ -166,14 +201,18 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
             "weights": r.weights,
             **({"baseline": base.name} if base else {}),
             **({"ci": ci} if ci else {}),
-            "record": row_record(r.variant, config),
+            **(r.per_seed or {}),
+            "record": {
+                **row_record(r.variant, config),
+                **(row_records or {}).get(r.variant.name, {}),
+            },
         }
     results = {
         "benchmark": config.benchmark,
         "benchmark_name": DATASETS[bench.name].name if bench.name in DATASETS else bench.name,
         "media_kind": bench.kind,
-        "num_media": len(bench.media),
-        "num_queries": len(bench.queries),
+        "num_media": int(valid.sum()),
+        "num_queries": int(evaluated.sum()),
         "captions_csv": str(bench.csv_path),
         "config": {
             **settings,
@@ -187,13 +226,13 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
         },
         "methods": methods,
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
-        "decomposition": decomposed.stats(),
+        "decomposition": decomposed.stats(evaluated),
         "encoding": {e.weights: e.stats() for e in encoded},
         "timing": {
             **{k: round(v, 3) for k, v in timing.items()},
             **{f"score_{r.variant.name}_s": round(r.seconds, 3) for r in rankings},
         },
-        "skipped": list(corpus.skipped),
+        "skipped": [*corpus.skipped, *unreadable(corpus, encoded)],
         "skipped_captions": list(corpus.skipped_captions),
         **(extra or {}),
     }

@@ -61,16 +61,14 @@ class Decomposed:
     per_query: tuple
     source: dict
 
-    def take(self, queries: np.ndarray) -> Decomposed:
-        return dataclasses.replace(self, per_query=tuple(self.per_query[i] for i in queries))
-
-    def stats(self) -> dict:
-        """Counts over the queries evaluated (a caption shared by two queries counts twice)."""
-        negated = [d for d in self.per_query if d.negated]
+    def stats(self, evaluated: np.ndarray | None = None) -> dict:
+        """Counts over the queries evaluated (mask (Q,); a caption shared by two counts twice)."""
+        rows = [d for i, d in enumerate(self.per_query) if evaluated is None or evaluated[i]]
+        negated = [d for d in rows if d.negated]
         return {
             **self.source,
-            "captions": len(self.per_query),
-            "unique_captions": len({d.caption for d in self.per_query}),
+            "captions": len(rows),
+            "unique_captions": len({d.caption for d in rows}),
             "negated": len(negated),
             "strength": {s: sum(d.strength == s for d in negated) for s in STRENGTHS},
         }
@@ -80,18 +78,11 @@ class Decomposed:
 class Texts:
     """What every row scores, per query (:mod:`drc_jax.launch.texts`): per
     :class:`~drc_jax.launch.texts.TextSet` the rows of [aff, neg, cf, full] and the strengths;
-    per NEAT row its (captions, pos, neg, inv) lists."""
+    per NEAT row its (captions, pos, neg, inv) lists and where they came from."""
 
     sets: dict  # TextSet -> (list of [aff, neg, cf, full], (Q,) int32 strength)
     neat: dict  # row name -> (captions, pos, neg, inv)
-
-    def take(self, queries: np.ndarray) -> Texts:
-        idx = [int(i) for i in queries]
-        sets = {
-            k: ([rows[i] for i in idx], strength[idx]) for k, (rows, strength) in self.sets.items()
-        }
-        neat = {k: tuple([xs[i] for i in idx] for xs in v) for k, v in self.neat.items()}
-        return Texts(sets, neat)
+    neat_source: dict = dataclasses.field(default_factory=dict)  # row name -> record "texts"
 
 
 @dataclass(frozen=True)
@@ -104,19 +95,12 @@ class MediaEmbeddings:
     errors: dict[int, str]
     stats: dict  # {"embedded": n, "cached": n} or {"precomputed": path}
 
-    def take(self, keep: np.ndarray) -> MediaEmbeddings:
-        index = {int(old): new for new, old in enumerate(keep)}
-        errors = {index[i]: r for i, r in self.errors.items() if i in index}
-        return dataclasses.replace(
-            self, vectors=self.vectors[keep], valid=self.valid[keep], errors=errors
-        )
-
 
 @dataclass(frozen=True)
 class Encoded:
     """The encode stage, per backbone: media embeddings, the queries' text embeddings (one
-    :class:`~drc_jax.scoring.Queries` per text set) and NEAT rows' (Q, N) scores, which need the
-    encoder itself (test-time adaptation)."""
+    :class:`~drc_jax.scoring.Queries` per text set) and NEAT rows' adapted caption embeddings,
+    which need the encoder itself (test-time adaptation)."""
 
     weights: str  # as named in the config
     weights_id: str  # what was loaded (file fingerprint, dtype)
@@ -124,15 +108,7 @@ class Encoded:
     queries: dict  # TextSet -> drc_jax.queries.Queries, rows in Corpus.bench.queries order
     text_stats: dict
     probe: str | None = None  # content fingerprint of the loaded parameters
-    neat_scores: dict = dataclasses.field(default_factory=dict)  # row name -> (Q, N) float32
-
-    def take(self, media: np.ndarray, queries: np.ndarray) -> Encoded:
-        return dataclasses.replace(
-            self,
-            media=self.media.take(media),
-            queries={k: q.take(queries) for k, q in self.queries.items()},
-            neat_scores={k: s[queries][:, media] for k, s in self.neat_scores.items()},
-        )
+    neat: dict = dataclasses.field(default_factory=dict)  # row name -> neat_rows.NEATRun
 
     def stats(self) -> dict:
         return {
@@ -145,12 +121,14 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Ranking:
-    """The score stage, per table row: top-K media per query and the ground truth's rank."""
+    """The score stage, per table row: top-K media per query and the ground truth's rank (every
+    query; ``metrics`` count the evaluated ones, whose ground truth is readable)."""
 
     variant: Variant
     weights: str
     top: np.ndarray  # (Q, K) media indices, best first
     gt_rank: np.ndarray  # (Q,) 1-indexed rank of each query's ground truth
-    metrics: dict  # R@1, R@5, R@10, medR (and neg@5 where measurable)
+    metrics: dict  # R@1, R@5, R@10, medR (and neg@5 where measurable); NEAT: mean over seeds
     neg_coverage: float | None  # % of queries whose negated object is named (neg@5's base)
     seconds: float
+    per_seed: dict | None = None  # NEAT: seed -> metrics (top / gt_rank are the first seed's)
