@@ -8,9 +8,17 @@ only_visual=False)``), one ``torch.optim.AdamW(lr, weight_decay)`` for the whole
 updates per batch, each encoding caption, pos, neg and inv in four forward passes; the batch's
 scores are the caption-vs-all-images similarities computed (under ``no_grad``) in the last step's
 coarse alignment, before that step's update.
+
+Its loader too (:func:`run_neat_loader`): the caption dataset of
+``src/data/coco_negated_dataset.py`` (every text through ``pre_caption``), the shuffled loaders of
+``src/data/__init__.py`` and the seeding of ``main_TTA.py``, so order and texts are checked too.
 """
 
 from __future__ import annotations
+
+import ast
+import csv
+import re
 
 import torch
 import torch.nn.functional as F
@@ -95,3 +103,66 @@ class TorchNEAT:
         for _ in range(self.steps):
             scores, terms = self.step(text_ids, pos_ids, neg_ids, inv_ids)
         return scores, terms
+
+
+def pre_caption(caption: str, max_words: int = 50) -> str:
+    """``src/data/utils.py:pre_caption`` for a string (the datasets pass ``max_words=77``)."""
+    caption = re.sub(r"([.!\"()*#:;~])", " ", caption.lower())
+    caption = re.sub(r"\s{2,}", " ", caption)
+    caption = caption.rstrip("\n").strip(" ")
+    words = caption.split(" ")
+    if len(words) > max_words:
+        caption = " ".join(words[:max_words])
+    return caption
+
+
+class NegatedTextDataset(torch.utils.data.Dataset):
+    """``coco_negated_retrieval_eval_text`` (the MSR-VTT one is the same): one item per caption,
+    ``(caption, pos, neg, inv, index)``, in file order. The reference reads the CSV with pandas and
+    ``ast.literal_eval``; ``csv`` gives the same cells here."""
+
+    def __init__(self, csv_file, max_words: int = 77):
+        self.text, self.pos_text, self.neg_text, self.inv_text = [], [], [], []
+        with open(csv_file, newline="") as f:
+            for row in csv.DictReader(f):
+                keys = ("captions", "pos_captions", "neg_captions", "inverted_captions")
+                cols = [ast.literal_eval(row[k]) for k in keys]
+                for i, caption in enumerate(cols[0]):
+                    self.text.append(pre_caption(caption, max_words))
+                    self.pos_text.append(pre_caption(cols[1][i], max_words))
+                    self.neg_text.append(pre_caption(cols[2][i], max_words))
+                    self.inv_text.append(pre_caption(cols[3][i], max_words))
+
+    def __len__(self):
+        return len(self.text)
+
+    def __getitem__(self, index):
+        return (
+            self.text[index],
+            self.pos_text[index],
+            self.neg_text[index],
+            self.inv_text[index],
+            index,
+        )
+
+
+def run_neat_loader(neat: TorchNEAT, tokenize, csv_file, *, seed: int = 0, batch_size: int = 64):
+    """``main_TTA.py`` + ``train_one_epoch`` for t2i: ``torch.manual_seed(seed)``, the shuffled
+    image loader iterated first (it fills ``all_image_embeds``; here the embeddings are given), then
+    the shuffled caption loader (drop_last=False), each batch adapted and its scores stored at its
+    indices. Returns the (Q, N) score matrix, the caption order, and the dataset."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(seed)
+    images = list(range(len(neat.images)))
+    for _ in DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=False):
+        pass
+    data = NegatedTextDataset(csv_file)
+    scores = torch.full((len(data), len(neat.images)), -100.0)
+    order = []
+    for text, pos, neg, inv, idx in DataLoader(data, batch_size=batch_size, shuffle=True,
+                                               drop_last=False):  # fmt: skip
+        batch, _ = neat.adapt_batch(*(tokenize(list(t)) for t in (text, pos, neg, inv)))
+        scores[idx] = batch.detach()
+        order += idx.tolist()
+    return scores.numpy(), order, data

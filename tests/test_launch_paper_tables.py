@@ -66,7 +66,7 @@ def test_paper_cli_prints_four_rows_and_writes_a_record_a_reviewer_can_check(tmp
     inputs = results["inputs"]
     csv_bytes = Path(inputs["captions_csv"]).read_bytes()
     assert inputs["captions_csv_sha256"] == hashlib.sha256(csv_bytes).hexdigest()
-    assert inputs["media"] == {"listed": 8, "found": 8, "missing": 0}
+    assert inputs["media"] == {"listed": 8, "found": 8, "missing": 0, "unreadable": 0}
     assert inputs["weights"][TINY]["params_probe"]
     # Paired bootstrap intervals, against CLIP, in results.json and results.md.
     for name in ("neat", "spacevlm", "drc"):

@@ -325,3 +325,47 @@ def test_pre_caption_normalises_like_the_reference_loader():
         "commas, hyphens-and apostrophes' stay"
     )
     assert pre_caption(" ".join(["w"] * 80)) == " ".join(["w"] * 77)
+
+
+def test_neat_on_its_own_csv_matches_the_reference_loader_in_texts_order_and_scores(
+    tiny, negbench_dir, tmp_path
+):
+    """NEAT's logic-inversion CSV through the launcher's text builder and the JAX NEAT with
+    ``seed=3``, against the transcription of NEAT's loader (its dataset, ``pre_caption``,
+    ``torch.manual_seed(3)`` and shuffled DataLoaders): the same texts, the same caption order and
+    the same scores over 4 batches."""
+    import torch
+
+    from drc_jax.data.neat_csv import load_neat_csv
+    from drc_jax.data.negbench import load_coco_neg
+    from drc_jax.launch.config import Variant
+    from drc_jax.launch.neat_rows import row_texts
+    from drc_jax.neat import loader_order, neat_scores_for_texts
+    from tests.neat_fixtures import write_neat_csv
+    from tests.neat_reference import TorchNEAT, run_neat_loader
+    from tests.test_launch_end_to_end import _first_rows
+
+    model, clip = tiny
+    rows = _first_rows(negbench_dir / "coco_neg_dev.csv", tmp_path / "q.csv", 5)
+    write_neat_csv(rows, tmp_path / "neat.csv")
+    bench = load_coco_neg(tmp_path / "q.csv")
+    csv_texts = load_neat_csv(tmp_path / "neat.csv", bench)
+    lists, source = row_texts(Variant("neat", "neat"), None, bench.queries, csv_texts)
+    assert source["source"] == "neat_csv"
+    texts = NEATTexts.from_lists(*lists)
+    n = len(texts)
+    assert 3 * 8 < n <= 4 * 8  # batches of 8: three full ones and a shorter last one
+    images = unit_rows(12, clip.embed_dim, seed=8)
+    ours = neat_scores_for_texts(clip, images, texts, NEATConfig(batch_size=8), seed=3)
+
+    ref = TorchNEAT(copy.deepcopy(model), torch.from_numpy(images))
+    theirs, order, data = run_neat_loader(
+        ref, lambda ts: _torch_ids(clip, ts), tmp_path / "neat.csv", seed=3, batch_size=8
+    )
+    pre = texts.preprocessed()
+    assert list(pre.captions) == data.text and list(pre.pos) == data.pos_text
+    assert list(pre.neg) == data.neg_text and list(pre.inv) == data.inv_text
+    assert order == loader_order(n, 3).tolist() and order != sorted(order)
+    np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=0)
+    in_csv_order = neat_scores_for_texts(clip, images, texts, NEATConfig(batch_size=8))
+    assert np.abs(in_csv_order - theirs).max() > 50 * 2e-5  # the order is not vacuous
