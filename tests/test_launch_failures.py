@@ -209,3 +209,35 @@ def test_an_unterminated_quote_in_the_captions_csv_stops_the_launcher_naming_the
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{torn}, line {SPEC.num_images + 2}: malformed CSV row" in proc.stderr
     assert "Close the quote" in proc.stderr
+
+
+def test_an_unreadable_medium_is_masked_in_the_engine_and_its_queries_leave_the_report(tmp_path):
+    """``--on_missing_media skip`` with a corrupt image: no stage output is rewritten; the engine
+    never retrieves it, its queries are kept in rankings.npz and decompositions.jsonl marked not
+    evaluated, and the decoupled rows score as if its CSV row had never been there."""
+    root = _synthetic_root(tmp_path)
+    bad = root / "images" / "synthetic_000001.jpg"
+    bad.write_bytes(bad.read_bytes()[:40])
+    plain = root / "synthetic_coco_neg.csv"
+    with open(plain, newline="") as f:
+        rows = list(csv.reader(f))
+    without = tmp_path / "without.csv"
+    with open(without, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0], rows[1], *rows[3:]])  # the bad image is CSV line 3
+    kw = dict(benchmark="coco", data_dir=str(root), synthetic=SPEC, methods="clip,spacevlm,drc")
+    masked = run(options(tmp_path, captions_csv=str(plain), on_missing_media="skip", **kw))
+    dropped = run(
+        options(tmp_path, captions_csv=str(without), output_dir=str(tmp_path / "o2"), **kw)
+    )
+    assert masked["num_queries"] == dropped["num_queries"] == 2 * SPEC.num_images - 2
+    for name in ("clip", "spacevlm", "drc"):
+        got, want = masked["methods"][name], dropped["methods"][name]
+        assert {k: got[k] for k in METRICS} == {k: want[k] for k in METRICS}, name
+    with np.load(tmp_path / "out" / "rankings.npz") as z:
+        assert z["evaluated"].tolist() == [q not in (2, 3) for q in range(2 * SPEC.num_images)]
+        assert not (z["drc/top10"] == 1).any() and z["drc/top10"].shape[0] == len(z["gt"])
+    lines = [json.loads(x) for x in (tmp_path / "out" / "decompositions.jsonl").open()]
+    assert [line["query"] for line in lines if line.get("evaluated") is False] == [2, 3]
+
+
+METRICS = ("R@1", "R@5", "R@10", "medR", "neg@5")
