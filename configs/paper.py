@@ -6,8 +6,10 @@ Each baseline with its own settings, gains in parentheses against the CLIP row:
   prefixed variant ("A photo of <caption>") is the row ``clip_prefixed``, defined but not shown:
   ``--config.rows="('clip', 'clip_prefixed', 'neat', 'spacevlm', 'drc')"``.
 - "CLIP + NEAT": the text encoder's residual-block LayerNorms adapted at test time over the query
-  batches (drc_jax.neat: AdamW lr 2e-4, wd 1e-3, 3 steps per batch of 256), pos/neg/inv from our
-  decomposition's aff/neg/cf.
+  batches (drc_jax.neat: AdamW lr 2e-4, wd 1e-3, 3 steps per batch of 256) in the order of NEAT's
+  shuffled loader (``--config.neat_seed``, default 0; ``--config.neat_seeds=0,1,2`` reports the
+  mean and spread); pos/neg/inv from ``--config.neat_texts=<NEAT's logic-inversion CSV>``, else
+  from our decomposition's aff/neg/cf.
 - "SpaceVLM": one direction compose(aff, neg, 0.92) for every negated caption whatever its
   strength, unprefixed phrases, no repulsion. ``--config.spacevlm_split=<SpaceVLM's Mistral-7B
   split CSV>`` scores the decomposition SpaceVLM itself used.
