@@ -405,9 +405,8 @@ def top_k(
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
     ground truth's favour). ``image_dtype=jnp.bfloat16`` (or float16) halves image memory and
     bandwidth, with f32 accumulation; other dtypes than f32/bf16/f16 are searched in f32.
-    ``valid`` (N,) bool masks images out: they are never retrieved (``k`` is capped at the valid
-    count), never outrank a ground truth and are not checked for finiteness (a masked ground
-    truth's rank is meaningless).
+    ``valid`` (N,) bool masks images out: never retrieved (``k`` capped at their count), never
+    outranking a ground truth, not checked for finiteness.
 
     Validated (``ValueError`` naming the first bad row): query vectors finite and as wide as the
     images and ``gt_index`` inside ``[0, N)``, before anything is compiled; images finite (a NaN

@@ -1,11 +1,5 @@
-"""NEAT's own texts: its logic-inversion CSVs, row-aligned with NegBench's query CSVs.
-
-NEAT (github hhc1997/NEAT, ``src/data/coco_negated_dataset.py``) adapts on three LLM texts per
-caption, in list columns beside the query CSV's own: ``pos_captions`` (the affirmative part),
-``neg_captions`` (the negated concept stated positively) and ``inverted_captions`` (the logical
-inversion of the whole caption); e.g. ``raw_data/videos/msr_vtt_retrieval_rephrased_llama_logic_
-inversion.csv``. Row ``k`` must be the query CSV's row ``k``: same ``image_id``, same captions.
-"""
+"""NEAT's own texts (``pos_captions``, ``neg_captions``, ``inverted_captions``): its
+logic-inversion CSVs (github hhc1997/NEAT ``raw_data/``), row-aligned with the query CSV."""
 
 from __future__ import annotations
 
@@ -52,8 +46,7 @@ def _row_problems(path: Path, line: int, row: dict, media, captions: list[str], 
 
 
 def load_neat_csv(path: str | Path, read: Benchmark) -> NEATCsv:
-    """NEAT's texts for every caption of ``read`` (the query CSV as read, every row in file order),
-    from its logic-inversion CSV ``path``; :class:`DataError` lists the rows that do not line up."""
+    """NEAT's texts for every caption of ``read`` (the query CSV, all rows); DataError by line."""
     path = Path(path).expanduser()
     rows = _read_rows(path, COLUMNS, "NEAT logic-inversion CSV")
     where = str(read.csv_path)

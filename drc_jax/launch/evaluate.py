@@ -1,9 +1,5 @@
-"""Scoring every variant on shared embeddings, and the metrics of the report.
-
-Every row, NEAT's included, is ranked by one engine, :func:`drc_jax.retrieval.top_k` (images
-sharded over all devices, per-device top-k lists merged). Media some backbone could not read are
-masked out there; queries whose ground truth is such a medium leave the metrics.
-"""
+"""Every row (NEAT's too) ranked by one engine, :func:`drc_jax.retrieval.top_k`, on shared
+embeddings, unreadable media masked out; the metrics of the report."""
 
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ TOP_K = 10
 
 
 def negated_in_top5(bench: Benchmark, top_indices: np.ndarray, evaluated: np.ndarray | None = None):
-    """Share of top-5 results that show the query's negated object (Figure 1's failure), over the
-    evaluated queries (mask (Q,)), and the share of those whose negated object is named."""
+    """Share of top-5 results showing the negated object (Figure 1), over evaluated queries."""
     from drc_jax.metrics import negated_in_top_k
 
     if evaluated is None:
@@ -61,8 +56,7 @@ def _metrics(bench, idx, ranks, evaluated):
 
 
 def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, valid=None):
-    """Rank ``encoded``'s media for every query under each of ``variants`` (one backbone), every
-    row through :func:`drc_jax.retrieval.top_k`; media outside ``valid`` (N,) are masked out."""
+    """Rank ``encoded``'s media (those in ``valid``) for every query under each of ``variants``."""
     import jax
     import jax.numpy as jnp
 
@@ -95,12 +89,12 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, val
     for v in variants:
         t0 = time.perf_counter()
         per_seed = None
-        if v.method == "neat":  # adapted caption embeddings (launch.neat_rows.adapt)
+        if v.method == "neat":
             run = encoded.neat[v.name]
             ranked = [rank(QueryVectors(jnp.asarray(e))) for e in run.embeddings]
             idx, ranks = ranked[0]
             metrics, coverage = _metrics(bench, idx, ranks, evaluated)
-            if len(ranked) > 1:  # the row reports the mean over seeds, and their spread
+            if len(ranked) > 1:
                 seeds = {
                     str(s): _metrics(bench, *r, evaluated)[0]
                     for s, r in zip(run.seeds, ranked, strict=True)
@@ -116,8 +110,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, val
 
 
 def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench, opts):
-    """Every row of ``table`` scored on its backbone's embeddings, in the table's row order;
-    media some backbone could not read are masked out of every row."""
+    """Every row of ``table`` scored on its backbone's embeddings, in the table's row order."""
     valid = readable(encoded)
     by_name = {}
     for enc in encoded:
@@ -127,9 +120,8 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
 
 
 def save_rankings(output_dir, bench: Benchmark, rankings: list[Ranking], valid) -> Path:
-    """``rankings.npz``: per variant the top-10 media indices (Q, 10) and the ground truth's
-    1-indexed rank (Q,), plus each query's ground truth, CSV line and whether it was evaluated
-    (its ground truth readable), for later analysis."""
+    """``rankings.npz``: per variant the top-10 (Q, 10) and the ground truth's rank (Q,); per
+    query its ground truth, CSV line and whether it was evaluated."""
     path = Path(output_dir).expanduser() / "rankings.npz"
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),

@@ -1,11 +1,5 @@
-"""The "CLIP + NEAT" rows of a run: their texts, their adaptation per seed, their record.
-
-Texts come from NEAT's own logic-inversion CSV (``--config.neat_texts``, :mod:`drc_jax.data.
-neat_csv`) or, without it, from our decomposition (aff / neg / cf, :func:`drc_jax.launch.texts.
-neat_lists`). Each seed of :func:`~drc_jax.launch.config.neat_seeds` adapts in the
-order NEAT's shuffled loader yields under it (:func:`drc_jax.neat.order.loader_order`); the adapted
-caption embeddings go to the retrieval engine like every other row's query vectors.
-"""
+"""The "CLIP + NEAT" rows of a run: their texts (NEAT's CSV or ours), one adaptation per seed,
+their record."""
 
 from __future__ import annotations
 
@@ -26,8 +20,7 @@ DECOMPOSITION_NOTE = (
 
 @dataclass(frozen=True)
 class NEATRun:
-    """One NEAT row on one backbone: per seed the adapted (Q, D) caption embeddings, in query
-    order, and the sha256 of the caption order they were adapted in."""
+    """Per seed: the adapted (Q, D) caption embeddings and the sha256 of the order adapted in."""
 
     seeds: tuple[int, ...]
     embeddings: tuple[np.ndarray, ...]
@@ -48,9 +41,7 @@ def load_csv(opts, read):
 
 
 def row_texts(variant, decompositions, queries, csv) -> tuple[tuple, object]:
-    """(captions, pos, neg, inv) of one NEAT row and where they came from (the record's
-    ``texts``). From the CSV every caption is negated, as in NEAT's data; an empty text is
-    handled as :func:`~drc_jax.launch.texts.neat_lists` does (no neg / inv: masked)."""
+    """(captions, pos, neg, inv) of one NEAT row, and the record's ``texts``."""
     if csv is None:
         return neat_lists(decompositions, variant.prompts), DECOMPOSITION
     p = variant.prompts
@@ -75,8 +66,7 @@ def row_texts(variant, decompositions, queries, csv) -> tuple[tuple, object]:
 
 
 def adapt(clip, variants, texts, media, opts) -> dict[str, NEATRun]:
-    """Every NEAT row of ``variants`` adapted from ``clip``'s weights once per seed, over the
-    readable media only."""
+    """Every NEAT row adapted from ``clip``'s weights once per seed, over the readable media."""
     from drc_jax.launch.config import neat_seeds
     from drc_jax.neat import NEATTexts, loader_order, neat_embeddings, order_sha256
 
@@ -88,17 +78,18 @@ def adapt(clip, variants, texts, media, opts) -> dict[str, NEATRun]:
         t = NEATTexts.from_lists(*texts.neat[v.name])
         shown = t.preprocessed().captions if cfg.pre_caption else t.captions
         runs = [
-            (neat_embeddings(clip, images, t, cfg, seed=s, progress=opts.progress),
-             order_sha256(loader_order(len(t), s), shown))
+            (
+                neat_embeddings(clip, images, t, cfg, seed=s, progress=opts.progress),
+                order_sha256(loader_order(len(t), s), shown),
+            )
             for s in seeds
-        ]  # fmt: skip
+        ]
         out[v.name] = NEATRun(seeds, *map(tuple, zip(*runs, strict=True)))
     return out
 
 
 def record(run: NEATRun, source) -> dict:
-    """The record entries of a NEAT row: ``texts``, ``neat_seed``, ``neat_order`` (lists when
-    several seeds ran)."""
+    """A NEAT row's ``texts``, ``neat_seed``, ``neat_order`` (lists for several seeds)."""
     one = len(run.seeds) == 1
     return {
         "texts": source,

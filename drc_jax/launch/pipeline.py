@@ -210,8 +210,16 @@ def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opt
     )
 
 
-def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark,
-           texts: Texts, watch, neat_variants=()) -> Encoded:  # fmt: skip
+def encode(
+    opts: RunOptions,
+    weights: str,
+    clip,
+    corpus: Corpus,
+    read: Benchmark,
+    texts: Texts,
+    watch,
+    neat_variants=(),
+) -> Encoded:
     """The encode stage for one backbone: media (or ``--image_embeddings``), query texts, and the
     adapted caption embeddings of its NEAT rows (``neat_rows``), which adapt the encoder itself."""
     probe = params_probe(clip)
@@ -326,9 +334,16 @@ def run(opts: RunOptions) -> dict:
         for name, run in e.neat.items()
     }
     results = report.build(
-        opts, rows, corpus, decomposed, encoded, rankings, timing=timing, extra=extra,
+        opts,
+        rows,
+        corpus,
+        decomposed,
+        encoded,
+        rankings,
+        timing=timing,
+        extra=extra,
         row_records=row_records,
-    )  # fmt: skip
+    )
     results["environment"] = record.environment()
     results["inputs"] = record.inputs(opts, corpus, read, encoded)
     if writer:

@@ -157,8 +157,8 @@ def _neat_scored(texts: tuple, cfg) -> list[dict]:
 
 def write_decompositions(output_dir, table, corpus, decomposed, texts, evaluated=None) -> Path:
     """``decompositions.jsonl``: per query its CSV line, ground truth, caption, decomposition and,
-    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``); a query
-    left out of the metrics (its ground truth unreadable) says ``"evaluated": false``."""
+    per row, the texts that row scored (after prefixing; NEAT's after ``pre_caption``); queries out
+    of the metrics say ``"evaluated": false``."""
     path = Path(output_dir).expanduser() / "decompositions.jsonl"
     neat = {
         v.name: _neat_scored(texts.neat[v.name], v.neat_config())

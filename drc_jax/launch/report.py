@@ -139,9 +139,11 @@ def _neat_notes(methods: dict) -> list[str]:
     from drc_jax.launch.neat_rows import DECOMPOSITION, DECOMPOSITION_NOTE
 
     rows = {n: m for n, m in methods.items() if m.get("method") == "neat"}
-    notes = [DECOMPOSITION_NOTE] if any(
-        m["record"].get("texts") == DECOMPOSITION for m in rows.values()
-    ) else []  # fmt: skip
+    notes = (
+        [DECOMPOSITION_NOTE]
+        if any(m["record"].get("texts") == DECOMPOSITION for m in rows.values())
+        else []
+    )
     for name, m in rows.items():
         if "spread" in m:
             spread = ", ".join(f"{k} {m['spread'][k]:.2f}" for k in COLUMNS if k in m["spread"])
@@ -158,17 +160,22 @@ def unreadable(corpus, encoded) -> list[dict]:
     for e in encoded:
         for i in map(int, (~e.media.valid).nonzero()[0]):
             m = corpus.bench.media[i]
-            out.setdefault(i, {"file": m.file_name, "line": m.line,
-                               "reason": e.media.errors.get(i, "unreadable")})  # fmt: skip
+            out.setdefault(
+                i,
+                {
+                    "file": m.file_name,
+                    "line": m.line,
+                    "reason": e.media.errors.get(i, "unreadable"),
+                },
+            )
     return [out[i] for i in sorted(out)]
 
 
-def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None,
-          row_records=None) -> dict:  # fmt: skip
-    """results.json's content, from the run config and the typed stage outputs
-    (:mod:`drc_jax.launch.stages`); ``extra`` adds top-level entries (warnings, figures, ...),
-    ``row_records`` entries to rows' records (NEAT's texts, seeds, orders). Queries whose ground
-    truth could not be read are left out of every count and metric."""
+def build(
+    config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None, row_records=None
+) -> dict:
+    """results.json's content, from the run config and the typed stage outputs; ``extra`` and
+    ``row_records`` add top-level and per-row record entries; unreadable queries are left out."""
     import jax
 
     from drc_jax.data.negbench import DATASETS

@@ -62,7 +62,7 @@ class Decomposed:
     source: dict
 
     def stats(self, evaluated: np.ndarray | None = None) -> dict:
-        """Counts over the queries evaluated (mask (Q,); a caption shared by two counts twice)."""
+        """Counts over the queries evaluated (a caption shared by two queries counts twice)."""
         rows = [d for i, d in enumerate(self.per_query) if evaluated is None or evaluated[i]]
         negated = [d for d in rows if d.negated]
         return {
@@ -121,14 +121,13 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Ranking:
-    """The score stage, per table row: top-K media per query and the ground truth's rank (every
-    query; ``metrics`` count the evaluated ones, whose ground truth is readable)."""
+    """The score stage, per table row: top-K media per query and the ground truth's rank."""
 
     variant: Variant
     weights: str
     top: np.ndarray  # (Q, K) media indices, best first
     gt_rank: np.ndarray  # (Q,) 1-indexed rank of each query's ground truth
-    metrics: dict  # R@1, R@5, R@10, medR (and neg@5 where measurable); NEAT: mean over seeds
+    metrics: dict  # R@1, R@5, R@10, medR (and neg@5 where measurable)
     neg_coverage: float | None  # % of queries whose negated object is named (neg@5's base)
     seconds: float
-    per_seed: dict | None = None  # NEAT: seed -> metrics (top / gt_rank are the first seed's)
+    per_seed: dict | None = None  # NEAT, several seeds: {"seeds", "spread"}; top: the first's

@@ -143,7 +143,7 @@ def adapt_batch(
 
 
 def _adapt(clip, state, texts, images, cfg):
-    """:func:`adapt_batch` returning the (device) scores and caption embeddings of the last step."""
+    """:func:`adapt_batch`, also returning the last step's caption embeddings."""
     if not len(texts):
         raise ValueError("adapt_batch needs at least one caption")
     mesh = clip.mesh
@@ -176,15 +176,9 @@ def neat_scores(
     seed: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """(Q, N) "CLIP + NEAT" scores: cosine similarities of each caption to every image, with the
-    text LayerNorms adapted online over batches of ``config.batch_size`` captions.
-
-    ``images``: (N, D) unit-norm image (or video) embeddings from the same ``clip``. ``pos``,
-    ``neg``, ``inv`` per caption (:mod:`drc_jax.neat.texts`). ``seed=None`` adapts in the given
-    order; an int in the order NEAT's shuffled loader yields under that ``--seed``
-    (:func:`drc_jax.neat.order.loader_order`). Rows come back in the given order; ``clip``'s
-    weights are not modified.
-    """
+    """(Q, N) "CLIP + NEAT" scores against ``images`` (N, D), the text LayerNorms adapted online
+    over batches of ``config.batch_size``: in the given order, or (``seed``) in NEAT's loader's
+    (:func:`drc_jax.neat.order.loader_order`). Rows come back in the given order."""
     texts = NEATTexts.from_lists(captions, pos, neg, inv)
     return neat_scores_for_texts(clip, images, texts, config, seed=seed, progress=progress)
 
@@ -205,17 +199,18 @@ def neat_scores_from_decompositions(
     )
 
 
-def neat_scores_for_texts(clip, images, texts: NEATTexts, config=None, *, seed=None,
-                          progress=False) -> np.ndarray:  # fmt: skip
+def neat_scores_for_texts(
+    clip, images, texts: NEATTexts, config=None, *, seed=None, progress=False
+) -> np.ndarray:
     """:func:`neat_scores` for prepared :class:`NEATTexts` (``pre_caption`` applied here when
     ``config.pre_caption``)."""
     return _stream(clip, images, texts, config, seed, progress, "scores")
 
 
-def neat_embeddings(clip, images, texts: NEATTexts, config=None, *, seed=None,
-                    progress=False) -> np.ndarray:  # fmt: skip
-    """(Q, D) adapted caption embeddings: ``neat_embeddings(...) @ images.T`` are the scores of
-    :func:`neat_scores_for_texts`, for any retrieval engine to rank."""
+def neat_embeddings(
+    clip, images, texts: NEATTexts, config=None, *, seed=None, progress=False
+) -> np.ndarray:
+    """(Q, D) adapted caption embeddings, whose products with ``images`` are NEAT's scores."""
     return _stream(clip, images, texts, config, seed, progress, "embeddings")
 
 

@@ -1,13 +1,6 @@
-"""The caption order NEAT adapts in: its shuffled DataLoader's permutation, without torch.
+"""The caption order of NEAT's shuffled loader (``main_TTA.py``), reproduced without torch.
 
-``main_TTA.py`` calls ``torch.manual_seed(seed)`` (``--seed``, default 0, rank 0), then iterates
-the image loader and the caption loader, both ``DataLoader(shuffle=True)`` without a generator.
-Each iterator draws an int64 base seed from the global generator, then its ``RandomSampler`` draws
-another and seeds a fresh ``torch.Generator`` with it; the captions' is the fourth draw, and their
-order is ``torch.randperm(n, generator=that)`` (``tests/test_neat_order.py`` checks it against
-torch). Torch's CPU generator is MT19937 seeded with the seed's low 32 bits, which numpy's legacy
-``RandomState`` reproduces word for word; ``randperm`` for n < 2**32 / 20 is a Fisher-Yates
-shuffle with ``random() % (n - i)``.
+See README ("Reproduce the paper") for how the draws go; ``tests/test_neat_order.py`` checks it.
 """
 
 from __future__ import annotations

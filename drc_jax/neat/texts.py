@@ -94,8 +94,10 @@ class NEATTexts:
     def select(self, idx) -> NEATTexts:
         """Rows ``idx`` (a sequence of indices), in that order."""
         pick = lambda xs: tuple(xs[int(i)] for i in idx)  # noqa: E731
-        return NEATTexts(*map(pick, (self.captions, self.pos, self.neg, self.inv)),
-                         self.negated[np.asarray(idx, np.int64)])  # fmt: skip
+        return NEATTexts(
+            *map(pick, (self.captions, self.pos, self.neg, self.inv)),
+            self.negated[np.asarray(idx, np.int64)],
+        )
 
     def preprocessed(self) -> NEATTexts:
         """The same texts through :func:`pre_caption`."""
