@@ -113,3 +113,24 @@ def test_a_neat_csv_that_does_not_line_up_is_refused_by_line(tmp_path, coco_subs
         _run(tmp_path, coco_subset, "x", neat_texts=str(bad))
     with pytest.raises(LaunchError, match="missing.*inverted_captions"):
         _run(tmp_path, coco_subset, "x", neat_texts=str(csv_path))  # the query CSV itself
+
+
+def test_msrvtt_format_neat_csv_is_read_per_caption_and_may_run_past_a_limited_query_set(
+    negbench_dir, tmp_path
+):
+    """MSR-VTT's logic-inversion CSV (one caption per video row) aligns by row with a query set
+    read with ``--limit``: every caption gets its own pos / neg / inv."""
+    from drc_jax.data.neat_csv import load_neat_csv
+    from drc_jax.data.negbench import load_msrvtt_neg
+    from tests.test_launch_end_to_end import _first_rows
+
+    rows = _first_rows(negbench_dir / "msrvtt_neg_dev.csv", tmp_path / "q.csv", 5)
+    texts = write_neat_csv(rows, tmp_path / "neat.csv", absent_column="negative_concept")
+    read = load_msrvtt_neg(tmp_path / "q.csv", limit=3)
+    got = load_neat_csv(tmp_path / "neat.csv", read)
+    assert got.texts == {(q.line, q.caption): texts[q.gt][0] for q in read.queries}
+    assert (
+        len(got.texts) == 3
+        and got.sha256 == hashlib.sha256((tmp_path / "neat.csv").read_bytes()).hexdigest()
+    )
+    assert texts[0][0][1] == "hiking present"  # pos / neg / inv in NEAT's shape
