@@ -164,11 +164,36 @@ def test_a_config_file_by_path_builds_on_base_config(tmp_path):
         ({"rows": ("clip", "nope")}, "no entry in config.variants"),
         ({"rows": ("clip", "clip")}, "duplicate rows"),
         ({"rows": ()}, "no rows"),
+        ({"concepts_per_caption": "two"}, "expected one of"),
+        ({"medr": "mean"}, "expected one of"),
+        ({"query_kind": "mixed"}, "expected one of"),
+        ({"variants.spacevlm.video_mean": "max"}, "video_mean"),
     ],
 )
 def test_bad_settings_say_what_is_expected(overrides, match):
     with pytest.raises(ConfigError, match=match):
         shipped("paper", **overrides)
+
+
+@pytest.mark.parametrize("name", ["paper", "table3", "table4", "zeroshot"])
+def test_the_paper_configs_score_one_concept_and_name_the_papers_decomposer(name):
+    config = shipped(name)
+    assert config.concepts_per_caption == "one" and config.decomposer_mode == "two_prompt"
+    assert config.paper_decomposer == defaults.SGLANG_MODEL
+    assert all(v.concepts == "one" for v in table(config).variants)
+
+
+def test_elsewhere_drc_scores_every_concept_and_names_no_paper_decomposer():
+    config = shipped("backbones")
+    assert config.concepts_per_caption == "all" and config.paper_decomposer is None
+    drc = [v for v in table(config).variants if v.method == "drc"]
+    assert drc and all(v.concepts == "all" for v in drc)
+
+
+def test_zeroshot_config_scores_clip_spacevlm_and_drc_on_plain_captions():
+    config = shipped("zeroshot")
+    assert config.query_kind == "plain"
+    assert [v.method for v in table(config).variants] == ["clip", "spacevlm", "drc"]
 
 
 def test_bad_rows_are_refused():
