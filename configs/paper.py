@@ -9,16 +9,14 @@ Each baseline with its own settings, gains in parentheses against the CLIP row:
   batches (drc_jax.neat: AdamW lr 2e-4, wd 1e-3, 3 steps per batch of 256), pos/neg/inv from our
   decomposition's aff/neg/cf.
 - "SpaceVLM": one direction compose(aff, neg, 0.92) for every negated caption whatever its
-  strength, no repulsion, its script's texts (aff raw, "This is a photo" when empty, "A photo of
-  a <concept>") and unnormalised video frame means. ``--config.spacevlm_split=<SpaceVLM's
-  Mistral-7B split CSV>`` scores the decomposition SpaceVLM itself used.
+  strength, no repulsion, its script's texts and unnormalised frame means (README).
+  ``--config.spacevlm_split=<SpaceVLM's Mistral-7B split CSV>`` scores SpaceVLM's own split.
 - "SpaceVLM-DRC (Ours)": (w1, w2, wctx) = (0.35, 0.35, 0.30), rho = 1.5, strength-adaptive
   (t, w_base), "A photo of" on aff/neg/cf/full once decomposed (the run-level DRCParams).
 
 The paper decomposes with Qwen2.5-14B-Instruct, two independent prompts run in parallel
 (decomposer and strength estimator), one negated concept per caption: ``--decomposer sglang``
-uses that protocol here (:func:`paper_protocol`). The default decomposer is the embedded rules
-(no server); the table's first line and the record then say which one the paper used.
+uses that protocol here (``paper_protocol``); with the default rules the table says so.
 """
 
 from drc_jax.launch.config import base_config, paper_protocol, row

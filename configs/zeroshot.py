@@ -1,11 +1,5 @@
-"""The paper's zero-shot claim: CLIP, SpaceVLM and DRC on captions without negation.
-
-Run it on NegBench's plain query files (``images/COCO_val_retrieval.csv``,
-``videos/msr_vtt_retrieval.csv``: the same columns as the negated files) or on the synthetic set's
-plain captions. A caption the decomposer leaves unnegated is scored with eq. 2 on the caption by
-every row, so DRC can move off CLIP only where the decomposer wrongly finds a negation: the report
-gives that share beside R@K.
-"""
+"""The zero-shot claim: CLIP, SpaceVLM and DRC on captions without negation (NegBench's
+COCO_val_retrieval.csv / msr_vtt_retrieval.csv, or the synthetic set's plain captions)."""
 
 from drc_jax.launch.config import base_config, paper_protocol, row
 

@@ -19,7 +19,6 @@ MEDR = {
     "lower": "the lower of the two middle ranks for an even query count (torch.median, as NEAT's "
     "median_rank)",
 }
-"""The medR definitions :func:`retrieval_metrics` offers, by name (what the run record names)."""
 
 
 def ranks_from_scores(scores, gt_index) -> np.ndarray:

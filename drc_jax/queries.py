@@ -63,9 +63,8 @@ def embed_queries(
     prompts: Prompts | None = None,
     all_concepts: bool = True,
 ) -> Queries:
-    """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`; ``prompts`` None: the
-    method's own) into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields; (Q, M, D)
-    ``neg``/``cf`` with a mask when ``all_concepts`` and a DRC query negates several concepts).
+    """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`) into
+    :class:`~drc_jax.scoring.Queries` ((Q, M, D) neg/cf for several DRC concepts).
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.

@@ -1,17 +1,5 @@
-"""The texts stage: per method and decomposition, the texts a row encodes (the one builder).
-
-The launcher's rows and search's columns both call :func:`text_set` + :func:`texts_of`, so a
-method scores the same texts everywhere. Each text field's prefix is a :class:`Prompts` setting:
-
-- CLIP (NegBench's baseline, eq. 2) encodes the raw caption (:data:`RAW_PROMPTS`).
-- SpaceVLM as its retrieval script runs (:data:`SPACEVLM_PROMPTS`): aff raw, "This is a photo" for
-  an empty aff, neg as ``"A photo of a " + concept`` (:func:`with_prefix`'s article rule).
-- DRC (the paper): "A photo of" on aff / neg / cf / full once decomposed (:data:`DRC_PROMPTS`).
-
-A caption without negation is scored with eq. 2 on the caption itself by every method (the
-``fallback`` field, raw by default). Rows that share a :class:`TextSet` share its texts; each
-distinct text is encoded once.
-"""
+"""The texts stage: per method and decomposition, the texts it encodes; the launcher's rows and
+search's columns both call :func:`text_set` + :func:`texts_of` (the one builder)."""
 
 from __future__ import annotations
 
@@ -27,20 +15,14 @@ PROMPT_PREFIX = "A photo of"
 SPACEVLM_NEG_PREFIX = "A photo of a"
 SPACEVLM_EMPTY_AFF = "This is a photo"
 FIELDS = ("aff", "neg", "cf", "full")
-"""The four texts of a decomposed query, in :class:`~drc_jax.scoring.Queries` order."""
-CONCEPTS = ("all", "one")
-"""``concepts_per_caption``: every negated concept the decomposer found, or the first only."""
+CONCEPTS = ("all", "one")  # concepts_per_caption: every negated concept found, or the first
 _ARTICLES = ("a ", "an ", "the ")
 
 
 @dataclass(frozen=True)
 class Prompts:
-    """The prefix put before each text field ("" = the text as it is).
-
-    ``aff``, ``neg``, ``cf`` and ``full`` apply to captions with negation; ``fallback`` to the
-    caption of a query without negation. ``empty_aff`` replaces an aff with nothing affirmative
-    ("" = that aff with the ``aff`` prefix).
-    """
+    """Each text field's prefix ("" = as it is); ``fallback``: a caption without negation;
+    ``empty_aff``: replaces an aff with nothing affirmative ("" = that aff, prefixed)."""
 
     aff: str = PROMPT_PREFIX
     neg: str = PROMPT_PREFIX
@@ -53,36 +35,26 @@ class Prompts:
         return dataclasses.asdict(self)
 
 
-DRC_PROMPTS = Prompts()
-"""The paper's: "A photo of" on aff/neg/cf/full once decomposed; the raw caption otherwise."""
-RAW_PROMPTS = Prompts("", "", "", "", "")
-"""Every text as written: NegBench's CLIP baseline."""
-PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)
-"""Every text prefixed, the fallback caption too (the "clip_prefixed" option)."""
+DRC_PROMPTS = Prompts()  # the paper: "A photo of" once decomposed, the raw caption otherwise
+RAW_PROMPTS = Prompts("", "", "", "", "")  # NegBench's CLIP baseline
+PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)  # "clip_prefixed"
+# SpaceVLM's Retrieval/space_idea_retreival_LLM.py: aff raw ("This is a photo" if empty), neg
+# "A photo of a " + concept.
 SPACEVLM_PROMPTS = Prompts("", SPACEVLM_NEG_PREFIX, "", "", "", SPACEVLM_EMPTY_AFF)
-"""SpaceVLM's retrieval script (``Retrieval/space_idea_retreival_LLM.py``): aff raw ("This is a
-photo" when empty), ``"A photo of a " + neg``."""
 METHOD_PROMPTS = {
     "clip": RAW_PROMPTS,
     "spacevlm": SPACEVLM_PROMPTS,
     "drc": DRC_PROMPTS,
     "neat": RAW_PROMPTS,
 }
-"""Each method's own prefixes (NEAT: its texts as they are; its loader lower-cases)."""
-SCORED = {"clip": ("full",), "spacevlm": ("aff", "neg"), "drc": FIELDS}
-"""The fields each method reads for a negated query (every method reads ``full`` otherwise)."""
-SPLIT_STRENGTH = STRENGTHS.index("moderate")
-"""Strength given to a split's negated captions: any value > 0 (SpaceVLM's one ``t`` ignores it)."""
+SCORED = {"clip": ("full",), "spacevlm": ("aff", "neg"), "drc": FIELDS}  # fields read if negated
+SPLIT_STRENGTH = STRENGTHS.index("moderate")  # any value > 0: SpaceVLM's one t ignores it
 
 
 def with_prefix(text: str, prefix: str = PROMPT_PREFIX) -> str:
-    """``"<prefix> <text>"`` (whitespace collapsed); text already starting with the prefix is kept.
-
-    An empty ``prefix`` returns ``text`` byte for byte. The neutral aff "a photo" and "a photo
-    with <neg>" only get a capital under "A photo of". A prefix ending in an article ("A photo
-    of a", SpaceVLM's) takes the bare concept, as SpaceVLM's Mistral-7B emits it: the text's own
-    leading a / an / the is dropped ("a beach" -> "A photo of a beach", "an apple" -> "A photo of
-    a apple", "dancing" -> "A photo of a dancing")."""
+    """``"<prefix> <text>"``, whitespace collapsed ("" prefix: ``text`` unchanged); the neutral
+    aff only gets a capital; after a prefix ending in "a" the text's own a / an / the is dropped
+    (SpaceVLM's Mistral emits bare concepts: "an apple" -> "A photo of a apple")."""
     if not prefix:
         return text
     text = " ".join(text.split())
@@ -105,11 +77,8 @@ def _aff(d, prompts: Prompts) -> str:
 
 
 def query_texts(decompositions, prompts: Prompts = DRC_PROMPTS, *, all_concepts: bool = False):
-    """Per decomposition [aff, neg, cf, full] with ``prompts``' prefixes, and strengths (Q,).
-
-    A caption without negation gives its fallback text in all four slots (strength 0: eq. 2).
-    With ``all_concepts`` a caption negating several concepts appends one ``neg, cf`` pair per
-    further concept (``Decomposition.negs`` / ``.cfs``; scored by ``drc_score_multi``)."""
+    """Per decomposition [aff, neg, cf, full] (+ a ``neg, cf`` pair per further concept with
+    ``all_concepts``) and strengths (Q,); no negation: the fallback text four times, strength 0."""
     texts, strength = [], []
     for d in decompositions:
         if d.negated and d.strength != "none":
@@ -128,10 +97,7 @@ def query_texts(decompositions, prompts: Prompts = DRC_PROMPTS, *, all_concepts:
 
 @dataclass(frozen=True)
 class TextSet:
-    """Which texts a row scores: its prompts, whether SpaceVLM's split replaces the run's
-    decomposition, the fields its method reads (:data:`SCORED`; only those are encoded), and
-    whether every negated concept of a caption is scored (DRC with ``concepts_per_caption``
-    "all", :func:`drc_jax.scoring.drc_score_multi`) or only the first."""
+    """A row's texts: prompts, SpaceVLM's split or not, fields read, every concept or the first."""
 
     prompts: Prompts
     split: bool = False
@@ -140,8 +106,7 @@ class TextSet:
 
 
 def text_set(method, prompts: Prompts | None = None, *, split=False, concepts="all") -> TextSet:
-    """The :class:`TextSet` of ``method`` (or of a launcher row: anything with ``method``,
-    ``prompts``, ``split`` and ``concepts``); the baselines always score one concept."""
+    """The :class:`TextSet` of ``method`` or of a launcher row; baselines score one concept."""
     if not isinstance(method, str):
         v = method
         return text_set(v.method, v.prompts, split=bool(v.split), concepts=v.concepts)
@@ -152,8 +117,7 @@ def text_set(method, prompts: Prompts | None = None, *, split=False, concepts="a
 
 
 def _only(fields: tuple[str, ...], row: list[str], strength: int) -> list[str]:
-    """``row`` with the fields a method does not read replaced by one it reads (so nothing
-    unread is encoded; the shapes of :class:`~drc_jax.scoring.Queries` stay (Q, D))."""
+    """``row`` with unread fields replaced by a read one (nothing unread is encoded)."""
     if strength == 0 or fields == FIELDS:
         return row
     keep = row[FIELDS.index(fields[0])]
@@ -161,11 +125,7 @@ def _only(fields: tuple[str, ...], row: list[str], strength: int) -> list[str]:
 
 
 def texts_of(ts: TextSet, decompositions, queries=(), split: dict | None = None):
-    """(Q rows of [aff, neg, cf, full], strength (Q,)) for the text set ``ts``.
-
-    ``queries`` are the benchmark's :class:`~drc_jax.data.negbench.Query` records (their CSV line
-    and caption key the split; needed only when ``ts.split``).
-    """
+    """(rows of [aff, neg, cf, full], strength (Q,)) of ``ts``; ``queries`` key a split."""
     rows, strength = _texts(ts, decompositions, queries, split)
     return [_only(ts.fields, r, int(s)) for r, s in zip(rows, strength, strict=True)], strength
 

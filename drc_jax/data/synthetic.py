@@ -184,8 +184,7 @@ def _write_plain(src: Path, templates, pos_of, seed: int) -> None:
 
 
 def build(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> tuple[Path, Path]:
-    """Render the set under ``root`` (if not already there); return (coco_csv, msrvtt_csv), the
-    negated files (:func:`plain_csv` names their plain twins)."""
+    """Render the set under ``root`` (if not there); return the negated (coco_csv, msrvtt_csv)."""
     root = Path(root).expanduser()
     coco_csv, msrvtt_csv = root / "synthetic_coco_neg.csv", root / "synthetic_msrvtt_neg.csv"
     marker = root / "spec.json"
@@ -271,8 +270,7 @@ def load_synthetic(
     *,
     plain: bool = False,
 ) -> Benchmark:
-    """Build (or reuse) the set under ``root`` and load it with the NegBench loaders; ``plain``:
-    the same media with captions that negate nothing (the zero-shot check)."""
+    """Build or reuse the set under ``root`` and load it; ``plain``: captions without negation."""
     coco_csv, msrvtt_csv = build(root, spec)
     if plain:
         coco_csv, msrvtt_csv = plain_csv(coco_csv), plain_csv(msrvtt_csv)

@@ -277,7 +277,7 @@ class SGLangDecomposer:
             except BaseException:
                 wait([strength])
                 raise
-            if not obj["negated"]:  # the decomposer decides; a rating of nothing is not read
+            if not obj["negated"]:  # the decomposer decides: the rating is not read
                 wait([strength])
                 return Decomposition.plain(caption)
             obj["strength"] = strength.result()["strength"]

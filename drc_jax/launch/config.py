@@ -55,11 +55,8 @@ PROMPT_PRESETS = {
     "photo": PHOTO_PROMPTS,
     "spacevlm": SPACEVLM_PROMPTS,
 }
-"""Named prefix settings (:class:`~drc_jax.texts.Prompts`) a row can take by name; a row's unset
-fields take its method's own (:data:`drc_jax.texts.METHOD_PROMPTS`)."""
-VIDEO_MEANS = ("renormalized", "unnormalized")
-"""A video's embedding: the mean of its unit-norm frame embeddings, L2-renormalised (NegBench)
-or not (SpaceVLM's scripts)."""
+"""Named prefix settings a row can take; unset fields take its method's own (METHOD_PROMPTS)."""
+VIDEO_MEANS = ("renormalized", "unnormalized")  # mean of unit frame embeddings: NegBench / SpaceVLM
 METHOD_VIDEO_MEAN = {"spacevlm": "unnormalized"}  # every other method: "renormalized"
 QUERY_KINDS = ("negated", "plain")
 SYNTHETIC = ("synthetic", "synthetic_video")
@@ -99,8 +96,7 @@ def base_config() -> ConfigDict:
     c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))  # the synthetic set's size
     c.on_missing_media = "fail"  # missing / unreadable media: stop, or evaluate without them
     c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep (NegBench's count)
-    # "plain": captions that negate nothing (configs/zeroshot.py); synthetic: its plain captions.
-    c.query_kind = "negated"
+    c.query_kind = "negated"  # "plain": captions without negation (configs/zeroshot.py)
     # Encoding.
     c.weights = config_dict.placeholder(str)  # None: PAPER_WEIGHTS, or SYNTHETIC_WEIGHTS
     c.dtype = "float32"  # encoder compute dtype
@@ -121,9 +117,8 @@ def base_config() -> ConfigDict:
     # SpaceVLM's own Mistral-7B split of the query CSV (drc_jax.data.spacevlm_split): rows of
     # method "spacevlm" score its aff / neg verbatim instead of the run's decomposition.
     c.spacevlm_split = config_dict.placeholder(str)
-    # DRC rows: score every negated concept the decomposer found ("all") or the first ("one").
-    c.concepts_per_caption = "all"
-    # The decomposer the config's paper used; a run with another says so in its table and record.
+    c.concepts_per_caption = "all"  # DRC rows: every negated concept found, or "one" (the first)
+    # The paper's decomposer: a run with another says so in its table and record.
     c.paper_decomposer = config_dict.placeholder(str)
     # Scoring: run-level DRCParams (eqs. 3-9), used by every row that does not set its own.
     for name, f in _PARAM_FIELDS.items():
@@ -143,8 +138,7 @@ def base_config() -> ConfigDict:
 
 
 def paper_protocol(config: ConfigDict) -> ConfigDict:
-    """The paper's decomposition (``configs/paper.py``, ``table3``, ``table4``, ``zeroshot``): two
-    prompts with ``--decomposer sglang``, one negated concept per caption; ``config``, changed."""
+    """``config`` with the paper's decomposition: two prompts (sglang), one concept a caption."""
     config.decomposer_mode = "two_prompt"
     config.concepts_per_caption = "one"
     config.paper_decomposer = defaults.SGLANG_MODEL

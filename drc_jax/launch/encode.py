@@ -121,8 +121,8 @@ def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: st
 
 def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
     """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
-    the decoding, preprocessing and per-file failures of the search index too. Videos are kept as
-    the unnormalised frame mean, from which :func:`encode_media` derives both ``video_mean``s."""
+    the decoding, preprocessing and per-file failures of the search index too (videos: the
+    unnormalised frame mean)."""
     return media.MediaEmbedder(
         clip,
         preprocess=opts.preprocess,
@@ -192,8 +192,7 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
 
 
 def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
-    """A precomputed (N, D) array, rows in the CSV's media order, as stored (checked finite and
-    non-zero; :meth:`MediaEmbeddings.of` renormalises)."""
+    """A precomputed (N, D) array in the CSV's media order, checked finite and non-zero."""
     p = Path(path).expanduser()
     try:
         arr = np.load(p, allow_pickle=False)

@@ -96,9 +96,8 @@ class Texts:
 
 @dataclass(frozen=True)
 class MediaEmbeddings:
-    """One backbone's media embeddings: ``vectors[i]`` (unit norm) is valid where ``valid[i]``;
-    ``errors`` says why each invalid one could not be embedded (media index -> reason). Videos
-    also keep ``unnormalized``, the mean of unit-norm frame embeddings before renormalising."""
+    """One backbone's unit-norm media embeddings, valid where ``valid[i]`` (``errors``: index ->
+    why not); videos also keep the ``unnormalized`` frame means."""
 
     vectors: np.ndarray  # (N, D) float32, zero rows where not valid
     valid: np.ndarray  # (N,) bool
@@ -108,8 +107,7 @@ class MediaEmbeddings:
 
     @classmethod
     def of(cls, raw, valid, errors, stats, kind: str, *, unit: bool = False) -> MediaEmbeddings:
-        """From embeddings ``raw`` as stored: videos (and, unless ``unit``, images too) are
-        renormalised into ``vectors``; videos keep ``raw`` as ``unnormalized``."""
+        """From stored ``raw``: renormalised (images already ``unit`` kept as they are)."""
         raw = np.asarray(raw, np.float32)
         if kind == "image" and unit:
             return cls(raw, valid, errors, stats)
