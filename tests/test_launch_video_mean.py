@@ -1,4 +1,4 @@
-"""Per-row video frame means (SpaceVLM's unnormalised, NegBench's renormalised) and medR."""
+"""Per-row video frame means: SpaceVLM's unnormalised, NegBench's renormalised."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from types import SimpleNamespace
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from drc_jax.launch.config import Variant
 from drc_jax.launch.evaluate import score
 from drc_jax.launch.stages import Encoded, MediaEmbeddings
-from drc_jax.metrics import retrieval_metrics
 from drc_jax.scoring import Queries
 from drc_jax.scoring import score as full_scores
 from drc_jax.texts import text_set
@@ -63,17 +61,3 @@ def test_images_have_one_mean_for_every_row():
     vectors = _unit(np.random.default_rng(1).normal(size=(N, D)))
     media = MediaEmbeddings.of(vectors, np.ones(N, bool), {}, {}, "image", unit=True)
     assert media.unnormalized is None and media.for_mean("unnormalized") is vectors
-
-
-def test_medr_is_np_median_by_default_and_neats_lower_middle_rank_on_request():
-    import torch
-
-    ranks = np.asarray([1, 2, 7, 40])
-    assert retrieval_metrics(ranks)["medR"] == 4.5
-    assert retrieval_metrics(ranks, medr="lower")["medR"] == 2.0
-    for seed in range(5):
-        r = np.random.default_rng(seed).integers(1, 100, size=20 + seed)
-        want = float(torch.median(torch.as_tensor(r)).item())  # NEAT's median_rank
-        assert retrieval_metrics(r, medr="lower")["medR"] == want
-    with pytest.raises(ValueError, match="medr must be one of"):
-        retrieval_metrics(ranks, medr="mean")
