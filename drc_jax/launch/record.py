@@ -108,7 +108,7 @@ def decomposer(opts) -> dict:
 
 def paper_decomposer_note(opts) -> str | None:
     """A line for a paper config run with another decomposer than the paper's; else None."""
-    if not opts.get("paper_decomposer") or opts.decompositions or opts.decomposer == "sglang":
+    if not opts.paper_decomposer or opts.decompositions or opts.decomposer == "sglang":
         return None
     return (
         f"decomposer {opts.decomposer}: the paper used {opts.paper_decomposer} "

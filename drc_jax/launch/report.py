@@ -121,7 +121,7 @@ def _notes(results: dict) -> list[str]:
         notes.append(
             f"zero-shot: {z['marked_negated']} of {z['captions']} captions without negation "
             f"({z['marked_negated_pct']:.2f}%) were marked negated by the decomposer; only those "
-            "can move DRC or SpaceVLM off CLIP."
+            "can move DRC off CLIP."
         )
     if any(NEG_COLUMN in m for m in results["methods"].values()):
         cov = results.get("negated_object_coverage")
