@@ -11,7 +11,7 @@ import numpy as np
 from drc_jax.data.negbench import Benchmark
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.stages import Encoded, Ranking
-from drc_jax.launch.texts import text_set
+from drc_jax.texts import text_set
 
 TOP_K = 10
 
@@ -45,10 +45,10 @@ def evaluated_queries(bench: Benchmark, valid: np.ndarray) -> np.ndarray:
     return valid[np.asarray([q.gt for q in bench.queries], np.int64)]
 
 
-def _metrics(bench, idx, ranks, evaluated):
+def _metrics(bench, idx, ranks, evaluated, medr):
     from drc_jax.metrics import retrieval_metrics
 
-    metrics = retrieval_metrics(ranks[evaluated])
+    metrics = retrieval_metrics(ranks[evaluated], medr=medr)
     share, coverage = negated_in_top5(bench, idx, evaluated)
     if share is not None:
         metrics["neg@5"] = share
@@ -67,14 +67,14 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, val
 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
-    valid = np.ones(len(bench.media), bool) if valid is None else np.asarray(valid, bool)
+    valid = np.asarray(encoded.media.valid if valid is None else valid, bool)
     evaluated = evaluated_queries(bench, valid)
     image_dtype = jnp.bfloat16 if opts.image_dtype == "bfloat16" else None
-    images = jnp.asarray(encoded.media.vectors)
+    images = {m: jnp.asarray(encoded.media.for_mean(m)) for m in {v.video_mean for v in variants}}
 
-    def rank(vectors):
+    def rank(vectors, video_mean):
         res = top_k(
-            images,
+            images[video_mean],
             vectors,
             TOP_K,
             gt_index=gt,
@@ -91,19 +91,20 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, val
         per_seed = None
         if v.method == "neat":
             run = encoded.neat[v.name]
-            ranked = [rank(QueryVectors(jnp.asarray(e))) for e in run.embeddings]
+            ranked = [rank(QueryVectors(jnp.asarray(e)), v.video_mean) for e in run.embeddings]
             idx, ranks = ranked[0]
-            metrics, coverage = _metrics(bench, idx, ranks, evaluated)
+            metrics, coverage = _metrics(bench, idx, ranks, evaluated, opts.medr)
             if len(ranked) > 1:
                 seeds = {
-                    str(s): _metrics(bench, *r, evaluated)[0]
+                    str(s): _metrics(bench, *r, evaluated, opts.medr)[0]
                     for s, r in zip(run.seeds, ranked, strict=True)
                 }
                 metrics, spread = seed_summary(list(seeds.values()))
                 per_seed = {"seeds": seeds, "spread": spread}
         else:
-            idx, ranks = rank(query_vectors(v.method, encoded.queries[text_set(v)], v.params))
-            metrics, coverage = _metrics(bench, idx, ranks, evaluated)
+            vectors = query_vectors(v.method, encoded.queries[text_set(v)], v.params)
+            idx, ranks = rank(vectors, v.video_mean)
+            metrics, coverage = _metrics(bench, idx, ranks, evaluated, opts.medr)
         seconds = time.perf_counter() - t0
         out.append(Ranking(v, encoded.weights, idx, ranks, metrics, coverage, seconds, per_seed))
     return out

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.texts import neat_lists
-from drc_jax.queries import PROMPT_PREFIX, with_prefix
+from drc_jax.texts import PROMPT_PREFIX, neat_lists, with_prefix
 
 DECOMPOSITION = "decomposition"
 DECOMPOSITION_NOTE = (
