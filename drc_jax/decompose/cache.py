@@ -8,6 +8,7 @@ warning, since the cache only ever holds derived data.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -43,10 +44,17 @@ class DecompositionCache:
         self.backend, self.model, self.prompt_version = backend, model, prompt_version
         self.path = self.path_for(cache_dir, backend, model, prompt_version)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_symlink():
+            raise OSError(
+                errno.ELOOP,
+                f"{self.path} is a symbolic link (to {os.readlink(self.path)}); the cache reads "
+                "and appends to its own file only: remove the link",
+            )
         self._lock = threading.Lock()
         self._entries: dict[str, Decomposition] = {}
         self._load()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         if self.path.stat().st_size and not self._ends_with_newline():
             self._file.write("\n")  # after a torn last line, start a fresh one
             self._file.flush()
