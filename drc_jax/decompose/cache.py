@@ -17,8 +17,9 @@ import re
 import threading
 from pathlib import Path
 
-from drc_jax.decompose.types import Decomposition, DecompositionError
+from drc_jax.decompose.types import Decomposition, DecompositionError, length_problems
 from drc_jax.defaults import decomposition_cache_dir
+from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ class DecompositionCache:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_loads(line)
                 dec = Decomposition.from_dict(rec["decomposition"])
+                if too_long := length_problems(rec["decomposition"], dec.caption):
+                    raise DecompositionError("; ".join(too_long))
                 if rec.get("fallback") is None:
                     self._entries[rec["key"]] = dec
             except (ValueError, KeyError, TypeError, DecompositionError) as e:
