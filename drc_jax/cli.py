@@ -250,7 +250,7 @@ def read_text_file(flag: str, path: str, max_bytes: int) -> str:
         fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise UserError(f"{where}: cannot open it ({e.strerror or e}).") from e
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UserError(f"{where}: not a regular file (a FIFO, device or folder); pass a file.")
@@ -259,7 +259,10 @@ def read_text_file(flag: str, path: str, max_bytes: int) -> str:
                 f"{where}: {st.st_size} bytes, more than the {max_bytes} a file of one item per "
                 "line may hold here; split it."
             )
-        data = f.read(max_bytes + 1)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise UserError(f"{where}: grew past {max_bytes} bytes while read; split it.")
     try:
