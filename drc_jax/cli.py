@@ -249,7 +249,7 @@ def read_text_file(flag: str, path: str, max_bytes: int) -> str:
     try:
         fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        raise UserError(f"{where}: cannot open it ({e.strerror or e}).") from e
+        raise UserError(f"{where}: cannot read it ({e.strerror or e}).") from e
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -39,7 +39,7 @@ def _one_error(out, said):
         ("folder", "not a regular file"),
         ("huge", "more than the 16777216"),
         ("binary", "not UTF-8"),
-        ("missing", "cannot open it"),
+        ("missing", "cannot read it"),
     ],
 )
 def test_a_queries_file_that_is_no_regular_bounded_text_file_is_refused(tmp_path, kind, said):
