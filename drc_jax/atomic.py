@@ -20,8 +20,7 @@ Content = bytes | str | Callable[[IO[bytes]], None]
 
 
 def write_problem(e: BaseException) -> str | None:
-    """``"no space"`` (disk or quota full), ``"read-only"`` (file system or permissions) or
-    ``None`` (anything else) for an ``OSError`` or SQLite error of a write."""
+    """``"no space"``, ``"read-only"`` or ``None`` for an ``OSError`` or SQLite error."""
     if isinstance(e, OSError):
         return "no space" if e.errno in NO_SPACE else "read-only" if e.errno in READ_ONLY else None
     if isinstance(e, sqlite3.Error):
@@ -34,8 +33,7 @@ def write_problem(e: BaseException) -> str | None:
 
 
 def advice(e: BaseException, where: str | os.PathLike, flag: str) -> str | None:
-    """One sentence for a disk-full or read-only failure writing ``where`` (``flag``: the option
-    that picks another place), or ``None`` when ``e`` is neither."""
+    """A sentence for a disk-full or read-only ``e`` writing ``where`` (``flag`` picks another)."""
     kind = write_problem(e)
     if kind == "no space":
         return (
@@ -52,8 +50,7 @@ def advice(e: BaseException, where: str | os.PathLike, flag: str) -> str | None:
 
 @contextlib.contextmanager
 def _temp(path: Path) -> Iterator[tuple[int, Path]]:
-    """A new, exclusive temp file beside ``path`` (its descriptor and name); removed unless the
-    caller renamed it."""
+    """A new, exclusive temp file beside ``path``; removed unless renamed."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
@@ -77,9 +74,8 @@ def _fill(fd: int, content: Content) -> None:
 
 
 def write_all(directory: str | os.PathLike, files: Mapping[str, Content]) -> list[Path]:
-    """Write ``name -> content`` (bytes, text, or a function writing to a binary file) into
-    ``directory`` as one step: every file is written to a temp file first, and only when all are
-    complete are they renamed onto their names. A failure replaces nothing."""
+    """Write ``name -> content`` (bytes, text, or a writer of a binary file) into ``directory``:
+    all to temp files first, then each renamed onto its name; a failure replaces nothing."""
     directory = Path(directory).expanduser()
     paths = [directory / name for name in files]
     for parent in dict.fromkeys(p.parent for p in paths):

@@ -44,14 +44,12 @@ def _unsafe(ch: str) -> bool:
 
 
 def printable(text: object, *, newlines: bool = False) -> str:
-    """``text`` without ANSI escape sequences, control characters or bidirectional overrides
-    (newlines kept only with ``newlines``; a tab becomes a space)."""
+    """``text`` without ANSI escapes, control or bidi characters (``newlines`` keeps ``\\n``)."""
     s = _ANSI.sub("", str(text)).replace("\t", " ")
     keep = "\n" if newlines else ""
     return "".join(ch for ch in s if ch in keep or not _unsafe(ch))
 
 
 def terminal_safe_json(s: str) -> str:
-    """A JSON text with every control / bidi character that ``json.dumps(ensure_ascii=False)``
-    leaves raw (DEL, C1, U+202E, ...) written as a ``\\uXXXX`` escape: the same value, inert."""
+    """JSON text with the control / bidi characters ``ensure_ascii=False`` leaves raw escaped."""
     return "".join(f"\\u{ord(ch):04x}" if _unsafe(ch) and ch not in "\n\r\t" else ch for ch in s)

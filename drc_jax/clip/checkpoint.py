@@ -23,8 +23,7 @@ class LazyCheckpoint:
 
 
 def open_lazy(path: str | Path) -> LazyCheckpoint:
-    """``path`` (``.safetensors``, a torch file or a TorchScript archive) opened lazily; a file
-    that cannot be opened is a ``ValueError`` naming it."""
+    """``path`` opened lazily (``ValueError`` naming it when it cannot be)."""
     path = Path(path)
     if path.suffix == ".safetensors":
         return _safetensors(path)

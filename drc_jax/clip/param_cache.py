@@ -1,11 +1,6 @@
-"""The converted-parameter cache: orbax entries keyed by the full content of the weight files.
-
-A file's sha256 is read in chunks once and remembered in ``clip_digests.json`` under the cache
-root by (path, size, mtime_ns, inode, device), so an unchanged file is not read again. Because that
-memo trusts the file's stat, an entry restored from it is checked against the weight file once
-per process (:func:`matches_file`): tensors spread over the file, the middle one included,
-converted again and compared with the restored ones.
-"""
+"""Converted CLIP params cached with orbax, keyed by the sha256 of the weight files (remembered in
+``clip_digests.json`` per path, size, mtime_ns and inode); since that memo trusts the stat, a
+restored entry is compared with the file once per process (:func:`matches_file`)."""
 
 from __future__ import annotations
 
@@ -108,13 +103,8 @@ def _config_from_json(s: str) -> CLIPConfig:
 
 
 def restore(entry: Path, towers: tuple[str, ...] = TOWERS, *, check_shapes: bool = True):
-    """``(config, params of towers)`` from a cache entry, or ``None`` when it cannot be read.
-
-    With ``check_shapes`` only ``towers``' params are read (an orbax partial restore: a text-only
-    load neither traces nor reads the image tower), into the model's shapes (a mismatch rebuilds
-    the entry). Without, the entry is read as saved, sparing the trace for the shapes: for entries
-    whose key already pins the config and towers (random params).
-    """
+    """``(config, params of towers)`` of an entry, else ``None``; ``check_shapes``: only those
+    towers, in the model's shapes (off for keys that pin config and towers: random params)."""
     import orbax.checkpoint as ocp
 
     try:
@@ -175,9 +165,8 @@ def _sample(keys: list[str]) -> list[str]:
 
 
 def matches_file(entry: Path, params, checkpoint, kind: str, towers: tuple[str, ...]) -> bool:
-    """Whether restored ``params`` hold ``checkpoint``'s tensors (a
-    :class:`~drc_jax.clip.checkpoint.LazyCheckpoint`) at a few keys spread over the file; checked
-    once per process per entry and file state."""
+    """Whether restored ``params`` hold ``checkpoint``'s tensors at keys spread over the file
+    (once per process per entry and file state)."""
     memo = (str(entry), *_identity(checkpoint.path))
     if memo in _verified:
         return True

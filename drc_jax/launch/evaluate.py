@@ -96,9 +96,8 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
 
 
 def rankings_npz(bench: Benchmark, rankings: list[Ranking]):
-    """``rankings.npz``'s writer (a function of a binary file): per variant the top-10 media
-    indices (Q, 10) and the ground truth's 1-indexed rank (Q,), plus each query's ground truth and
-    CSV line, for later analysis."""
+    """``rankings.npz``'s writer: per variant top-10 media (Q, 10) and the ground truth's rank
+    (Q,), plus each query's ground truth and CSV line."""
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
         "line": np.asarray([q.line for q in bench.queries], np.int32),
