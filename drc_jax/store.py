@@ -152,6 +152,17 @@ def unusable_rows(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
     return bad
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only folder or medium: read-only with the WAL's commits if SQLite can, else as
+    immutable (nothing can change it)."""
+    try:
+        db = _connect(path, "?mode=ro")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return _connect(path, "?immutable=1")
+
+
 class Store:
     """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
 
@@ -167,8 +178,7 @@ class Store:
             except sqlite3.OperationalError as e:
                 if not (read_only and atomic.write_problem(e) == "read-only"):
                     raise
-                # A read-only folder or medium: nothing can change it, so read it as immutable.
-                self._db = _connect(directory / CATALOGUE, "?immutable=1")
+                self._db = _read_only(directory / CATALOGUE)
             self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
