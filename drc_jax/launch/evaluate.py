@@ -4,7 +4,6 @@ embeddings, unreadable media masked out; the metrics of the report."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -120,10 +119,9 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
     return [by_name[v.name] for v in table.variants]
 
 
-def save_rankings(output_dir, bench: Benchmark, rankings: list[Ranking], valid) -> Path:
-    """``rankings.npz``: per variant the top-10 (Q, 10) and the ground truth's rank (Q,); per
-    query its ground truth, CSV line and whether it was evaluated."""
-    path = Path(output_dir).expanduser() / "rankings.npz"
+def rankings_npz(bench: Benchmark, rankings: list[Ranking], valid):
+    """``rankings.npz``'s writer: per variant top-10 media (Q, 10) and the ground truth's rank
+    (Q,); per query its ground truth, CSV line and whether it was evaluated."""
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
         "evaluated": evaluated_queries(bench, valid),
@@ -133,5 +131,4 @@ def save_rankings(output_dir, bench: Benchmark, rankings: list[Ranking], valid) 
     for r in rankings:
         arrays[f"{r.variant.name}/top10"] = r.top
         arrays[f"{r.variant.name}/gt_rank"] = r.gt_rank
-    np.savez_compressed(path, **arrays)
-    return path
+    return lambda f: np.savez_compressed(f, **arrays)
