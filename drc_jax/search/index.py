@@ -17,7 +17,8 @@ report, never fatal.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ import numpy as np
 from drc_jax import defaults
 from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media.info import media_info
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
@@ -187,6 +189,7 @@ def build_index(
     progress: bool = True,
     store_dtype: str = "float32",
     follow_symlinks: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
     """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
@@ -202,7 +205,9 @@ def build_index(
     ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
     Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
     a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
-    is listed in ``report.skipped`` as ``(id, reason)``.
+    is listed in ``report.skipped`` as ``(id, reason)``. ``on_progress(done, total)`` hears of
+    every embedded batch; a finished run bumps the index's ``generation`` (a server watching it
+    reloads) and records ``indexed_at``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -244,11 +249,17 @@ def build_index(
         for name, (h, _) in names.items():
             first.setdefault(h, name)
 
+        total, done = len(store.missing({h: h for h in first}, retry_errors=retry_failed)), [0]
+
         def embed(hashes: list[str]) -> np.ndarray:
             try:
-                return embedder([first[h] for h in hashes])
+                out = embedder([first[h] for h in hashes])
             except ItemError as e:  # name the content by its hash, as the store keys it
                 raise ItemError(names[e.id][0], e.reason) from None
+            done[0] += len(hashes)
+            if on_progress is not None:
+                on_progress(min(done[0], total), total)
+            return out
 
         with MediaEmbedder(clip, preprocess=preprocess) as embedder:
             report = fill(
@@ -260,10 +271,15 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
+        known = store.info()
+        facts = {h: media_info(first[h]) for h in first if h not in known}
         with store.transaction():  # the files, their roots and the weights change together
+            store.put_info(facts)
             store.set_names(names)
             store.set_setting("roots", [str(r) for r in roots])
             store.set_setting("weights", str(weights or clip.weights_id))
+            store.set_setting("generation", generation(store) + 1)
+            store.set_setting("indexed_at", time.time())
         store.prune(first)
     bad = dict(report.failed)
     report.skipped = skipped
@@ -274,6 +290,12 @@ def build_index(
     report.unchanged = len(ok) - report.added - report.changed
     report.removed = sum(n not in names for n in old)
     return report
+
+
+def generation(store: Store) -> int:
+    """How many index runs have finished on ``store`` (0 for an index of an older drc-jax)."""
+    g = store.setting("generation", 0)
+    return g if type(g) is int and g >= 0 else 0
 
 
 def _id(name: str, roots: list[Path]) -> str:

@@ -29,7 +29,8 @@ from ml_dtypes import bfloat16
 
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
+from drc_jax.search.catalogue import Catalogue, Filter
+from drc_jax.search.index import IndexInfo, generation, indexed_files, read_info, weights_to_load
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -63,6 +64,8 @@ class Hit:
     score: float
     path: str  # absolute path of the image
     id: str  # path relative to the indexed folder
+    duplicates: tuple[str, ...] = ()  # other indexed files with the same content (paths)
+    facts: dict[str, Any] = field(default_factory=dict)  # kind, taken, width, height, ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
+    total: int = 0  # rows the search ranked (all, or those the filter selected)
+    offset: int = 0  # hits[0] is result number offset + 1
 
     def to_dict(self) -> dict[str, Any]:
         d = self.decomposition
@@ -78,6 +83,7 @@ class SearchResult:
             "query": self.query,
             "method": self.method,
             "decomposition": d.to_dict(),
+            "total": self.total,
             "hits": [vars(h) for h in self.hits],
         }
 
@@ -97,11 +103,9 @@ class Searcher:
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     image_dtype: str = "float32"
-    _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
-    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
-    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -153,8 +157,25 @@ class Searcher:
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
-        self._device_images()  # reads the index's file names
-        return Path(path) if path in self._paths else None
+        return Path(path) if path in self.snapshot().path_set else None
+
+    def snapshot(self) -> Snapshot:
+        """The index as last loaded (loaded on first use); :meth:`reload` swaps in a new one."""
+        if self._snapshot is None:
+            self._snapshot = self._load()
+        return self._snapshot
+
+    def reload(self) -> bool:
+        """Load the index again if an index run finished since (its generation moved); the new
+        snapshot replaces the old in one assignment, so a search sees one or the other whole."""
+        if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
+            return False
+        self._snapshot = self._load()
+        return True
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.snapshot().catalogue
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
@@ -183,11 +204,14 @@ class Searcher:
         k: int = 10,
         methods: Sequence[str] = ("drc",),
         decompositions: Sequence | None = None,
+        offset: int = 0,
+        where: Filter | None = None,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
-        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
+        best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
@@ -200,11 +224,11 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        images, mesh = self._device_images()
-        files = self._files
-        if not files:
+        if k < 1 or offset < 0:
+            raise ValueError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
+        snap = self.snapshot()
+        images, mesh, cat = snap.images, self._mesh, snap.catalogue
+        if not len(cat):
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
@@ -212,20 +236,27 @@ class Searcher:
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
         q = embed_queries(self.encode_texts, decompositions)
-        k_run = k_bucket(k, len(files))
+        rows, chosen = cat.row_mask(where)
+        total = len(cat) if rows is None else int(rows.sum())
+        k_run = k_bucket(offset + k, len(cat))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
-            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
+            vectors = query_vectors(method, q, self.params)
+            res = top_k(images, vectors, k_run, mesh=mesh, valid=rows)
+            scores = np.asarray(res.scores)[:, offset : offset + k]
+            indices = np.asarray(res.indices)[:, offset : offset + k]
             out[method] = [
                 SearchResult(
                     query=query,
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
+                        _hit(cat, offset + r + 1, float(s), int(i), chosen)
                         for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
+                        if np.isfinite(s)  # -inf: past the last row the filter selected
                     ],
+                    total=total,
+                    offset=offset,
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
@@ -247,23 +278,53 @@ class Searcher:
 
     def _device_images(self):
         """The index embeddings on device (sharded over local devices when there are several)."""
-        if self._images is None:
-            import jax
+        return self.snapshot().images, self._mesh
 
-            from drc_jax.parallel import make_mesh
+    def _load(self) -> Snapshot:
+        """One consistent read of the index (a single SQLite snapshot), its vectors on device."""
+        import jax
 
-            self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+        from drc_jax.parallel import make_mesh
+
+        if self._mesh is None and jax.local_device_count() > 1:
+            self._mesh = make_mesh(jax.local_devices())
+        with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
+            gen = generation(self.store)
             keys, vectors = self.store.vectors()  # memory-mapped
             files = indexed_files(self.store, self.info.roots)
-            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
-            if len(named) < len(keys):
-                vectors = vectors[np.asarray(named, np.int64)]
-            self._files = [files[keys[i]] for i in named]
-            self._paths = frozenset(str(path) for path, _ in self._files)
-            self._images = jax.device_put(
-                np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
-            )
-        return self._images, self._mesh
+            names, info = self.store.names(), self.store.info()
+        named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+        if len(named) < len(keys):
+            vectors = vectors[np.asarray(named, np.int64)]
+        keys = [keys[i] for i in named]
+        prefixes = {str(r).rstrip("/") + "/": r for r in self.info.roots}
+
+        def id_of(path: str) -> str:
+            return next(path[len(p) :] for p in prefixes if path.startswith(p))
+
+        cat = Catalogue.build(self.info.roots, keys, names, info, id_of)
+        images = jax.device_put(
+            np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+        )
+        return Snapshot(images, cat, gen, frozenset(cat.paths))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one search reads: the embeddings on device and the files behind them, of one commit."""
+
+    images: Any
+    catalogue: Catalogue
+    generation: int
+    path_set: frozenset[str]
+
+
+def _hit(cat: Catalogue, rank: int, score: float, row: int, chosen) -> Hit:
+    """Row ``row`` as a hit: its first selected file shown, the others as duplicates."""
+    files = [f for f in cat.files_of(row) if chosen is None or chosen[f]]
+    f = files[0]
+    dups = tuple(cat.paths[g] for g in files[1:])
+    return Hit(rank, score, cat.paths[f], cat.ids[f], dups, cat.facts(f))
 
 
 def search(

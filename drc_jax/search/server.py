@@ -4,9 +4,10 @@ One process keeps a :class:`~drc_jax.search.query.Searcher` (CLIP, the decompose
 embeddings) loaded and warmed, and serves
 
 - ``GET /``: the search page (``static/``: plain HTML/JS/CSS, no build step);
-- ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&strength=...]``:
-  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``neg``/``strength``
-  override the decomposer's, :func:`drc_jax.decompose.apply_overrides`);
+- ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&neg=...&strength=...]``:
+  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``strength`` and
+  ``neg``, repeated for every concept to exclude, override the decomposer's:
+  :func:`edited_decomposition`);
 - ``GET /api/health``: index size and freshness, model, decomposer;
 - ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
 - ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
@@ -21,7 +22,7 @@ Requests are answered one search at a time (a lock): on a CPU a search already u
 import ipaddress
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,11 +34,14 @@ from fastapi.staticfiles import StaticFiles
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.scoring import METHODS
+from drc_jax.search.catalogue import Filter
 from drc_jax.search.files import NotServable, servable_path
 from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
 
 DEFAULT_K = 24
 MAX_K = 200
+MAX_CONCEPTS = 32  # `neg` values one search may exclude
+MAX_OFFSET = 10_000  # paging depth
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -46,10 +50,12 @@ def static_dir() -> Path:
     return Path(str(resources.files("drc_jax.search") / "static"))
 
 
-def last_indexed(index: Path) -> float | None:
-    """When the index last changed: the newest modification time among its files."""
-    times = [p.stat().st_mtime for p in Path(index).iterdir() if p.is_file() and p.name != "lock"]
-    return max(times, default=None)
+def last_indexed(store) -> str | None:
+    """When the last index run finished, as the catalogue records it (ISO 8601, UTC)."""
+    stamp = store.setting("indexed_at")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return None  # an index of an older drc-jax: unknown
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
 def is_loopback(host: str) -> bool:
@@ -67,8 +73,44 @@ def _item_urls(path: str) -> dict[str, str]:
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
 
 
-def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> FastAPI:
-    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher)."""
+def edited_decomposition(decomposed, aff=None, negs=None, strength=None):
+    """``decomposed`` with the page's edits: ``negs`` (every concept to exclude; ``[""]`` or
+    ``[]`` none) replaces the decomposer's concepts. Sending back an unedited panel (aff, every
+    neg, strength) reproduces ``decomposed`` exactly."""
+    if negs is None:
+        return apply_overrides(decomposed, aff=aff, strength=strength)
+    kept = list(dict.fromkeys(n.strip() for n in negs if n.strip()))
+    return apply_overrides(
+        decomposed, aff=aff, neg=kept[0] if kept else "", exclude=kept[1:], strength=strength
+    )
+
+
+def request_filter(type_, folder, name, taken_after, taken_before) -> Filter | None:
+    """The search's :class:`Filter` from its query parameters; 422 when they contradict."""
+    try:
+        where = Filter(type_ or None, folder or None, name or None, taken_after, taken_before)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return None if where.empty else where
+
+
+def hit_json(h, available: bool) -> dict[str, Any]:
+    """A hit as the page reads it: rank, score, paths, URLs, and what is known of the file."""
+    return {
+        "rank": h.rank,
+        "score": h.score,
+        "id": h.id,
+        "path": h.path,
+        "available": available,  # False: moved, deleted or outside the roots
+        "duplicates": list(h.duplicates),
+        **h.facts,
+        **_item_urls(h.path),
+    }
+
+
+def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watcher=None) -> FastAPI:
+    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher); ``watcher``
+    (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page."""
     app = FastAPI(title="drc-jax search", docs_url="/api/docs", openapi_url="/api/openapi.json")
     lock = threading.Lock()
     info = searcher.info
@@ -82,16 +124,16 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        stamp = last_indexed(info.index)
+        snap = searcher.snapshot()
         return {
             "status": "ok",
-            "images": len(searcher.store),
+            "images": snap.catalogue.files,  # files searches cover: the one count
             "failed": len(searcher.store.errors()),  # contents that could not be embedded
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
-            "last_indexed": (
-                datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds") if stamp else None
-            ),
+            "last_indexed": last_indexed(searcher.store),
+            "generation": snap.generation,
+            "indexing": watcher.progress() if watcher is not None else {"state": "off"},
             "weights": info.weights,
             "model": info.weights_id,
             "random_weights": info.random_weights,
@@ -108,37 +150,43 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
         k: Annotated[int, Query(ge=1, le=max_k)] = DEFAULT_K,
         method: Annotated[str, Query(pattern="^(" + "|".join(METHODS) + ")$")] = "drc",
         aff: Annotated[str | None, Query(max_length=1000)] = None,
-        neg: Annotated[str | None, Query(max_length=1000)] = None,
+        neg: Annotated[list[str] | None, Query(max_length=MAX_CONCEPTS)] = None,
         strength: Annotated[str | None, Query()] = None,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        type: Annotated[str | None, Query(pattern="^(image|video|)$")] = None,  # noqa: A002
+        folder: Annotated[str | None, Query(max_length=4096)] = None,
+        name: Annotated[str | None, Query(max_length=1000)] = None,
+        taken_after: Annotated[date | None, Query()] = None,
+        taken_before: Annotated[date | None, Query()] = None,
     ) -> dict[str, Any]:
         if not q.strip():
             raise HTTPException(422, "the query is empty")
+        if any(len(n) > 1000 for n in neg or ()):
+            raise HTTPException(422, "a neg concept is longer than 1000 characters")
+        where = request_filter(type, folder, name, taken_after, taken_before)
         start = time.perf_counter()
         with lock:
             decomposed = decompose_queries(searcher.decomposer, [q])[0]  # "cat -sofa" syntax
             try:
-                used = apply_overrides(decomposed, aff=aff, neg=neg, strength=strength)
+                used = edited_decomposition(decomposed, aff, neg, strength)
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
-            result = searcher.search([q], k=k, methods=(method,), decompositions=[used])[method][0]
+            result = searcher.search(
+                [q], k=k, methods=(method,), decompositions=[used], offset=offset, where=where
+            )[method][0]
         return {
             "query": q,
             "method": method,
             "k": k,
+            "offset": offset,
+            "total": result.total,
+            "more": offset + len(result.hits) < result.total,
+            "generation": searcher.snapshot().generation,
             "decomposition": used.to_dict(),
+            "cfs": list(used.cfs),  # the photo to avoid, per concept (DRC's cf)
             "decomposed": decomposed.to_dict(),
             "overridden": used != decomposed,
-            "hits": [
-                {
-                    "rank": h.rank,
-                    "score": h.score,
-                    "id": h.id,
-                    "path": h.path,
-                    "available": _available(h.path),  # False: moved, deleted or outside the roots
-                    **_item_urls(h.path),
-                }
-                for h in result.hits
-            ],
+            "hits": [hit_json(h, _available(h.path)) for h in result.hits],
             "took_ms": round(1000 * (time.perf_counter() - start), 2),
             "random_weights": info.random_weights,
         }
