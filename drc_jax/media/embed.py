@@ -21,6 +21,7 @@ from PIL import Image
 from drc_jax.media.errors import MediaError
 from drc_jax.media.files import media_kind
 from drc_jax.media.image import read_image
+from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
 NON_FINITE = (
@@ -154,3 +155,30 @@ class MediaEmbedder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def embed_video_segments(
+    clip, path: str | os.PathLike, preprocess: str = "spacevlm", batch: int = 16
+) -> tuple[list[float], np.ndarray]:
+    """``(start seconds, (S, D) embeddings)`` of a video's segments
+    (:func:`~drc_jax.media.segments.read_video_segments`), each the renormalised mean of its
+    frames' embeddings; a :class:`MediaError` names an undecodable or non-finite video."""
+    starts, parts, pending = [], [], []
+
+    def flush():
+        pixels = clip.preprocess([f for frames in pending for f in frames], mode=preprocess)
+        pixels = pixels.reshape(len(pending), SEGMENT_FRAMES, *pixels.shape[1:])
+        parts.append(np.asarray(clip.encode_videos(pixels, renormalize=True), np.float32))
+        pending.clear()
+
+    for start, frames in read_video_segments(path):
+        starts.append(start)
+        pending.append(frames)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    vectors = np.concatenate(parts)
+    if not np.isfinite(vectors).all():
+        raise MediaError(path, NON_FINITE)
+    return starts, vectors

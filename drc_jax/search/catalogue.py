@@ -62,11 +62,16 @@ class Catalogue:
     row_of_file: np.ndarray  # (files,) int64
     info: dict[str, dict[str, Any]]  # content key -> media facts
     stamps: list[str]  # "size:mtime_ns" per file
+    seg_content: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (S,) row
+    seg_start: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (S,) seconds
     _files_of_row: list[list[int]] = field(default_factory=list, repr=False)
     _masks: Any = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, roots, keys, names: dict[str, tuple[str, str]], info, id_of) -> Catalogue:
+    def build(
+        cls, roots, keys, names: dict[str, tuple[str, str]], info, id_of, segments=()
+    ) -> Catalogue:
+        """``segments``: ``(content key, start s)`` of the rows after the content rows."""
         row = {k: i for i, k in enumerate(keys)}
         paths = sorted(n for n, (k, _) in names.items() if k in row)
         cat = cls(
@@ -77,6 +82,8 @@ class Catalogue:
             row_of_file=np.asarray([row[names[p][0]] for p in paths], np.int64),
             info=info,
             stamps=[names[p][1] for p in paths],
+            seg_content=np.asarray([row[k] for k, _ in segments], np.int64),
+            seg_start=np.asarray([t for _, t in segments], np.float64),
         )
         cat._files_of_row = [[] for _ in keys]
         for f, r in enumerate(cat.row_of_file.tolist()):
@@ -86,6 +93,32 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def rows(self) -> int:
+        """Rows searched: one per content, then one per video segment."""
+        return len(self.keys) + len(self.seg_content)
+
+    @functools.cached_property
+    def _segmented(self) -> np.ndarray:
+        out = np.zeros(len(self.keys), bool)
+        out[self.seg_content] = True
+        return out
+
+    def searchable(self, contents: np.ndarray | None) -> np.ndarray | None:
+        """(rows,) bool: a video with segments is ranked by its segments (so a hit knows when),
+        not its whole-video row; ``contents`` (None: all) restricts to a filter's contents."""
+        if contents is None and not len(self.seg_content):
+            return None
+        contents = np.ones(len(self.keys), bool) if contents is None else contents
+        return np.concatenate([contents & ~self._segmented, contents[self.seg_content]])
+
+    def content_row(self, row: int) -> tuple[int, float | None]:
+        """The content of search row ``row`` and, for a segment row, its start in seconds."""
+        if row < len(self.keys):
+            return row, None
+        s = row - len(self.keys)
+        return int(self.seg_content[s]), float(self.seg_start[s])
 
     @property
     def files(self) -> int:
@@ -160,7 +193,7 @@ class Catalogue:
         return rows, files
 
     def row_mask(self, where: Filter | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(rows, files)`` selected by ``where`` (both None: no filter), cached per filter."""
+        """``(contents, files)`` selected by ``where`` (both None: no filter), cached per filter."""
         if where is None or where.empty:
             return None, None
         return self._masks(where)

@@ -26,8 +26,16 @@ from typing import Any, Literal
 import numpy as np
 
 from drc_jax import defaults
-from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import (
+    FINGERPRINTS,
+    MEDIA_SUFFIXES,
+    MediaEmbedder,
+    MediaError,
+    fingerprint,
+    media_kind,
+)
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media.embed import embed_video_segments
 from drc_jax.media.info import media_info
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
@@ -271,6 +279,7 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
+        _embed_segments(store, clip, preprocess, first, retry_failed)
         known = store.info()
         facts = {h: media_info(first[h]) for h in first if h not in known}
         with store.transaction():  # the files, their roots and the weights change together
@@ -280,7 +289,8 @@ def build_index(
             store.set_setting("weights", str(weights or clip.weights_id))
             store.set_setting("generation", generation(store) + 1)
             store.set_setting("indexed_at", time.time())
-        store.prune(first)
+        keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
+        store.prune([*first, *(k for k in keys if content_of(k) in first)])
     bad = dict(report.failed)
     report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
@@ -290,6 +300,46 @@ def build_index(
     report.unchanged = len(ok) - report.added - report.changed
     report.removed = sum(n not in names for n in old)
     return report
+
+
+SEGMENT_MARK = "#t="  # a segment row's key: "<content key>#t=<start seconds>"
+
+
+def segment_key(content: str, start: float) -> str:
+    return f"{content}{SEGMENT_MARK}{start:.3f}"
+
+
+def segment_start(key: str) -> float:
+    """The start (s) a segment row's key names; a malformed one is a damaged index."""
+    try:
+        start = float(key.partition(SEGMENT_MARK)[2])
+    except ValueError:
+        start = float("nan")
+    if not 0 <= start < 1e9:
+        raise StoreError(
+            f"the index names a video segment {key!r} with no valid start time; the index is "
+            "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
+    return start
+
+
+def content_of(key: str) -> str:
+    """The content key of a store row: itself, or the video a segment row belongs to."""
+    return key.partition(SEGMENT_MARK)[0]
+
+
+def _embed_segments(store: Store, clip, preprocess: str, first: dict, retry: bool) -> None:
+    """Segment rows (:mod:`drc_jax.media.segments`) of every video content that lacks them; the
+    row at 0 s marks a video as done (or, as an error, as undecodable until it changes)."""
+    videos = {segment_key(h, 0.0): h for h, path in first.items() if media_kind(path) == "video"}
+    for marker in store.missing(videos, retry_errors=retry):
+        h = videos[marker]
+        try:
+            starts, vectors = embed_video_segments(clip, first[h], preprocess)
+        except MediaError as e:
+            store.put_errors({marker: (h, e.reason)})
+            continue
+        store.put([segment_key(h, t) for t in starts], [h] * len(starts), vectors)
 
 
 def generation(store: Store) -> int:

@@ -30,7 +30,16 @@ from ml_dtypes import bfloat16
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.catalogue import Catalogue, Filter
-from drc_jax.search.index import IndexInfo, generation, indexed_files, read_info, weights_to_load
+from drc_jax.search.index import (
+    SEGMENT_MARK,
+    IndexInfo,
+    content_of,
+    generation,
+    indexed_files,
+    read_info,
+    segment_start,
+    weights_to_load,
+)
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -55,7 +64,7 @@ def k_bucket(k: int, n: int) -> int:
     for b in K_BUCKETS:
         if k <= b:
             return min(b, n)
-    return min(k, n)
+    return min(1 << (k - 1).bit_length(), n)  # deep pages: powers of two, few compiles
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class Hit:
     path: str  # absolute path of the image
     id: str  # path relative to the indexed folder
     duplicates: tuple[str, ...] = ()  # other indexed files with the same content (paths)
+    time: float | None = None  # a video: start (s) of its best-matching segment
     facts: dict[str, Any] = field(default_factory=dict)  # kind, taken, width, height, ...
 
 
@@ -236,24 +246,21 @@ class Searcher:
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
         q = embed_queries(self.encode_texts, decompositions)
-        rows, chosen = cat.row_mask(where)
-        total = len(cat) if rows is None else int(rows.sum())
-        k_run = k_bucket(offset + k, len(cat))
+        contents, chosen = cat.row_mask(where)
+        total = len(cat) if contents is None else int(contents.sum())
+        valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             vectors = query_vectors(method, q, self.params)
-            res = top_k(images, vectors, k_run, mesh=mesh, valid=rows)
-            scores = np.asarray(res.scores)[:, offset : offset + k]
-            indices = np.asarray(res.indices)[:, offset : offset + k]
+            ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
             out[method] = [
                 SearchResult(
                     query=query,
                     method=method,
                     decomposition=dec,
                     hits=[
-                        _hit(cat, offset + r + 1, float(s), int(i), chosen)
-                        for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
-                        if np.isfinite(s)  # -inf: past the last row the filter selected
+                        _hit(cat, offset + r + 1, s, row, t, chosen)
+                        for r, (row, s, t) in enumerate(ranked[qi][offset : offset + k])
                     ],
                     total=total,
                     offset=offset,
@@ -294,15 +301,17 @@ class Searcher:
             files = indexed_files(self.store, self.info.roots)
             names, info = self.store.names(), self.store.info()
         named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
-        if len(named) < len(keys):
-            vectors = vectors[np.asarray(named, np.int64)]
+        segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
+        if len(named) + len(segs) < len(keys) or segs:
+            vectors = vectors[np.asarray(named + segs, np.int64)]
+        segments = [(content_of(keys[i]), segment_start(keys[i])) for i in segs]
         keys = [keys[i] for i in named]
         prefixes = {str(r).rstrip("/") + "/": r for r in self.info.roots}
 
         def id_of(path: str) -> str:
             return next(path[len(p) :] for p in prefixes if path.startswith(p))
 
-        cat = Catalogue.build(self.info.roots, keys, names, info, id_of)
+        cat = Catalogue.build(self.info.roots, keys, names, info, id_of, segments)
         images = jax.device_put(
             np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
         )
@@ -319,12 +328,35 @@ class Snapshot:
     path_set: frozenset[str]
 
 
-def _hit(cat: Catalogue, rank: int, score: float, row: int, chosen) -> Hit:
+def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int):
+    """Per query the best ``need`` contents as ``(content row, score, segment start)``.
+
+    A video's segments are rows of their own, so the top rows may name one video several times;
+    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain."""
+    k_run = k_bucket(need, cat.rows)
+    while True:
+        res = top_k(images, vectors, k_run, mesh=mesh, valid=valid)
+        scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+        ranked = []
+        for qs, qi in zip(scores, indices, strict=True):
+            seen: dict[int, tuple[int, float, float | None]] = {}
+            for s, i in zip(qs.tolist(), qi.tolist(), strict=True):
+                if s == -np.inf:  # past the last row the filter selected
+                    break
+                row, start = cat.content_row(i)
+                seen.setdefault(row, (row, s, start))
+            ranked.append(list(seen.values()))
+        if k_run >= cat.rows or all(len(r) >= min(need, total) for r in ranked):
+            return ranked
+        k_run = k_bucket(4 * k_run, cat.rows)
+
+
+def _hit(cat: Catalogue, rank: int, score: float, row: int, time, chosen) -> Hit:
     """Row ``row`` as a hit: its first selected file shown, the others as duplicates."""
     files = [f for f in cat.files_of(row) if chosen is None or chosen[f]]
     f = files[0]
     dups = tuple(cat.paths[g] for g in files[1:])
-    return Hit(rank, score, cat.paths[f], cat.ids[f], dups, cat.facts(f))
+    return Hit(rank, score, cat.paths[f], cat.ids[f], dups, time, cat.facts(f))
 
 
 def search(

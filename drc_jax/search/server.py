@@ -103,6 +103,7 @@ def hit_json(h, available: bool) -> dict[str, Any]:
         "path": h.path,
         "available": available,  # False: moved, deleted or outside the roots
         "duplicates": list(h.duplicates),
+        "time": h.time,  # a video: seconds into it of the best-matching segment
         **h.facts,
         **_item_urls(h.path),
     }
