@@ -285,3 +285,18 @@ def test_a_filter_is_applied_inside_the_search_and_still_returns_k(served):
         "/api/search", params={"q": "a", "taken_after": "2024-02-01", "taken_before": "2024-01-01"}
     )
     assert bad.status_code == 422 and "later than" in bad.text
+
+
+def test_similar_to_an_indexed_photo_with_or_without_words(served):
+    client, searcher, root, _ = served
+    example = str(root.resolve() / "beach" / "dog_on_beach_0.png")
+    alone = client.get("/api/search", params={"like": example, "k": 10}).json()
+    assert len(alone["hits"]) == 10 and example not in [h["path"] for h in alone["hits"]]
+    assert alone["total"] == 10 and alone["like"] == example
+    direct = searcher.search(["a photo"], k=10, like=example)["drc"][0]
+    assert [h["path"] for h in alone["hits"]] == [h.path for h in direct.hits]
+    hidden = client.get("/api/search", params={"like": example, "q": "no people", "k": 10}).json()
+    assert hidden["decomposition"]["negs"] == ["a person"]
+    assert [h["score"] for h in hidden["hits"]] != [h["score"] for h in alone["hits"]]
+    assert client.get("/api/search", params={"like": "/etc/passwd"}).status_code == 422
+    assert client.get("/api/search", params={"k": 3}).status_code == 422

@@ -125,6 +125,11 @@ class Catalogue:
         """Indexed files with a vector: the one count of "images in the index"."""
         return len(self.paths)
 
+    def row_of_path(self, path: str) -> int | None:
+        """The row of the indexed file ``path`` (None: not indexed)."""
+        f = bisect.bisect_left(self.paths, path)
+        return int(self.row_of_file[f]) if f < len(self.paths) and self.paths[f] == path else None
+
     def files_of(self, row: int) -> list[int]:
         return self._files_of_row[row]
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.catalogue import Catalogue, Filter
@@ -129,6 +130,7 @@ class Searcher:
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
         image_dtype: str = "float32",
+        towers: tuple[str, ...] = ("text",),
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
@@ -137,7 +139,8 @@ class Searcher:
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so. Only
-        CLIP's text tower is loaded: the index already holds the image embeddings.
+        CLIP's text tower is loaded (``towers``: a server that indexes new files needs "image"
+        too): the index already holds the image embeddings.
         """
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(
@@ -147,7 +150,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=("text",))
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=towers)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
@@ -216,12 +219,15 @@ class Searcher:
         decompositions: Sequence | None = None,
         offset: int = 0,
         where: Filter | None = None,
+        like: str | None = None,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
         the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
         best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
+        ``like`` (an indexed file's path) anchors every query on that file's embedding
+        (:mod:`drc_jax.search.example`) and leaves the file itself out.
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
@@ -247,6 +253,17 @@ class Searcher:
             decompositions = decompose_queries(self.decomposer, queries)
         q = embed_queries(self.encode_texts, decompositions)
         contents, chosen = cat.row_mask(where)
+        if like is not None:
+            row = cat.row_of_path(like)
+            if row is None:
+                raise ValueError(f"like={like!r} is not a file of index {self.info.index}")
+            from drc_jax.search.example import example_queries
+
+            said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
+            shows = [t not in ("", NEUTRAL_AFF) for t in said]  # words to show besides the image
+            q = example_queries(q, np.asarray(snap.images[row], np.float32), np.asarray(shows))
+            contents = np.ones(len(cat), bool) if contents is None else contents.copy()
+            contents[row] = False  # not its own result
         total = len(cat) if contents is None else int(contents.sum())
         valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}

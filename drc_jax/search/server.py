@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import METHODS
 from drc_jax.search.catalogue import Filter
 from drc_jax.search.files import NotServable, servable_path
@@ -147,7 +148,9 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
 
     @app.get("/api/search")
     def search(
-        q: Annotated[str, Query(min_length=1, max_length=1000, description="the query")],
+        q: Annotated[
+            str | None, Query(min_length=1, max_length=1000, description="the query")
+        ] = None,
         k: Annotated[int, Query(ge=1, le=max_k)] = DEFAULT_K,
         method: Annotated[str, Query(pattern="^(" + "|".join(METHODS) + ")$")] = "drc",
         aff: Annotated[str | None, Query(max_length=1000)] = None,
@@ -159,9 +162,17 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         name: Annotated[str | None, Query(max_length=1000)] = None,
         taken_after: Annotated[date | None, Query()] = None,
         taken_before: Annotated[date | None, Query()] = None,
+        like: Annotated[str | None, Query(max_length=4096, description="an indexed file")] = None,
     ) -> dict[str, Any]:
-        if not q.strip():
+        if q is None and like is None:
+            raise HTTPException(422, "give a query q, an example like=<indexed file>, or both")
+        if q is not None and not q.strip():
             raise HTTPException(422, "the query is empty")
+        if like is not None:
+            like = like if like.startswith("/") else "/" + like
+            if searcher.path_of(like) is None:
+                raise HTTPException(422, f"like={like!r} is not a file of this index")
+        q = q if q is not None else NEUTRAL_AFF  # an example alone: nothing to show or hide
         if any(len(n) > 1000 for n in neg or ()):
             raise HTTPException(422, "a neg concept is longer than 1000 characters")
         where = request_filter(type, folder, name, taken_after, taken_before)
@@ -173,10 +184,17 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
             result = searcher.search(
-                [q], k=k, methods=(method,), decompositions=[used], offset=offset, where=where
+                [q],
+                k=k,
+                methods=(method,),
+                decompositions=[used],
+                offset=offset,
+                where=where,
+                like=like,
             )[method][0]
         return {
             "query": q,
+            "like": like,
             "method": method,
             "k": k,
             "offset": offset,
@@ -231,5 +249,5 @@ def exposure_note(host: str, port: int, searcher) -> str:
     return (
         f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who can reach "
         f"it can run searches and view every indexed file under: {roots} "
-        f"({len(searcher.store)} files). There is no authentication."
+        f"({searcher.catalogue.files} files). There is no authentication."
     )

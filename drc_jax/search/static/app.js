@@ -83,6 +83,8 @@ function go(next, push = true) {
 
 function showForm(s) {
   $("q").value = s.q;
+  $("like-chip").hidden = !s.like;
+  $("like-name").textContent = s.like ? s.like.split("/").pop() : "";
   $("method").value = s.method;
   $("compare").checked = s.compare;
   for (const f of FILTERS) $(f).value = s.filters[f] || "";
@@ -92,8 +94,9 @@ function showForm(s) {
 function formState() {
   const filters = {};
   for (const f of FILTERS) if ($(f).value.trim()) filters[f] = $(f).value.trim();
+  const like = state && !$("like-chip").hidden ? state.like : "";
   return {
-    q: $("q").value.trim(), like: "", method: $("method").value, compare: $("compare").checked,
+    q: $("q").value.trim(), like, method: $("method").value, compare: $("compare").checked,
     edits: null, filters, pages: 1,
   };
 }
@@ -212,6 +215,15 @@ function hitCard(hit, index, main) {
     dup.className = "dup";
     dup.textContent = `also at: ${hit.duplicates.join(", ")}`;
     meta.append(dup);
+  }
+  if (hit.available) {
+    const similar = document.createElement("button");
+    similar.type = "button";
+    similar.className = "secondary similar";
+    similar.textContent = "Similar";
+    similar.title = "photos like this one (add words to the search box to hide things)";
+    similar.addEventListener("click", () => go({ ...formState(), q: "", like: hit.path }));
+    meta.append(similar);
   }
   card.append(open, meta);
   return card;
@@ -397,6 +409,11 @@ function startScreen() {
 
 $("search-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
+  const s = formState();
+  if (s.q || s.like) go(s);
+});
+$("unlike").addEventListener("click", () => {
+  $("like-chip").hidden = true;
   const s = formState();
   if (s.q) go(s);
 });
