@@ -8,6 +8,7 @@ Set DRC_JAX_SCREENSHOTS=folder to keep the screenshots (the README's are made th
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from drc_jax.search.server import create_app
-from tests.search_server_fixtures import build_server_index, open_warm_searcher
+from tests.search_server_fixtures import WEIGHTS, build_server_index
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,11 +57,19 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root, index, _ = build_server_index(tmp_path_factory.mktemp("browser"))
-    searcher = open_warm_searcher(index)
-    server = Served(create_app(searcher))
+    from drc_jax.clip import load_clip
+    from drc_jax.search import Searcher
+    from drc_jax.search.watch import IndexWatcher
+
+    root, index, _ = build_server_index(tmp_path_factory.mktemp("browser"), video=True)
+    clip = load_clip(WEIGHTS)  # both towers: the server indexes files copied in
+    searcher = Searcher.open(index, clip=clip, image_dtype="bfloat16")
+    searcher.warm(k=24)
+    watcher = IndexWatcher(searcher, clip).start()
+    server = Served(create_app(searcher, watcher=watcher))
     yield server, searcher, root
     server.stop()
+    watcher.stop()
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +123,13 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
 
     # A shared link runs its search; the empty first screen offers examples.
     browser.get(server.url + "/")
-    wait.until(EC.text_to_be_present_in_element((By.ID, "index-info"), "11 images"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "index-info"), "12 images"))
     assert find(By.ID, "random-note").is_displayed()  # random test weights
     assert find(By.ID, "start").is_displayed() and find(By.ID, "examples").text
     browser.get(server.url + "/?q=dog+-beach+-sand")
     wait.until(settled)
     first = _hits(browser)
-    assert len(first) == 11 and find(By.ID, "q").get_attribute("value") == "dog -beach -sand"
+    assert len(first) == 12 and find(By.ID, "q").get_attribute("value") == "dog -beach -sand"
     negs = [i.get_attribute("value") for i in browser.find_elements(By.CSS_SELECTOR, "input.neg")]
     assert negs == ["a beach", "sand"]  # every concept the server used is shown
     assert find(By.ID, "aff").get_attribute("value") == "dog"
@@ -135,7 +144,8 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
         )
     )
     alts = [i.get_attribute("alt") for i in browser.find_elements(By.CSS_SELECTOR, "#results img")]
-    assert all(a.startswith("photo ") and ".png" in a and "/" not in a for a in alts)
+    alt = re.compile(r"^(photo [^/]+\.png|video [^/]+\.mp4), \d{4}-\d\d-\d\d$")  # name, date
+    assert alts and all(alt.match(a) for a in alts), alts
     _shot(browser, tmp_path, "results")
 
     # Applying the panel unedited (Enter in a box) reproduces the same ranking.
@@ -202,14 +212,63 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
     # The viewer: full size, next with the arrow key, download.
     thumb.click()
     wait.until(lambda d: d.find_element(By.ID, "viewer").is_displayed())
-    shown = find(By.CSS_SELECTOR, "#stage img").get_attribute("src")
+    media = "#stage img, #stage video"
+    shown = find(By.CSS_SELECTOR, media).get_attribute("src")
     find(By.ID, "viewer").send_keys(Keys.ARROW_RIGHT)
-    wait.until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "#stage img").get_attribute("src") != shown
-    )
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, media).get_attribute("src") != shown)
     assert find(By.ID, "download").get_attribute("href").startswith(server.url + "/api/file/")
     _shot(browser, tmp_path, "viewer")
     find(By.ID, "close").click()
+
+    # A video hit: a poster frame with a play badge and its length; the viewer seeks to the
+    # best-matching segment (or says to download where the browser cannot play the codec).
+    import json
+    import urllib.request
+
+    def api(**params):
+        from urllib.parse import urlencode
+
+        with urllib.request.urlopen(f"{server.url}/api/search?{urlencode(params)}") as r:
+            return json.load(r)
+
+    q, video = next(
+        (q, h) for q in ("a dark night", "a bright day", "dusk", "a video", "grey")
+        for h in api(q=q, type="video")["hits"] if h["time"]
+    )  # fmt: skip
+    browser.get(server.url + f"/?q={q.replace(' ', '+')}&type=video")
+    wait.until(settled)
+    card = find(By.CSS_SELECTOR, "#results .hit")
+    assert card.find_element(By.CLASS_NAME, "badge").text == "▶ 0:12"
+    wait.until(lambda d: d.execute_script(
+        "const i = document.querySelector('#results img'); return i.complete && i.naturalWidth > 0"
+    ))  # fmt: skip
+    assert "best match at 0:0" in card.text
+    card.find_element(By.CSS_SELECTOR, "a.thumb").click()
+    wait.until(lambda d: d.find_element(By.ID, "viewer").is_displayed())
+    playable = browser.execute_script(
+        "return document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.64000d\"')"
+    )
+    if playable:
+        wait.until(lambda d: d.execute_script(
+            "const v = document.querySelector('#stage video'); return v && v.readyState >= 1 && "
+            f"Math.abs(v.currentTime - {video['time']}) < 0.5"
+        ))  # fmt: skip
+    else:
+        wait.until(lambda d: d.find_element(By.ID, "no-play").is_displayed())
+    _shot(browser, tmp_path, "video")
+    find(By.ID, "close").click()
+
+    # "Similar" runs a search by example.
+    find(By.CSS_SELECTOR, "#results .hit .similar").click()
+    wait.until(lambda d: "like=" in d.current_url and settled(d))
+    assert "photos like dusk.mp4" in find(By.ID, "status").text and find(By.ID, "like-chip")
+
+    # A file copied into the folder while serving appears, without a restart or a reload.
+    browser.get(server.url + "/?q=a+cat&name=arrival")
+    wait.until(settled)
+    assert _hits(browser) == []
+    shutil.copy(root / "beach" / "cat_on_beach_0.png", root / "new arrival.png")
+    wait.until(lambda d: _hits(d) == [str(root.resolve() / "new arrival.png")])
 
     # A stopped server: a clear banner, the stale results greyed.
     server.stop()

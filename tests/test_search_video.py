@@ -45,12 +45,12 @@ class BrightClip:
         return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
 
-def write_video(path, levels_per_second, fps: int = 10, size=(32, 24)):
-    """An MPEG-4 video, one flat grey level per second."""
+def write_video(path, levels_per_second, fps: int = 10, size=(32, 24), codec: str = "mpeg4"):
+    """A video, one flat grey level per second."""
     import av
 
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
+        stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for level in levels_per_second:
