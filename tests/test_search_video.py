@@ -116,3 +116,24 @@ def test_the_api_gives_a_video_hit_its_time_length_and_a_poster_jpeg(video_index
         assert [h["id"] for h in only["hits"]] == ["night_then_day.mp4"] and only["total"] == 1
         f = client.get(f"/api/file/{quote(video['path'], safe='')}")
         assert f.status_code == 200 and f.content[4:8] == b"ftyp"
+
+
+def test_thumbnails_are_written_at_index_time_and_served_from_disk(tmp_path):
+    from drc_jax.search import thumbs
+
+    root = tmp_path / "media"
+    root.mkdir()
+    Image.new("RGB", (1600, 400), (10, 200, 30)).save(root / "panorama.png")  # 4:1
+    build_index(root, tmp_path / "index", clip=BrightClip(), progress=False)
+    cached = list((tmp_path / "index" / "thumbs").rglob("*.jpg"))
+    assert len(cached) == 1 and Image.open(cached[0]).size == (512, 128)  # aspect kept
+    searcher = Searcher.open(tmp_path / "index", clip=BrightClip())
+    thumbs._thumbnail.cache_clear()
+    (root / "panorama.png").write_bytes(b"")  # the original unreadable: only the cache can answer
+    import os
+
+    os.utime(root / "panorama.png", ns=(1, 1))
+    with TestClient(create_app(searcher)) as client:
+        hit = client.get("/api/search", params={"q": "green"}).json()["hits"][0]
+        r = client.get(hit["thumb"], params={"size": 256})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (256, 64)

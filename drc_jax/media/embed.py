@@ -67,6 +67,7 @@ class MediaEmbedder:
         video_renormalize: bool = True,
         num_workers: int | None = None,
         draft: bool = False,
+        on_decoded=None,
     ):
         if kind not in (None, "image", "video"):
             raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
@@ -74,6 +75,7 @@ class MediaEmbedder:
         self.root = Path(root) if root is not None else None
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
+        self.on_decoded = on_decoded  # (key, first decoded image): e.g. write a thumbnail
         # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
         # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
         # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
@@ -92,10 +94,14 @@ class MediaEmbedder:
         """An image as ``[image]``, a video as its frames; a :class:`MediaError` if unreadable."""
         try:
             if self._kind(key) == "image":
-                return [read_image(self.path(key), self.draft_size)]
-            return read_video_frames(self.path(key), self.video_frames, self.video_sampling)
+                out = [read_image(self.path(key), self.draft_size)]
+            else:
+                out = read_video_frames(self.path(key), self.video_frames, self.video_sampling)
         except MediaError as e:
             return e
+        if self.on_decoded is not None:
+            self.on_decoded(key, out[0])
+        return out
 
     def _encode(self, keys: list[str], decoded: list[list[Image.Image]]) -> np.ndarray:
         out = np.empty((len(keys), int(self.clip.embed_dim)), np.float32)

@@ -37,6 +37,7 @@ from drc_jax.media import (
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
 from drc_jax.media.embed import embed_video_segments
 from drc_jax.media.info import media_info
+from drc_jax.search.thumbs import disk_path, save_thumb
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
@@ -269,7 +270,11 @@ def build_index(
                 on_progress(min(done[0], total), total)
             return out
 
-        with MediaEmbedder(clip, preprocess=preprocess) as embedder:
+        def keep_thumb(path: str, image) -> None:  # the decode embedding needed anyway
+            if media_kind(path) == "image":
+                save_thumb(image, disk_path(index, names[path][0]))
+
+        with MediaEmbedder(clip, preprocess=preprocess, on_decoded=keep_thumb) as embedder:
             report = fill(
                 store,
                 {h: h for h in first},

@@ -37,7 +37,7 @@ from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import METHODS
 from drc_jax.search.catalogue import Filter
 from drc_jax.search.files import NotServable, servable_path
-from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
+from drc_jax.search.thumbs import THUMB_SIZES, disk_path, thumbnail
 
 DEFAULT_K = 24
 MAX_K = 200
@@ -229,9 +229,13 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
     def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
+        listed = path if path.startswith("/") else "/" + path
         path = _servable(path)
+        cat = searcher.catalogue
+        row = cat.row_of_path(listed)
+        cached = disk_path(info.index, cat.keys[row]) if row is not None else None
         try:
-            data = thumbnail(path, size)
+            data = thumbnail(path, size, cached)
         except OSError as e:  # unreadable or not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})

@@ -1,10 +1,18 @@
 """Thumbnails for the search page: decoded upright, shrunk with PIL, kept in a memory LRU; a
-video's is its poster frame (PyAV), a second in or a tenth of the way for short ones."""
+video's is its poster frame (PyAV), a second in or a tenth of the way for short ones.
+
+Each content also gets a :data:`DISK_SIZE` px JPEG under ``<index>/thumbs/`` (keyed by its hash,
+so an edited file gets a new one), written while indexing decodes it (or on first request):
+smaller sizes are made from it, so a page of results never decodes the originals again.
+"""
 
 from __future__ import annotations
 
 import functools
 import io
+import os
+import re
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -13,28 +21,58 @@ from drc_jax.media import media_kind
 
 THUMB_SIZES = (128, 256, 512)
 CACHE_ENTRIES = 2048  # x ~10-30 KB per 256 px JPEG: tens of MB at most
+DISK_SIZE = 512
 POSTER_S = 1.0
 POSTER_MAX_FRAMES = 250  # frames decoded at most to reach the poster time
 
 
-def thumbnail(path: Path, size: int = 256) -> bytes:
-    """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version."""
+def disk_path(index: Path, key: str) -> Path | None:
+    """Where content ``key``'s thumbnail is kept (None: not a content hash, never a path)."""
+    m = re.fullmatch(r"sha1:([0-9a-f]{40})", key)
+    return Path(index) / "thumbs" / m[1][:2] / f"{m[1]}.jpg" if m else None
+
+
+def save_thumb(img: Image.Image, dest: Path | None) -> None:
+    """Write ``img`` shrunk to :data:`DISK_SIZE` at ``dest`` atomically (temp file + rename)."""
+    if dest is None or dest.exists():
+        return
+    small = img.convert("RGB")
+    small.thumbnail((DISK_SIZE, DISK_SIZE), Image.Resampling.LANCZOS)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            small.save(f, format="JPEG", quality=88)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def thumbnail(path: Path, size: int = 256, cached: Path | None = None) -> bytes:
+    """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version,
+    from (and into) the on-disk thumbnail ``cached`` when given."""
     if size not in THUMB_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMB_SIZES}, got {size}")
     st = path.stat()
-    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size)
+    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size, str(cached or ""))
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int) -> bytes:
+def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str) -> bytes:
     """Keyed by mtime and size too, so an edited photo gets a fresh thumbnail."""
-    if media_kind(path) == "video":
+    if cached and Path(cached).is_file():
+        with Image.open(cached) as img:
+            img = img.convert("RGB")
+    elif media_kind(path) == "video":
         img = poster_frame(Path(path))
     else:
         with Image.open(path) as img:
             if img.format == "JPEG":
-                img.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
+                img.draft("RGB", (DISK_SIZE, DISK_SIZE))  # decode large JPEGs at a reduced scale
             img = ImageOps.exif_transpose(img).convert("RGB")
+    if cached:
+        save_thumb(img, Path(cached))
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=85)

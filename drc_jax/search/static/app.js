@@ -197,8 +197,15 @@ function hitCard(hit, index, main) {
   meta.className = "meta";
   const score = document.createElement("div");
   score.className = "score";
-  score.textContent = `#${hit.rank} · ${hit.score.toFixed(4)}`;
-  score.title = "rank · score (higher is a closer match; only the order matters)";
+  score.textContent = `#${hit.rank}`;
+  score.title = `score ${hit.score.toFixed(4)}: higher is a closer match; only the order ` +
+    "between results of one search means something";
+  const bar = document.createElement("meter");
+  bar.min = -0.2;
+  bar.max = 0.4;
+  bar.value = hit.score;
+  bar.setAttribute("aria-label", "match");
+  score.append(" ", bar);
   const path = document.createElement("div");
   path.className = "path";
   path.textContent = hit.id;
