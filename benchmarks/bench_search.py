@@ -10,8 +10,9 @@ recorded: p50 / p90. Each query is also sent filtered (a folder and a file-name 
 for every request, as paging repeats it: its mask is cached), with a new file-name filter each
 time (the mask built afresh), and by example (``like`` a different indexed file each time, with the
 query's words): their p50 over the same queries in the same run, and the ratio to the plain p50
-(target 1.2x; interleaved, so machine load hits all alike). Finally a one-shot ``search query`` runs twice on the smallest index with a
-fresh compilation cache: the second run reuses the first one's compiles.
+(target 1.2x; interleaved, so machine load hits all alike). Finally a one-shot ``search query``
+runs twice on the smallest index with a fresh compilation cache: the second run reuses the first
+one's compiles.
 
 Run:  .venv/bin/python -m benchmarks.bench_search [--sizes 10000,100000,1000000]
 Writes benchmarks/results/bench_search_cpu.json. Numbers are wall-clock seconds on whatever runs
