@@ -9,8 +9,9 @@ text encodings + scoring + top-k) are sent over HTTP one at a time and their wal
 recorded: p50 / p90. Each query is also sent filtered (a folder and a file-name filter, the same
 for every request, as paging repeats it: its mask is cached), with a new file-name filter each
 time (the mask built afresh), and by example (``like`` a different indexed file each time, with the
-query's words): their p50 over the same queries in the same run, and the ratio to the plain p50
-(target 1.2x; interleaved, so machine load hits all alike). Finally a one-shot ``search query``
+query's words): their p50 over the same queries in the same run, and the ratio to the p50 of the
+plain query sent again (its texts, like theirs, then embedded already; target 1.2x; interleaved,
+so machine load hits all alike). Finally a one-shot ``search query``
 runs twice on the smallest index with a fresh compilation cache: the second run reuses the first
 one's compiles.
 
@@ -129,6 +130,7 @@ def variants(i: int, root: str, n: int) -> dict[str, dict[str, str]]:
     j = i * 997 % n
     return {
         "plain": {},
+        "plain_again": {},  # the same request: its texts are embedded already, as below
         "filtered": {"folder": "0001", "name": "5"},  # one folder's files with a 5 in the name
         "fresh_filter": {"name": f"{i % 1000:03d}"},  # a mask not built before
         "example": {"like": f"{root}/{j // 1000:04d}/{j:07d}.jpg"},
@@ -157,9 +159,10 @@ def timed_requests(url: str, queries: list[str], root: str, n: int) -> dict[str,
         "server_p50_ms": float(np.percentile(server["plain"], 50)),
         "requests": len(wall["plain"]),
     }
+    out["plain_again_p50_ms"] = float(np.percentile(wall["plain_again"], 50))
     for kind in ("filtered", "fresh_filter", "example"):
         out[f"{kind}_p50_ms"] = float(np.percentile(wall[kind], 50))
-        out[f"{kind}_vs_plain"] = out[f"{kind}_p50_ms"] / out["p50_ms"]
+        out[f"{kind}_vs_plain"] = out[f"{kind}_p50_ms"] / out["plain_again_p50_ms"]
     return out
 
 

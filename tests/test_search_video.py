@@ -137,3 +137,20 @@ def test_thumbnails_are_written_at_index_time_and_served_from_disk(tmp_path):
         hit = client.get("/api/search", params={"q": "green"}).json()["hits"][0]
         r = client.get(hit["thumb"], params={"size": 256})
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (256, 64)
+
+
+def test_an_uploaded_photo_is_searched_by_example(video_index):
+    root, index, _ = video_index
+    searcher = Searcher.open(index, clip=BrightClip())
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), (250, 250, 250)).save(buf, format="PNG")
+    with TestClient(create_app(searcher)) as client:
+        like = client.post("/api/upload", content=buf.getvalue()).json()["like"]
+        assert like.startswith("upload:")
+        hits = client.get("/api/search", params={"like": like, "k": 4}).json()["hits"]
+        assert hits[0]["id"] == "night_then_day.mp4" and hits[0]["time"] == 8.0  # the bright part
+        assert len(hits) == 4  # an upload is no indexed file: nothing is left out
+        bad = client.post("/api/upload", content=b"not an image")
+        assert bad.status_code == 422 and "not a readable image" in bad.text
+        gone = client.get("/api/search", params={"like": "upload:" + "0" * 40})
+        assert gone.status_code == 422 and "upload the photo again" in gone.text

@@ -219,15 +219,15 @@ class Searcher:
         decompositions: Sequence | None = None,
         offset: int = 0,
         where: Filter | None = None,
-        like: str | None = None,
+        like: str | np.ndarray | None = None,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
         the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
         best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
-        ``like`` (an indexed file's path) anchors every query on that file's embedding
-        (:mod:`drc_jax.search.example`) and leaves the file itself out.
+        ``like`` (an indexed file's path, or an image embedding (D,)) anchors every query on it
+        (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
@@ -254,16 +254,20 @@ class Searcher:
         q = embed_queries(self.encode_texts, decompositions)
         contents, chosen = cat.row_mask(where)
         if like is not None:
-            row = cat.row_of_path(like)
-            if row is None:
-                raise ValueError(f"like={like!r} is not a file of index {self.info.index}")
             from drc_jax.search.example import example_queries
 
+            row = cat.row_of_path(like) if isinstance(like, str) else None
+            if isinstance(like, str) and row is None:
+                raise ValueError(f"like={like!r} is not a file of index {self.info.index}")
+            x = np.asarray(snap.images[row] if row is not None else like, np.float32)
+            if x.shape != (images.shape[1],) or not np.isfinite(x).all():
+                raise ValueError(f"an example embedding must be finite ({images.shape[1]},)")
             said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
             shows = [t not in ("", NEUTRAL_AFF) for t in said]  # words to show besides the image
-            q = example_queries(q, np.asarray(snap.images[row], np.float32), np.asarray(shows))
-            contents = np.ones(len(cat), bool) if contents is None else contents.copy()
-            contents[row] = False  # not its own result
+            q = example_queries(q, x, np.asarray(shows))
+            if row is not None:
+                contents = np.ones(len(cat), bool) if contents is None else contents.copy()
+                contents[row] = False  # not its own result
         total = len(cat) if contents is None else int(contents.sum())
         valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}

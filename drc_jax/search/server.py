@@ -19,18 +19,23 @@ Requests are answered one search at a time (a lock): on a CPU a search already u
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
 # and they refer to ``max_k``, a local of create_app.
+import hashlib
+import io
 import ipaddress
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Query
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.decompose.syntax import NEUTRAL_AFF
@@ -110,6 +115,47 @@ def hit_json(h, available: bool) -> dict[str, Any]:
     }
 
 
+UPLOAD_PREFIX = "upload:"
+MAX_UPLOAD_BYTES = 32 << 20
+
+
+class UploadedExamples:
+    """Embeddings of uploaded photos by ``upload:<sha1>``, the last :data:`KEEP` kept."""
+
+    KEEP = 64
+
+    def __init__(self):
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes, vector: np.ndarray) -> str:
+        key = UPLOAD_PREFIX + hashlib.sha1(data).hexdigest()
+        with self._lock:
+            self._items[key] = vector
+            self._items.move_to_end(key)
+            while len(self._items) > self.KEEP:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            return self._items.get(key)
+
+
+def embed_upload(clip, data: bytes, preprocess: str) -> np.ndarray:
+    """CLIP's embedding of an uploaded image (decoded as an indexed photo is: upright, RGB)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise ValueError("the image is too large")
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"not a readable image ({type(e).__name__})") from None
+    return np.asarray(clip.encode_images(clip.preprocess([img], mode=preprocess))[0], np.float32)
+
+
 def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watcher=None) -> FastAPI:
     """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher); ``watcher``
     (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page."""
@@ -168,8 +214,17 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             raise HTTPException(422, "give a query q, an example like=<indexed file>, or both")
         if q is not None and not q.strip():
             raise HTTPException(422, "the query is empty")
-        if like is not None:
-            like = like if like.startswith("/") else "/" + like
+        example = like
+        if like is not None and like.startswith(UPLOAD_PREFIX):
+            example = uploads.get(like)
+            if example is None:
+                raise HTTPException(
+                    422,
+                    f"like={like!r}: no such upload (uploads are kept while "
+                    "the server runs); upload the photo again",
+                )
+        elif like is not None:
+            like = example = like if like.startswith("/") else "/" + like
             if searcher.path_of(like) is None:
                 raise HTTPException(422, f"like={like!r} is not a file of this index")
         q = q if q is not None else NEUTRAL_AFF  # an example alone: nothing to show or hide
@@ -190,7 +245,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
                 decompositions=[used],
                 offset=offset,
                 where=where,
-                like=like,
+                like=example,
             )[method][0]
         return {
             "query": q,
@@ -209,6 +264,27 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             "took_ms": round(1000 * (time.perf_counter() - start), 2),
             "random_weights": info.random_weights,
         }
+
+    uploads = UploadedExamples()
+
+    @app.post("/api/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        """An image (the request body) to search by: answers ``like`` for /api/search."""
+        body = await request.body()
+        if not body or len(body) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413 if body else 422, "send one image of up to 32 MB as the body")
+        if "image" not in getattr(searcher.clip, "towers", ("image",)):
+            raise HTTPException(503, "this server loaded no image encoder: serve with watching on")
+
+        def embed() -> np.ndarray:
+            with lock:
+                return embed_upload(searcher.clip, body, searcher.info.preprocess)
+
+        try:
+            vector = await run_in_threadpool(embed)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        return {"like": uploads.put(body, vector)}
 
     def _servable(path: str) -> Path:
         # "/api/file//abs/x.jpg" and "/api/file/abs/x.jpg" both name "/abs/x.jpg"

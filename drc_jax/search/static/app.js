@@ -84,11 +84,16 @@ function go(next, push = true) {
 function showForm(s) {
   $("q").value = s.q;
   $("like-chip").hidden = !s.like;
-  $("like-name").textContent = s.like ? s.like.split("/").pop() : "";
+  $("like-name").textContent = likeName(s.like);
   $("method").value = s.method;
   $("compare").checked = s.compare;
   for (const f of FILTERS) $(f).value = s.filters[f] || "";
   if (Object.keys(s.filters).length) $("filters").open = true;
+}
+
+function likeName(like) {
+  if (!like) return "";
+  return like.startsWith("upload:") ? "your photo" : like.split("/").pop();
 }
 
 function formState() {
@@ -289,7 +294,7 @@ async function run(s) {
     showDecomposition(res, s.method);
     $("more").hidden = !res.more;
     generation = res.generation;
-    const what = s.like ? `photos like ${s.like.split("/").pop()}` : `“${res.query}”`;
+    const what = s.like ? `photos like ${likeName(s.like)}` : `“${res.query}”`;
     setStatus(`${shown.length} of ${res.total.toLocaleString()} results for ${what} ` +
               `in ${res.took_ms.toFixed(0)} ms`);
   } catch (e) {
@@ -443,6 +448,20 @@ $("compare").addEventListener("change", () => {
   if (state) go({ ...state, compare: $("compare").checked });
 });
 $("more").addEventListener("click", loadMore);
+$("upload").addEventListener("change", async () => {
+  const file = $("upload").files[0];
+  if (!file) return;
+  setStatus("reading your photo…");
+  try {
+    const res = await fetch("/api/upload", { method: "POST", body: file });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.detail || res.statusText);
+    go({ ...formState(), q: $("q").value.trim(), like: body.like });
+  } catch (e) {
+    setStatus(`error: ${e.message}`);
+  }
+  $("upload").value = "";
+});
 window.addEventListener("popstate", () => {
   const s = stateFromURL();
   if (s.q || s.like) run(s);
