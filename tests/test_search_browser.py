@@ -126,6 +126,7 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
     wait.until(EC.text_to_be_present_in_element((By.ID, "index-info"), "12 images"))
     assert find(By.ID, "random-note").is_displayed()  # random test weights
     assert find(By.ID, "start").is_displayed() and find(By.ID, "examples").text
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent img")) >= 10)  # newest
     browser.get(server.url + "/?q=dog+-beach+-sand")
     wait.until(settled)
     first = _hits(browser)

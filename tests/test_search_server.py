@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -300,3 +301,14 @@ def test_similar_to_an_indexed_photo_with_or_without_words(served):
     assert [h["score"] for h in hidden["hits"]] != [h["score"] for h in alone["hits"]]
     assert client.get("/api/search", params={"like": "/etc/passwd"}).status_code == 422
     assert client.get("/api/search", params={"k": 3}).status_code == 422
+
+
+def test_the_first_screen_lists_the_newest_files(served):
+    client, searcher, root, _ = served
+    r = client.get("/api/recent", params={"k": 3}).json()["hits"]
+    assert len(r) == 3 and all(h["taken_source"] == "mtime" for h in r)
+    assert [h["taken"] for h in r] == sorted((h["taken"] for h in r), reverse=True)
+    newest = max(searcher.catalogue.paths, key=lambda p: Path(p).lstat().st_mtime_ns)
+    assert (
+        r[0]["taken"] >= searcher.catalogue.facts(searcher.catalogue.paths.index(newest))["taken"]
+    )

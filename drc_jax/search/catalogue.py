@@ -164,6 +164,11 @@ class Catalogue:
     def _names(self) -> list[str]:
         return [p.rsplit("/", 1)[-1].lower() for p in self.paths]
 
+    def recent(self, k: int) -> list[int]:
+        """The ``k`` files taken (or, without a date, modified) last, newest first."""
+        taken = np.nan_to_num(self._taken, nan=-np.inf)
+        return [int(f) for f in np.argsort(-taken, kind="stable")[:k]]
+
     def _folder(self, folder: str) -> np.ndarray:
         """Files under ``folder`` (absolute, or relative to any root): ranges of sorted paths."""
         out = np.zeros(len(self.paths), bool)

@@ -265,6 +265,16 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             "random_weights": info.random_weights,
         }
 
+    @app.get("/api/recent")
+    def recent(k: Annotated[int, Query(ge=1, le=max_k)] = 12) -> dict[str, Any]:
+        """The newest photos and videos (date taken, else file date), for the first screen."""
+        cat = searcher.catalogue
+        hits = [
+            {"id": cat.ids[f], "path": cat.paths[f], **cat.facts(f), **_item_urls(cat.paths[f])}
+            for f in cat.recent(k)
+        ]
+        return {"hits": [h | {"available": _available(h["path"])} for h in hits]}
+
     uploads = UploadedExamples()
 
     @app.post("/api/upload")

@@ -401,8 +401,27 @@ async function loadHealth() {
   }
 }
 
+async function recentPhotos() {
+  try {
+    const r = await getJSON("/api/recent?k=12");
+    const grid = $("recent");
+    grid.replaceChildren(...r.hits.filter((h) => h.available).map((h) => {
+      const a = document.createElement("a");
+      a.className = "thumb";
+      a.href = h.file;
+      const img = document.createElement("img");
+      img.src = h.thumb;
+      img.alt = altText(h);
+      img.loading = "lazy";
+      a.append(img);
+      return a;
+    }));
+  } catch (e) { /* the banner says the server is unreachable */ }
+}
+
 function startScreen() {
   $("start").hidden = false;
+  recentPhotos();
   $("examples").replaceChildren(...EXAMPLES.map((q) => {
     const li = document.createElement("li");
     const a = document.createElement("a");
