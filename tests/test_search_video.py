@@ -154,3 +154,21 @@ def test_an_uploaded_photo_is_searched_by_example(video_index):
         assert bad.status_code == 422 and "not a readable image" in bad.text
         gone = client.get("/api/search", params={"like": "upload:" + "0" * 40})
         assert gone.status_code == 422 and "upload the photo again" in gone.text
+
+
+def test_identical_files_are_one_hit_listing_the_other_paths(tmp_path):
+    root = tmp_path / "media"
+    (root / "copies").mkdir(parents=True)
+    Image.new("RGB", (30, 20), (240, 240, 240)).save(root / "white.png")
+    (root / "copies" / "white again.png").write_bytes((root / "white.png").read_bytes())
+    Image.new("RGB", (30, 20), (20, 20, 20)).save(root / "black.png")
+    build_index(root, tmp_path / "index", clip=BrightClip(), progress=False)
+    searcher = Searcher.open(tmp_path / "index", clip=BrightClip())
+    assert searcher.catalogue.files == 3 and len(searcher.catalogue) == 2
+    hits = searcher.search("bright", k=5)["drc"][0].hits
+    assert [h.id for h in hits] == ["copies/white again.png", "black.png"]
+    assert hits[0].duplicates == (str(root.resolve() / "white.png"),)
+    only = searcher.search("bright", k=5, where=Filter(folder="/"))["drc"][0].hits
+    assert only[0].duplicates == hits[0].duplicates  # an absolute "/" folder: every file
+    top = searcher.search("bright", k=5, where=Filter(name="white.png"))["drc"][0].hits
+    assert [h.id for h in top] == ["white.png"] and top[0].duplicates == ()  # filtered copy shown

@@ -209,6 +209,9 @@ class Searcher:
         dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
         if len(self.store):
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
+            # ... and once with a filter: masked searches are their own compiled program
+            self.search([dec.caption], k=k, methods=methods, decompositions=[dec],
+                        where=Filter(type="image"))  # fmt: skip
 
     def search(
         self,

@@ -42,6 +42,7 @@ from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import METHODS
 from drc_jax.search.catalogue import Filter
 from drc_jax.search.files import NotServable, servable_path
+from drc_jax.search.index import SEGMENT_MARK
 from drc_jax.search.thumbs import THUMB_SIZES, disk_path, thumbnail
 
 DEFAULT_K = 24
@@ -176,7 +177,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         return {
             "status": "ok",
             "images": snap.catalogue.files,  # files searches cover: the one count
-            "failed": len(searcher.store.errors()),  # contents that could not be embedded
+            "failed": sum(SEGMENT_MARK not in k for k in searcher.store.errors()),  # unreadable
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
             "last_indexed": last_indexed(searcher.store),

@@ -381,7 +381,7 @@ $("viewer").addEventListener("keydown", (ev) => {
 async function loadHealth() {
   try {
     const h = await getJSON("/api/health");
-    const when = h.last_indexed ? new Date(h.last_indexed).toLocaleString() : "never";
+    const when = h.last_indexed ? new Date(h.last_indexed).toLocaleString() : "unknown";
     $("index-info").textContent =
       `${h.images.toLocaleString()} images in ${h.roots.join(", ")} · last indexed ${when} · ` +
       `model ${h.model} · decomposer ${h.decomposer}`;
