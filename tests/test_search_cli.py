@@ -228,12 +228,14 @@ def test_serve_answers_health_and_search_then_stops(indexed):
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health["images"] == 9 and health["random_weights"] is True
+        assert health["indexing"]["watching"] is True  # serve watches its folders by default
         r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "a dog", "k": 3})
         assert [h["rank"] for h in r.json()["hits"]] == [1, 2, 3]
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
+    assert "watching its folders" in out
 
 
 def test_a_cache_dir_that_is_a_file_is_a_user_error(indexed, tmp_path):

@@ -292,6 +292,7 @@ def build_index(
             store.set_names(names)
             store.set_setting("roots", [str(r) for r in roots])
             store.set_setting("weights", str(weights or clip.weights_id))
+            store.set_setting("format", INDEX_FORMAT)
             store.set_setting("generation", generation(store) + 1)
             store.set_setting("indexed_at", time.time())
         keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
@@ -307,6 +308,9 @@ def build_index(
     return report
 
 
+# 2: + per-content facts (store info table), video segment rows, generation / indexed_at; an
+# index of format 1 is read as it is (no dates but file dates, no segments) until re-indexed.
+INDEX_FORMAT = 2
 SEGMENT_MARK = "#t="  # a segment row's key: "<content key>#t=<start seconds>"
 
 
