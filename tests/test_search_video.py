@@ -111,6 +111,8 @@ def test_the_api_gives_a_video_hit_its_time_length_and_a_poster_jpeg(video_index
         img = Image.open(io.BytesIO(poster.content))
         assert img.format == "JPEG" and img.size == (32, 24)
         assert np.asarray(img).mean() < 60  # the dark first second, not a broken image
+        at = client.get(video["thumb"], params={"size": 128, "t": video["time"]})
+        assert np.asarray(Image.open(io.BytesIO(at.content))).mean() > 200  # the bright match
         assert client.get("/api/health").json()["images"] == 4  # files, not segment rows
         only = client.get("/api/search", params={"q": "bright", "type": "video"}).json()
         assert [h["id"] for h in only["hits"]] == ["night_then_day.mp4"] and only["total"] == 1

@@ -86,3 +86,30 @@ def test_a_missing_root_is_never_indexed_away(photos, tmp_path):
     watcher._index()
     assert "missing" in watcher.progress()["error"]
     assert searcher.catalogue.files == 9 and len(searcher.store.names()) == 9
+
+
+def test_searches_during_an_index_run_see_one_whole_index(photos):
+    import threading
+
+    root, index, clip = photos
+    searcher = Searcher.open(index, clip=clip)
+    for i in range(12):
+        draw_scene("cat", "park", seed=200 + i).save(root / "park" / f"burst_{i}.png")
+    done = threading.Event()
+
+    def index_then_reload():
+        build_index(root, index, weights=WEIGHTS, clip=clip, batch_size=2, progress=False)
+        searcher.reload()
+        done.set()
+
+    worker = threading.Thread(target=index_then_reload)
+    worker.start()
+    seen = set()
+    while not done.is_set() or not seen:
+        snap = searcher.snapshot()
+        r = searcher.search("a cat", k=30, methods=("clip",))["clip"][0]
+        seen.add(r.total)
+        assert r.total in (9, 21) and len(r.hits) == r.total  # old or new, never in between
+        assert {h.path for h in r.hits} <= snap.path_set | searcher.snapshot().path_set
+    worker.join()
+    assert searcher.search("a cat", k=30, methods=("clip",))["clip"][0].total == 21

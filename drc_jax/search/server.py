@@ -313,7 +313,11 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         return True
 
     @app.get("/api/thumb/{path:path}")
-    def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
+    def thumb(
+        path: str,
+        size: Annotated[int, Query()] = 256,
+        t: Annotated[float | None, Query(ge=0, le=1e7, description="a video's second")] = None,
+    ) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
         listed = path if path.startswith("/") else "/" + path
@@ -322,7 +326,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         row = cat.row_of_path(listed)
         cached = disk_path(info.index, cat.keys[row]) if row is not None else None
         try:
-            data = thumbnail(path, size, cached)
+            data = thumbnail(path, size, cached, t)
         except OSError as e:  # unreadable or not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})

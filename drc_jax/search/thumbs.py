@@ -49,23 +49,28 @@ def save_thumb(img: Image.Image, dest: Path | None) -> None:
         raise
 
 
-def thumbnail(path: Path, size: int = 256, cached: Path | None = None) -> bytes:
+def thumbnail(
+    path: Path, size: int = 256, cached: Path | None = None, at: float | None = None
+) -> bytes:
     """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version,
-    from (and into) the on-disk thumbnail ``cached`` when given."""
+    from (and into) the on-disk thumbnail ``cached`` when given. ``at``: a video's frame at that
+    second instead of its poster (not kept on disk)."""
     if size not in THUMB_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMB_SIZES}, got {size}")
     st = path.stat()
-    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size, str(cached or ""))
+    video_at = at if at is not None and media_kind(path) == "video" else None
+    cached = "" if video_at is not None else str(cached or "")
+    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size, cached, video_at)
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str) -> bytes:
+def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str, at) -> bytes:
     """Keyed by mtime and size too, so an edited photo gets a fresh thumbnail."""
     if cached and Path(cached).is_file():
         with Image.open(cached) as img:
             img = img.convert("RGB")
     elif media_kind(path) == "video":
-        img = poster_frame(Path(path))
+        img = poster_frame(Path(path), at)
     else:
         with Image.open(path) as img:
             if img.format == "JPEG":
@@ -79,8 +84,9 @@ def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str) ->
     return out.getvalue()
 
 
-def poster_frame(path: Path) -> Image.Image:
-    """The frame at :data:`POSTER_S` (or a tenth of a shorter video); OSError if none decodes."""
+def poster_frame(path: Path, at: float | None = None) -> Image.Image:
+    """The frame at ``at`` s, else :data:`POSTER_S` (or a tenth of a shorter video); seeks to
+    the keyframe before it; OSError if none decodes."""
     import av
 
     try:
@@ -89,7 +95,10 @@ def poster_frame(path: Path) -> Image.Image:
                 raise OSError(f"{path}: no video stream")
             stream = container.streams.video[0]
             duration = container.duration / 1e6 if container.duration else None
-            at = min(POSTER_S, duration / 10) if duration else 0.0
+            if at is None:
+                at = min(POSTER_S, duration / 10) if duration else 0.0
+            elif at > 0 and stream.time_base:
+                container.seek(int(at / stream.time_base), stream=stream, backward=True)
             frame = None
             for n, frame in enumerate(container.decode(stream)):
                 if (frame.time or 0.0) >= at or n >= POSTER_MAX_FRAMES:

@@ -169,6 +169,12 @@ function altText(hit) {
   return hit.taken ? `${kind} ${name}, ${hit.taken.slice(0, 10)}` : `${kind} ${name}`;
 }
 
+function thumbURL(hit, size) { // a video hit shows the frame it matched at
+  const p = new URLSearchParams({ size: String(size) });
+  if (hit.kind === "video" && hit.time) p.set("t", String(hit.time));
+  return `${hit.thumb}?${p}`;
+}
+
 function hitCard(hit, index, main) {
   const card = document.createElement("figure");
   card.className = "hit";
@@ -183,8 +189,8 @@ function hitCard(hit, index, main) {
       openViewer(index);
     });
     const img = document.createElement("img");
-    img.src = hit.thumb;
-    img.srcset = `${hit.thumb}?size=256 1x, ${hit.thumb}?size=512 2x`;
+    img.src = thumbURL(hit, 256);
+    img.srcset = `${thumbURL(hit, 256)} 1x, ${thumbURL(hit, 512)} 2x`;
     img.alt = altText(hit);
     img.loading = "lazy";
     open.append(img);
