@@ -245,9 +245,11 @@ def test_repeated_texts_are_encoded_once(concept_index):
     searcher = Searcher.open(index, clip=clip)
     searcher.search("a dog, but no beach", k=3)
     assert len(clip.encoded) == 4  # aff, neg, cf, full
+    # CLIP's column scores the raw caption (the launcher's CLIP baseline): one new text.
     searcher.search("a dog, but no beach", k=3, methods=("clip", "drc"))
+    assert clip.encoded[4:] == ["a dog, but no beach"]
     searcher.search("a dog without a beach", k=3)  # same aff / neg / cf, a new full caption
-    assert clip.encoded[4:] == ["A photo of a dog without a beach"]
+    assert clip.encoded[5:] == ["A photo of a dog without a beach"]
 
 
 def test_search_by_example_ranks_by_the_example_and_hides_the_text_concepts(concept_index):

@@ -1,8 +1,8 @@
 """Search by example: DRC's directions when the affirmative anchor is an image embedding.
 
 "Like this photo, but no people": the example's CLIP image embedding ``x`` takes the place of
-the affirmative text, and the text concepts stay the negated directions. With ``t(.)`` the
-"A photo of"-prefixed text embedding and ``u(v) = v / |v|``:
+the affirmative text, and the text concepts stay the negated directions. With ``t(.)`` the text
+embedding the method's texts give (:mod:`drc_jax.texts`) and ``u(v) = v / |v|``:
 
 - ``aff = x``, or ``u(x + t(aff text))`` when the query also says what to show ("like this, at
   night"): the example and the words pull together;

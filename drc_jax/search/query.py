@@ -1,11 +1,11 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
-Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch by
-``top_k``, which plans a person's handful of queries as one pass over the index and streams
-larger batches; the image embeddings are sharded over the local devices when there are several
-(``top_k(..., mesh=...)``).
+Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> per method the texts the
+launcher's row of that method scores (:func:`drc_jax.texts.text_set`) -> CLIP text embeddings ->
+``retrieval.top_k`` over the index's image embeddings -> ranked paths. All queries of a call are
+decomposed, embedded and scored as one batch by ``top_k``, which plans a person's handful of
+queries as one pass over the index and streams larger batches; the image embeddings are sharded
+over the local devices when there are several (``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
@@ -233,7 +233,8 @@ class Searcher:
         (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
         """
         from drc_jax.decompose import decompose_queries
-        from drc_jax.queries import embed_queries
+        from drc_jax.queries import queries_from_table
+        from drc_jax.texts import text_set, texts_of
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
@@ -254,7 +255,6 @@ class Searcher:
             )
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
-        q = embed_queries(self.encode_texts, decompositions)
         contents, chosen = cat.row_mask(where)
         if like is not None:
             from drc_jax.search.example import example_queries
@@ -266,8 +266,7 @@ class Searcher:
             if x.shape != (images.shape[1],) or not np.isfinite(x).all():
                 raise ValueError(f"an example embedding must be finite ({images.shape[1]},)")
             said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
-            shows = [t not in ("", NEUTRAL_AFF) for t in said]  # words to show besides the image
-            q = example_queries(q, x, np.asarray(shows))
+            shows = np.asarray([t not in ("", NEUTRAL_AFF) for t in said])  # words besides it
             if row is not None:
                 contents = np.ones(len(cat), bool) if contents is None else contents.copy()
                 contents[row] = False  # not its own result
@@ -275,6 +274,9 @@ class Searcher:
         valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
+            q = queries_from_table(self.encode_texts, *texts_of(text_set(method), decompositions))
+            if like is not None:
+                q = example_queries(q, x, shows)
             vectors = query_vectors(method, q, self.params)
             ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
             out[method] = [
