@@ -194,6 +194,18 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
         park and all("/park/" in p for p in park) and find(By.ID, "filters").get_attribute("open")
     )
 
+    # "Load more" continues the ranking; the pages loaded are in the URL, so reload keeps them.
+    browser.get(server.url + "/?q=a+dog&per=5")
+    wait.until(settled)
+    assert len(_hits(browser)) == 5 and find(By.ID, "more").is_displayed()
+    find(By.ID, "more").click()
+    wait.until(lambda d: len(_hits(d)) == 10 and "pages=2" in d.current_url)
+    ten = _hits(browser)
+    assert ten == [h.path for h in searcher.search("a dog", k=10)["drc"][0].hits]
+    browser.refresh()
+    wait.until(lambda d: settled(d) and len(_hits(d)) == 10)
+    assert _hits(browser) == ten
+
     # Focus is visible on a thumbnail (an outline the card does not clip).
     browser.get(server.url + "/?q=a+cat")
     wait.until(settled)

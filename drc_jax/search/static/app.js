@@ -4,7 +4,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PAGE = 24;
+// Results per page (?per= in the URL, default 24).
+const PAGE = Math.max(1, Math.min(200, parseInt(new URLSearchParams(location.search).get("per") || "24", 10) || 24));
 const FILTERS = ["type", "folder", "name", "taken_after", "taken_before"];
 const LABELS = { drc: "DRC", clip: "CLIP", spacevlm: "SpaceVLM" };
 const EXAMPLES = ["a dog not on a beach", "a street without cars", "cat -sofa", "a park, no people"];
@@ -69,6 +70,7 @@ function stateParams(s) {
     if (s.edits.strength) p.set("strength", s.edits.strength);
   }
   for (const [f, v] of Object.entries(s.filters)) if (v) p.set(f, v);
+  if (PAGE !== 24) p.set("per", String(PAGE));
   return p;
 }
 
@@ -261,6 +263,7 @@ function column(method, title) {
 
 function searchURL(s, method, offset, withEdits) {
   const p = stateParams({ ...s, method, edits: withEdits ? s.edits : null });
+  p.delete("per");
   p.set("k", String(PAGE));
   p.set("offset", String(offset));
   return `/api/search?${p}`;
