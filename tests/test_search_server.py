@@ -223,6 +223,8 @@ def test_a_warmed_server_compiles_nothing_for_an_everyday_query(served):
         for q in ("a sunny park with no cars", "two puppies", "a red kite but not a bird"):
             for method in ("drc", "clip", "spacevlm"):
                 assert client.get("/api/search", params={"q": q, "method": method}).is_success
+                filtered = {"q": q, "method": method, "folder": "park"}  # a masked search
+                assert client.get("/api/search", params=filtered).is_success
     finally:
         listening[0] = False
     assert compiles == []
