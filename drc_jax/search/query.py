@@ -41,7 +41,7 @@ from drc_jax.search.index import (
     segment_start,
     weights_to_load,
 )
-from drc_jax.store import Store
+from drc_jax.store import Store, StoreError, unusable_rows
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -324,6 +324,13 @@ class Searcher:
         with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
             gen = generation(self.store)
             keys, vectors = self.store.vectors()  # memory-mapped
+            bad = np.flatnonzero(unusable_rows(vectors))
+            if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
+                raise StoreError(
+                    f"index {self.info.index} holds {len(bad)} vector(s) that are not finite or "
+                    f"too large to score, e.g. of {[keys[i] for i in bad[:3]]}; the index is "
+                    "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+                )
             files = indexed_files(self.store, self.info.roots)
             names, info = self.store.names(), self.store.info()
         named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed

@@ -8,6 +8,7 @@ smaller sizes are made from it, so a page of results never decodes the originals
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -77,7 +78,8 @@ def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str, at
                 img.draft("RGB", (DISK_SIZE, DISK_SIZE))  # decode large JPEGs at a reduced scale
             img = ImageOps.exif_transpose(img).convert("RGB")
     if cached:
-        save_thumb(img, Path(cached))
+        with contextlib.suppress(OSError):  # a read-only or full index: memory only
+            save_thumb(img, Path(cached))
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=85)
