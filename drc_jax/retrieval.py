@@ -405,8 +405,10 @@ def top_k(
     ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
     ground truth's favour). ``image_dtype=jnp.bfloat16`` (or float16) halves image memory and
     bandwidth, with f32 accumulation; other dtypes than f32/bf16/f16 are searched in f32.
-    ``valid`` (N,) bool masks images out: never retrieved (``k`` capped at their count), never
-    outranking a ground truth, not checked for finiteness.
+    ``valid`` (N,) bool restricts the search to those images (a filter applied inside the search,
+    so each query still gets its best ``k`` valid images; slots beyond the valid count come back
+    with score ``-inf``); the others never outrank a ground truth and are not checked for
+    finiteness.
 
     Validated (``ValueError`` naming the first bad row): query vectors finite and as wide as the
     images and ``gt_index`` inside ``[0, N)``, before anything is compiled; images finite (a NaN
@@ -446,12 +448,9 @@ def top_k(
         return TopK(*empty, jnp.zeros((0,), jnp.int32) if with_gt else None)
     mask = None
     if valid is not None:
-        mask = np.asarray(valid)
-        if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
-            raise ValueError(
-                f"valid must be a ({n},) bool mask with a True, got {mask.dtype} {mask.shape}"
-            )
-        k = int(min(k, mask.sum()))  # masked images are never retrieved, not even as filler
+        mask = np.asarray(valid, bool)
+        if mask.shape != (n,):
+            raise ValueError(f"valid must be a ({n},) bool mask of the images, got {mask.shape}")
     n_dev = 1 if mesh is None else mesh.size
     rows = _gemm_rows(vectors) // nq
     chunk, padded, block, n_blocks = _plan(n, nq, rows, chunk_size, n_dev, query_block)

@@ -277,11 +277,11 @@ def test_masked_images_are_never_retrieved_and_never_outrank_the_ground_truth(ch
     np.testing.assert_array_equal(np.asarray(got.indices), keep[np.asarray(want.indices)])
     np.testing.assert_array_equal(np.asarray(got.gt_rank), np.asarray(want.gt_rank))
     every = top_k(images, vectors, len(images), chunk_size=chunk_size, valid=valid)
-    assert np.asarray(every.indices).shape == (len(gt), valid.sum())  # k capped: no filler
-    assert valid[np.asarray(every.indices)].all()
+    scores, indices = np.asarray(every.scores), np.asarray(every.indices)
+    assert valid[indices[:, : valid.sum()]].all() and np.isneginf(scores[:, valid.sum() :]).all()
     with pytest.raises(ValueError, match="image row"):  # unmasked, the NaN rows are refused
         top_k(images, vectors, 10, gt_index=gt, chunk_size=chunk_size)
-    with pytest.raises(ValueError, match=r"valid must be a \(517,\) bool mask with a True"):
+    with pytest.raises(ValueError, match=r"valid must be a \(517,\) bool mask of the images"):
         top_k(images, vectors, 10, valid=valid[:-1])
 
 

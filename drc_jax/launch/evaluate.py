@@ -75,7 +75,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts, val
         res = top_k(
             images[video_mean],
             vectors,
-            TOP_K,
+            min(TOP_K, int(valid.sum())),  # masked media never fill a top-k
             gt_index=gt,
             chunk_size=opts.chunk_size,
             mesh=mesh,
