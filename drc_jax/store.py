@@ -33,6 +33,8 @@ from typing import Any, Literal
 import ml_dtypes
 import numpy as np
 
+from drc_jax.errors import UserError
+
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
 DEAD_FRACTION_TO_COMPACT = 0.25  # prune rewrites the array file once this share of rows is dead
@@ -55,7 +57,7 @@ class ItemError(Exception):
         self.id, self.reason = id, reason
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store directory cannot be used as asked (damaged, foreign, ...)."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from drc_jax.errors import UserError
 from drc_jax.media import file_name
 
 NEGBENCH_REPO = "https://github.com/m1k2zoo/negbench"
@@ -63,7 +64,7 @@ DATASETS = {
 }
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A benchmark file is missing or malformed; the message says where and what to do."""
 
 

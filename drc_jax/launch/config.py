@@ -27,6 +27,7 @@ from ml_collections import ConfigDict, config_dict
 from drc_jax import defaults
 from drc_jax.data.synthetic import SyntheticSpec
 from drc_jax.decompose.sglang import MODES as DECOMPOSER_MODES
+from drc_jax.errors import UserError
 from drc_jax.queries import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS, Prompts
 from drc_jax.scoring import METHODS, DRCParams
 
@@ -68,7 +69,7 @@ CHOICES = {
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DRCParams)}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is unusable; the message says which and why."""
 
 

@@ -24,10 +24,9 @@ from absl import flags, logging
 
 from drc_jax import cli
 from drc_jax.clip.load import WeightsUnavailableError
-from drc_jax.media import FINGERPRINTS, MediaError
+from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
-from drc_jax.store import StoreError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
@@ -373,9 +372,9 @@ def main(argv: list[str]) -> int:
     return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
 
 
-# Errors the user can fix (a missing/damaged index, weights that differ from the index's, an
-# SGLang server down or rejecting every request, unreadable media): exit 2 with the message.
-USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, ConnectionError, MediaError)
+# Beside UserError (a damaged index, unreadable media, ...): weights that differ from the index's,
+# an SGLang server down or rejecting every request. They exit 2 with the message.
+USER_ERRORS = (FileNotFoundError, ValueError, ImportError, ConnectionError)
 
 
 def run() -> None:
