@@ -26,7 +26,7 @@ import numpy as np
 
 from drc_jax import defaults
 from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
-from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media import walk_files as scan_media  # images and videos under a folder, sorted
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
@@ -161,7 +161,7 @@ def _scan(
             where = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             skipped.append((where, reason))
 
-        for path in scan_images(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
+        for path in scan_media(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
                 old = known.get(str(path))
