@@ -16,17 +16,47 @@ negated caption and another's fallback, ...) share one embedding.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.decompose.syntax import NEUTRAL_AFF
-from drc_jax.scoring import STRENGTHS, Queries
+from drc_jax.vocab import NEUTRAL_AFF, STRENGTHS
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["aff", "neg", "cf", "full", "strength", "neg_mask"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class Queries:
+    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
+
+    With several negated concepts per caption ``neg`` and ``cf`` are (Q, M, D) and ``neg_mask``
+    (Q, M) bool marks the concepts present (None: all of them).
+    """
+
+    aff: jax.Array
+    neg: jax.Array
+    cf: jax.Array
+    full: jax.Array
+    strength: jax.Array
+    neg_mask: jax.Array | None = None
+
+    def __len__(self) -> int:
+        return self.full.shape[0]
+
+    def take(self, idx) -> Queries:
+        """Rows ``idx`` of every field (a slice or an index array)."""
+        return jax.tree_util.tree_map(lambda x: x[idx], self)
+
 
 PROMPT_PREFIX = "A photo of"
 FIELDS = ("aff", "neg", "cf", "full")
-"""The four texts of a decomposed query, in :class:`~drc_jax.scoring.Queries` order."""
+"""The four texts of a decomposed query, in :class:`Queries` order."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +133,7 @@ def query_texts(
 
 
 def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Queries:
-    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
+    """:class:`Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
     optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
     (B, D)`` embeddings of those texts (each distinct text asked once).
 
@@ -149,7 +179,7 @@ def embed_queries(
     prompts: Prompts = DRC_PROMPTS,
     all_concepts: bool = True,
 ) -> Queries:
-    """Embed decompositions into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields;
+    """Embed decompositions into :class:`Queries` (unit-norm (Q, D) fields;
     (Q, M, D) ``neg``/``cf`` with a mask when ``all_concepts`` and a query negates several
     concepts, see :func:`query_texts`).
 

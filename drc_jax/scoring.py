@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-STRENGTHS = ("none", "weak", "moderate", "strong")
-"""Negation strengths; a query's ``strength`` int is the index in this tuple."""
+from drc_jax.queries import Queries
+from drc_jax.vocab import STRENGTHS
 
 METHODS = ("clip", "spacevlm", "drc")
 """Scoring methods the paper compares (Table 1 rows)."""
@@ -110,34 +110,6 @@ class DRCParams:
                 f"DRCParams: the enabled angular weights {enabled} sum to zero, so they "
                 "cannot be renormalised; give one of them a non-zero weight or disable it"
             )
-
-
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["aff", "neg", "cf", "full", "strength", "neg_mask"],
-    meta_fields=[],
-)
-@dataclasses.dataclass(frozen=True)
-class Queries:
-    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
-
-    Several negated concepts per caption (:func:`drc_multi_vectors`): ``neg`` and ``cf`` are
-    (Q, M, D) and ``neg_mask`` (Q, M) bool marks the concepts present (None: all of them).
-    """
-
-    aff: jax.Array
-    neg: jax.Array
-    cf: jax.Array
-    full: jax.Array
-    strength: jax.Array
-    neg_mask: jax.Array | None = None
-
-    def __len__(self) -> int:
-        return self.full.shape[0]
-
-    def take(self, idx) -> Queries:
-        """Rows ``idx`` of every field (a slice or an index array)."""
-        return jax.tree_util.tree_map(lambda x: x[idx], self)
 
 
 class QueryVectors(NamedTuple):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from drc_jax.errors import UserError
-from drc_jax.media import file_name
+from drc_jax.media.files import file_name
 
 NEGBENCH_REPO = "https://github.com/m1k2zoo/negbench"
 NEGBENCH_CSVS = (

@@ -15,8 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Defined by the method (strength int = index in this tuple); re-exported here for the schemas.
-from drc_jax.scoring import STRENGTHS
+from drc_jax.vocab import STRENGTHS
 
 FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength", "negs")
 

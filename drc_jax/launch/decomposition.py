@@ -7,8 +7,8 @@ from pathlib import Path
 from drc_jax.defaults import DECOMPOSITIONS, cache_path
 from drc_jax.errors import UserError
 from drc_jax.launch.config import RunOptions
-from drc_jax.launch.encode import progress_bar
 from drc_jax.launch.stages import Decomposed
+from drc_jax.progress import progress_bar
 
 
 def decompose(captions: list[str], opts: RunOptions) -> Decomposed:

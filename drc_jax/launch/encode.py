@@ -56,12 +56,6 @@ def _open_store(opts: RunOptions, meta: dict):
     return Store.open(directory, meta)
 
 
-def progress_bar(total, desc, enabled):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
-
-
 @contextlib.contextmanager
 def _store(opts: RunOptions, meta: dict):
     """The embedding cache for ``meta`` (a temporary store, forgotten after, without a cache)."""
