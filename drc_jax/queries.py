@@ -115,7 +115,7 @@ def query_texts(
     With ``all_concepts``, a caption that negates several concepts ("a street with no cars and no
     people") appends one ``neg, cf`` pair per further concept (``Decomposition.negs`` /
     ``.cfs``), which :func:`queries_from_table` turns into (Q, M, D) concepts for
-    :func:`~drc_jax.scoring.drc_score_multi`; one concept gives exactly the four texts."""
+    :func:`~drc_jax.scoring.drc_score`; one concept gives exactly the four texts."""
     texts, strength = [], []
     for d in decompositions:
         if d.negated and d.strength != "none":

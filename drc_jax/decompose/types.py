@@ -80,7 +80,7 @@ class Decomposition:
 
     @property
     def cfs(self) -> tuple[str, ...]:
-        """One counterfactual per negated concept (for ``drc_multi_vectors``): ``cf`` for the
+        """One counterfactual per negated concept (for ``scoring.drc_vectors``): ``cf`` for the
         first, "aff with <concept>" for the others."""
         if not self.negated:
             return (self.cf,)

@@ -29,7 +29,7 @@ class TextSet:
     """Which texts a row scores: its prompts, whether SpaceVLM's split replaces the run's
     decomposition, the fields its method reads (:data:`SCORED`; only those are encoded), and
     whether every negated concept of a caption is scored (DRC, :func:`drc_jax.scoring.
-    drc_score_multi`) or only the first (the baselines, as their papers score one)."""
+    drc_score`) or only the first (the baselines, as their papers score one)."""
 
     prompts: Prompts
     split: bool = False
