@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax.decompose.morphology import singular
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
@@ -287,19 +288,8 @@ def search(
     return searcher.search(queries, k=k, methods=(method,))[method]
 
 
-def _singular(w: str) -> str:
-    """Crude English singular, enough to match "beaches"/"beach", "puppies"/"puppy", "dogs"."""
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
-
-
 def _words(text: str) -> set[str]:
-    return {_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
+    return {singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
 
 
 def path_mentions(path: str, concept: str) -> bool | None:
