@@ -1,16 +1,9 @@
 """One command-line vocabulary for ``drc-launch``, ``drc-decompose`` and ``drc-search``.
 
-A setting shared by several commands has one flag name everywhere, the name of its key in the
-launcher's run config (:func:`drc_jax.launch.config.base_config`), and one help text, defined here
-(:data:`SHARED`). The launcher reads these names as config shorthands (``--batch_size 32`` is
-``--config.batch_size=32``); ``decompose`` and ``search`` define them with :func:`define`.
-Spellings of earlier releases (:data:`DEPRECATED`) still work for one release and print a one-line
-warning.
-
-Every mistake the user can fix ends the same way in all three commands: one paragraph on stderr
-(what went wrong, which flag/file/server, what to do) and exit status 2, found before anything slow
-(weights, compilation) starts. :class:`drc_jax.errors.UserError` carries such a message;
-:func:`run` turns it, and absl's flag errors, into that exit.
+A setting shared by several commands has one flag name (its run-config key) and one help text,
+defined here (:data:`SHARED`); old spellings (:data:`DEPRECATED`) warn for one release. A
+:class:`~drc_jax.errors.UserError` (or an absl flag error) ends every command the same way: one
+``error:`` paragraph on stderr and exit status 2 (:func:`run`).
 """
 
 from __future__ import annotations

@@ -10,10 +10,7 @@ The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_con
 ``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
 ``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
 
-Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights or SGLang
-server, a bad flag value) print one message naming the file/row/flag and what to do, and exit with
-status 2; never a bare traceback. Flags shared with drc-decompose and drc-search have the same
-names (drc_jax/cli.py).
+User errors end as in every drc command (:func:`drc_jax.cli.run`): one ``error:`` paragraph, exit 2.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One run encodes each medium and each text once per backbone (cached on disk by
 :class:`~drc_jax.store.Store`, keyed by weights, dtype, preprocessing and file), decomposes
 every caption once, then scores every row of the config's table on the same embeddings with the
-image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). What each row
+image set sharded over all devices (:func:`drc_jax.retrieval.top_k` with a mesh). What each row
 scores (its texts, after its prompts) is decided once (:func:`row_texts`); "CLIP + NEAT" rows
 adapt the text encoder while it is loaded (:func:`adapt_neat`) and are ranked from their scores.
 In multi-host runs every process reads the same inputs and the encoders and top-k compute on

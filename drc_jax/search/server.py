@@ -48,7 +48,7 @@ def static_dir() -> Path:
 
 def last_indexed(index: Path) -> float | None:
     """When the index last changed: the newest modification time among its files."""
-    times = [p.stat().st_mtime for p in Path(index).iterdir() if p.is_file() and p.name != "lock"]
+    times = [p.stat().st_mtime for p in Path(index).iterdir() if p.is_file()]
     return max(times, default=None)
 
 
