@@ -20,6 +20,7 @@ import numpy as np
 
 from drc_jax import media
 from drc_jax.data.negbench import Benchmark
+from drc_jax.defaults import cache_path
 from drc_jax.errors import UserError
 from drc_jax.launch.config import RunOptions
 from drc_jax.launch.stages import MediaEmbeddings
@@ -52,7 +53,7 @@ def _open_store(opts: RunOptions, meta: dict):
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
-    directory = Path(opts.cache_dir).expanduser() / "embedding-stores" / f"{meta['kind']}-{key}"
+    directory = cache_path("embedding-stores", opts.cache_dir) / f"{meta['kind']}-{key}"
     return Store.open(directory, meta)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from drc_jax import cli
+from drc_jax import cli, defaults
 from drc_jax.clip.load import WeightsUnavailableError
 from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
@@ -209,7 +209,7 @@ def open_searcher(queries: list[str] | None = None):
         from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
 
         try:
-            enable_compilation_cache(Path(FLAGS.cache_dir).expanduser() / SUBDIR)
+            enable_compilation_cache(defaults.cache_path(SUBDIR, FLAGS.cache_dir))
         except OSError as e:
             decomposer.close()
             raise cli.UserError(
