@@ -16,8 +16,8 @@ PACKAGE = REPO / "drc_jax"
 STAGES = {
     "data": ["data", "media"],
     "decompose": ["decompose"],
-    "texts": ["queries.py", "texts.py"],
-    "encode": ["clip", "neat", "store.py", "media/embed.py", "media/__init__.py"],
+    "texts": ["texts.py"],
+    "encode": ["clip", "neat", "queries.py", "store.py", "media/embed.py", "media/__init__.py"],
     "score": ["scoring.py"],
     "retrieve": ["retrieval.py", "ann.py"],
     "report": ["metrics.py", "figures.py"],
