@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
-from drc_jax.decompose.morphology import singular
+from drc_jax.decompose.morphology import plural_forms, singular
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
@@ -289,8 +289,10 @@ def search(
     return searcher.search(queries, k=k, methods=(method,))[method]
 
 
-def _words(text: str) -> set[str]:
-    return {singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
+def _words(text: str) -> list[set[str]]:
+    """Per content word of ``text`` every spelling of it: singular and plurals."""
+    found = re.findall(r"[a-z0-9]+", text.lower())
+    return [{w} | plural_forms(singular(w)) for w in found if w not in _STOPWORDS]
 
 
 def path_mentions(path: str, concept: str) -> bool | None:
@@ -302,7 +304,8 @@ def path_mentions(path: str, concept: str) -> bool | None:
     wanted = _words(concept)
     if not wanted:
         return None
-    return wanted <= _words(path)
+    have = set().union(*_words(path))
+    return all(forms & have for forms in wanted)
 
 
 def _drawable(hit: Hit) -> Any:
