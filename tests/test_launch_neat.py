@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from drc_jax.launch.pipeline import LaunchError, run
+from drc_jax.errors import UserError
+from drc_jax.launch.pipeline import run
 from drc_jax.neat import pre_caption
 from tests.neat_fixtures import write_neat_csv
 from tests.test_launch_end_to_end import coco_subset, options
@@ -99,19 +100,19 @@ def test_a_neat_csv_that_does_not_line_up_is_refused_by_line(tmp_path, coco_subs
     write_neat_csv(rows, good)
     bad = tmp_path / "bad.csv"
     _rewrite(good, bad, 3, "image_id", "999")
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         _run(tmp_path, coco_subset, "x", neat_texts=str(bad))
     msg = str(e.value)
     assert f"--config.neat_texts: --config.neat_texts {bad} does not line up with {csv_path}" in msg
     assert "line 3: image_id '999', but" in msg and "line 3 has" in msg
     assert "one row per query row, in the same order" in msg
     _rewrite(good, bad, 4, "captions", repr(["Another caption."]))
-    with pytest.raises(LaunchError, match=r"line 4: caption 1 is 'Another caption\.', but"):
+    with pytest.raises(UserError, match=r"line 4: caption 1 is 'Another caption\.', but"):
         _run(tmp_path, coco_subset, "x", neat_texts=str(bad))
     _rewrite(good, bad, 2, "inverted_captions", repr(["only one"]))
-    with pytest.raises(LaunchError, match=r"line 2: 1 inverted_captions for \d captions"):
+    with pytest.raises(UserError, match=r"line 2: 1 inverted_captions for \d captions"):
         _run(tmp_path, coco_subset, "x", neat_texts=str(bad))
-    with pytest.raises(LaunchError, match="missing.*inverted_captions"):
+    with pytest.raises(UserError, match="missing.*inverted_captions"):
         _run(tmp_path, coco_subset, "x", neat_texts=str(csv_path))  # the query CSV itself
 
 

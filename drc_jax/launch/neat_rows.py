@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drc_jax.launch.errors import LaunchError
+from drc_jax.errors import UserError
 from drc_jax.texts import PROMPT_PREFIX, neat_lists, with_prefix
 
 DECOMPOSITION = "decomposition"
@@ -36,7 +36,7 @@ def load_csv(opts, read):
     try:
         return load_neat_csv(opts.neat_texts, read)
     except DataError as e:
-        raise LaunchError(f"--config.neat_texts: {e}") from e
+        raise UserError(f"--config.neat_texts: {e}") from e
 
 
 def row_texts(variant, decompositions, queries, csv) -> tuple[tuple, object]:

@@ -33,6 +33,7 @@ from drc_jax.neat.losses import _HIGHEST, neat_loss
 from drc_jax.neat.order import loader_order
 from drc_jax.neat.texts import NEATTexts, neat_texts
 from drc_jax.parallel import batch_sharding, replicated
+from drc_jax.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def _stream(clip, images, texts: NEATTexts, config, seed, progress, want):
     order = np.arange(n) if seed is None else loader_order(n, seed)
     state = init_state(clip, cfg)
     out = np.empty((n, images.shape[0] if want == "scores" else clip.embed_dim), np.float32)
-    bar = _progress(-(-n // bs), progress)
+    bar = progress_bar(-(-n // bs), "NEAT", progress, unit="batch")
     # Batches of bs, the last one shorter, as the reference's DataLoader (drop_last=False).
     for lo in range(0, n, bs):
         idx = order[lo : lo + bs]
@@ -238,9 +239,3 @@ def _stream(clip, images, texts: NEATTexts, config, seed, progress, want):
         bar.update(1)
     bar.close()
     return out
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="NEAT", unit="batch", disable=not enabled, dynamic_ncols=True)
