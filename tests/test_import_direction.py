@@ -37,7 +37,7 @@ LAUNCH = {
     "options": ["config.py", "stages.py"],
     "decompose": ["decomposition.py"],
     "texts": ["texts.py"],
-    "encode": ["encode.py"],
+    "encode": ["encode.py", "neat_rows.py"],
     "retrieve": ["evaluate.py"],
     "report": ["record.py", "report.py", "samples.py"],
     "apps": ["pipeline.py", "__main__.py", "__init__.py"],
