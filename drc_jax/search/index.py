@@ -27,10 +27,21 @@ import numpy as np
 from drc_jax import defaults
 from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.search import ann_file
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
 PREPROCESS_MODES = defaults.PREPROCESS_MODES
+DEFAULT_STORE_DTYPE = "bfloat16"  # float32 doubles memory and scan time for no search quality
+
+
+def existing_dtype(index: Path) -> str | None:
+    """The dtype an existing index keeps its vectors in (``None`` if there is none yet)."""
+    try:
+        with Store.open(index, None) as store:
+            return store.dtype.name
+    except (FileNotFoundError, StoreError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,31 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
     )
 
 
+def _root_prefixes(roots: Sequence[Path]) -> list[str]:
+    return [str(r).rstrip("/") + "/" for r in roots]
+
+
+def listed_name(name: str, prefixes: list[str]) -> str | None:
+    """The root prefix ``name`` lies under if it is a name indexing writes (absolute, no ``..``,
+    inside a root, named like a media file), else ``None``."""
+    prefix = next((p for p in prefixes if name.startswith(p)), None)
+    inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
+    if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
+        return None
+    return prefix
+
+
+def _checked(store: Store, name: str, prefixes: list[str], roots) -> str:
+    prefix = listed_name(name, prefixes)
+    if prefix is None:
+        raise StoreError(
+            f"index {store.directory} lists the file {name!r}, which is not inside its roots "
+            f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
+            "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
+    return prefix
+
+
 def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
@@ -130,18 +166,22 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     disk still lies inside the roots (a link put there later) is decided where it is read:
     :func:`drc_jax.search.files.servable_path`.
     """
-    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    prefixes = _root_prefixes(roots)
     out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
-        prefix = next((p for p in prefixes if name.startswith(p)), None)
-        inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
-        if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
-            raise StoreError(
-                f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
-                "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
-            )
+        prefix = _checked(store, name, prefixes, roots)
         out.setdefault(key, (name, name[len(prefix) :]))
+    return out
+
+
+def files_of_rows(store: Store, rows, roots: tuple[Path, ...]) -> dict[int, tuple[str, str]]:
+    """``row -> (path, id)`` of the first file of each stored row (a search's hits), read from
+    SQLite; every name of those rows is checked as :func:`indexed_files` checks all of them."""
+    prefixes = _root_prefixes(roots)
+    out = {}
+    for row, names in store.names_of_rows(rows).items():
+        prefix = [_checked(store, name, prefixes, roots) for name in names][0]
+        out[row] = (names[0], names[0][len(prefix) :])
     return out
 
 
@@ -185,8 +225,9 @@ def build_index(
     reset: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
-    store_dtype: str = "float32",
+    store_dtype: str | None = None,
     follow_symlinks: bool = False,
+    ann: str = "auto",
 ) -> SyncReport:
     """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
@@ -199,7 +240,9 @@ def build_index(
     weights or preprocessing is refused with the difference, unless ``reset``. ``fingerprint_by``
     "stat" trusts an unchanged size and mtime, "sha1" hashes every file again. Unreadable files are
     listed in ``report.failed`` and retried once they change (or with ``retry_failed``).
-    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
+    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype`` (default:
+    an existing index's dtype, else bfloat16). ``ann`` (:data:`~drc_jax.search.ann_file.MODES`)
+    builds or updates the ANN file (:func:`~drc_jax.search.ann_file.sync`).
     Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
     a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
     is listed in ``report.skipped`` as ``(id, reason)``.
@@ -216,6 +259,10 @@ def build_index(
     if fingerprint_by not in FINGERPRINTS:
         raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {fingerprint_by!r}")
     index = Path(index).expanduser()
+    if ann not in ann_file.MODES:
+        raise ValueError(f"ann must be one of {ann_file.MODES}, got {ann!r}")
+    if store_dtype is None:
+        store_dtype = existing_dtype(index) or DEFAULT_STORE_DTYPE
     if clip is None:
         from drc_jax.clip import load_clip
 
@@ -261,10 +308,12 @@ def build_index(
                 progress=progress,
             )
         with store.transaction():  # the files, their roots and the weights change together
-            store.set_names(names)
+            changed = {n: v for n, v in names.items() if old.get(n) != v}
+            store.update_names(changed, [n for n in old if n not in names])
             store.set_setting("roots", [str(r) for r in roots])
             store.set_setting("weights", str(weights or clip.weights_id))
         store.prune(first)
+        ann_file.sync(store, ann)
     bad = dict(report.failed)
     report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]

@@ -27,9 +27,17 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax import ann
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
+from drc_jax.search import ann_file
+from drc_jax.search.index import (
+    IndexInfo,
+    files_of_rows,
+    listed_name,
+    read_info,
+    weights_to_load,
+)
 from drc_jax.store import Store
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -71,6 +79,8 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
+    exact: bool = True  # an exhaustive search (the scan, or a certified exhaustive ANN search)
+    candidates: int = 0  # vectors scored exactly
 
     def to_dict(self) -> dict[str, Any]:
         d = self.decomposition
@@ -79,6 +89,8 @@ class SearchResult:
             "method": self.method,
             "decomposition": d.to_dict(),
             "hits": [vars(h) for h in self.hits],
+            "exact": self.exact,
+            "candidates": self.candidates,
         }
 
 
@@ -88,7 +100,10 @@ class Searcher:
 
     The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
     halves memory and scoring time, with float32 accumulation), on the first search or
-    :meth:`warm`; reopen the Searcher to see later index updates.
+    :meth:`warm`; reopen the Searcher to see later index updates. An index with an ANN file
+    (:mod:`~drc_jax.search.ann_file`) is searched through it (:func:`drc_jax.ann.search`:
+    ``ann_candidates`` per probe, ``ann_nprobe`` lists; the images then never go to the device)
+    unless a search asks for ``exact``.
     """
 
     info: IndexInfo
@@ -97,11 +112,17 @@ class Searcher:
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     image_dtype: str = "float32"
+    ann_candidates: int = ann.DEFAULT_CANDIDATES
+    ann_nprobe: int | None = None  # None: the index's own
+    ann_note: str | None = None  # why an index's ANN file is not used
     _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
-    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
-    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _rows: Any = field(default=None, init=False, repr=False)  # live rows, the scan's order
+    _array: Any = field(default=None, init=False, repr=False)  # every row, memory-mapped
+    _live: Any = field(default=None, init=False, repr=False)
+    _ann: Any = field(default=None, init=False, repr=False)
+    _ann_meta: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -153,8 +174,18 @@ class Searcher:
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
-        self._device_images()  # reads the index's file names
-        return Path(path) if path in self._paths else None
+        prefixes = [str(r).rstrip("/") + "/" for r in self.info.roots]
+        listed = listed_name(path, prefixes) is not None and self.store.has_name(path)
+        return Path(path) if listed else None
+
+    def ann_status(self) -> dict[str, Any]:
+        """Whether searches go through an ANN index, and its settings."""
+        index = self._ann_index()
+        if index is None:
+            return {"used": False, "note": self.ann_note}
+        meta = self._ann_meta
+        keep = ("factory", "ntotal", "nlist")
+        return {"used": True, **{k: meta[k] for k in keep}, "nprobe": int(index.nprobe)}
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
@@ -166,7 +197,8 @@ class Searcher:
         """
         from drc_jax.decompose import Decomposition
 
-        self._device_images()
+        if self._ann_index() is None:
+            self._device_images()
         for length in WARM_TEXT_LENGTHS:
             # "A photo of a a a ...": BOS + 3 + (length - 5) + EOT = ``length`` tokens.
             text = "A photo of " + " ".join(["a"] * (length - 5))
@@ -183,11 +215,13 @@ class Searcher:
         k: int = 10,
         methods: Sequence[str] = ("drc",),
         decompositions: Sequence | None = None,
+        exact: bool = False,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
-        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        the decomposer's, e.g. after a user corrected aff / neg / strength. ``exact`` scans
+        every vector even where the index has an ANN file.
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import embed_queries
@@ -202,9 +236,9 @@ class Searcher:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        images, mesh = self._device_images()
-        files = self._files
-        if not files:
+        rows_all, _ = self._snapshot()
+        use_ann = not exact and self._ann_index() is not None
+        if not len(rows_all):
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
@@ -212,24 +246,47 @@ class Searcher:
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
         q = embed_queries(self.encode_texts, decompositions)
-        k_run = k_bucket(k, len(files))
+        k_run = k_bucket(k, len(rows_all))  # hits past k stand in for rows without a file
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
-            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
+            vectors = query_vectors(method, q, self.params)
+            if use_ann:
+                scores, rows, counts, exacts = self._ann_search(vectors, k_run)
+            else:
+                images, mesh = self._device_images()
+                res = top_k(images, vectors, k_run, mesh=mesh)
+                idx = np.asarray(res.indices)  # -1: a device's shard held fewer than k
+                scores, rows = np.asarray(res.scores), np.where(idx >= 0, rows_all[idx], -1)
+                counts, exacts = np.full(len(queries), len(rows_all)), np.ones(len(queries), bool)
+            files = files_of_rows(self.store, np.unique(rows[rows >= 0]), self.info.roots)
             out[method] = [
                 SearchResult(
                     query=query,
                     method=method,
                     decomposition=dec,
-                    hits=[
-                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
-                        for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
-                    ],
+                    hits=_hits(scores[qi], rows[qi], files, k),
+                    exact=bool(exacts[qi]),
+                    candidates=int(counts[qi]),
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
         return out
+
+    def _ann_search(self, vectors, k: int):
+        """(scores, rows, candidates, exact) through the ANN index (:func:`drc_jax.ann.search`)."""
+        index, meta = self._ann, self._ann_meta
+        nprobe = self.ann_nprobe or meta["nprobe"]
+        return ann.search(
+            index,
+            self._array,
+            vectors,
+            k,
+            candidates=self.ann_candidates,
+            nprobe=nprobe,
+            live=self._live,
+            dtype=IMAGE_DTYPES[self.image_dtype],
+            exhaustive_exact=nprobe >= meta["nlist"] and meta["factory"].endswith(",Flat"),
+        )
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
@@ -245,6 +302,28 @@ class Searcher:
             cache.popitem(last=False)
         return out
 
+    def _snapshot(self):
+        """The live rows and the memory-mapped array, read once."""
+        if self._rows is None:
+            self._rows, self._array = self.store.rows()
+            self._live = np.zeros(len(self._array), bool)
+            self._live[self._rows] = True
+        return self._rows, self._array
+
+    def _ann_index(self):
+        """The index's ANN file, read and checked once (``None``: scan; see :attr:`ann_note`)."""
+        if self._ann_meta is None and self.ann_note is None:
+            meta = ann_file.info(self.store)
+            why = None if meta is None else ann_file.stale(self.store, meta, self._snapshot()[0])
+            if meta is None:
+                self.ann_note = "the index has no ANN file"
+            elif why is not None:
+                self.ann_note = f"{why}; re-run `drc-search index` to update the ANN index"
+            else:
+                self._ann = ann_file.load(self.store, meta)
+                self._ann_meta = meta
+        return self._ann
+
     def _device_images(self):
         """The index embeddings on device (sharded over local devices when there are several)."""
         if self._images is None:
@@ -253,17 +332,19 @@ class Searcher:
             from drc_jax.parallel import make_mesh
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
-            keys, vectors = self.store.vectors()  # memory-mapped
-            files = indexed_files(self.store, self.info.roots)
-            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
-            if len(named) < len(keys):
-                vectors = vectors[np.asarray(named, np.int64)]
-            self._files = [files[keys[i]] for i in named]
-            self._paths = frozenset(str(path) for path, _ in self._files)
+            rows, vectors = self._snapshot()  # memory-mapped
+            if len(rows) < len(vectors):
+                vectors = vectors[rows]
             self._images = jax.device_put(
                 np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
             )
         return self._images, self._mesh
+
+
+def _hits(scores, rows, files: dict[int, tuple[str, str]], k: int) -> list[Hit]:
+    """The first ``k`` ranked rows that have a file (a crashed run can leave a row unnamed)."""
+    named = [(s, files[r]) for s, r in zip(scores, rows, strict=True) if r in files][:k]
+    return [Hit(i + 1, float(s), str(f[0]), f[1]) for i, (s, f) in enumerate(named)]
 
 
 def search(

@@ -6,7 +6,9 @@ embeddings) loaded and warmed, and serves
 - ``GET /``: the search page (``static/``: plain HTML/JS/CSS, no build step);
 - ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&strength=...]``:
   ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``neg``/``strength``
-  override the decomposer's, :func:`drc_jax.decompose.apply_overrides`);
+  override the decomposer's, :func:`drc_jax.decompose.apply_overrides`), whether the search was
+  exhaustive (``exact``) and how many vectors it scored (``candidates``); ``&exact=true`` scans
+  every vector where the index has an ANN file;
 - ``GET /api/health``: index size and freshness, model, decomposer;
 - ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
 - ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
@@ -98,6 +100,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
             "decomposer": decomposer,
             "image_dtype": searcher.image_dtype,
             "methods": list(METHODS),
+            "ann": searcher.ann_status(),
             "default_k": DEFAULT_K,
             "max_k": max_k,
         }
@@ -110,6 +113,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
         aff: Annotated[str | None, Query(max_length=1000)] = None,
         neg: Annotated[str | None, Query(max_length=1000)] = None,
         strength: Annotated[str | None, Query()] = None,
+        exact: Annotated[bool, Query(description="scan every vector (no ANN)")] = False,
     ) -> dict[str, Any]:
         if not q.strip():
             raise HTTPException(422, "the query is empty")
@@ -120,7 +124,9 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
                 used = apply_overrides(decomposed, aff=aff, neg=neg, strength=strength)
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
-            result = searcher.search([q], k=k, methods=(method,), decompositions=[used])[method][0]
+            result = searcher.search(
+                [q], k=k, methods=(method,), decompositions=[used], exact=exact
+            )[method][0]
         return {
             "query": q,
             "method": method,
@@ -139,6 +145,8 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
                 }
                 for h in result.hits
             ],
+            "exact": result.exact,
+            "candidates": result.candidates,
             "took_ms": round(1000 * (time.perf_counter() - start), 2),
             "random_weights": info.random_weights,
         }
