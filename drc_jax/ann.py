@@ -85,7 +85,7 @@ def build(array, rows: np.ndarray, *, codes: str = "auto", seed: int = 0, progre
     sample = np.sort(np.random.default_rng(seed).choice(rows, take, replace=False))
     index.train(np.ascontiguousarray(array[sample], np.float32))
     add(index, array, rows, progress=progress)
-    index.nprobe = nprobe_for(ivf.nlist)
+    ivf.nprobe = nprobe_for(ivf.nlist)
     return index
 
 
@@ -158,7 +158,7 @@ def search(
     n_rows = array.shape[0]
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
-        index.nprobe = int(nprobe)
+        set_nprobe(index, nprobe)
     plist = probes(vectors)
     nq = len(plist)
     scores = np.full((nq, k), -np.inf, np.float32)
@@ -179,7 +179,8 @@ def search(
         one = jax.tree_util.tree_map(lambda v, i=i: None if v is None else v[i : i + 1], vectors)
         s, pos = rerank(x, QueryVectors(*one), k)
         scores[i, : len(s)], rows[i, : len(s)] = s, got[pos]
-        full = (ids >= 0).all(axis=1)  # a probe that fetched fewer rows than asked saw them all
+        # a probe that fetched every row, or fewer than it asked for, saw them all
+        full = (ids >= 0).all(axis=1) & (per_probe < index.ntotal)
         last = np.where(full, bound[:, -1], -np.inf)
         tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision scores round the query
         exact[i] = exhaustive_exact and len(s) == k and bool((s[-1] >= last + tol).any())
@@ -187,7 +188,19 @@ def search(
 
 
 def faiss_nlist(index) -> int:
-    """The number of IVF lists of ``index``."""
+    """The number of IVF lists of ``index`` (an IVF index, possibly behind a transform)."""
     import faiss
 
     return int(faiss.extract_index_ivf(index).nlist)
+
+
+def faiss_nprobe(index) -> int:
+    import faiss
+
+    return int(faiss.extract_index_ivf(index).nprobe)
+
+
+def set_nprobe(index, nprobe: int) -> None:
+    import faiss
+
+    faiss.extract_index_ivf(index).nprobe = int(nprobe)

@@ -29,7 +29,7 @@ AUTO_MIN_ROWS = 200_000
 fast (benchmarks/RESULTS.md, ANN section)."""
 RETRAIN_GROWTH = 4  # an index that grew past this many times its training size is rebuilt
 SETTING = "ann"
-HEADERS = (b"IwFl", b"IwSq", b"IwPQ")  # faiss's IVF-Flat, IVF-SQ and IVF-PQ file tags
+HEADERS = (b"IwFl", b"IwSq", b"IwPQ", b"IwPf", b"IxPT")  # faiss IVF Flat/SQ/PQ/fast-scan, OPQ+IVF
 _FIELDS = {"file": str, "size": int, "ntotal": int, "dim": int, "upto": int, "vectors": str}
 _FIELDS |= {"nlist": int, "nprobe": int, "trained_on": int, "factory": str, "mode": str}
 _PROBE = (
@@ -76,21 +76,29 @@ def stale(store: Store, meta: dict, rows: np.ndarray) -> str | None:
 
 def load(store: Store, meta: dict, *, check_in_subprocess: bool = True):
     """The faiss index ``meta`` describes, read only once its file passed every check."""
-    import faiss
-
-    path = _path(store, meta)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            header = f.read(4)
-    except OSError as e:
-        raise _crafted(store, f"file {path.name} cannot be read ({e})") from e
-    if not path.is_file() or size != meta["size"] or header not in HEADERS:
-        raise _crafted(store, f"file {path.name} is not the faiss IVF file of {meta['size']} bytes")
     if meta["dim"] != store.dim:
         raise _crafted(store, f"has dimension {meta['dim']}, the store {store.dim}")
     want = {"ntotal": meta["ntotal"], "d": meta["dim"], "nlist": meta["nlist"]}
-    want["metric"] = faiss.METRIC_INNER_PRODUCT
+    index = _read(store, _path(store, meta), want, meta["size"], check_in_subprocess)
+    ann.set_nprobe(index, meta["nprobe"])
+    return index
+
+
+def _read(store: Store, path: Path, want: dict, size: int | None, check_in_subprocess=True):
+    """``path`` read by faiss once its size, header and (in a subprocess) contents are ``want``
+    (``ntotal``, ``d``, ``nlist``; inner-product metric)."""
+    import faiss
+
+    try:
+        got_size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(4)
+    except OSError as e:
+        raise _crafted(store, f"file {path} cannot be read ({e})") from e
+    if not path.is_file() or (size is not None and got_size != size) or header not in HEADERS:
+        raise _crafted(store, f"file {path} is not a faiss IVF file of {size or 'any'} bytes")
+    want = {**want, "metric": faiss.METRIC_INNER_PRODUCT}
+    any_nlist = want["nlist"] is None
     if check_in_subprocess:
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, timeout=3600
@@ -99,16 +107,49 @@ def load(store: Store, meta: dict, *, check_in_subprocess: bool = True):
             seen = json.loads(proc.stdout) if proc.returncode == 0 else None
         except ValueError:
             seen = None
+        if any_nlist and isinstance(seen, dict):
+            seen["nlist"] = None
         if seen != want:
-            why = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            raise _crafted(store, f"file {path.name} does not read as described ({why[0]})")
+            why = proc.stderr.strip().splitlines()[-1:] or [f"it holds {seen}, expected {want}"]
+            raise _crafted(store, f"file {path} does not read as described ({why[0]})")
     index = faiss.read_index(str(path))
     seen = {"ntotal": index.ntotal, "d": index.d, "metric": index.metric_type}
-    seen["nlist"] = ann.faiss_nlist(index)
+    seen["nlist"] = None if any_nlist else ann.faiss_nlist(index)
     if seen != want:
-        raise _crafted(store, f"file {path.name} holds {seen}, its setting says {want}")
-    index.nprobe = meta["nprobe"]
+        raise _crafted(store, f"file {path} holds {seen}, expected {want}")
     return index
+
+
+def adopt(store: Store, source: Path) -> dict:
+    """Use an existing faiss IVF inner-product index over the store's rows ``0..N-1`` (such as
+    autofaiss's ``image.index`` for clip-retrieval's embeddings) as the ANN file; checked as
+    :func:`load` checks, then written as :func:`sync` writes."""
+    rows, array = store.rows()
+    if not len(rows) or rows[-1] != len(rows) - 1:
+        raise ValueError(f"{source}: a faiss index can only be adopted by a freshly written store")
+    import faiss
+
+    want = {"ntotal": len(rows), "d": int(array.shape[1])}
+    try:
+        index = _read(store, source, {**want, "nlist": None}, None)
+    except StoreError as e:
+        raise ValueError(
+            f"--faiss_index {source}: not a faiss IVF inner-product index of the "
+            f"{len(rows)} {want['d']}-d embeddings being imported ({e}); pass --ann ivf to build "
+            "one instead"
+        ) from None
+    meta = {
+        "ntotal": int(index.ntotal),
+        "dim": want["d"],
+        "upto": len(rows),
+        "vectors": store.array_file,
+        "nlist": ann.faiss_nlist(index),
+        "nprobe": max(ann.faiss_nprobe(index), ann.nprobe_for(ann.faiss_nlist(index))),
+        "trained_on": len(rows),
+        "factory": f"adopted:{faiss.extract_index_ivf(index).__class__.__name__}",
+        "mode": "ivf",
+    }
+    return _write(store, index, info(store), meta)
 
 
 def sync(store: Store, mode: str = "auto", *, codes: str = "auto", progress=None) -> dict | None:
@@ -151,7 +192,7 @@ def sync(store: Store, mode: str = "auto", *, codes: str = "auto", progress=None
         "upto": int(rows[-1]) + 1,
         "vectors": store.array_file,
         "nlist": ann.faiss_nlist(index),
-        "nprobe": int(index.nprobe),
+        "nprobe": ann.faiss_nprobe(index),
         "trained_on": int(trained_on),
         "factory": factory,
         "mode": mode if old is None else old["mode"],

@@ -185,7 +185,7 @@ class Searcher:
             return {"used": False, "note": self.ann_note}
         meta = self._ann_meta
         keep = ("factory", "ntotal", "nlist")
-        return {"used": True, **{k: meta[k] for k in keep}, "nprobe": int(index.nprobe)}
+        return {"used": True, **{k: meta[k] for k in keep}, "nprobe": ann.faiss_nprobe(index)}
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
