@@ -52,3 +52,37 @@ def drc_queries(centre: np.ndarray, nq: int, *, neg_angle: float = 0.5, concepts
     if concepts == 1:
         return Queries(aff, negs[:, 0], cfs[:, 0], full, strength)
     return Queries(aff, negs, cfs, full, strength)
+
+
+def nested_centres(n_groups: int, per_group: int, dim: int, *, angle: float = 0.6, seed: int = 0):
+    """``(centres, group)``: ``n_groups * per_group`` cluster centres, each group's about
+    ``angle`` radians from its own random direction, so clusters of a group are near each other
+    (a dog on a beach, a dog on grass) and far from other groups' (as CLIP's are)."""
+    rng = np.random.default_rng(seed)
+    tops = centres(n_groups, dim, seed=seed)
+    out = np.stack([near(t, angle, rng) for t in tops for _ in range(per_group)])
+    return out, np.repeat(np.arange(n_groups), per_group)
+
+
+def nearby_cluster_queries(centre, group, nq: int, *, concepts: int = 1, seed: int = 2):
+    """DRC ``Queries``: the affirmative text near one cluster, each negated concept near another
+    cluster of its group (the collection holds the thing excluded, next to what is wanted)."""
+    import jax.numpy as jnp
+
+    from drc_jax.scoring import Queries
+
+    rng = np.random.default_rng(seed)
+    aff, negs, cfs = [], [], []
+    for _ in range(nq):
+        a = int(rng.integers(len(centre)))
+        others = np.flatnonzero((group == group[a]) & (np.arange(len(centre)) != a))
+        b = rng.choice(others, concepts, replace=False)
+        aff.append(near(centre[a], 0.2, rng))
+        negs.append([near(centre[j], 0.2, rng) for j in b])
+        cfs.append([near(aff[-1], 0.4, rng) for _ in b])
+    aff, negs, cfs = np.stack(aff), np.stack(negs), np.stack(cfs)
+    full = unit(aff + 0.5 * negs[:, 0])
+    strength = jnp.full((nq,), 3, jnp.int32)
+    if concepts == 1:
+        return Queries(aff, negs[:, 0], cfs[:, 0], full, strength)
+    return Queries(aff, negs, cfs, full, strength)

@@ -14,6 +14,7 @@ Pure functions over vectors and a faiss index; the index file is written and rea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import NamedTuple
@@ -166,7 +167,8 @@ def search(
     counts = np.zeros(nq, np.int64)
     exact = np.zeros(nq, bool)
     for i, p in enumerate(plist):
-        bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
+        with _one_thread():
+            bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
         got = np.unique(ids[(ids >= 0) & (ids < n_rows)])
         if live is not None:
             got = got[live[got]]
@@ -185,6 +187,20 @@ def search(
         tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision scores round the query
         exact[i] = exhaustive_exact and len(s) == k and bool((s[-1] >= last + tol).any())
     return AnnResult(scores, rows, counts, exact)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """faiss on one thread: a search of a few probes gains nothing from OpenMP, whose idle
+    threads spin against XLA's (and on a busy CPU cost 10-30x; benchmarks/RESULTS.md)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def faiss_nlist(index) -> int:
