@@ -146,16 +146,15 @@ class MediaEmbedder:
     def _embed_split(self, todo: list[str]) -> dict[str, np.ndarray | str]:
         """Multi-host: decode this process's share of ``todo`` per kind, encode the shares
         together, gather every vector and failure."""
-        import jax
+        from drc_jax.parallel import allgather_text, my_share
 
-        nproc, me = jax.process_count(), jax.process_index()
         s, results = int(self.clip.image_size), {}
         for kind in ("image", "video"):
             group = [k for k in todo if self._kind(k) == kind]  # the same list in every process
             if not group:
                 continue
-            share = -(-len(group) // nproc)
-            decoded = list(self._pool.map(self._decode, group[me * share : (me + 1) * share]))
+            mine, share = my_share(group)
+            decoded = list(self._pool.map(self._decode, mine))
             frames = 1 if kind == "image" else self.video_frames
             pixels = np.zeros((share, frames, s, s, 3), np.float32)
             good = [i for i, d in enumerate(decoded) if not isinstance(d, MediaError)]
@@ -169,7 +168,7 @@ class MediaEmbedder:
                 emb = self.clip.encode_videos(
                     pixels, renormalize=self.video_renormalize, split=True
                 )
-            reasons = _gather_text([getattr(d, "reason", "") for d in decoded], share)
+            reasons = allgather_text([getattr(d, "reason", "") for d in decoded], share)
             for j, key in enumerate(group):  # row j: process j // share's (j % share)-th key
                 finite = np.isfinite(emb[j]).all()
                 results[key] = reasons[j] or (emb[j] if finite else NON_FINITE)
@@ -194,18 +193,3 @@ class MediaEmbedder:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-REASON_BYTES = 512
-
-
-def _gather_text(texts: list[str], share: int) -> list[str]:
-    """Every process's ``texts`` (padded to ``share`` each), in process order."""
-    from jax.experimental import multihost_utils
-
-    buf = np.zeros((share, REASON_BYTES), np.uint8)
-    for i, t in enumerate(texts):
-        raw = t.encode()[: REASON_BYTES - 4]
-        buf[i, : len(raw)] = np.frombuffer(raw, np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(buf)).reshape(-1, REASON_BYTES)
-    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in every]

@@ -58,6 +58,7 @@ cli.define(
         "cache_dir": "query: decompositions are cached under it.",
     },
 )
+cli.define_multihost()  # index: each process decodes its share of the images
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
@@ -145,6 +146,9 @@ def run_index() -> int:
     cli.check_writable_dir("index", FLAGS.index)
     if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
         raise cli.UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1.")
+    from drc_jax.parallel import initialize_distributed
+
+    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
     report = build_index(
         FLAGS.images,

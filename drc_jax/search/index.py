@@ -192,9 +192,10 @@ def _scan(
     ``(id, reason)`` entries the walk skipped (FIFOs, devices, unfollowed links, link loops).
 
     A file whose stamp (size, mtime) is unchanged keeps its known hash (unless ``how="sha1"``:
-    hash every file again); others are read and hashed.
+    hash every file again); others are read and hashed (in a multi-host run, each process hashes
+    its share and the hashes are gathered).
     """
-    names, failed, skipped = {}, [], []
+    names, failed, skipped, to_hash = {}, [], [], []
     for root in roots:
 
         def on_skip(path: Path, reason: str, root: Path = root) -> None:
@@ -204,12 +205,41 @@ def _scan(
         for path in scan_images(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
-                old = known.get(str(path))
-                hit = old is not None and old[1] == stamp and how == "stat"
-                names[str(path)] = (old[0] if hit else fingerprint(path, "sha1"), stamp)
             except (OSError, MediaError) as e:  # vanished or unreadable since listed
                 failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
+                continue
+            old = known.get(str(path))
+            names[str(path)] = None  # walk order
+            if old is not None and old[1] == stamp and how == "stat":
+                names[str(path)] = (old[0], stamp)
+            else:
+                to_hash.append((path, root, stamp))
+    for (path, root, stamp), got in zip(to_hash, _hashes([p for p, _, _ in to_hash]), strict=True):
+        if got.startswith("sha1:"):
+            names[str(path)] = (got, stamp)
+        else:
+            del names[str(path)]
+            failed.append((path.relative_to(root).as_posix(), got))
     return names, failed, skipped
+
+
+def _hash(path: Path) -> str:
+    try:
+        return fingerprint(path, "sha1")
+    except (OSError, MediaError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def _hashes(paths: list[Path]) -> list[str]:
+    """``sha1:<hex>`` (or the reason it failed) of each file; split over a multi-host run."""
+    import jax
+
+    if jax.process_count() == 1:
+        return [_hash(p) for p in paths]
+    from drc_jax.parallel import allgather_text, my_share
+
+    mine, share = my_share(paths)
+    return allgather_text([_hash(p) for p in mine], share)[: len(paths)] if paths else []
 
 
 def build_index(
@@ -268,21 +298,29 @@ def build_index(
 
         weights = weights or DEFAULT_WEIGHTS
         clip = load_clip(weights, dtype=dtype)
-    if batch_size is None:
-        import jax
+    import jax
 
+    from drc_jax.parallel import barrier
+
+    if batch_size is None:
         batch_size = 64 * jax.local_device_count()
+    lead = jax.process_index() == 0  # a multi-host run: process 0 writes, the others follow
     try:
-        store = Store.open(
-            index,
-            index_meta(clip, preprocess),
-            dtype=store_dtype,
-            on_mismatch="reset" if reset else "error",
-        )
+        if lead:
+            store = Store.open(
+                index,
+                index_meta(clip, preprocess),
+                dtype=store_dtype,
+                on_mismatch="reset" if reset else "error",
+            )
     except StoreMismatchError as e:
         raise StoreMismatchError(
             f"{e}\nTo rebuild this index with the new settings pass --reset (CLI) or reset=True."
         ) from None
+    finally:
+        barrier("drc_jax.search.index: opened")
+    if not lead:
+        store = Store.open(index, None)
     with store:
         old = store.names()
         names, unreadable, skipped = _scan(roots, old, fingerprint_by, follow_symlinks)
@@ -299,7 +337,7 @@ def build_index(
 
         with MediaEmbedder(clip, preprocess=preprocess) as embedder:
             report = fill(
-                store,
+                store if lead else _Follower(store),
                 {h: h for h in first},
                 embed,
                 batch_size=batch_size,
@@ -307,13 +345,15 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
-        with store.transaction():  # the files, their roots and the weights change together
-            changed = {n: v for n, v in names.items() if old.get(n) != v}
-            store.update_names(changed, [n for n in old if n not in names])
-            store.set_setting("roots", [str(r) for r in roots])
-            store.set_setting("weights", str(weights or clip.weights_id))
-        store.prune(first)
-        ann_file.sync(store, ann)
+        if lead:
+            with store.transaction():  # the files, their roots and the weights change together
+                changed = {n: v for n, v in names.items() if old.get(n) != v}
+                store.update_names(changed, [n for n in old if n not in names])
+                store.set_setting("roots", [str(r) for r in roots])
+                store.set_setting("weights", str(weights or clip.weights_id))
+            store.prune(first)
+            ann_file.sync(store, ann)
+    barrier("drc_jax.search.index: written")
     bad = dict(report.failed)
     report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
@@ -323,6 +363,23 @@ def build_index(
     report.unchanged = len(ok) - report.added - report.changed
     report.removed = sum(n not in names for n in old)
     return report
+
+
+class _Follower:
+    """The store as a process other than the first of a multi-host run sees it: read as it is,
+    never written (process 0 writes the same results, which every process computed)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def put(self, *args) -> None:
+        pass
+
+    def put_errors(self, *args) -> None:
+        pass
 
 
 def _id(name: str, roots: list[Path]) -> str:
