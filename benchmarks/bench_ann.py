@@ -21,6 +21,7 @@ Writes benchmarks/results/bench_ann_cpu.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import tempfile
@@ -47,6 +48,17 @@ flags.DEFINE_string("dir", None, "Where the bf16 memory map goes (default: a tem
 flags.DEFINE_string("out", str(REPO / "benchmarks/results/bench_ann_cpu.json"), "JSON out.")
 
 CHUNK = 1 << 18
+
+
+def release() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise), so one stage's copy of the
+    vectors does not count against the next in the peak."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def peak_gb() -> float:
@@ -130,7 +142,9 @@ def one_size(n: int, folder: Path) -> dict:
     exact, ms = timed(lambda v, images=images: top_k(images, v, k), drc_each)
     want = [np.asarray(r.indices)[0] for r in exact]
     row["exact"] = stats(ms)
+    images.delete()
     del images, exact
+    release()
 
     if FLAGS.faiss_flat:
         flat = faiss.IndexFlatIP(FLAGS.dim)
@@ -139,6 +153,7 @@ def one_size(n: int, folder: Path) -> dict:
         _, ms = timed(lambda q: one_thread(flat.search, q, k), clip_q)
         row["faiss_flat_clip"] = stats(ms)
         del flat
+        release()
 
     t = time.perf_counter()
     index = ann.build(array, np.arange(n), codes=FLAGS.codes)

@@ -46,6 +46,18 @@ class AnnResult(NamedTuple):
     exact: np.ndarray  # (Q,) bool
 
 
+def require_faiss():
+    """The faiss module, or an ImportError saying how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            "ANN search needs faiss: pip install 'drc-jax[ann]' (faiss-cpu; faiss-gpu on a CUDA "
+            "machine), or pass --ann none to scan every vector"
+        ) from None
+    return faiss
+
+
 def nlist_for(n: int) -> int:
     """IVF lists for ``n`` vectors: the power of two nearest ``4 sqrt(n)``, >= 39 vectors each."""
     if n < 1:
@@ -75,7 +87,7 @@ def build(array, rows: np.ndarray, *, codes: str = "auto", seed: int = 0, progre
 
     ``array`` may be a memory map of any float dtype: it is read in chunks as float32, so memory
     is the index plus one chunk. k-means trains on a seeded sample of the rows."""
-    import faiss
+    faiss = require_faiss()
 
     rows = np.asarray(rows, np.int64)
     n, dim = len(rows), array.shape[1]

@@ -87,7 +87,7 @@ def load(store: Store, meta: dict, *, check_in_subprocess: bool = True):
 def _read(store: Store, path: Path, want: dict, size: int | None, check_in_subprocess=True):
     """``path`` read by faiss once its size, header and (in a subprocess) contents are ``want``
     (``ntotal``, ``d``, ``nlist``; inner-product metric)."""
-    import faiss
+    faiss = ann.require_faiss()
 
     try:
         got_size = path.stat().st_size
