@@ -38,7 +38,7 @@ from drc_jax.search.index import (
     read_info,
     weights_to_load,
 )
-from drc_jax.store import Store
+from drc_jax.store import Store, StoreError
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -179,8 +179,11 @@ class Searcher:
         return Path(path) if listed else None
 
     def ann_status(self) -> dict[str, Any]:
-        """Whether searches go through an ANN index, and its settings."""
-        index = self._ann_index()
+        """Whether searches go through an ANN index, and its settings (or why not)."""
+        try:
+            index = self._ann_index()
+        except (StoreError, ImportError) as e:  # a search says so too, as an error
+            return {"used": False, "note": str(e)}
         if index is None:
             return {"used": False, "note": self.ann_note}
         meta = self._ann_meta
