@@ -1,11 +1,11 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
-Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch by
-``top_k``, which plans a person's handful of queries as one pass over the index and streams
-larger batches; the image embeddings are sharded over the local devices when there are several
-(``top_k(..., mesh=...)``).
+Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> per method the texts the
+launcher's row of that method scores (:func:`drc_jax.texts.text_set`) -> CLIP text embeddings ->
+``retrieval.top_k`` over the index's image embeddings -> ranked paths. All queries of a call are
+decomposed, embedded and scored as one batch by ``top_k``, which plans a person's handful of
+queries as one pass over the index and streams larger batches; the image embeddings are sharded
+over the local devices when there are several (``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
@@ -227,7 +227,8 @@ class Searcher:
         every vector even where the index has an ANN file.
         """
         from drc_jax.decompose import decompose_queries
-        from drc_jax.queries import embed_queries
+        from drc_jax.queries import queries_from_table
+        from drc_jax.texts import text_set, texts_of
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
@@ -248,10 +249,10 @@ class Searcher:
             )
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
-        q = embed_queries(self.encode_texts, decompositions)
         k_run = k_bucket(k, len(rows_all))  # hits past k stand in for rows without a file
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
+            q = queries_from_table(self.encode_texts, *texts_of(text_set(method), decompositions))
             vectors = query_vectors(method, q, self.params)
             if use_ann:
                 scores, rows, counts, exacts = self._ann_search(vectors, k_run)
