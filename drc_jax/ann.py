@@ -1,15 +1,8 @@
-"""Negation-aware approximate search: candidates from a faiss inner-product index, exact re-ranking.
+"""Negation-aware ANN search: candidates from a faiss inner-product index, re-ranked exactly.
 
-For ``w >= 0``, ``x.q - w max(x.n, 0) = min(x.q, x.(q - w n))``, and with several concepts DRC's
-score is ``min(x.q, min_m x.(q - w_m n_m))``: the minimum of a few inner products, each an upper
-bound of it. So each query's *probes* (``q`` and every ``q - w_m n_m``; ``q`` alone for CLIP and
-SpaceVLM) fetch candidates from an inner-product ANN index, and the merged candidates are scored
-exactly by :func:`drc_jax.scoring.score_vectors` on the stored vectors. The answer is exact when
-the index search was exhaustive and certified (:func:`search`), otherwise its recall against the
-exact scan (:func:`drc_jax.retrieval.top_k`) is what benchmarks/bench_ann.py measures.
-
-Pure functions over vectors and a faiss index; the index file is written and read by
-:mod:`drc_jax.search.ann_file`.
+For ``w >= 0`` DRC's score ``x.q - w max_m max(x.n_m, 0)`` is ``min(x.q, min_m x.(q - w n_m))``, so
+each probe (``q``, every ``q - w n_m``) bounds it from above: candidates by each probe, merged, are
+scored by :func:`drc_jax.scoring.score_vectors`. Pure; the file I/O: :mod:`drc_jax.search.ann_file`.
 """
 
 from __future__ import annotations
@@ -25,20 +18,16 @@ import numpy as np
 
 from drc_jax.scoring import QueryVectors, score_vectors
 
-FLAT_MAX_ROWS = 2_000_000
-"""Up to this many vectors the IVF lists hold them as float32 (IVF-Flat); above, 8-bit codes
-(IVF-SQ8, a quarter of the memory), so a 10M index fits beside its memory-mapped bf16 store."""
+FLAT_MAX_ROWS = 2_000_000  # above: 8-bit codes (IVF-SQ8), so 10M fits beside its bf16 store
 TRAIN_PER_LIST = 40  # k-means training sample: this many vectors per list (faiss asks >= 39)
 MAX_TRAIN = 1 << 20
 ADD_CHUNK = 1 << 16
-DEFAULT_CANDIDATES = 256
-"""Candidates fetched per probe (raised to ``4 k`` for a large ``k``)."""
+DEFAULT_CANDIDATES = 256  # per probe (at least 4 k)
 MIN_RERANK = 256  # re-ranked rows are padded to a power of two >= this: few compiled shapes
 
 
 class AnnResult(NamedTuple):
-    """Per query: best ``k`` scores and rows (``-1`` past the candidates), how many candidates
-    were re-ranked, and whether the top-k is certified exact."""
+    """Per query: best ``k`` scores and rows (-1: none), candidates re-ranked, certified exact."""
 
     scores: np.ndarray  # (Q, k) float32
     rows: np.ndarray  # (Q, k) int64
@@ -83,10 +72,8 @@ def factory_for(n: int, codes: str = "auto") -> str:
 
 
 def build(array, rows: np.ndarray, *, codes: str = "auto", seed: int = 0, progress=None):
-    """A trained faiss IVF inner-product index over ``array[rows]`` with ids ``rows``.
-
-    ``array`` may be a memory map of any float dtype: it is read in chunks as float32, so memory
-    is the index plus one chunk. k-means trains on a seeded sample of the rows."""
+    """A faiss IVF inner-product index over ``array[rows]`` (read in float32 chunks), ids ``rows``,
+    k-means trained on a seeded sample."""
     faiss = require_faiss()
 
     rows = np.asarray(rows, np.int64)
@@ -112,8 +99,7 @@ def add(index, array, rows: np.ndarray, *, progress=None) -> None:
 
 
 def probes(vectors: QueryVectors) -> list[np.ndarray]:
-    """Per query, its probe directions (P, D): ``q`` then ``q - w_rep n_m`` for every present
-    concept (a zero ``neg`` row or ``w_rep = 0`` adds none)."""
+    """Per query its probes (P, D): ``q``, then ``q - w_rep n_m`` per present (non-zero) concept."""
     q = np.asarray(vectors.q, np.float32)
     if vectors.neg is None:
         return [q[i : i + 1] for i in range(len(q))]
@@ -134,8 +120,7 @@ def _rerank(x, valid, vectors: QueryVectors, *, k: int):
 
 
 def rerank(x: np.ndarray, vectors: QueryVectors, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` (scores, positions into ``x``) of one query's vectors over candidate rows
-    ``x`` (C, D), scored as the exhaustive scan scores them, in ``x``'s dtype."""
+    """Exact top-``k`` (scores, positions) of one query over candidate rows ``x``, as the scan."""
     c = len(x)
     size = max(MIN_RERANK, 1 << max(0, c - 1).bit_length())
     k_run = min(k, size)
@@ -159,15 +144,9 @@ def search(
     dtype=None,
     exhaustive_exact: bool = False,
 ) -> AnnResult:
-    """DRC/CLIP/SpaceVLM top-``k`` of each query through ``index`` (ids: rows of ``array``).
-
-    Each probe fetches ``max(candidates, 4 k)`` rows; their union (rows outside ``array`` or
-    not ``live`` (a bool mask over rows) dropped) is re-ranked exactly (:func:`rerank`), the
-    vectors read as ``dtype`` (default: as stored). ``exact`` is True only where the search was
-    exhaustive (``exhaustive_exact``: every list probed, uncompressed codes) and the bound holds:
-    for some probe, the k-th exact score is at least the last score it fetched, so no row it did
-    not fetch can score higher (each probe's score bounds DRC's from above).
-    """
+    """Top-``k`` per query through ``index`` (ids: rows of ``array``; not ``live`` ones dropped),
+    ``max(candidates, 4 k)`` per probe, re-ranked as ``dtype``. ``exact`` needs an exhaustive
+    search (``exhaustive_exact``) where some probe's last fetched score <= the k-th exact score."""
     n_rows = array.shape[0]
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
@@ -203,8 +182,7 @@ def search(
 
 @contextlib.contextmanager
 def _one_thread():
-    """faiss on one thread: a search of a few probes gains nothing from OpenMP, whose idle
-    threads spin against XLA's (and on a busy CPU cost 10-30x; benchmarks/RESULTS.md)."""
+    """faiss on one thread: OpenMP's spinning threads gain a few probes nothing (RESULTS.md)."""
     import faiss
 
     before = faiss.omp_get_max_threads()
@@ -216,7 +194,7 @@ def _one_thread():
 
 
 def faiss_nlist(index) -> int:
-    """The number of IVF lists of ``index`` (an IVF index, possibly behind a transform)."""
+    """IVF lists of ``index`` (possibly behind a transform)."""
     import faiss
 
     return int(faiss.extract_index_ivf(index).nlist)

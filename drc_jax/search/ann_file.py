@@ -1,12 +1,9 @@
-"""The ANN index file of a search index: built, kept in step with the store, read back checked.
+"""An index's ANN file ``ann-<n>.faiss`` (:mod:`drc_jax.ann`, ids = store rows): kept in step.
 
-An index directory may hold ``ann-<n>.faiss`` (a :mod:`drc_jax.ann` faiss index whose ids are the
-store's rows). It is written to a temporary file, fsynced and renamed, and only then does the
-catalogue's ``ann`` setting name it (with its size, count, dimension, the store's array file and
-the rows it covers); files the setting does not name are deleted by the next build, so a crash at
-any point leaves the previous file in use. faiss trusts what it reads, and an index may come from
-someone else: a file is read only if it is a plain file of the index whose size, header, dimension
-and count match that setting, and only after a subprocess has read it without crashing.
+Written to a temporary file, fsynced, renamed, then named by the catalogue's ``ann`` setting
+(a crash leaves the previous file in use). faiss trusts its input and an index may be someone
+else's: a file is read only once its size, header, dimension and count match that setting and a
+subprocess has read it without crashing.
 """
 
 from __future__ import annotations
