@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from drc_jax import atomic
 from drc_jax.search.index import files_of_rows, read_info
 from drc_jax.store import Store
 
@@ -30,8 +30,6 @@ def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "p
             "exporting to parquet needs pyarrow: pip install 'drc-jax[parquet]' (or pyarrow)"
         ) from None
     info = read_info(index)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    n = 0
     with Store.open(info.index, None) as store:
         _, array = store.rows()
         dim = int(array.shape[1])
@@ -39,21 +37,24 @@ def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "p
             [("id", pa.int64()), ("path", pa.string()), ("hash", pa.string())]
             + [("embedding", pa.list_(pa.float32(), dim))]
         )
-        with pq.ParquetWriter(out, schema) as writer:
-            for batch in store.iter_names(BATCH):
-                rows = np.asarray([r for _, _, r in batch], np.int64)
-                files_of_rows(store, np.unique(rows), info.roots)  # inside the roots, or an error
-                emb = np.asarray(array[rows], np.float32).reshape(-1)
-                writer.write_table(
-                    pa.table(
-                        {
-                            "id": pa.array(np.arange(n, n + len(batch), dtype=np.int64)),
-                            "path": pa.array([name for name, _, _ in batch], pa.string()),
-                            "hash": pa.array([key for _, key, _ in batch], pa.string()),
-                            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb), dim),
-                        },
-                        schema=schema,
-                    )
-                )
-                n += len(batch)
-    return n
+
+        def stream(f) -> int:
+            n = 0
+            with pq.ParquetWriter(f, schema) as writer:
+                for batch in store.iter_names(BATCH):
+                    rows = np.asarray([r for _, _, r in batch], np.int64)
+                    files_of_rows(store, np.unique(rows), info.roots)  # inside the roots, or error
+                    emb = np.asarray(array[rows], np.float32).reshape(-1)
+                    columns = {
+                        "id": pa.array(np.arange(n, n + len(batch), dtype=np.int64)),
+                        "path": pa.array([name for name, _, _ in batch], pa.string()),
+                        "hash": pa.array([key for _, key, _ in batch], pa.string()),
+                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb), dim),
+                    }
+                    writer.write_table(pa.table(columns, schema=schema))
+                    n += len(batch)
+            counted.append(n)
+
+        counted: list[int] = []
+        atomic.write(out, stream)  # a link at ``out`` is replaced
+    return counted[0]

@@ -38,7 +38,7 @@ from drc_jax.search.index import (
     read_info,
     weights_to_load,
 )
-from drc_jax.store import Store, StoreError
+from drc_jax.store import Store, StoreError, unusable_rows
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -280,7 +280,7 @@ class Searcher:
         """(scores, rows, candidates, exact) through the ANN index (:func:`drc_jax.ann.search`)."""
         index, meta = self._ann, self._ann_meta
         nprobe = self.ann_nprobe or meta["nprobe"]
-        return ann.search(
+        res = ann.search(
             index,
             self._array,
             vectors,
@@ -291,6 +291,14 @@ class Searcher:
             dtype=IMAGE_DTYPES[self.image_dtype],
             exhaustive_exact=nprobe >= meta["nlist"] and meta["factory"].endswith(",Flat"),
         )
+        bad = res.rows[(res.rows >= 0) & ~np.isfinite(res.scores)]
+        if len(bad):  # as the scan refuses them (_device_images)
+            raise StoreError(
+                f"index {self.info.index} holds vectors that are not finite or too large to "
+                f"score, e.g. in rows {bad[:3].tolist()}; the index is damaged or was crafted: "
+                "delete it and re-run `python -m drc_jax.search index`"
+            )
+        return res
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
@@ -339,6 +347,13 @@ class Searcher:
             rows, vectors = self._snapshot()  # memory-mapped
             if len(rows) < len(vectors):
                 vectors = vectors[rows]
+            bad = np.flatnonzero(unusable_rows(vectors))
+            if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
+                raise StoreError(
+                    f"index {self.info.index} holds {len(bad)} vector(s) that are not finite or "
+                    f"too large to score, e.g. in rows {rows[bad[:3]].tolist()}; the index is "
+                    "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+                )
             self._images = jax.device_put(
                 np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
             )
