@@ -1,5 +1,8 @@
 """``drc-search`` (or ``python -m drc_jax.search``): index folders of images, search with negation.
 
+Commands: index (embed folders into an index), query (search it from the shell), serve (a search
+page that keeps the index current), export (the index as a parquet table).
+
     drc-search index --images ~/Pictures --index ~/pictures.idx [--follow_symlinks]
     drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
     drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
@@ -53,7 +56,7 @@ cli.define(
     weights=DEFAULT_WEIGHTS,
     batch_size=None,
     help_suffix={
-        "weights": "query: defaults to the weights the index was built with.",
+        "weights": "index/query/serve: default, the weights the index was built with.",
         "preprocess": "(index)",
         "batch_size": "index: images per batch (default 64 per device).",
         "cache_dir": "query: decompositions are cached under it.",
@@ -126,6 +129,12 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "faiss_index", None, "import: a faiss index of the embeddings (default: DIR's image.index)."
 )
+flags.DEFINE_bool(
+    "watch",
+    True,
+    "serve: watch the indexed folders and index new or changed files in the background "
+    "(--nowatch: serve the index as it is; finished `index` runs are still picked up).",
+)
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
@@ -151,11 +160,12 @@ def run_index() -> int:
     from drc_jax.parallel import initialize_distributed
 
     initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+    weights = index_weights()
+    clip = cli.load_clip_checked(weights, FLAGS.dtype)
     report = build_index(
         FLAGS.images,
         FLAGS.index,
-        weights=FLAGS.weights,
+        weights=weights,
         clip=clip,
         preprocess=FLAGS.preprocess,
         batch_size=FLAGS.batch_size,
@@ -172,7 +182,7 @@ def run_index() -> int:
     print(
         f"indexed {', '.join(FLAGS.images)} -> {FLAGS.index} with {clip.weights_id} "
         f"(preprocess {FLAGS.preprocess}): {report.summary()}; {report.embedded} embedded; "
-        f"{total} images in the index"
+        f"{total} images in the index (files searches cover)"
     )
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
@@ -209,6 +219,22 @@ def run_import() -> int:
     how = f"ANN {meta['factory']}" if meta else "exact scan (no ANN index)"
     print(f"imported {n} embeddings of {FLAGS.clip_retrieval} -> {FLAGS.index} ({how})")
     return 0
+
+
+def index_weights() -> str:
+    """``--weights`` if given; else an existing index's own weights (as a query loads them), so
+    re-indexing never switches models; else the default."""
+    if (
+        FLAGS["weights"].present
+        or not (Path(FLAGS.index).expanduser() / "catalogue.sqlite").exists()
+    ):
+        return FLAGS.weights
+    from drc_jax.search.index import weights_to_load
+
+    try:
+        return weights_to_load(read_info(Path(FLAGS.index).expanduser()))
+    except ValueError as e:
+        raise cli.UserError(f"--index {FLAGS.index}: {e}") from e
 
 
 def run_export() -> int:
@@ -266,7 +292,7 @@ def describe(dec) -> str:
     return f'{head} | cf="{p(dec.cf)}" | strength={dec.strength}'
 
 
-def open_searcher(queries: list[str] | None = None):
+def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("text",)):
     """The index, its CLIP and the decomposer, every user error found before the weights load:
     the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
     from drc_jax.search.query import Searcher
@@ -292,6 +318,7 @@ def open_searcher(queries: list[str] | None = None):
             dtype=FLAGS.dtype,
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
+            towers=towers,
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
         decomposer.close()
@@ -324,22 +351,29 @@ def run_serve() -> int:
             "view every indexed file. Pass --allow_remote to do that on purpose."
         )
     cli.check_port(FLAGS.host, FLAGS.port)
-    searcher = open_searcher()
+    from drc_jax.search.watch import IndexWatcher
+
+    searcher = open_searcher(towers=("text", "image") if FLAGS.watch else ("text",))
     searcher.warm()
     import uvicorn
 
-    application = create_app(searcher, decomposer=FLAGS.decomposer)
+    watcher = IndexWatcher(searcher, searcher.clip if FLAGS.watch else None, watch=FLAGS.watch)
+    application = create_app(searcher, decomposer=FLAGS.decomposer, watcher=watcher.start())
     if not is_loopback(FLAGS.host):
         print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
     if searcher.info.random_weights:
         print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
+    watching = "watching its folders" if FLAGS.watch else "not watching (--nowatch)"
     print(
-        f"serving {searcher.info.index} ({len(searcher.store)} images) at "
+        f"serving {searcher.info.index} ({searcher.catalogue.files} images; {watching}) at "
         f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
         f"{time.perf_counter() - start:.1f} s)",
         flush=True,
     )
-    uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    try:
+        uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    finally:
+        watcher.stop()
     return 0
 
 
@@ -390,7 +424,7 @@ def run_query(queries: list[str]) -> int:
             json.dumps(
                 {
                     "index": str(info.index),
-                    "images": len(searcher.store),
+                    "images": searcher.catalogue.files,
                     "weights": info.weights,
                     "weights_id": info.weights_id,
                     "random_weights": random,
@@ -407,7 +441,7 @@ def run_query(queries: list[str]) -> int:
     if random:
         print(f"NOTE: {random_note(info.weights_id)}")
     print(
-        f"index {info.index}: {len(searcher.store)} images, weights {info.weights_id}, "
+        f"index {info.index}: {searcher.catalogue.files} images, weights {info.weights_id}, "
         f"method {FLAGS.method}, decomposer {FLAGS.decomposer}"
     )
     for res in results:
@@ -448,6 +482,9 @@ USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, Connectio
 
 def run() -> None:
     """The ``drc-search`` console script."""
+    script = sys.modules["__main__"]
+    if not getattr(script, "__doc__", None):  # absl's --help prints the running script's doc
+        script.__doc__ = __doc__
     cli.run(main, USER_ERRORS, __name__)
 
 
