@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 
 LAYER_NORMS = ("layer_norm1", "layer_norm2")
 TEXT_TOWER = ("text_model", "text_projection")
-# Differentiated tokens (3B x L) above which text blocks are rematerialised: below, keeping the
-# activations (~0.1 MB a token on ViT-B/32) saves the recomputed forward (benchmarks/RESULTS.md).
-REMAT_ABOVE_TOKENS = 3 * 128 * 48
 
 
 def split_text_layer_norms(params) -> tuple[dict, dict]:
@@ -101,15 +98,14 @@ def step_fn(config, dtype: str, cfg: NEATConfig):
     only steers the coarse alignment, which the reference runs under ``no_grad``, so it is encoded
     outside the differentiated function (same values and gradients, a quarter less backward
     work); the other 3B rows go through the tower in one pass, with per-block rematerialisation
-    when they exceed ``REMAT_ABOVE_TOKENS`` tokens (memory: a 256-caption batch otherwise needs
-    ~26 GB).
+    (activation memory of one block, not twelve: a 256-caption batch otherwise needs ~26 GB).
     ``ln`` and ``opt_state`` are donated (updated in place).
     """
+    model = CLIP(config, DTYPES[dtype], remat_text=True)
     optimizer = _optimizer(cfg)
 
     def step(ln, opt_state, frozen, ids, negated, images):
         b = negated.shape[0]
-        model = CLIP(config, DTYPES[dtype], remat_text=3 * b * ids.shape[1] > REMAT_ABOVE_TOKENS)
         encode = lambda ln, ids: model.apply(  # noqa: E731
             {"params": merge_text_layer_norms(frozen, ln)}, ids, method=CLIP.encode_text
         )
