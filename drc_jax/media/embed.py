@@ -21,6 +21,7 @@ from PIL import Image
 from drc_jax.media.errors import MediaError
 from drc_jax.media.files import media_kind
 from drc_jax.media.image import read_image
+from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
 NON_FINITE = (
@@ -66,6 +67,7 @@ class MediaEmbedder:
         video_renormalize: bool = True,
         num_workers: int | None = None,
         draft: bool = False,
+        on_decoded=None,
     ):
         if kind not in (None, "image", "video"):
             raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
@@ -73,6 +75,7 @@ class MediaEmbedder:
         self.root = Path(root) if root is not None else None
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
+        self.on_decoded = on_decoded  # (key, first decoded image): e.g. write a thumbnail
         # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
         # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
         # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
@@ -91,10 +94,14 @@ class MediaEmbedder:
         """An image as ``[image]``, a video as its frames; a :class:`MediaError` if unreadable."""
         try:
             if self._kind(key) == "image":
-                return [read_image(self.path(key), self.draft_size)]
-            return read_video_frames(self.path(key), self.video_frames, self.video_sampling)
+                out = [read_image(self.path(key), self.draft_size)]
+            else:
+                out = read_video_frames(self.path(key), self.video_frames, self.video_sampling)
         except MediaError as e:
             return e
+        if self.on_decoded is not None:
+            self.on_decoded(key, out[0])
+        return out
 
     def _encode(self, keys: list[str], decoded: list[list[Image.Image]]) -> np.ndarray:
         out = np.empty((len(keys), int(self.clip.embed_dim)), np.float32)
@@ -154,3 +161,30 @@ class MediaEmbedder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def embed_video_segments(
+    clip, path: str | os.PathLike, preprocess: str = "spacevlm", batch: int = 16
+) -> tuple[list[float], np.ndarray]:
+    """``(start seconds, (S, D) embeddings)`` of a video's segments
+    (:func:`~drc_jax.media.segments.read_video_segments`), each the renormalised mean of its
+    frames' embeddings; a :class:`MediaError` names an undecodable or non-finite video."""
+    starts, parts, pending = [], [], []
+
+    def flush():
+        pixels = clip.preprocess([f for frames in pending for f in frames], mode=preprocess)
+        pixels = pixels.reshape(len(pending), SEGMENT_FRAMES, *pixels.shape[1:])
+        parts.append(np.asarray(clip.encode_videos(pixels, renormalize=True), np.float32))
+        pending.clear()
+
+    for start, frames in read_video_segments(path):
+        starts.append(start)
+        pending.append(frames)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    vectors = np.concatenate(parts)
+    if not np.isfinite(vectors).all():
+        raise MediaError(path, NON_FINITE)
+    return starts, vectors
