@@ -146,8 +146,7 @@ def attention(q, k, v, *, scale: float, causal: bool):
 
 def written_out_attention(q, k, v, *, scale: float, causal: bool):
     """Attention as two einsums: f32 logits and softmax, probabilities cast back to ``v.dtype``,
-    both products accumulated in f32 (at ``HIGHEST`` precision for f32 inputs). In a
-    low-precision dtype the backward products take that dtype too (:func:`lowp_attention`)."""
+    both products accumulated in f32 (at ``HIGHEST`` precision for f32 inputs)."""
     if jnp.dtype(q.dtype) != jnp.float32:
         return lowp_attention(q, k, v, scale, causal)
     return _attention_fwd(q, k, v, scale, causal)[0]
@@ -168,8 +167,7 @@ def _attention_fwd(q, k, v, scale, causal):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def lowp_attention(q, k, v, scale: float, causal: bool):
-    """:func:`written_out_attention` of bf16/f16 inputs whose backward products run in that dtype
-    (f32 accumulation; softmax backward in f32), as :func:`lowp_dot` does for dense layers."""
+    """Low-precision attention whose backward products run in that dtype too (as ``lowp_dot``)."""
     return _attention_fwd(q, k, v, scale, causal)[0]
 
 
