@@ -102,6 +102,13 @@ def define(*names: str, help_suffix: dict[str, str] | None = None, **default) ->
                 _define(spec, old, None, f"Deprecated spelling of --{new}.")
 
 
+def define_multihost() -> None:
+    """The flags that join a multi-host run through ``jax.distributed`` (launch, search index)."""
+    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
+    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+
+
 def _define(spec: Shared, name: str, value, text: str) -> None:
     if spec.kind == "enum":
         flags.DEFINE_enum(name, value, list(spec.choices), text)

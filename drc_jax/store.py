@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS items (
     CHECK ((status = 'ok') = (row IS NOT NULL)));
 CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS names_by_key ON names (key);  -- a hit's names, by its row's key
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -431,6 +432,52 @@ class Store:
             take = [row_of[k] for k in keys]
         return list(keys), np.asarray(array[np.asarray(take, np.int64)])
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, array)``: the live rows (int64, ascending) and every row of the array file,
+        memory-mapped; one snapshot, no per-key Python object (for collections of millions)."""
+        with self.transaction("BEGIN"):
+            q = "SELECT row FROM items WHERE status='ok' ORDER BY row"
+            rows = np.fromiter((r for (r,) in self._db.execute(q)), np.int64)
+            return rows, self._array()
+
+    def names_of_rows(self, rows: Iterable[int]) -> dict[int, list[str]]:
+        """``row -> sorted names`` of the keys stored at ``rows`` (rows without a name absent)."""
+        out: dict[int, list[str]] = {}
+        with self._lock:
+            found = self._db.execute(
+                "SELECT items.row, names.name FROM items JOIN names ON names.key = items.key "
+                "WHERE items.row IN (SELECT value FROM json_each(?)) ORDER BY names.name",
+                (json.dumps([int(r) for r in rows]),),
+            ).fetchall()
+        for row, name in found:
+            out.setdefault(row, []).append(name)
+        return out
+
+    def has_name(self, name: str) -> bool:
+        with self._lock:
+            q = "SELECT 1 FROM names WHERE name=?"
+            return self._db.execute(q, (name,)).fetchone() is not None
+
+    @property
+    def array_file(self) -> str:
+        """The array file's name: it changes when a compaction renumbers the rows."""
+        return self._file().name
+
+    def iter_names(self, batch: int = 1 << 16):
+        """Batches of ``(name, key, row)`` of every named live key, by name (streamed)."""
+        last = ""
+        while True:
+            got = self._db.execute(
+                "SELECT names.name, names.key, items.row FROM names JOIN items ON "
+                "items.key = names.key WHERE items.status='ok' AND names.name > ? "
+                "ORDER BY names.name LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not got:
+                return
+            yield got
+            last = got[-1][0]
+
     def _array(self) -> np.ndarray:
         """The committed rows of the array file, memory-mapped (inside a transaction)."""
         n, dim, dtype = self._setting("rows", 0), self._setting("dim") or 0, self.dtype
@@ -579,6 +626,16 @@ class Store:
     def names(self) -> dict[str, tuple[str, str]]:
         """Other names of keys (e.g. file path -> content hash): ``name -> (key, stamp)``."""
         return {n: (k, s) for n, k, s in self._db.execute("SELECT name, key, stamp FROM names")}
+
+    def update_names(self, names: Mapping[str, tuple[str, str]], drop: Iterable[str] = ()) -> None:
+        """Add or change ``name -> (key, stamp)`` and remove the names ``drop`` (one transaction;
+        the other names stay as they are)."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM names WHERE name=?", ((n,) for n in drop))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO names VALUES (?, ?, ?)",
+                ((n, k, s) for n, (k, s) in names.items()),
+            )
 
     def set_names(self, names: Mapping[str, tuple[str, str]]) -> None:
         """Replace all names with ``name -> (key, stamp)`` (one transaction)."""

@@ -22,7 +22,9 @@ def test_search_hits_are_the_launchers_rankings_for_the_same_decomposition_and_w
     scenes = sorted(make_scene_folder(photos, per_combination=1))
     assert len(scenes) <= 10  # the launcher's top 10 is then each query's whole ranking
     clip = pipeline.load_clip_checked(TINY, "float32")
-    build_index(photos, tmp_path / "index", clip=clip, progress=False)
+    # float32 vectors: the launcher renormalises --image_embeddings rows, and bf16-rounded rows
+    # (the index's default) are unit-norm only to ~1e-3, enough to swap scenes 3e-5 apart
+    build_index(photos, tmp_path / "index", clip=clip, progress=False, store_dtype="float32")
     searcher = Searcher.open(tmp_path / "index", clip=clip, decomposer="rules")
     decs = get_decomposer("rules").decompose(QUERIES)
     assert [d.negated for d in decs] == [True, True, False] and all(len(d.negs) < 2 for d in decs)

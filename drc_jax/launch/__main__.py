@@ -53,9 +53,7 @@ def _define_flags() -> None:
         f"{', '.join(sorted(SHORTHANDS))}. Shared with drc-decompose and drc-search: "
         + " ".join(f"--{name}: {spec.help}" for name, spec in cli.SHARED.items()),
     )
-    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
-    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+    cli.define_multihost()
 
 
 def _is_bool(path: str) -> bool:

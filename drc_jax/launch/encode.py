@@ -72,8 +72,8 @@ def _store(opts: RunOptions, meta: dict):
             yield store
         return
     if jax.process_count() > 1:
-        # Multi-host: every process passes the same inputs to the encoders, which compute their
-        # own devices' shards (drc_jax.clip); each process keeps its own cache.
+        # Multi-host: every process decodes its share of each batch and gets every embedding
+        # (MediaEmbedder, drc_jax.clip split=True); each process keeps its own cache.
         meta = {**meta, "process": jax.process_index()}
     try:
         store = _open_store(opts, meta)

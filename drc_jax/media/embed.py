@@ -4,7 +4,10 @@ Used by the benchmark launcher and the search index alike: the same decoding
 (:func:`~drc_jax.media.image.read_image`, :func:`~drc_jax.media.video.read_video_frames`), the
 same preprocessing, the same encoder, so a photo embeds identically in both. Files decode on a
 thread pool; the CLIP encoder then runs data parallel over all local devices. Videos embed as
-the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``).
+the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``). In a multi-host
+run every process is given the same keys but reads and decodes only its share of them; the
+encoder gathers the embeddings (``split=True``) and the failures are gathered alike, so every
+process returns the same answer.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ class MediaEmbedder:
         keys = list(keys)
         results = {k: self._last[k] for k in keys if k in self._last}
         todo = [k for k in dict.fromkeys(keys) if k not in results]
+        import jax
+
+        if jax.process_count() > 1:
+            results.update(self._embed_split(todo))
+            todo = []
         decoded = dict(zip(todo, self._pool.map(self._decode, todo), strict=True))
         for k, d in decoded.items():
             if isinstance(d, MediaError):
@@ -141,6 +149,37 @@ class MediaEmbedder:
             vectors=vectors,
             failed={k: results[k] for k in keys if isinstance(results[k], str)},
         )
+
+    def _embed_split(self, todo: list[str]) -> dict[str, np.ndarray | str]:
+        """Multi-host: decode this process's share of ``todo`` per kind, encode the shares
+        together, gather every vector and failure."""
+        from drc_jax.parallel import allgather_text, my_share
+
+        s, results = int(self.clip.image_size), {}
+        for kind in ("image", "video"):
+            group = [k for k in todo if self._kind(k) == kind]  # the same list in every process
+            if not group:
+                continue
+            mine, share = my_share(group)
+            decoded = list(self._pool.map(self._decode, mine))
+            frames = 1 if kind == "image" else self.video_frames
+            pixels = np.zeros((share, frames, s, s, 3), np.float32)
+            good = [i for i, d in enumerate(decoded) if not isinstance(d, MediaError)]
+            if good:
+                flat = [f for i in good for f in decoded[i]]
+                px = self.clip.preprocess(flat, mode=self.preprocess)
+                pixels[good] = px.reshape(len(good), frames, s, s, 3)
+            if kind == "image":
+                emb = self.clip.encode_images(pixels[:, 0], split=True)
+            else:
+                emb = self.clip.encode_videos(
+                    pixels, renormalize=self.video_renormalize, split=True
+                )
+            reasons = allgather_text([getattr(d, "reason", "") for d in decoded], share)
+            for j, key in enumerate(group):  # row j: process j // share's (j % share)-th key
+                finite = np.isfinite(emb[j]).all()
+                results[key] = reasons[j] or (emb[j] if finite else NON_FINITE)
+        return results
 
     def __call__(self, keys: Sequence[str]) -> np.ndarray:
         """The store protocol: ``(len(keys), D)``, or ``ItemError`` naming the first bad key."""

@@ -8,6 +8,7 @@ page that keeps the index current), export (the index as a parquet table).
     drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
         --method drc --decomposer rules --figure out.png --json
     drc-search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
+    drc-search import --clip_retrieval OUT --index ~/big.idx --weights openai/clip-vit-base-patch32
 
 ``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
 files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
@@ -15,6 +16,9 @@ decomposition it used; several queries are batched; ``--figure`` draws CLIP's to
 chosen method's (one PNG per query). ``serve`` keeps everything loaded and serves a search page
 and a JSON API (``drc_jax/search/server.py``), on 127.0.0.1 unless --allow_remote. Compiled shapes
 go to JAX's persistent compilation cache (--compilation_cache), so a second start is faster.
+``--ann ivf|auto`` keeps a faiss ANN index beside the vectors (large collections; ``auto`` from
+200k images on); queries then re-rank its candidates exactly unless ``--exact``. ``import`` reads
+clip-retrieval's output folder (embeddings, metadata, an autofaiss index) without re-embedding.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from drc_jax import atomic, cli, defaults
 from drc_jax.clip.load import WeightsUnavailableError
 from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
+from drc_jax.search import ann_file, clip_retrieval
 from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
+from drc_jax.store import Store
 from drc_jax.untrusted import printable
 
 FLAGS = flags.FLAGS
@@ -56,6 +62,7 @@ cli.define(
         "cache_dir": "query: decompositions are cached under it.",
     },
 )
+cli.define_multihost()  # index: each process decodes its share of the images
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
@@ -104,6 +111,24 @@ flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
     "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
 )
+flags.DEFINE_enum(
+    "ann",
+    "auto",
+    ann_file.MODES,
+    "index/import: a faiss ANN index beside the vectors: ivf (build or update it), none (drop "
+    "it), auto (from 200k images on, or when the index has one).",
+)
+flags.DEFINE_bool("exact", False, "query: scan every vector even where the index has an ANN file.")
+flags.DEFINE_string("clip_retrieval", None, "import: clip-retrieval's inference output folder.")
+flags.DEFINE_string(
+    "clip_model",
+    clip_retrieval.DEFAULT_MODEL,
+    "import: the model clip-retrieval embedded with (its --clip_model: ViT-B/32, hf_clip:<id>); "
+    "must be --weights' model.",
+)
+flags.DEFINE_string(
+    "faiss_index", None, "import: a faiss index of the embeddings (default: DIR's image.index)."
+)
 flags.DEFINE_bool(
     "watch",
     True,
@@ -113,9 +138,11 @@ flags.DEFINE_bool(
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-COMMANDS = ("index", "query", "serve", "export")
+COMMANDS = ("index", "query", "serve", "export", "import")
 MAX_QUERIES_FILE_BYTES = 16 << 20
-USAGE = "drc-search index|query|serve|export [flags] [queries...] (or python -m drc_jax.search)"
+USAGE = (
+    "drc-search index|query|serve|export|import [flags] [queries...] (or python -m drc_jax.search)"
+)
 
 
 def random_note(weights_id: str) -> str:
@@ -130,6 +157,9 @@ def run_index() -> int:
     cli.check_writable_dir("index", FLAGS.index)
     if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
         raise cli.UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1.")
+    from drc_jax.parallel import initialize_distributed
+
+    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     weights = index_weights()
     clip = cli.load_clip_checked(weights, FLAGS.dtype)
     report = build_index(
@@ -144,6 +174,7 @@ def run_index() -> int:
         retry_failed=FLAGS.retry_failed,
         progress=FLAGS.progress,
         follow_symlinks=FLAGS.follow_symlinks,
+        ann=FLAGS.ann,
     )
     if is_random(clip.weights_id):
         print(f"NOTE: {random_note(clip.weights_id)}")
@@ -161,6 +192,32 @@ def run_index() -> int:
         print(f"{len(report.skipped)} entr(ies) skipped by the walk (not indexed):")
         for id_, reason in report.skipped:
             print(f"  {printable(id_)}: {printable(reason)}")
+    return 0
+
+
+def run_import() -> int:
+    if not FLAGS.clip_retrieval or not FLAGS.index:
+        raise cli.UserError(
+            "import needs --clip_retrieval DIR (clip-retrieval's output) and --index DIR."
+        )
+    cli.check_folders("clip_retrieval", [FLAGS.clip_retrieval])
+    cli.check_writable_dir("index", FLAGS.index)
+    clip_retrieval.check_model(FLAGS.clip_model, FLAGS.weights)  # before the weights load
+    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+    n = clip_retrieval.import_clip_retrieval(
+        FLAGS.clip_retrieval,
+        FLAGS.index,
+        clip,
+        weights=FLAGS.weights,
+        clip_model=FLAGS.clip_model,
+        images=(FLAGS.images or [None])[0],
+        ann=FLAGS.ann,
+        faiss_index=FLAGS.faiss_index,
+    )
+    with Store.open(FLAGS.index, None) as store:
+        meta = ann_file.info(store)
+    how = f"ANN {meta['factory']}" if meta else "exact scan (no ANN index)"
+    print(f"imported {n} embeddings of {FLAGS.clip_retrieval} -> {FLAGS.index} ({how})")
     return 0
 
 
@@ -342,7 +399,9 @@ def run_query(queries: list[str]) -> int:
         apply_overrides(d, strength=FLAGS.strength)
         for d in decompose_queries(searcher.decomposer, queries, FLAGS.exclude)
     ]
-    by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
+    by_method = searcher.search(
+        queries, k=FLAGS.k, methods=methods, decompositions=decompositions, exact=FLAGS.exact
+    )
     results = by_method[FLAGS.method]
     info = searcher.info
     random = info.random_weights
@@ -388,6 +447,8 @@ def run_query(queries: list[str]) -> int:
     for res in results:
         print(f'\nquery: "{printable(res.query)}"')
         print(f"  decomposition: {describe(res.decomposition)}")
+        how = "exact" if res.exact else f"approximate: {res.candidates} candidates re-ranked"
+        print(f"  search: {how}")
         print(f"  {'rank':>4}  {'score':>8}  path")
         for h in res.hits:
             missing = "" if Path(h.path).exists() else "  [file no longer exists]"
@@ -410,7 +471,8 @@ def main(argv: list[str]) -> int:
         )
     if command == "query":
         return run_query(rest)
-    return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
+    commands = {"index": run_index, "export": run_export, "serve": run_serve, "import": run_import}
+    return commands[command]()
 
 
 # Beside UserError (a damaged index, unreadable media, ...): weights that differ from the index's,

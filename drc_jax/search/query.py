@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax import ann
 from drc_jax.decompose.morphology import plural_forms, singular
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
+from drc_jax.search import ann_file
 from drc_jax.search.catalogue import Catalogue, Filter
 from drc_jax.search.index import (
     SEGMENT_MARK,
@@ -86,6 +88,8 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
+    exact: bool = True  # an exhaustive search (the scan, or a certified exhaustive ANN search)
+    candidates: int = 0  # vectors scored exactly
     total: int = 0  # rows the search ranked (all, or those the filter selected)
     offset: int = 0  # hits[0] is result number offset + 1
 
@@ -97,6 +101,8 @@ class SearchResult:
             "decomposition": d.to_dict(),
             "total": self.total,
             "hits": [vars(h) for h in self.hits],
+            "exact": self.exact,
+            "candidates": self.candidates,
         }
 
 
@@ -106,7 +112,10 @@ class Searcher:
 
     The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
     halves memory and scoring time, with float32 accumulation), on the first search or
-    :meth:`warm`; reopen the Searcher to see later index updates.
+    :meth:`warm`; reopen the Searcher to see later index updates. An index with an ANN file
+    (:mod:`~drc_jax.search.ann_file`) is searched through it (:func:`drc_jax.ann.search`:
+    ``ann_candidates`` per probe, ``ann_nprobe`` lists; the images then never go to the device)
+    unless a search asks for ``exact``.
     """
 
     info: IndexInfo
@@ -115,9 +124,14 @@ class Searcher:
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     image_dtype: str = "float32"
+    ann_candidates: int = ann.DEFAULT_CANDIDATES
+    ann_nprobe: int | None = None  # None: the index's own
+    ann_note: str | None = None  # why an index's ANN file is not used
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
+    _ann: Any = field(default=None, init=False, repr=False)
+    _ann_meta: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -185,11 +199,24 @@ class Searcher:
         if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
             return False
         self._snapshot = self._load()
+        self._ann, self._ann_meta, self.ann_note = None, None, None  # read again, for the new rows
         return True
 
     @property
     def catalogue(self) -> Catalogue:
         return self.snapshot().catalogue
+
+    def ann_status(self) -> dict[str, Any]:
+        """Whether searches go through an ANN index, and its settings (or why not)."""
+        try:
+            index = self._ann_index()
+        except (StoreError, ImportError) as e:  # a search says so too, as an error
+            return {"used": False, "note": str(e)}
+        if index is None:
+            return {"used": False, "note": self.ann_note}
+        meta = self._ann_meta
+        keep = ("factory", "ntotal", "nlist")
+        return {"used": True, **{k: meta[k] for k in keep}, "nprobe": ann.faiss_nprobe(index)}
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
@@ -201,7 +228,7 @@ class Searcher:
         """
         from drc_jax.decompose import Decomposition
 
-        self._device_images()
+        self.snapshot()
         for length in WARM_TEXT_LENGTHS:
             # "A photo of a a a ...": BOS + 3 + (length - 5) + EOT = ``length`` tokens.
             text = "A photo of " + " ".join(["a"] * (length - 5))
@@ -224,6 +251,7 @@ class Searcher:
         offset: int = 0,
         where: Filter | None = None,
         like: str | np.ndarray | None = None,
+        exact: bool = False,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
@@ -232,6 +260,8 @@ class Searcher:
         best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
         ``like`` (an indexed file's path, or an image embedding (D,)) anchors every query on it
         (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
+        ``exact``
+        scans every vector where the index has an ANN file (as filters, examples, segments do).
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import queries_from_table
@@ -272,6 +302,9 @@ class Searcher:
                 contents = np.ones(len(cat), bool) if contents is None else contents.copy()
                 contents[row] = False  # not its own result
         total = len(cat) if contents is None else int(contents.sum())
+        # the ANN path: a plain search (a filter, an example or segments scan: IDSelector later)
+        plain = where is None and like is None and not len(snap.segments)
+        use_ann = not exact and plain and self._ann_index() is not None
         valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
@@ -279,7 +312,12 @@ class Searcher:
             if like is not None:
                 q = example_queries(q, x, shows)
             vectors = query_vectors(method, q, self.params)
-            ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
+            nq = len(queries)
+            counts, exacts = np.full(nq, cat.rows), np.ones(nq, bool)
+            if use_ann:
+                ranked, counts, exacts = self._ann_ranked(snap, vectors, offset + k)
+            else:
+                ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
             out[method] = [
                 SearchResult(
                     query=query,
@@ -291,10 +329,50 @@ class Searcher:
                     ],
                     total=total,
                     offset=offset,
+                    exact=bool(exacts[qi]),
+                    candidates=int(counts[qi]),
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
         return out
+
+    def _ann_ranked(self, snap: Snapshot, vectors, need: int):
+        """:func:`_ranked`'s answer through the ANN index, with candidates and exact per query."""
+        cat = snap.catalogue
+        res = self._ann_search(snap, vectors, k_bucket(need, cat.rows))
+        ranked = []
+        for qs, qr in zip(res.scores.tolist(), res.rows.tolist(), strict=True):
+            seen: dict[int, tuple[int, float, float | None]] = {}
+            for sc, r in zip(qs, qr, strict=True):
+                if 0 <= r < len(snap.position) and snap.position[r] >= 0:
+                    row, start = cat.content_row(int(snap.position[r]))
+                    seen.setdefault(row, (row, sc, start))
+            ranked.append(list(seen.values()))
+        return ranked, res.candidates, res.exact
+
+    def _ann_search(self, snap: Snapshot, vectors, k: int):
+        """(scores, rows, candidates, exact) through the ANN index (:func:`drc_jax.ann.search`)."""
+        index, meta = self._ann, self._ann_meta
+        nprobe = self.ann_nprobe or meta["nprobe"]
+        res = ann.search(
+            index,
+            snap.array,
+            vectors,
+            k,
+            candidates=self.ann_candidates,
+            nprobe=nprobe,
+            live=snap.position >= 0,
+            dtype=IMAGE_DTYPES[self.image_dtype],
+            exhaustive_exact=nprobe >= meta["nlist"] and meta["factory"].endswith(",Flat"),
+        )
+        bad = res.rows[(res.rows >= 0) & ~np.isfinite(res.scores)]
+        if len(bad):  # as the scan refuses them (_device_images)
+            raise StoreError(
+                f"index {self.info.index} holds vectors that are not finite or too large to "
+                f"score, e.g. in rows {bad[:3].tolist()}; the index is damaged or was crafted: "
+                "delete it and re-run `python -m drc_jax.search index`"
+            )
+        return res
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
@@ -309,6 +387,24 @@ class Searcher:
         while len(cache) > TEXT_CACHE_ENTRIES:
             cache.popitem(last=False)
         return out
+
+    def _ann_index(self):
+        """The index's ANN file, read and checked once (``None``: scan; see :attr:`ann_note`)."""
+        if self._ann_meta is None and self.ann_note is None:
+            meta = ann_file.info(self.store)
+            why = (
+                None
+                if meta is None
+                else ann_file.stale(self.store, meta, self.snapshot().live_rows)
+            )
+            if meta is None:
+                self.ann_note = "the index has no ANN file"
+            elif why is not None:
+                self.ann_note = f"{why}; re-run `drc-search index` to update the ANN index"
+            else:
+                self._ann = ann_file.load(self.store, meta)
+                self._ann_meta = meta
+        return self._ann
 
     def _device_images(self):
         """The index embeddings on device (sharded over local devices when there are several)."""
@@ -325,6 +421,7 @@ class Searcher:
         with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
             gen = generation(self.store)
             keys, vectors = self.store.vectors()  # memory-mapped
+            live_rows, array = self.store.rows()  # the same rows, in the same order, and all
             bad = np.flatnonzero(unusable_rows(vectors))
             if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
                 raise StoreError(
@@ -338,6 +435,8 @@ class Searcher:
         segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
         if len(named) + len(segs) < len(keys) or segs:
             vectors = vectors[np.asarray(named + segs, np.int64)]
+        position = np.full(len(array), -1, np.int64)  # store row -> row of ``images``
+        position[live_rows[np.asarray(named + segs, np.int64)]] = np.arange(len(named) + len(segs))
         segments = [(content_of(keys[i]), segment_start(keys[i])) for i in segs]
         keys = [keys[i] for i in named]
         prefixes = {str(r).rstrip("/") + "/": r for r in self.info.roots}
@@ -349,7 +448,7 @@ class Searcher:
         images = jax.device_put(
             np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
         )
-        return Snapshot(images, cat, gen, frozenset(cat.paths))
+        return Snapshot(images, cat, gen, frozenset(cat.paths), array, live_rows, position, segs)
 
 
 @dataclass(frozen=True)
@@ -360,6 +459,10 @@ class Snapshot:
     catalogue: Catalogue
     generation: int
     path_set: frozenset[str]
+    array: Any = None  # every row of the store's array file, memory-mapped (the ANN re-ranks)
+    live_rows: Any = None
+    position: Any = None  # store row -> row of ``images`` (-1: none)
+    segments: Any = ()
 
 
 def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int):
@@ -391,6 +494,12 @@ def _hit(cat: Catalogue, rank: int, score: float, row: int, time, chosen) -> Hit
     f = files[0]
     dups = tuple(cat.paths[g] for g in files[1:])
     return Hit(rank, score, cat.paths[f], cat.ids[f], dups, time, cat.facts(f))
+
+
+def _hits(scores, rows, files: dict[int, tuple[str, str]], k: int) -> list[Hit]:
+    """The first ``k`` ranked rows that have a file (a crashed run can leave a row unnamed)."""
+    named = [(s, files[r]) for s, r in zip(scores, rows, strict=True) if r in files][:k]
+    return [Hit(i + 1, float(s), str(f[0]), f[1]) for i, (s, f) in enumerate(named)]
 
 
 def search(

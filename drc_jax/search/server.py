@@ -7,7 +7,8 @@ embeddings) loaded and warmed, and serves
 - ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&neg=...&strength=...]``:
   ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``strength`` and
   ``neg``, repeated for every concept to exclude, override the decomposer's:
-  :func:`edited_decomposition`);
+  :func:`edited_decomposition`), whether the search was exhaustive (``exact``)
+  and how many vectors it scored (``candidates``); ``&exact=true`` scans every vector;
 - ``GET /api/health``: index size and freshness, model, decomposer;
 - ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
 - ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
@@ -189,6 +190,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             "decomposer": decomposer,
             "image_dtype": searcher.image_dtype,
             "methods": list(METHODS),
+            "ann": searcher.ann_status(),
             "default_k": DEFAULT_K,
             "max_k": max_k,
         }
@@ -210,6 +212,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         taken_after: Annotated[date | None, Query()] = None,
         taken_before: Annotated[date | None, Query()] = None,
         like: Annotated[str | None, Query(max_length=4096, description="an indexed file")] = None,
+        exact: Annotated[bool, Query(description="scan every vector (no ANN)")] = False,
     ) -> dict[str, Any]:
         if q is None and like is None:
             raise HTTPException(422, "give a query q, an example like=<indexed file>, or both")
@@ -247,6 +250,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
                 offset=offset,
                 where=where,
                 like=example,
+                exact=exact,
             )[method][0]
         return {
             "query": q,
@@ -262,6 +266,8 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             "decomposed": decomposed.to_dict(),
             "overridden": used != decomposed,
             "hits": [hit_json(h, _available(h.path)) for h in result.hits],
+            "exact": result.exact,
+            "candidates": result.candidates,
             "took_ms": round(1000 * (time.perf_counter() - start), 2),
             "random_weights": info.random_weights,
         }
