@@ -99,7 +99,16 @@ flags.DEFINE_enum(
 flags.DEFINE_string("host", "127.0.0.1", "serve: interface to bind (loopback by default).")
 flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
-    "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
+    "allow_remote",
+    False,
+    "serve: allow --host other than loopback (exposes the indexed files); every request then "
+    "needs the token printed at start.",
+)
+flags.DEFINE_multi_string(
+    "allowed_host",
+    [],
+    "serve --allow_remote: a further name clients reach this machine by (repeatable), e.g. a "
+    "reverse proxy's; loopback names, --host and this machine's names are accepted anyway.",
 )
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
@@ -246,6 +255,7 @@ def open_searcher(queries: list[str] | None = None):
 def run_serve() -> int:
     import time
 
+    from drc_jax.search.guard import Access
     from drc_jax.search.server import create_app, exposure_note, is_loopback
 
     start = time.perf_counter()
@@ -261,14 +271,18 @@ def run_serve() -> int:
     searcher.warm()
     import uvicorn
 
-    application = create_app(searcher, decomposer=FLAGS.decomposer)
+    if FLAGS.allow_remote:  # a token even on loopback: a proxy may forward other machines
+        access = Access.remote(FLAGS.host, FLAGS.port, FLAGS.allowed_host)
+    else:
+        access = Access.loopback(FLAGS.port, FLAGS.host)
+    application = create_app(searcher, decomposer=FLAGS.decomposer, access=access)
     if not is_loopback(FLAGS.host):
         print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
     if searcher.info.random_weights:
         print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
     print(
         f"serving {searcher.info.index} ({len(searcher.store)} images) at "
-        f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
+        f"{access.url(FLAGS.host)} (loaded and warmed in "
         f"{time.perf_counter() - start:.1f} s)",
         flush=True,
     )

@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.scoring import METHODS
 from drc_jax.search.files import NotServable, servable_path
+from drc_jax.search.guard import Access, AccessGuard
 from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
 
 DEFAULT_K = 24
@@ -67,8 +68,11 @@ def _item_urls(path: str) -> dict[str, str]:
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
 
 
-def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> FastAPI:
-    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher)."""
+def create_app(
+    searcher, *, decomposer: str = "rules", max_k: int = MAX_K, access: Access | None = None
+) -> FastAPI:
+    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher) to the clients
+    ``access`` admits (default: loopback Host names on any port, no token; :mod:`.guard`)."""
     app = FastAPI(title="drc-jax search", docs_url="/api/docs", openapi_url="/api/openapi.json")
     lock = threading.Lock()
     info = searcher.info
@@ -173,6 +177,8 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
     def file(path: str) -> FileResponse:
         return FileResponse(_servable(path))
 
+    # Added last, so it is the outermost middleware: a refused request reaches nothing else.
+    app.add_middleware(AccessGuard, access=access or Access.loopback())
     return app
 
 
@@ -180,7 +186,7 @@ def exposure_note(host: str, port: int, searcher) -> str:
     """What binding to a non-loopback ``host`` exposes, printed before serving."""
     roots = ", ".join(str(r) for r in searcher.roots)
     return (
-        f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who can reach "
-        f"it can run searches and view every indexed file under: {roots} "
-        f"({len(searcher.store)} files). There is no authentication."
+        f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who has the "
+        f"address with its token can run searches and view every indexed file under: {roots} "
+        f"({len(searcher.store)} files). The traffic is plain HTTP (not encrypted)."
     )
