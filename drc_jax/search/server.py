@@ -19,8 +19,11 @@ Requests are answered one search at a time (a lock): on a CPU a search already u
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
 # and they refer to ``max_k``, a local of create_app.
 import ipaddress
+import mimetypes
+import os
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -30,12 +33,13 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.scoring import METHODS
-from drc_jax.search.files import NotServable, servable_path
+from drc_jax.search.files import NotServable, open_servable, servable_path
 from drc_jax.search.guard import Access, AccessGuard
-from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
+from drc_jax.search.thumbs import THUMB_SIZES, TooLarge, thumbnail
 
 DEFAULT_K = 24
 MAX_K = 200
@@ -66,6 +70,25 @@ def _item_urls(path: str) -> dict[str, str]:
     """A hit's thumbnail and file URLs, keyed by its path (unique across the index's roots)."""
     q = quote(path, safe="")
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
+
+
+FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+
+
+class OpenedFileResponse(FileResponse):
+    """A FileResponse of an already opened descriptor (closed when sent): the file is read
+    through it (:data:`FD_DIR`), never again by name, so what was checked is what is sent."""
+
+    def __init__(self, fd: int, st: os.stat_result, name: str):
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        super().__init__(f"{FD_DIR}/{fd}", stat_result=st, media_type=media_type)
+        self._close = weakref.finalize(self, os.close, fd)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
 
 
 def create_app(
@@ -147,11 +170,11 @@ def create_app(
             "random_weights": info.random_weights,
         }
 
-    def _servable(path: str) -> Path:
+    def _opened(path: str) -> tuple[int, os.stat_result]:
         # "/api/file//abs/x.jpg" and "/api/file/abs/x.jpg" both name "/abs/x.jpg"
         path = path if path.startswith("/") else "/" + path
         try:
-            return servable_path(searcher.path_of(path), searcher.roots)
+            return open_servable(searcher.path_of(path), searcher.roots)
         except NotServable:
             raise HTTPException(404, "not found") from None
 
@@ -166,16 +189,20 @@ def create_app(
     def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
-        path = _servable(path)
+        fd, _ = _opened(path)
         try:
-            data = thumbnail(path, size)
-        except OSError as e:  # unreadable or not an image any more
+            data = thumbnail(Path("/" + path.lstrip("/")), size, fd=fd)
+        except TooLarge as e:
+            raise HTTPException(413, f"no thumbnail: {e}") from None
+        except (OSError, Image.DecompressionBombError) as e:  # unreadable, not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
+        finally:
+            os.close(fd)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     @app.get("/api/file/{path:path}")
     def file(path: str) -> FileResponse:
-        return FileResponse(_servable(path))
+        return OpenedFileResponse(*_opened(path), path)
 
     # Added last, so it is the outermost middleware: a refused request reaches nothing else.
     app.add_middleware(AccessGuard, access=access or Access.loopback())
