@@ -46,7 +46,24 @@ K_BUCKETS = (16, 64, 256, 1024)
 # everyday queries fit the 16- and 32-token buckets.
 WARM_TEXT_BATCHES = (1, 2, 4)
 WARM_TEXT_LENGTHS = (16, 32)
+WARM_LONG_LENGTHS = (48, 64, 77)  # a long query's caption (many -terms) alone, at batch 1
 TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
+# Concepts a query may exclude; a query's count is padded (masked) up to a bucket, so many
+# "-terms" compile no new program, and the buckets are compiled by warm().
+CONCEPT_BUCKETS = (1, 2, 4, 8, 16)
+MAX_CONCEPTS = CONCEPT_BUCKETS[-1]
+
+
+class TooManyConcepts(ValueError):
+    """A query excludes more than :data:`MAX_CONCEPTS` concepts."""
+
+
+def concept_bucket(m: int) -> int:
+    """The concept count a query of ``m`` concepts is scored at (:data:`CONCEPT_BUCKETS`)."""
+    for b in CONCEPT_BUCKETS:
+        if m <= b:
+            return b
+    raise TooManyConcepts(f"{m} concepts to exclude; at most {MAX_CONCEPTS} are searched at once")
 
 
 def k_bucket(k: int, n: int) -> int:
@@ -172,8 +189,13 @@ class Searcher:
             text = "A photo of " + " ".join(["a"] * (length - 5))
             for n in WARM_TEXT_BATCHES:
                 self.clip.encode_texts([text] * n)
-        dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
-        if len(self.store):
+        for length in WARM_LONG_LENGTHS:
+            self.clip.encode_texts(["A photo of " + " ".join(["a"] * (length - 5))])
+        if not len(self.store):
+            return
+        for m in CONCEPT_BUCKETS:
+            negs = tuple(f"b{i}" for i in range(m))
+            dec = Decomposition("a warm-up query", True, "a", "b0", "a with b0", "strong", negs)
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
 
     def search(
@@ -211,7 +233,13 @@ class Searcher:
             )
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
-        q = embed_queries(self.encode_texts, decompositions)
+        most = max(len(d.negs) if d.negated else 0 for d in decompositions)
+        if most > MAX_CONCEPTS:
+            raise TooManyConcepts(
+                f"a query excludes {most} concepts; at most {MAX_CONCEPTS} can be searched at "
+                "once: drop some -terms (or --exclude) or split the query"
+            )
+        q = embed_queries(self.encode_texts, decompositions, concepts=concept_bucket(most))
         k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:

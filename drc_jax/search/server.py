@@ -39,6 +39,7 @@ from drc_jax.decompose import DecompositionError, apply_overrides, decompose_que
 from drc_jax.scoring import METHODS
 from drc_jax.search.files import NotServable, open_servable, servable_path
 from drc_jax.search.guard import Access, AccessGuard
+from drc_jax.search.query import TooManyConcepts
 from drc_jax.search.thumbs import THUMB_SIZES, TooLarge, thumbnail
 
 DEFAULT_K = 24
@@ -147,7 +148,11 @@ def create_app(
                 used = apply_overrides(decomposed, aff=aff, neg=neg, strength=strength)
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
-            result = searcher.search([q], k=k, methods=(method,), decompositions=[used])[method][0]
+            try:
+                found = searcher.search([q], k=k, methods=(method,), decompositions=[used])
+            except TooManyConcepts as e:
+                raise HTTPException(422, str(e)) from None
+            result = found[method][0]
         return {
             "query": q,
             "method": method,

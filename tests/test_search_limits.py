@@ -1,0 +1,115 @@
+"""Bounds on what one search request costs: concept counts bucketed and capped (a query with many
+-terms compiles nothing new and cannot stall the server), and clear 4xx answers where the server
+once answered 500."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from drc_jax.queries import queries_from_table
+from drc_jax.scoring import METHODS, query_vectors, score_vectors
+from drc_jax.search.query import CONCEPT_BUCKETS, MAX_CONCEPTS, TooManyConcepts, concept_bucket
+from drc_jax.search.server import create_app
+from tests.search_server_fixtures import build_server_index, open_warm_searcher
+
+LOCAL = "http://127.0.0.1:8000"
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _lookup(d: int = 32):
+    rng, table = np.random.default_rng(0), {}
+
+    def lookup(texts):
+        return np.stack([table.setdefault(t, _unit(rng.normal(size=d))) for t in texts])
+
+    return lookup
+
+
+def _rows(m: int) -> list[list[str]]:
+    """A caption with ``m`` concepts, one with fewer, and one without negation."""
+    extra = [t for i in range(1, m) for t in (f"n{i}", f"c{i}")]
+    return [["a", "n0", "c0", "full", *extra], ["b", "x0", "y0", "full b", *extra[:2]], ["p"] * 4]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 9])
+def test_padding_the_concepts_to_a_bucket_leaves_every_score_unchanged(method, m):
+    images = jax.numpy.asarray(_unit(np.random.default_rng(m).normal(size=(50, 32))))
+    strength = [3, 1, 0]
+    plain = queries_from_table(_lookup(), _rows(m), strength)
+    padded = queries_from_table(_lookup(), _rows(m), strength, concepts=concept_bucket(m + 1))
+    assert padded.neg.shape == (3, concept_bucket(m + 1), 32)
+    np.testing.assert_allclose(
+        score_vectors(images, query_vectors(method, padded)),
+        score_vectors(images, query_vectors(method, plain)),
+        atol=1e-6,
+    )
+
+
+def test_concept_counts_round_up_to_powers_of_two_and_past_the_cap_is_refused():
+    assert [concept_bucket(m) for m in (0, 1, 2, 3, 4, 5, 8, 9, 16)] == [
+        1,
+        1,
+        2,
+        4,
+        4,
+        8,
+        8,
+        16,
+        16,
+    ]
+    assert CONCEPT_BUCKETS[-1] == MAX_CONCEPTS == 16
+    with pytest.raises(TooManyConcepts, match="at most 16"):
+        concept_bucket(17)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("limits")
+    _, index, _ = build_server_index(base)
+    searcher = open_warm_searcher(index)
+    with TestClient(create_app(searcher), base_url=LOCAL) as client:
+        yield client, searcher, base, index
+
+
+def _minus_terms(n: int) -> str:
+    words = ["sofa", "car", "tree", "dog", "cat", "boat", "lamp", "bird", "chair", "cup", "bike",
+             "kite", "hat", "shoe", "book", "door", "road", "bag", "fish", "ball"]  # fmt: skip
+    return "a photo " + " ".join(f"-{w}" for w in words[:n])
+
+
+def test_a_query_with_too_many_minus_terms_gets_a_clear_422(served):
+    client, searcher, _, _ = served
+    r = client.get("/api/search", params={"q": _minus_terms(17)})
+    assert r.status_code == 422
+    assert "excludes 17 concepts; at most 16" in r.json()["detail"]
+    with pytest.raises(TooManyConcepts, match="excludes 17 concepts"):
+        searcher.search(_minus_terms(17), k=3)
+    assert client.get("/api/search", params={"q": _minus_terms(16), "k": 3}).status_code == 200
+
+
+def test_many_minus_terms_compile_nothing_after_warm(served):
+    """warm() compiled every concept bucket: 3 to 16 -terms reuse those programs."""
+    client, _, _, _ = served
+    compiles = []
+    listening = [True]
+
+    def on_event(event: str, duration: float, **_) -> None:
+        if listening[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        for n in (3, 5, 7, 9, 12, 16):
+            for method in METHODS:
+                r = client.get("/api/search", params={"q": _minus_terms(n), "method": method})
+                assert r.status_code == 200 and r.json()["decomposition"]["negs"][n - 1]
+    finally:
+        listening[0] = False
+    assert compiles == []
