@@ -161,3 +161,105 @@ def test_remote_access_accepts_its_host_loopback_and_given_names_only(searcher):
 )
 def test_host_values_are_parsed_strictly(value, parsed):
     assert split_host(value) == parsed
+
+
+# ------------------------------------------------------- roots: the user's, not the index's
+
+
+@pytest.fixture
+def own_index(tmp_path, monkeypatch):
+    """``photos/`` (with ``photos/sub``) indexed by this user (its record under a private cache),
+    and ``private/secret.png`` outside it, a file the user never indexed."""
+    from PIL import Image
+
+    from drc_jax.clip import load_clip
+    from drc_jax.search import build_index
+
+    monkeypatch.setenv("DRC_JAX_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    (tmp_path / "private").mkdir()
+    Image.new("RGB", (32, 32), (0, 90, 30)).save(tmp_path / "photos" / "a.png")
+    Image.new("RGB", (32, 32), (0, 30, 90)).save(tmp_path / "photos" / "sub" / "b.png")
+    Image.new("RGB", (32, 32), (255, 0, 255)).save(tmp_path / "private" / "secret.png")
+    clip = load_clip("random:test-tiny")
+    build_index(tmp_path / "photos", tmp_path / "index", weights="random:test-tiny", clip=clip,
+                progress=False)  # fmt: skip
+    return tmp_path.resolve(), clip
+
+
+def _craft(index, roots, name):
+    from drc_jax.store import Store
+
+    with Store.open(index, None) as store:
+        names = store.names()
+        store.set_names({**names, name: next(iter(names.values()))})
+        store.set_setting("roots", roots)
+
+
+def test_an_index_the_user_built_is_searched_and_served_without_naming_its_folders(own_index):
+    from drc_jax.search import Searcher
+
+    base, clip = own_index
+    searcher = Searcher.open(base / "index", clip=clip)
+    assert searcher.roots == [base / "photos"] and searcher.unconfirmed_roots == []
+    hits = searcher.search("a photo", k=5, methods=("clip",))["clip"][0].hits
+    assert sorted(h.id for h in hits) == ["a.png", "sub/b.png"]
+
+
+def test_a_crafted_index_with_root_slash_serves_nothing_outside_what_the_user_indexed(own_index):
+    from drc_jax.search import Searcher
+
+    base, clip = own_index
+    secret = base / "private" / "secret.png"
+    _craft(base / "index", ["/"], str(secret))  # the index now claims all of "/"
+    searcher = Searcher.open(base / "index", clip=clip)
+    assert searcher.roots == [base / "photos"] and searcher.unconfirmed_roots == []
+    hits = searcher.search("a photo", k=5, methods=("clip",))["clip"][0].hits
+    assert sorted(h.path for h in hits) == [str(base / "photos" / "a.png"),
+                                            str(base / "photos" / "sub" / "b.png")]  # fmt: skip
+    assert sorted(h.id for h in hits) == ["a.png", "sub/b.png"]
+    assert searcher.path_of(str(secret)) is None
+    client = TestClient(create_app(searcher), base_url=LOCAL)
+    for kind in ("file", "thumb"):
+        r = client.get(f"/api/{kind}{secret}")
+        assert r.status_code == 404 and secret.read_bytes() not in r.content
+    assert client.get("/api/health").json()["roots"] == [str(base / "photos")]
+
+
+def test_an_index_not_built_by_this_user_here_serves_only_folders_given_on_the_command_line(
+    own_index,
+):
+    import shutil
+
+    from drc_jax.search import Searcher
+
+    base, clip = own_index
+    shutil.copytree(base / "index", base / "shared")  # someone else's copy: nothing recorded
+    with pytest.raises(ValueError, match=r"not built by you here.*pass --images FOLDER"):
+        Searcher.open(base / "shared", clip=clip)
+    sub = Searcher.open(base / "shared", clip=clip, roots=[base / "photos" / "sub"])
+    assert sub.roots == [base / "photos" / "sub"]
+    assert sub.unconfirmed_roots == []
+    hits = sub.search("a photo", k=5, methods=("clip",))["clip"][0].hits
+    assert [h.id for h in hits] == ["b.png"]  # ids relative to the confirmed folder
+    with pytest.raises(ValueError, match="not confirmed"):
+        Searcher.open(base / "shared", clip=clip, roots=[base / "private"])
+
+
+@pytest.mark.slow
+def test_search_query_on_an_unconfirmed_index_is_an_error_and_images_confirms_it(own_index):
+    import shutil
+
+    from tests.test_search_cli import cli
+
+    base, _ = own_index
+    shutil.copytree(base / "index", base / "shared")
+    proc = cli("query", "--index", str(base / "shared"), "a photo", "--k", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "are not confirmed; pass --images FOLDER" in proc.stderr
+    proc = cli("query", "--index", str(base / "shared"), "a photo", "--k", "5", "--json",
+               "--images", str(base / "photos" / "sub"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    assert [h["id"] for h in json.loads(proc.stdout)["results"][0]["hits"]] == ["b.png"]

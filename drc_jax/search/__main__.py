@@ -32,7 +32,10 @@ from drc_jax.store import StoreError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
 flags.DEFINE_multi_string(
-    "images", None, "index: folder of images, searched recursively (repeat for several)."
+    "images",
+    None,
+    "index: folder of images, searched recursively (repeat for several). query/serve: a folder "
+    "of the index to search and serve besides those you indexed into it yourself.",
 )
 cli.define(
     "weights",
@@ -228,12 +231,13 @@ def open_searcher(queries: list[str] | None = None):
             ) from e
     given = FLAGS["weights"].present  # else Searcher.open loads the weights the index names
     try:
-        return Searcher.open(
+        searcher = Searcher.open(
             FLAGS.index,
             weights=FLAGS.weights if given else None,
             dtype=FLAGS.dtype,
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
+            roots=FLAGS.images or (),
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
         decomposer.close()
@@ -250,6 +254,10 @@ def open_searcher(queries: list[str] | None = None):
     except BaseException:
         decomposer.close()
         raise
+    for root in searcher.unconfirmed_roots:
+        print(f"NOTE: not searching {root}: the index lists it but you did not index it here; "
+              "pass --images FOLDER to include it", file=sys.stderr)  # fmt: skip
+    return searcher
 
 
 def run_serve() -> int:

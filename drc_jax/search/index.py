@@ -16,6 +16,7 @@ report, never fatal.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -265,6 +266,12 @@ def build_index(
             store.set_setting("roots", [str(r) for r in roots])
             store.set_setting("weights", str(weights or clip.weights_id))
         store.prune(first)
+    try:  # the folders this user chose, kept outside the index (search/roots.py)
+        from drc_jax.search.roots import record_roots
+
+        record_roots(index, roots)
+    except OSError as e:
+        logging.warning("could not record the indexed folders (%s); pass --images to serve", e)
     bad = dict(report.failed)
     report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]

@@ -118,6 +118,8 @@ class Searcher:
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
+    # The index's roots the user confirmed (roots.py); None: all of them (a caller's own index).
+    confirmed_roots: tuple[Path, ...] | None = None
     _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     @classmethod
@@ -132,8 +134,13 @@ class Searcher:
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
         image_dtype: str = "float32",
+        roots: Sequence[str | os.PathLike] = (),
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
+
+        Only the index's roots inside folders this user indexed into it (recorded outside the
+        index, :mod:`~drc_jax.search.roots`) or inside ``roots`` are searched and served; none
+        confirmed raises ``ValueError``.
 
         The index's own weights load only when they are a hub id, ``random:`` or inside the index
         (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
@@ -146,7 +153,16 @@ class Searcher:
             raise ValueError(
                 f"image_dtype must be one of {sorted(IMAGE_DTYPES)}, got {image_dtype!r}"
             )
+        from drc_jax.search import roots as user_roots
+
         info = read_info(index)
+        kept = user_roots.confirmed(info.roots, [*user_roots.recorded_roots(index), *roots])
+        if not kept:
+            raise ValueError(
+                f"index {info.index} was not built by you here (or was moved), so its folders "
+                f"{[str(r) for r in info.roots]} are not confirmed; pass --images FOLDER "
+                "(Searcher.open(..., roots=[...])) for each folder you want searched and served"
+            )
         if clip is None:
             from drc_jax.clip import load_clip
 
@@ -161,12 +177,17 @@ class Searcher:
             from drc_jax.decompose import get_decomposer
 
             decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
-        return cls(info, store, clip, decomposer, params, image_dtype)
+        return cls(info, store, clip, decomposer, params, image_dtype, confirmed_roots=tuple(kept))
 
     @property
     def roots(self) -> list[Path]:
-        """The folders this index was built from; only files inside them are ever served."""
-        return list(self.info.roots)
+        """The confirmed folders of this index; only files inside them are searched or served."""
+        return list(self.info.roots if self.confirmed_roots is None else self.confirmed_roots)
+
+    @property
+    def unconfirmed_roots(self) -> list[Path]:
+        """The index's roots with nothing confirmed inside them (neither searched nor served)."""
+        return [r for r in self.info.roots if not any(c.is_relative_to(r) for c in self.roots)]
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
@@ -282,7 +303,7 @@ class Searcher:
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
             keys, vectors = self.store.vectors()  # memory-mapped
-            files = indexed_files(self.store, self.info.roots)
+            files = _within(indexed_files(self.store, self.info.roots), self.roots)
             named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
             if len(named) < len(keys):
                 vectors = vectors[np.asarray(named, np.int64)]
@@ -292,6 +313,17 @@ class Searcher:
                 np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
             )
         return self._images, self._mesh
+
+
+def _within(files: dict[str, tuple[str, str]], roots: Sequence[Path]) -> dict[str, tuple]:
+    """The ``hash -> (path, id)`` entries under ``roots``, ids made relative to their root."""
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    out = {}
+    for key, (name, _) in files.items():
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            out[key] = (name, name[len(prefix) :])
+    return out
 
 
 def search(
