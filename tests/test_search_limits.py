@@ -4,6 +4,8 @@ once answered 500."""
 
 from __future__ import annotations
 
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -113,3 +115,48 @@ def test_many_minus_terms_compile_nothing_after_warm(served):
     finally:
         listening[0] = False
     assert compiles == []
+
+
+def _tiny_index(base, monkeypatch, names=("a.png",)):
+    from PIL import Image
+
+    from drc_jax.clip import load_clip
+    from drc_jax.search import Searcher, build_index
+
+    monkeypatch.setenv("DRC_JAX_CACHE", str(base / "cache"))
+    (base / "photos").mkdir()
+    for i, name in enumerate(names):
+        Image.new("RGB", (40, 30), (10 * i, 100, 50)).save(base / "photos" / name)
+    clip = load_clip("random:test-tiny")
+    build_index(base / "photos", base / "index", weights="random:test-tiny", clip=clip,
+                progress=False)  # fmt: skip
+    searcher = Searcher.open(base / "index", clip=clip)
+    return searcher, TestClient(create_app(searcher), base_url=LOCAL)
+
+
+def test_searching_an_empty_index_is_a_clear_409_not_a_500(tmp_path, monkeypatch):
+    _, client = _tiny_index(tmp_path, monkeypatch, names=())
+    r = client.get("/api/search", params={"q": "a dog"})
+    assert r.status_code == 409
+    assert "holds no images; run `python -m drc_jax.search index" in r.json()["detail"]
+    assert client.get("/api/health").json()["images"] == 0
+
+
+def test_health_after_the_index_folder_is_removed_is_a_clear_error_not_a_500(tmp_path, monkeypatch):
+    _, client = _tiny_index(tmp_path, monkeypatch)
+    assert client.get("/api/health").status_code == 200
+    shutil.rmtree(tmp_path / "index")
+    r = client.get("/api/health")
+    assert r.status_code == 503 and r.json()["status"] == "error"
+    assert "it was moved or deleted; rebuild it" in r.json()["detail"]
+
+
+def test_a_file_whose_name_holds_a_newline_is_indexed_and_served(tmp_path, monkeypatch):
+    searcher, client = _tiny_index(tmp_path, monkeypatch, names=("two\nlines.png", "b.png"))
+    hits = client.get("/api/search", params={"q": "a photo", "k": 2}).json()["hits"]
+    odd = next(h for h in hits if h["id"] == "two\nlines.png")
+    assert odd["available"] is True and "%0A" in odd["file"]
+    f = client.get(odd["file"])
+    assert f.status_code == 200
+    assert f.content == (tmp_path / "photos" / "two\nlines.png").read_bytes()
+    assert client.get(odd["thumb"]).status_code == 200

@@ -54,6 +54,10 @@ CONCEPT_BUCKETS = (1, 2, 4, 8, 16)
 MAX_CONCEPTS = CONCEPT_BUCKETS[-1]
 
 
+class EmptyIndex(ValueError):
+    """The index (within its confirmed folders) holds no images to search."""
+
+
 class TooManyConcepts(ValueError):
     """A query excludes more than :data:`MAX_CONCEPTS` concepts."""
 
@@ -248,7 +252,7 @@ class Searcher:
         images, mesh = self._device_images()
         files = self._files
         if not files:
-            raise ValueError(
+            raise EmptyIndex(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )

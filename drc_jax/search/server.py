@@ -31,15 +31,16 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.scoring import METHODS
 from drc_jax.search.files import NotServable, open_servable, servable_path
 from drc_jax.search.guard import Access, AccessGuard
-from drc_jax.search.query import TooManyConcepts
+from drc_jax.search.query import EmptyIndex, TooManyConcepts
 from drc_jax.search.thumbs import THUMB_SIZES, TooLarge, thumbnail
 
 DEFAULT_K = 24
@@ -73,6 +74,13 @@ def _item_urls(path: str) -> dict[str, str]:
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
 
 
+class AnyPath(PathConvertor):
+    """Starlette's ``path``, newlines included (a file name may hold one)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", AnyPath())
 FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 
 
@@ -108,9 +116,20 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
-    @app.get("/api/health")
-    def health() -> dict[str, Any]:
-        stamp = last_indexed(info.index)
+    @app.get("/api/health", response_model=None)
+    def health() -> dict[str, Any] | JSONResponse:
+        try:
+            stamp = last_indexed(info.index)
+        except OSError as e:  # the folder was moved or deleted while serving
+            return JSONResponse(
+                {
+                    "status": "error",
+                    "index": str(info.index),
+                    "detail": f"cannot read the index folder {info.index} ({e.strerror or e}): "
+                    "it was moved or deleted; rebuild it with `drc-search index` and restart serve",
+                },
+                status_code=503,
+            )
         return {
             "status": "ok",
             "images": len(searcher.store),
@@ -152,6 +171,8 @@ def create_app(
                 found = searcher.search([q], k=k, methods=(method,), decompositions=[used])
             except TooManyConcepts as e:
                 raise HTTPException(422, str(e)) from None
+            except EmptyIndex as e:
+                raise HTTPException(409, str(e)) from None
             result = found[method][0]
         return {
             "query": q,
@@ -190,7 +211,7 @@ def create_app(
             return False
         return True
 
-    @app.get("/api/thumb/{path:path}")
+    @app.get("/api/thumb/{path:anypath}")
     def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
@@ -205,7 +226,7 @@ def create_app(
             os.close(fd)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
-    @app.get("/api/file/{path:path}")
+    @app.get("/api/file/{path:anypath}")
     def file(path: str) -> FileResponse:
         return OpenedFileResponse(*_opened(path), path)
 
