@@ -206,3 +206,39 @@ def test_concurrent_thumbnails_decode_at_most_the_semaphores_count_at_once(tmp_p
     for t in threads:
         t.join()
     assert peak[0] == 2
+
+
+def test_indexing_decodes_within_a_pixel_budget_and_a_larger_image_decodes_alone(
+    tmp_path, monkeypatch
+):
+    from drc_jax.clip import load_clip
+    from drc_jax.media import embed as media_embed
+    from drc_jax.media.embed import MediaEmbedder, PixelBudget
+
+    for i in range(6):
+        Image.new("RGB", (400, 300), (i * 40, 0, 0)).save(tmp_path / f"{i}.png")  # 0.12 Mpx
+    Image.new("RGB", (600, 500), (0, 0, 9)).save(tmp_path / "big.png")  # over the budget
+    live, peak, lock = [0], [0], threading.Lock()
+    gate = threading.Barrier(3, timeout=0.5)  # passes only if 3 decodes are in flight
+    real_read = media_embed.read_image
+
+    def counting(path, draft_size=None):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        with contextlib.suppress(threading.BrokenBarrierError):
+            gate.wait()
+        try:
+            return real_read(path, draft_size)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    monkeypatch.setattr(media_embed, "read_image", counting)
+    clip = load_clip(WEIGHTS)
+    with MediaEmbedder(clip, root=tmp_path, num_workers=8) as embedder:
+        embedder.budget = PixelBudget(250_000)
+        out = embedder.embed([*(f"{i}.png" for i in range(6)), "big.png"])
+    assert out.failed == {} and len(out.keys) == 7
+    assert peak[0] == 2
+    assert embedder.budget.used == 0
