@@ -264,7 +264,7 @@ def run_serve() -> int:
     import time
 
     from drc_jax.search.guard import Access
-    from drc_jax.search.server import create_app, exposure_note, is_loopback
+    from drc_jax.search.server import DEFAULT_K, create_app, exposure_note, is_loopback
 
     start = time.perf_counter()
     if not FLAGS.index:
@@ -276,7 +276,7 @@ def run_serve() -> int:
         )
     cli.check_port(FLAGS.host, FLAGS.port)
     searcher = open_searcher()
-    searcher.warm()
+    searcher.warm(k=DEFAULT_K)  # the page's k: its first search compiles nothing
     import uvicorn
 
     if FLAGS.allow_remote:  # a token even on loopback: a proxy may forward other machines

@@ -198,13 +198,20 @@ class Searcher:
         self._device_images()  # reads the index's file names
         return Path(path) if path in self._paths else None
 
-    def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
+    def warm(
+        self,
+        *,
+        k: int = 10,
+        methods: Sequence[str] = METHODS,
+        concepts: Sequence[int] = CONCEPT_BUCKETS,
+    ) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
 
         Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
         lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
-        and runs the top-k once per method at ``k``'s bucket. With the persistent compilation
-        cache (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
+        and runs the top-k once per method at ``k``'s bucket for each of ``concepts`` (counts of
+        excluded concepts, :data:`CONCEPT_BUCKETS`). With the persistent compilation cache
+        (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
         """
         from drc_jax.decompose import Decomposition
 
@@ -218,7 +225,7 @@ class Searcher:
             self.clip.encode_texts(["A photo of " + " ".join(["a"] * (length - 5))])
         if not len(self.store):
             return
-        for m in CONCEPT_BUCKETS:
+        for m in concepts:
             negs = tuple(f"b{i}" for i in range(m))
             dec = Decomposition("a warm-up query", True, "a", "b0", "a with b0", "strong", negs)
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
