@@ -160,3 +160,13 @@ def test_a_file_whose_name_holds_a_newline_is_indexed_and_served(tmp_path, monke
     assert f.status_code == 200
     assert f.content == (tmp_path / "photos" / "two\nlines.png").read_bytes()
     assert client.get(odd["thumb"]).status_code == 200
+
+
+@pytest.mark.slow
+def test_search_query_with_too_many_minus_terms_is_an_error_message(tmp_path, monkeypatch):
+    from tests.test_search_cli import cli
+
+    _tiny_index(tmp_path, monkeypatch)
+    proc = cli("query", "--index", str(tmp_path / "index"), _minus_terms(17))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: a query excludes 17 concepts; at most 16 can be searched" in proc.stderr
