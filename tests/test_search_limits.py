@@ -170,3 +170,26 @@ def test_search_query_with_too_many_minus_terms_is_an_error_message(tmp_path, mo
     proc = cli("query", "--index", str(tmp_path / "index"), _minus_terms(17))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: a query excludes 17 concepts; at most 16 can be searched" in proc.stderr
+
+
+def test_a_smaller_k_is_served_by_the_top_k_already_compiled_not_a_new_one(tmp_path, monkeypatch):
+    searcher, _ = _tiny_index(tmp_path, monkeypatch, names=[f"{i}.png" for i in range(20)])
+    searcher.warm(k=24, concepts=(1,))  # k's bucket 64: runs at k = 20, every image
+    wide = searcher.search("a photo", k=20, methods=METHODS)
+    compiles = []
+    listening = [True]
+
+    def on_event(event: str, duration: float, **_) -> None:
+        if listening[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        narrow = searcher.search("a photo", k=5, methods=METHODS)  # bucket 16: not compiled
+    finally:
+        listening[0] = False
+    assert compiles == []
+    for method in METHODS:
+        assert [h.path for h in narrow[method][0].hits] == [
+            h.path for h in wide[method][0].hits[:5]
+        ]

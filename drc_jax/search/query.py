@@ -125,6 +125,7 @@ class Searcher:
     # The index's roots the user confirmed (roots.py); None: all of them (a caller's own index).
     confirmed_roots: tuple[Path, ...] | None = None
     _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _ran: set = field(default_factory=set, init=False, repr=False)  # (shape, k) top-k compiled
 
     @classmethod
     def open(
@@ -272,10 +273,14 @@ class Searcher:
                 "once: drop some -terms (or --exclude) or split the query"
             )
         q = embed_queries(self.encode_texts, decompositions, concepts=concept_bucket(most))
-        k_run = k_bucket(k, len(files))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
+            shape = (method, len(q), q.neg.shape)
+            # A k already compiled for this shape serves any smaller k: no compile (no stall).
+            done = [r for s, r in self._ran if s == shape and r >= min(k, len(files))]
+            k_run = min(done) if done else k_bucket(k, len(files))
             res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
+            self._ran.add((shape, k_run))
             scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
             out[method] = [
                 SearchResult(
