@@ -177,6 +177,9 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(indexed):
     proc = cli("serve", "--index", str(index), "--host", "0.0.0.0", "--port", "1")
     assert proc.returncode == 2 and "--allow_remote" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = cli("serve", "--index", str(index), "--allowed_host", "photos.example", "--port", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "pass --allow_remote too" in proc.stderr
 
 
 def test_serve_reports_a_taken_port_and_an_unreachable_sglang_server_before_loading(

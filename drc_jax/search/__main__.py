@@ -274,6 +274,11 @@ def run_serve() -> int:
             f"--host {FLAGS.host} is not a loopback address: other machines could search and "
             "view every indexed file. Pass --allow_remote to do that on purpose."
         )
+    if FLAGS.allowed_host and not FLAGS.allow_remote:
+        raise cli.UserError(
+            f"--allowed_host {FLAGS.allowed_host}: only other machines use other names; pass "
+            "--allow_remote too (every request then needs the token printed at start)."
+        )
     cli.check_port(FLAGS.host, FLAGS.port)
     searcher = open_searcher()
     searcher.warm(k=DEFAULT_K)  # the page's k: its first search compiles nothing
