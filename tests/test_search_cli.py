@@ -288,3 +288,45 @@ def test_query_with_unloadable_weights_names_the_flag_and_what_to_pass(indexed, 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"error: --weights {absent}: cannot load these CLIP weights" in proc.stderr
     assert "Hugging Face CLIP directory" in proc.stderr
+
+
+def test_serve_with_allow_remote_prints_a_token_url_and_refuses_requests_without_it(indexed):
+    import re
+    import socket
+    import time
+
+    import httpx
+
+    _, index, _ = indexed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index), "--port",
+         str(port), "--allow_remote"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        line = ""
+        while "serving" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serve exited"
+        token = re.search(rf"{re.escape(base)}/\?token=([\w-]+)", line).group(1)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{base}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert r.status_code == 401
+        ok = httpx.get(f"{base}/api/health", headers={"X-DRC-Token": token}, timeout=5)
+        assert ok.status_code == 200 and ok.json()["images"] == 9
+        foreign = {"X-DRC-Token": token, "Host": f"evil.example:{port}"}
+        assert httpx.get(f"{base}/api/health", headers=foreign, timeout=5).status_code == 421
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
