@@ -14,6 +14,7 @@ embeddings) loaded and warmed, and serves
   (percent-encoded), which, unlike its id, is unique across several roots.
 
 Requests are answered one search at a time (a lock): on a CPU a search already uses every core.
+Every request first passes :mod:`.guard` (its Host, its origin, the token with --allow_remote).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
