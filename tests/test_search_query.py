@@ -245,6 +245,8 @@ def test_repeated_texts_are_encoded_once(concept_index):
     searcher = Searcher.open(index, clip=clip)
     searcher.search("a dog, but no beach", k=3)
     assert len(clip.encoded) == 4  # aff, neg, cf, full
+    # CLIP's column scores the raw caption (the launcher's CLIP baseline): one new text.
     searcher.search("a dog, but no beach", k=3, methods=("clip", "drc"))
+    assert clip.encoded[4:] == ["a dog, but no beach"]
     searcher.search("a dog without a beach", k=3)  # same aff / neg / cf, a new full caption
-    assert clip.encoded[4:] == ["A photo of a dog without a beach"]
+    assert clip.encoded[5:] == ["A photo of a dog without a beach"]

@@ -212,6 +212,9 @@ def test_two_prompt_mode_sends_decomposer_and_strength_prompts_concurrently(
     elapsed = time.monotonic() - t0
     d.close()
     assert out == _RULES.decompose(CAPTIONS[:3])
+    # The estimator's "none" for the plain caption is outside its three classes, yet unread:
+    # the decomposer prompt decided "not negated", so nothing fell back.
+    assert d.stats["fallbacks"] == 0
     # One caption at a time (concurrency=1), yet both of its prompts were in flight together.
     assert srv.max_caption_in_flight == 2
     assert elapsed < 3 * 2 * 0.3  # faster than asking the two prompts one after the other

@@ -5,6 +5,8 @@
   of 5 (rarely 6-7) captions, each negating exactly one of ``negative_objects``.
 * MSR-VTT Retrieval-Neg: one row per test video with ``image_id`` (``video9838``), ``filepath``,
   ``captions`` (a one-caption list literal) and ``negative_concept``.
+* The plain retrieval files (``COCO_val_retrieval.csv``, ``msr_vtt_retrieval.csv``: captions without
+  negation, for the zero-shot check) have the same columns; MSR-VTT's lacks ``negative_concept``.
 
 Every caption's ground truth is its own row's image / video (NegBench text->image recall). List
 cells are parsed with :func:`ast.literal_eval` (never ``eval``). Bad files raise
@@ -124,7 +126,7 @@ class Benchmark:
 
 
 COCO_COLUMNS = ("positive_objects", "negative_objects", "filepath", "image_id", "captions")
-MSRVTT_COLUMNS = ("image_id", "captions", "filepath", "negative_concept")
+MSRVTT_COLUMNS = ("image_id", "captions", "filepath")  # negative_concept: negated files only
 
 # Ways captions name COCO objects other than the category name (for the Figure 1 metric).
 _SYNONYMS = {
@@ -278,7 +280,7 @@ def load_msrvtt_neg(csv_path: str | Path, *, name: str = "msrvtt", limit: int | 
             if c and c.strip()
         )
         recorded = (row["filepath"] or "").strip() or f"{row['image_id'].strip()}.mp4"
-        concept = (row["negative_concept"] or "").strip() or None
+        concept = (row.get("negative_concept") or "").strip() or None
         gt = len(media)
         media.append(MediaItem(str(row["image_id"]).strip(), recorded, positives, line))
         for caption in captions:

@@ -1,7 +1,8 @@
 """LLM decomposer: an SGLang server's OpenAI-compatible /v1/chat/completions, stdlib HTTP only.
 
 SpaceVLM-DRC asks Qwen2.5-14B-Instruct two independent prompts per caption, in parallel (a
-decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once. The default is
+decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once; the decomposer
+decides "negated", the estimator one of the paper's three strengths (eq. 4). The default is
 one merged prompt returning all four fields (half the requests; the latency fix the paper
 proposes). Requests:
 
@@ -276,8 +277,10 @@ class SGLangDecomposer:
             except BaseException:
                 wait([strength])
                 raise
-            rated = strength.result()["strength"]
-            obj["strength"] = rated if obj["negated"] else "none"
+            if not obj["negated"]:  # the decomposer decides: the rating is not read
+                wait([strength])
+                return Decomposition.plain(caption)
+            obj["strength"] = strength.result()["strength"]
         if not obj["negated"]:
             return Decomposition.plain(caption)
         problems = sense_problems(obj)

@@ -141,7 +141,8 @@ MERGED_SCHEMA = _object_schema(
 SPLIT_SCHEMA = _object_schema(
     {"negated": {"type": "boolean"}, "aff": _STR, "neg": _STR, "cf": _STR}
 )
-STRENGTH_SCHEMA = _object_schema({"strength": _STRENGTH})
+#: The paper's strength estimator (eq. 4): strong / moderate / weak, never "none".
+STRENGTH_SCHEMA = _object_schema({"strength": {"type": "string", "enum": list(STRENGTHS[1:])}})
 
 _OK_STRENGTH = {False: ("none",), True: STRENGTHS[1:]}
 _TYPES = {"string": str, "boolean": bool, "object": dict, "array": list}

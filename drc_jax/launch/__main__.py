@@ -51,9 +51,9 @@ def _define_flags() -> None:
     config_flags.DEFINE_config_file(
         "config",
         str(find_config(DEFAULT_CONFIG)),
-        "The run config: a name in configs/ (paper, table3, table4, backbones) or a path to a "
-        "Python file whose get_config() returns base_config() with its rows. Override any "
-        "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
+        "The run config: a name in configs/ (paper, table3, table4, zeroshot, backbones) or a "
+        "path to a Python file whose get_config() returns base_config() with its rows. Override "
+        "any field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
         "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
         f"{', '.join(sorted(SHORTHANDS))}. Shared with drc-decompose and drc-search: "
         + " ".join(f"--{name}: {spec.help}" for name, spec in cli.SHARED.items()),

@@ -121,14 +121,15 @@ def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: st
 
 def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
     """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
-    the decoding, preprocessing and per-file failures of the search index too."""
+    the decoding, preprocessing and per-file failures of the search index too (videos: the
+    unnormalised frame mean)."""
     return media.MediaEmbedder(
         clip,
         preprocess=opts.preprocess,
         kind=bench.kind,
         video_frames=opts.video_frames,
         video_sampling=opts.video_sampling,
-        video_renormalize=opts.video_renormalize,
+        video_renormalize=False,
         num_workers=min(8, os.cpu_count() or 1),
     )
 
@@ -150,7 +151,7 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
             {
                 "frames": opts.video_frames,
                 "sampling": opts.video_sampling,
-                "renormalize": opts.video_renormalize,
+                "mean": "unnormalized",
             }
             if kind == "video"
             else {}
@@ -187,11 +188,11 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
             vectors[valid] = store.vectors(ok)[1]
     embedded = report.added + report.changed
     stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
-    return MediaEmbeddings(vectors, valid, errors, stats)
+    return MediaEmbeddings.of(vectors, valid, errors, stats, kind, unit=True)
 
 
 def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
-    """A precomputed (N, D) array, rows in the CSV's media order; renormalised to unit norm."""
+    """A precomputed (N, D) array in the CSV's media order, checked finite and non-zero."""
     p = Path(path).expanduser()
     try:
         arr = np.load(p, allow_pickle=False)
@@ -206,7 +207,7 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     if not np.all(np.isfinite(arr)) or np.any(norms == 0):
         raise LaunchError(f"--image_embeddings {p}: rows with zeros or non-finite values.")
-    return arr / norms
+    return arr
 
 
 def embed_texts(clip, text_sets: dict, opts: RunOptions, probe=None):

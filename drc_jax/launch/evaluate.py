@@ -15,7 +15,7 @@ import numpy as np
 from drc_jax.data.negbench import Benchmark
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.stages import Encoded, Ranking
-from drc_jax.launch.texts import text_set
+from drc_jax.texts import text_set
 
 TOP_K = 10
 
@@ -60,7 +60,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
     image_dtype = jnp.bfloat16 if opts.image_dtype == "bfloat16" else None
-    images = jnp.asarray(encoded.media.vectors)
+    images = {m: jnp.asarray(encoded.media.for_mean(m)) for m in {v.video_mean for v in variants}}
     out = []
     for v in variants:
         t0 = time.perf_counter()
@@ -68,7 +68,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
             idx, ranks = top_from_scores(encoded.neat_scores[v.name], gt, TOP_K)
         else:
             res = top_k(
-                images,
+                images[v.video_mean],
                 query_vectors(v.method, encoded.queries[text_set(v)], v.params),
                 TOP_K,
                 gt_index=gt,
@@ -79,7 +79,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
             ranks = np.asarray(jax.device_get(res.gt_rank))
             idx = np.asarray(jax.device_get(res.indices))
         seconds = time.perf_counter() - t0
-        metrics = retrieval_metrics(ranks)
+        metrics = retrieval_metrics(ranks, medr=opts.medr)
         share, coverage = negated_in_top5(bench, idx)
         if share is not None:
             metrics["neg@5"] = share

@@ -52,8 +52,8 @@ from drc_jax.launch.encode import (
 from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.evaluate import save_rankings, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
-from drc_jax.launch.texts import neat_lists, text_set, texts_of
 from drc_jax.media import MediaIndex
+from drc_jax.texts import neat_lists, text_set, texts_of
 
 __all__ = [
     "LaunchError",
@@ -89,14 +89,15 @@ def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
     import jax
 
     spec = synthetic_spec(opts)
+    plain = opts.query_kind == "plain"
     if jax.process_count() == 1:
-        return load_synthetic(root, kind, spec)
+        return load_synthetic(root, kind, spec, plain=plain)
     from jax.experimental import multihost_utils
 
     if jax.process_index() == 0:
-        load_synthetic(root, kind, spec)
+        load_synthetic(root, kind, spec, plain=plain)
     multihost_utils.sync_global_devices("drc_jax.launch: synthetic set rendered")
-    return load_synthetic(root, kind, spec)
+    return load_synthetic(root, kind, spec, plain=plain)
 
 
 def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
@@ -182,7 +183,7 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
 
 
 def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opts) -> Texts:
-    """What every row scores (:mod:`drc_jax.launch.texts`), computed once for all backbones."""
+    """What every row scores (:mod:`drc_jax.texts`), computed once for all backbones."""
     split = None
     if any(v.split for v in rows.variants):
         from drc_jax.data.negbench import DataError
@@ -237,7 +238,8 @@ def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark
                     f"{weights} embeds to {clip.embed_dim}."
                 )
             valid = np.ones(len(vectors), bool)  # load_image_embeddings refuses non-finite rows
-            media = MediaEmbeddings(vectors, valid, {}, {"precomputed": opts.image_embeddings})
+            stats = {"precomputed": opts.image_embeddings}
+            media = MediaEmbeddings.of(vectors, valid, {}, stats, bench.kind)
         else:
             media = encode_media(clip, bench, list(corpus.paths), opts, probe)
     with watch("encode_texts"):

@@ -2,7 +2,8 @@
 
 - per row (:func:`row_record`): everything that decides its scores: method, ``t`` per strength,
   weights, rho, operator, the prefix of each text field, where its decomposition came from
-  (backend, mode, model; or SpaceVLM's split file), NEAT's hyper-parameters;
+  (backend, mode, model; or SpaceVLM's split file), ``texts``, ``concepts_per_caption``,
+  ``video_mean``, ``medr``, NEAT's hyper-parameters;
 - :func:`environment`: package versions, git commit of a checkout, backend and devices;
 - :func:`inputs`: sha256 of the query CSV (and of SpaceVLM's split), the weights' fingerprints,
   media found / missing;
@@ -19,8 +20,9 @@ import subprocess
 from pathlib import Path
 
 from drc_jax.data.spacevlm_split import sha256_file
-from drc_jax.launch.texts import scored_texts, text_set
+from drc_jax.metrics import MEDR
 from drc_jax.scoring import STRENGTHS
+from drc_jax.texts import scored_texts, text_set
 
 PACKAGES = ("drc-jax", "jax", "jaxlib", "flax", "transformers", "numpy", "optax")
 
@@ -88,23 +90,43 @@ def inputs(opts, corpus, read, encoded) -> dict:
 
 
 def decomposer(opts) -> dict:
-    """Where the run's decomposition came from."""
+    """Where the run's decomposition came from (and, if the config's paper used another, which)."""
     if opts.decompositions:
-        return {"backend": "jsonl", "path": str(opts.decompositions)}
-    if opts.decomposer == "sglang":
-        return {
+        out = {"backend": "jsonl", "path": str(opts.decompositions)}
+    elif opts.decomposer == "sglang":
+        out = {
             "backend": "sglang",
             "mode": opts.decomposer_mode,
             "model": opts.sglang_model,
             "url": opts.sglang_url,
         }
-    return {"backend": opts.decomposer}
+    else:
+        out = {"backend": opts.decomposer}
+    note = paper_decomposer_note(opts)
+    return {**out, "paper_used": opts.paper_decomposer, "note": note} if note else out
+
+
+def paper_decomposer_note(opts) -> str | None:
+    """A line for a paper config run with another decomposer than the paper's; else None."""
+    if not opts.paper_decomposer or opts.decompositions or opts.decomposer == "sglang":
+        return None
+    return (
+        f"decomposer {opts.decomposer}: the paper used {opts.paper_decomposer} "
+        "(--decomposer sglang)"
+    )
 
 
 def row_record(variant, opts) -> dict:
     """Everything that decides a row's scores (only the settings its method reads)."""
     p = variant.params
-    rec = {"method": variant.method, "prompts": variant.prompts.to_dict()}
+    rec = {
+        "method": variant.method,
+        "prompts": variant.prompts.to_dict(),
+        "texts": "spacevlm_split" if variant.split else "decomposition",
+        "concepts_per_caption": variant.concepts,
+        "video_mean": variant.video_mean,
+        "medr": {"name": opts.medr, "definition": MEDR[opts.medr]},
+    }
     if variant.method == "clip":
         rec["score"] = "eq. 2: images . full (full = the caption with prompts.full)"
         return rec

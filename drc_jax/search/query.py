@@ -1,11 +1,11 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
-Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch by
-``top_k``, which plans a person's handful of queries as one pass over the index and streams
-larger batches; the image embeddings are sharded over the local devices when there are several
-(``top_k(..., mesh=...)``).
+Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> per method the texts the
+launcher's row of that method scores (:func:`drc_jax.texts.text_set`) -> CLIP text embeddings ->
+``retrieval.top_k`` over the index's image embeddings -> ranked paths. All queries of a call are
+decomposed, embedded and scored as one batch by ``top_k``, which plans a person's handful of
+queries as one pass over the index and streams larger batches; the image embeddings are sharded
+over the local devices when there are several (``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
@@ -245,7 +245,8 @@ class Searcher:
         the decomposer's, e.g. after a user corrected aff / neg / strength.
         """
         from drc_jax.decompose import decompose_queries
-        from drc_jax.queries import embed_queries
+        from drc_jax.queries import queries_from_table
+        from drc_jax.texts import text_set, texts_of
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
@@ -272,9 +273,11 @@ class Searcher:
                 f"a query excludes {most} concepts; at most {MAX_CONCEPTS} can be searched at "
                 "once: drop some -terms (or --exclude) or split the query"
             )
-        q = embed_queries(self.encode_texts, decompositions, concepts=concept_bucket(most))
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
+            texts, strength = texts_of(text_set(method), decompositions)
+            m = concept_bucket(max(len(row) - 2 for row in texts) // 2)  # padded: no new shape
+            q = queries_from_table(self.encode_texts, texts, strength, concepts=m)
             shape = (method, len(q), q.neg.shape)
             # A k already compiled for this shape serves any smaller k: no compile (no stall).
             done = [r for s, r in self._ran if s == shape and r >= min(k, len(files))]
