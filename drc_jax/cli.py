@@ -16,7 +16,9 @@ and absl's flag errors, into that exit.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import stat
 import sys
 import urllib.error
 import urllib.parse
@@ -28,6 +30,7 @@ from pathlib import Path
 from absl import app, flags
 
 from drc_jax import defaults
+from drc_jax.untrusted import printable
 
 EXIT_USER_ERROR = 2
 
@@ -152,7 +155,7 @@ def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
 
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message, newlines=True)}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -193,7 +196,7 @@ def run(
         try:
             return main(argv)
         except (UserError, *user_errors) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {printable(e, newlines=True)}", file=sys.stderr)
             return EXIT_USER_ERROR
 
     app.run(wrapped, flags_parser=parse_flags)
@@ -237,6 +240,35 @@ def check_folders(flag: str, folders: list[str]) -> list[Path]:
             raise UserError(f"--{flag} {f}: is a file, not a folder; pass the folder holding it.")
         out.append(p)
     return out
+
+
+def read_text_file(flag: str, path: str, max_bytes: int) -> str:
+    """The UTF-8 text of ``--flag path``: a regular file (never a FIFO or device, which could
+    block or never end) of at most ``max_bytes``."""
+    where = f"--{flag} {path}"
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UserError(f"{where}: cannot read it ({e.strerror or e}).") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{where}: not a regular file (a FIFO, device or folder); pass a file.")
+        if st.st_size > max_bytes:
+            raise UserError(
+                f"{where}: {st.st_size} bytes, more than the {max_bytes} a file of one item per "
+                "line may hold here; split it."
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise UserError(f"{where}: grew past {max_bytes} bytes while read; split it.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{where}: not UTF-8 text ({e}).") from e
 
 
 def check_writable_dir(flag: str, path: str) -> Path:
@@ -302,13 +334,21 @@ def check_sglang_url(url: str) -> None:
 
 
 def check_sglang_server(url: str, model: str, timeout_s: float = 5.0) -> None:
-    """The SGLang server at ``url`` answers HTTP (any status): checked before loading weights."""
+    """The SGLang server at ``url`` answers HTTP (any status) within ``timeout_s`` in all (a
+    server trickling its headers is cut off): checked before loading weights."""
+    from drc_jax.decompose import transport
+
     check_sglang_url(url)
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=timeout_s):
-            pass
-    except urllib.error.HTTPError:
+        transport.request("GET", url.rstrip("/") + "/v1/models", None, {}, timeout_s, 1 << 20)
+    except transport.BodyTooLarge:
         return  # it answered
+    except transport.DeadlineExceeded as e:
+        raise UserError(
+            f"--decomposer sglang: the server at {url} did not answer /v1/models within "
+            f"{timeout_s:g} s. Check that it is an SGLang server and not overloaded, pass "
+            "--sglang_url where it runs, or use --decomposer rules (offline)."
+        ) from e
     except (OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise UserError(

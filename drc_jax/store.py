@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Any, Literal
 
 import ml_dtypes
 import numpy as np
+
+from drc_jax import atomic
 
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
@@ -104,6 +107,8 @@ def own_file(path: Path) -> Path:
 
 
 def _damaged(directory: Path, error: object) -> StoreError:
+    if isinstance(error, BaseException) and (said := atomic.advice(error, directory, "directory")):
+        return StoreError(f"the embedding store {directory}: {said}")
     return StoreError(
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
         f"delete {directory} and re-run to rebuild it"
@@ -129,19 +134,51 @@ def _set_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _connect(path: Path, query: str = "") -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + query
+    return sqlite3.connect(
+        uri, uri=True, timeout=600, isolation_level=None, check_same_thread=False
+    )
+
+
+def unusable_rows(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Rows that are not finite or whose squared norm overflows float32 (a 3e38 entry): scoring
+    them gives inf / NaN. Checked in chunks (a memory map is read once, never copied whole)."""
+    bad = np.zeros(len(vectors), bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(0, len(vectors), chunk):
+            v = np.asarray(vectors[s : s + chunk], np.float32)
+            bad[s : s + chunk] = ~np.isfinite(np.einsum("ij,ij->i", v, v))
+    return bad
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only folder or medium: read-only with the WAL's commits if SQLite can, else as
+    immutable (nothing can change it)."""
+    try:
+        db = _connect(path, "?mode=ro")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return _connect(path, "?immutable=1")
+
+
 class Store:
     """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, read_only: bool = False):
         self.directory = directory
         self._lock = threading.RLock()  # one connection, shared by threads: one transaction
         for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
             own_file(directory / name)
         try:
-            self._db = sqlite3.connect(
-                directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
-            )
-            _set_wal(self._db)
+            try:
+                self._db = _connect(directory / CATALOGUE)
+                _set_wal(self._db)
+            except sqlite3.OperationalError as e:
+                if not (read_only and atomic.write_problem(e) == "read-only"):
+                    raise
+                self._db = _read_only(directory / CATALOGUE)
             self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
@@ -179,7 +216,12 @@ class Store:
                 raise FileNotFoundError(f"no embedding store at {directory}")
             if directory.exists() and not directory.is_dir():
                 raise StoreError(f"{directory} exists and is not a directory")
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                if atomic.write_problem(e):
+                    raise _damaged(directory, e) from e
+                raise
             # (a catalogue's -wal or an array file: another process creating the same store)
             foreign = [p.name for p in directory.iterdir()]
             foreign = sorted(n for n in foreign if not n.startswith((CATALOGUE, "vectors-")))
@@ -194,17 +236,21 @@ class Store:
                     f"{directory} is not an embedding store (no {CATALOGUE}) and is not empty "
                     f"(e.g. {foreign[:3]}); pick an empty or new directory"
                 )
-        store = cls(directory)
+        store = cls(directory, read_only=meta is None)
         try:
             if meta is None:  # read as it is: no write, no lock
+                store._check_tables()
                 if store._setting("meta") is None:
                     raise _damaged(directory, "no settings")
                 store._check_settings()
+                store._check_rows()
                 return store
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     store._db.execute(statement)
+                store._check_tables()
                 store._check_settings()
+                store._check_rows()
                 store._check_meta(store._setting("meta"), {**meta, "dtype": dtype}, on_mismatch)
                 store._sweep()
         except (sqlite3.DatabaseError, StoreError) as e:
@@ -258,6 +304,34 @@ class Store:
             }[name](value)
             if not ok:
                 raise _damaged(self.directory, f"setting {name} is {text!r}")
+
+    def _check_tables(self) -> None:
+        """The catalogue has this version's tables and columns (a crafted one may not)."""
+        want = {
+            "settings": {"name", "value"},
+            "items": {"key", "fingerprint", "status", "error", "row"},
+            "names": {"name", "key", "stamp"},
+        }
+        for table, columns in want.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                what = "is missing" if not have else f"lacks {sorted(columns - have)}"
+                raise _damaged(self.directory, f"table {table} {what}")
+
+    def _check_rows(self) -> None:
+        """Every stored vector has its own row, inside the committed rows: no item reads another
+        item's vector, or past the array."""
+        n, rows, distinct, low, high = self._db.execute(
+            "SELECT count(*), count(row), count(DISTINCT row), min(row), max(row) FROM items "
+            "WHERE status='ok'"
+        ).fetchone()
+        committed = self._setting("rows", 0)
+        if n and not (n == rows == distinct and low >= 0 and high < committed):
+            raise _damaged(
+                self.directory,
+                f"{n} stored items point at {distinct} distinct rows in {low}..{high}, but the "
+                f"array holds rows 0..{committed - 1} and each item needs its own",
+            )
 
     def _setting(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
@@ -368,8 +442,11 @@ class Store:
         return np.memmap(path, dtype=dtype, mode="r", shape=(n, dim))
 
     def _file(self) -> Path:
-        """The array file the catalogue names: a plain name inside the store, not a link."""
-        return own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+        """The array file the catalogue names: a plain name inside the store, not a link, a file."""
+        path = own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+        if path.exists() and not path.is_file():
+            raise _damaged(self.directory, f"its array file {path.name} is not a regular file")
+        return path
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -384,10 +461,13 @@ class Store:
             self._db.execute(begin)
             try:
                 yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if atomic.write_problem(e):  # a full disk or a read-only store, not damage
+                    raise _damaged(self.directory, e) from e
                 raise
-            self._db.execute("COMMIT")
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], vectors: np.ndarray) -> None:
         """Store ``vectors[i]`` for ``keys[i]`` (replacing an older vector or error), atomically."""
@@ -406,11 +486,12 @@ class Store:
                 )
             with np.errstate(over="ignore"):  # checked as stored: 1e5 is inf in float16
                 data = np.ascontiguousarray(vectors, self.dtype)
-            bad = ~np.isfinite(data.astype(np.float32)).all(axis=1)
+            bad = unusable_rows(data)
             if bad.any():
                 raise ValueError(
                     f"non-finite vectors for {int(bad.sum())} key(s), e.g. "
-                    f"{[keys[i] for i in np.flatnonzero(bad)[:3]]} (as {self.dtype.name})"
+                    f"{[keys[i] for i in np.flatnonzero(bad)[:3]]} (as {self.dtype.name}); "
+                    "a norm too large to score in float32 counts as non-finite"
                 )
             self._set("dim", int(vectors.shape[1]))
             start = self._setting("rows", 0)

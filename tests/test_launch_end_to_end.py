@@ -126,7 +126,7 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
     assert unique_texts == r3["encoding"][TINY]["texts"]["unique"]
     assert 0 < unique_texts <= 5 * r3["num_queries"]
     # Table 4 on the same data: every embedding comes from the cache.
-    r4 = run(options(tmp_path, config="table4"))
+    r4 = run(options(tmp_path, config="table4", output_dir=str(tmp_path / "out4")))
     assert len(r4["methods"]) == 6 and counting[1].media == 0 and counting[1].texts == 0
     assert r4["encoding"][TINY]["media"] == {"embedded": 0, "cached": SMALL.num_images}
     # The CLIP row is the same in both tables: same embeddings, same scoring.

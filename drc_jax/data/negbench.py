@@ -202,6 +202,13 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
                 except StopIteration:
                     return rows
                 except csv.Error as e:
+                    if "field limit" in str(e):
+                        raise DataError(
+                            f"{path}, line {start}: a cell longer than {csv.field_size_limit()} "
+                            "characters, more than any caption or list of this file needs (or a "
+                            "quote opened there runs on through the file). Shorten or remove "
+                            "the row."
+                        ) from e
                     raise DataError(
                         f"{path}, line {start}: malformed CSV row ({e}); a quote opened there "
                         "and never closed runs to the end of the file. Close the quote or "

@@ -12,7 +12,8 @@ proposes). Requests:
   for the whole answer (``timeout_s``: a server trickling bytes cannot hold a request longer),
   retried with exponential backoff on timeouts, HTTP 5xx, dropped connections and invalid output;
 - validated against the schema and for sense (``neg`` non-empty when negated); an answer over
-  1 MiB is invalid.
+  1 MiB, nested deeper than a flat object needs, or with a field far longer than the caption
+  (:func:`~drc_jax.decompose.types.length_problems`) is invalid.
 
 A caption whose output is still invalid after the retries falls back as the paper does: it is
 scored with plain CLIP (``negated=False``) and counted in ``stats["fallbacks"]`` (by reason in
@@ -44,10 +45,12 @@ from drc_jax.decompose.types import (
     SPLIT_SCHEMA,
     STRENGTH_SCHEMA,
     Decomposition,
+    length_problems,
     schema_problems,
     sense_problems,
 )
 from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
+from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +286,7 @@ class SGLangDecomposer:
             obj["strength"] = strength.result()["strength"]
         if not obj["negated"]:
             return Decomposition.plain(caption)
-        problems = sense_problems(obj)
+        problems = sense_problems(obj) + length_problems(obj, caption)
         if problems:
             raise _Invalid("; ".join(problems))
         return Decomposition(
@@ -333,10 +336,10 @@ class SGLangDecomposer:
         if status >= 400:
             raise _Rejected(f"HTTP {status}: {raw[:300].decode(errors='replace')}")
         try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-            obj = json.loads(content)
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _Invalid(f"not a JSON completion: {raw[:200]!r}") from e
+            content = json_loads(raw)["choices"][0]["message"]["content"]
+            obj = json_loads(content)
+        except (ValueError, KeyError, IndexError, TypeError) as e:  # deep nesting included
+            raise _Invalid(f"not a JSON completion ({e}): {raw[:200]!r}") from e
         problems = schema_problems(obj, schema)
         if problems:
             raise _Invalid("; ".join(problems))

@@ -171,6 +171,22 @@ def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
     return problems
 
 
+def max_field_chars(caption: str) -> int:
+    """The longest ``aff`` / ``neg`` / ``cf`` an answer may give for ``caption``: phrases drawn
+    from it, with room for an article or a counterfactual's added words."""
+    return 2 * len(caption) + 64
+
+
+def length_problems(obj: dict[str, Any], caption: str) -> list[str]:
+    """Text fields of an answer longer than :func:`max_field_chars` (never cached)."""
+    cap = max_field_chars(caption)
+    return [
+        f"{k!r} is {len(obj[k])} characters, more than {cap} for a {len(caption)}-character caption"
+        for k in ("aff", "neg", "cf")
+        if isinstance(obj.get(k), str) and len(obj[k]) > cap
+    ]
+
+
 def sense_problems(obj: dict[str, Any]) -> list[str]:
     """Checks beyond the schema: negated needs neg and a strength; not negated, neither."""
     problems = []

@@ -29,6 +29,7 @@ from ml_collections import ConfigDict, config_flags
 from drc_jax import cli, defaults
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
 from drc_jax.launch.errors import USER_ERRORS
+from drc_jax.untrusted import printable
 
 # Short spellings of nested fields (the flags of earlier versions).
 ALIASES = {
@@ -140,7 +141,7 @@ def main(argv: list[str]) -> int:
 
         results = pipeline.run(config)
     except (*USER_ERRORS, cli.UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e, newlines=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

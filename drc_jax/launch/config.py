@@ -133,6 +133,7 @@ def base_config() -> ConfigDict:
     # Output.
     c.output_dir = config_dict.placeholder(str)  # None: runs/<benchmark>
     c.figures = 0  # render N sample queries to <output_dir>/figures
+    c.overwrite = False  # replace results of another config/benchmark in output_dir
     c.progress = True
     return c
 

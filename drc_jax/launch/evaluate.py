@@ -8,7 +8,6 @@ larger than one device's memory.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -96,10 +95,9 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
     return [by_name[v.name] for v in table.variants]
 
 
-def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranking]) -> Path:
-    """``rankings.npz``: per variant the top-10 media indices (Q, 10) and the ground truth's
-    1-indexed rank (Q,), plus each query's ground truth and CSV line, for later analysis."""
-    path = Path(output_dir).expanduser() / "rankings.npz"
+def rankings_npz(bench: Benchmark, rankings: list[Ranking]):
+    """``rankings.npz``'s writer: per variant top-10 media (Q, 10) and the ground truth's rank
+    (Q,), plus each query's ground truth and CSV line."""
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
         "line": np.asarray([q.line for q in bench.queries], np.int32),
@@ -108,5 +106,4 @@ def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranki
     for r in rankings:
         arrays[f"{r.variant.name}/top10"] = r.top
         arrays[f"{r.variant.name}/gt_rank"] = r.gt_rank
-    np.savez_compressed(path, **arrays)
-    return path
+    return lambda f: np.savez_compressed(f, **arrays)

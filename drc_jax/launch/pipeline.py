@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drc_jax import atomic
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
 from drc_jax.launch import record, report
@@ -50,7 +52,7 @@ from drc_jax.launch.encode import (
     params_probe,
 )
 from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.evaluate import save_rankings, score_all
+from drc_jax.launch.evaluate import rankings_npz, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
 from drc_jax.media import MediaIndex
 from drc_jax.texts import neat_lists, text_set, texts_of
@@ -67,21 +69,60 @@ __all__ = [
 ]
 
 log = logging.getLogger("drc_jax.launch")
+MAX_RESULTS_BYTES = 64 << 20  # an earlier results.json is read only up to this
 
 
 def check_output_dir(opts: RunOptions) -> Path:
-    """Create the output directory and make sure it takes files, before any work is done."""
+    """Create the output directory and make sure it takes files and holds no other config's
+    results (unless ``--overwrite``), before any work is done."""
     out = output_dir(opts)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
             pass
     except OSError as e:
+        said = atomic.advice(e, out, "--output_dir")
         raise LaunchError(
-            f"--output_dir {out}: cannot write there ({e.strerror or e}). Pass a directory you "
-            "can write to (it is created if missing)."
+            f"--output_dir {out}: {said}."
+            if said
+            else f"--output_dir {out}: cannot write there ({e.strerror or e}). Pass a directory "
+            "you can write to (it is created if missing)."
         ) from e
+    if not opts.overwrite:
+        _check_same_run(out, opts)
     return out
+
+
+def _check_same_run(out: Path, opts: RunOptions) -> None:
+    """Results already in ``out`` are of this config and benchmark (a re-run replaces them)."""
+    found = out / "results.json"
+    if not found.is_file() or found.is_symlink():
+        return
+    try:
+        with open(found, "rb") as f:
+            old = json.loads(f.read(MAX_RESULTS_BYTES))
+        theirs = (old["config"]["name"], old["benchmark"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        theirs = ("<unreadable>", "<unknown>")
+    ours = (opts.name, opts.benchmark)
+    if tuple(theirs) != ours:
+        raise LaunchError(
+            f"--output_dir {out} holds the results of config {theirs[0]!r} on benchmark "
+            f"{theirs[1]!r} ({found}); this run (config {ours[0]!r} on {ours[1]!r}) would "
+            "replace them. Choose another --output_dir, or pass --overwrite to replace them."
+        )
+
+
+def write_outputs(out: Path, files: dict) -> None:
+    """The run's outputs into ``out`` as one atomic step; a full or read-only disk is said so."""
+    try:
+        atomic.write_all(out, files)
+    except OSError as e:
+        said = atomic.advice(e, out, "--output_dir")
+        raise LaunchError(
+            f"--output_dir {out}: {said or f'cannot write the results ({e})'}; the results "
+            "already there (if any) are unchanged."
+        ) from e
 
 
 def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
@@ -359,7 +400,10 @@ def run(opts: RunOptions) -> dict:
     results["environment"] = record.environment()
     results["inputs"] = record.inputs(opts, corpus, read, encoded)
     if writer:
-        report.write(output_dir(opts), results)
-        record.write_decompositions(output_dir(opts), rows, corpus, decomposed, texts)
-        save_rankings(output_dir(opts), corpus.bench, rankings)
+        files = {
+            **report.files(results),
+            "decompositions.jsonl": record.decompositions_jsonl(rows, corpus, decomposed, texts),
+            "rankings.npz": rankings_npz(corpus.bench, rankings),
+        }
+        write_outputs(output_dir(opts), files)
     return results

@@ -7,7 +7,7 @@
 - :func:`environment`: package versions, git commit of a checkout, backend and devices;
 - :func:`inputs`: sha256 of the query CSV (and of SpaceVLM's split), the weights' fingerprints,
   media found / missing;
-- :func:`write_decompositions`: ``decompositions.jsonl``, one line per query with exactly the
+- :func:`decompositions_jsonl`: ``decompositions.jsonl``, one line per query with exactly the
   texts each row scored (after prefixing).
 """
 
@@ -168,17 +168,17 @@ def _neat_scored(texts: tuple, cfg) -> list[dict]:
     ]
 
 
-def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
-    """``decompositions.jsonl``: per query its CSV line, ground truth, caption, decomposition and,
-    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``)."""
-    path = Path(output_dir).expanduser() / "decompositions.jsonl"
+def decompositions_jsonl(table, corpus, decomposed, texts):
+    """``decompositions.jsonl``'s writer (a function of a binary file): per query its CSV line,
+    ground truth, caption, decomposition and, per row, the texts that row scored (after
+    prefixing; NEAT's after its ``pre_caption``)."""
     neat = {
         v.name: _neat_scored(texts.neat[v.name], v.neat_config())
         for v in table.variants
         if v.method == "neat"
     }
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
+
+    def write(f) -> None:
         for i, (q, d) in enumerate(zip(corpus.bench.queries, decomposed.per_query, strict=True)):
             scored = {}
             for v in table.variants:
@@ -195,6 +195,6 @@ def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
                 "decomposition": d.to_dict(),
                 "scored": scored,
             }
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+            f.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+
+    return write

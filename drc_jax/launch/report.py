@@ -230,13 +230,17 @@ def zeroshot(decomposed) -> dict:
     }
 
 
+def files(results: dict) -> dict[str, str]:
+    """``results.json`` and ``results.md``: name -> text."""
+    return {
+        "results.json": json.dumps(results, indent=2, ensure_ascii=False) + "\n",
+        "results.md": format_markdown(results),
+    }
+
+
 def write(output_dir: str | Path, results: dict) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.md`` into ``output_dir``; return their paths."""
-    out = Path(output_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "results.json", out / "results.md"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(json_path)
-    md_path.write_text(format_markdown(results))
+    """Write ``results.json`` and ``results.md`` into ``output_dir`` as one atomic step."""
+    from drc_jax import atomic
+
+    json_path, md_path = atomic.write_all(output_dir, files(results))
     return json_path, md_path

@@ -22,12 +22,13 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from drc_jax import cli
+from drc_jax import atomic, cli
 from drc_jax.clip.load import WeightsUnavailableError
 from drc_jax.media import FINGERPRINTS, MediaError
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
 from drc_jax.store import StoreError
+from drc_jax.untrusted import printable
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
@@ -117,6 +118,7 @@ flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
 COMMANDS = ("index", "query", "serve", "export")
+MAX_QUERIES_FILE_BYTES = 16 << 20
 USAGE = "drc-search index|query|serve|export [flags] [queries...] (or python -m drc_jax.search)"
 
 
@@ -157,11 +159,11 @@ def run_index() -> int:
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
         for id_, reason in report.failed:
-            print(f"  {id_}: {reason}")
+            print(f"  {printable(id_)}: {printable(reason)}")
     if report.skipped:
         print(f"{len(report.skipped)} entr(ies) skipped by the walk (not indexed):")
         for id_, reason in report.skipped:
-            print(f"  {id_}: {reason}")
+            print(f"  {printable(id_)}: {printable(reason)}")
     return 0
 
 
@@ -171,7 +173,13 @@ def run_export() -> int:
     if not FLAGS.index or not FLAGS.output:
         raise cli.UserError("export needs --index DIR and --output FILE.")
     read_info(FLAGS.index)
-    n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    try:
+        n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    except OSError as e:
+        said = atomic.advice(e, FLAGS.output, "--output")
+        raise cli.UserError(
+            f"--output {FLAGS.output}: {said or f'cannot write it ({e.strerror or e})'}."
+        ) from e
     print(f"exported {n} files of {FLAGS.index} -> {FLAGS.output} ({FLAGS.format})")
     return 0
 
@@ -205,10 +213,13 @@ def figure_paths(out: str, n: int) -> list[Path]:
 
 
 def describe(dec) -> str:
+    """One line for a terminal (text from an LLM or a query is stripped of control bytes)."""
     if not dec.negated:
         return "no negation found -> plain CLIP score"
-    more = "".join(f' | neg="{n}"' for n in dec.negs[1:])  # further concepts, scored as well
-    return f'aff="{dec.aff}" | neg="{dec.neg}"{more} | cf="{dec.cf}" | strength={dec.strength}'
+    p = printable
+    more = "".join(f' | neg="{p(n)}"' for n in dec.negs[1:])  # further concepts, scored as well
+    head = f'aff="{p(dec.aff)}" | neg="{p(dec.neg)}"{more}'
+    return f'{head} | cf="{p(dec.cf)}" | strength={dec.strength}'
 
 
 def open_searcher(queries: list[str] | None = None):
@@ -309,12 +320,8 @@ def run_query(queries: list[str]) -> int:
     if not FLAGS.index:
         raise cli.UserError("query needs --index DIR (built by `drc-search index`).")
     if FLAGS.queries_file:
-        try:
-            lines = Path(FLAGS.queries_file).expanduser().read_text().splitlines()
-        except OSError as e:
-            msg = f"--queries_file {FLAGS.queries_file}: cannot read it ({e})."
-            raise cli.UserError(msg) from e
-        queries += [q.strip() for q in lines if q.strip()]
+        lines = cli.read_text_file("queries_file", FLAGS.queries_file, MAX_QUERIES_FILE_BYTES)
+        queries += [q.strip() for q in lines.splitlines() if q.strip()]
     if not queries:
         raise cli.UserError('query needs at least one query, e.g. "a dog not on a beach".')
     if FLAGS.k < 1:
@@ -373,14 +380,14 @@ def run_query(queries: list[str]) -> int:
         f"method {FLAGS.method}, decomposer {FLAGS.decomposer}"
     )
     for res in results:
-        print(f'\nquery: "{res.query}"')
+        print(f'\nquery: "{printable(res.query)}"')
         print(f"  decomposition: {describe(res.decomposition)}")
         print(f"  {'rank':>4}  {'score':>8}  path")
         for h in res.hits:
             missing = "" if Path(h.path).exists() else "  [file no longer exists]"
-            print(f"  {h.rank:>4}  {h.score:>8.4f}  {h.path}{missing}")
+            print(f"  {h.rank:>4}  {h.score:>8.4f}  {printable(h.path)}{missing}")
     for f in figures:
-        print(f"figure: {f}")
+        print(f"figure: {printable(f)}")
     return 0
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from drc_jax import atomic
 from drc_jax.search.index import indexed_files, read_info
 from drc_jax.store import Store
 
@@ -44,6 +44,5 @@ def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "p
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
         }
     )
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    atomic.write(out, lambda f: pq.write_table(table, f))  # a link at ``out`` is replaced
     return len(names)

@@ -30,7 +30,7 @@ from ml_dtypes import bfloat16
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
-from drc_jax.store import Store
+from drc_jax.store import Store, StoreError, unusable_rows
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -322,6 +322,13 @@ class Searcher:
 
             self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
             keys, vectors = self.store.vectors()  # memory-mapped
+            bad = np.flatnonzero(unusable_rows(vectors))
+            if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
+                raise StoreError(
+                    f"index {self.info.index} holds {len(bad)} vector(s) that are not finite or "
+                    f"too large to score, e.g. of {[keys[i] for i in bad[:3]]}; the index is "
+                    "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+                )
             files = _within(indexed_files(self.store, self.info.roots), self.roots)
             named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
             if len(named) < len(keys):
