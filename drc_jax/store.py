@@ -5,7 +5,8 @@ on disk so that nothing is embedded twice and no finished work is lost. A store 
 
     catalogue.sqlite      WAL-mode SQLite: tables ``settings`` (meta, dim, rows, vectors file and
                           the caller's own), ``items`` (key, fingerprint, status ok|error, error,
-                          row) and ``names`` (another name for a key, e.g. a path -> its hash)
+                          row), ``names`` (another name for a key, e.g. a path -> its hash) and
+                          ``info`` (a caller's JSON facts per key, e.g. a photo's date taken)
     vectors-<n>.bin       the vectors, raw ``(rows, dim)`` in the store's dtype, rows appended
 
 Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (writers queue; two processes
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
     CHECK ((status = 'ok') = (row IS NOT NULL)));
 CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -280,6 +282,7 @@ class Store:
         if diff:  # reset: empty the store, start a new array file
             self._db.execute("DELETE FROM items")
             self._db.execute("DELETE FROM names")
+            self._db.execute("DELETE FROM info")
             self._db.execute("DELETE FROM settings WHERE name != 'vectors'")
             self._set("vectors", self._next_file())
             self._set("meta", meta)
@@ -524,10 +527,13 @@ class Store:
 
         Rewrites the array file once :data:`DEAD_FRACTION_TO_COMPACT` of its rows are dead."""
         with self.transaction():
+            keep = json.dumps(list(keep))
             gone = self._db.execute(
-                "DELETE FROM items WHERE key NOT IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keep)),),
+                "DELETE FROM items WHERE key NOT IN (SELECT value FROM json_each(?))", (keep,)
             ).rowcount
+            self._db.execute(
+                "DELETE FROM info WHERE key NOT IN (SELECT value FROM json_each(?))", (keep,)
+            )
             rows = self._setting("rows", 0)
             dead = rows - len(self)
         if dead > DEAD_FRACTION_TO_COMPACT * rows:
@@ -578,6 +584,23 @@ class Store:
             self._db.execute("DELETE FROM names")
             self._db.executemany(
                 "INSERT INTO names VALUES (?, ?, ?)", ((n, k, s) for n, (k, s) in names.items())
+            )
+
+    # ------------------------------------------------------------------ info
+    def info(self) -> dict[str, Any]:
+        """``key -> JSON value`` the caller recorded with :meth:`put_info` (older stores: none)."""
+        try:
+            rows = self._db.execute("SELECT key, value FROM info").fetchall()
+        except sqlite3.OperationalError:  # a store made before the table existed, opened to read
+            return {}
+        return {k: json.loads(v) for k, v in rows}
+
+    def put_info(self, info: Mapping[str, Any]) -> None:
+        """Record ``key -> JSON value`` facts; :meth:`prune` drops them with their key."""
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO info VALUES (?, ?)",
+                [(k, json.dumps(v, sort_keys=True)) for k, v in info.items()],
             )
 
     def close(self) -> None:

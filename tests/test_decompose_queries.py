@@ -202,6 +202,13 @@ def test_overrides_replace_add_or_turn_off_negated_concepts():
         apply_overrides(d, strength="extreme")
 
 
+def test_clearing_every_exclusion_keeps_the_edited_affirmative_text():
+    d = one("a dog not on a beach")
+    assert apply_overrides(d, aff="a puppy", neg="") == Decomposition.plain("a puppy")
+    assert apply_overrides(d, aff="a puppy", strength="none").caption == "a puppy"
+    assert apply_overrides(d, aff="  ", neg="") == Decomposition.plain(d.caption)
+
+
 class _Recorder:
     """A decomposer that records what it is asked (any backend must see no -terms)."""
 

@@ -26,6 +26,7 @@ from PIL import Image
 from drc_jax.media.errors import MediaError
 from drc_jax.media.files import media_kind, regular_file
 from drc_jax.media.image import read_image
+from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
 DECODE_PIXELS = 256_000_000  # decoded pixels in flight over all workers (~1 GB as Pillow RGB)
@@ -102,6 +103,7 @@ class MediaEmbedder:
         video_renormalize: bool = True,
         num_workers: int | None = None,
         draft: bool = False,
+        on_decoded=None,
     ):
         if kind not in (None, "image", "video"):
             raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
@@ -109,6 +111,7 @@ class MediaEmbedder:
         self.root = Path(root) if root is not None else None
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
+        self.on_decoded = on_decoded  # (key, first decoded image): e.g. write a thumbnail
         # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
         # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
         # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
@@ -131,10 +134,14 @@ class MediaEmbedder:
         try:
             if self._kind(key) != "image":
                 frames = read_video_frames(path, self.video_frames, self.video_sampling)
+                if self.on_decoded is not None:
+                    self.on_decoded(key, frames[0])
                 return self.clip.preprocess(frames, mode=self.preprocess)
             regular_file(path)  # before the header is read: never open a FIFO or a device
             with self.budget.take(_pixels(path)):
                 image = read_image(path, self.draft_size)
+                if self.on_decoded is not None:
+                    self.on_decoded(key, image)
                 return self.clip.preprocess([image], mode=self.preprocess)
         except MediaError as e:
             return e
@@ -196,3 +203,30 @@ class MediaEmbedder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def embed_video_segments(
+    clip, path: str | os.PathLike, preprocess: str = "spacevlm", batch: int = 16
+) -> tuple[list[float], np.ndarray]:
+    """``(start seconds, (S, D) embeddings)`` of a video's segments
+    (:func:`~drc_jax.media.segments.read_video_segments`), each the renormalised mean of its
+    frames' embeddings; a :class:`MediaError` names an undecodable or non-finite video."""
+    starts, parts, pending = [], [], []
+
+    def flush():
+        pixels = clip.preprocess([f for frames in pending for f in frames], mode=preprocess)
+        pixels = pixels.reshape(len(pending), SEGMENT_FRAMES, *pixels.shape[1:])
+        parts.append(np.asarray(clip.encode_videos(pixels, renormalize=True), np.float32))
+        pending.clear()
+
+    for start, frames in read_video_segments(path):
+        starts.append(start)
+        pending.append(frames)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    vectors = np.concatenate(parts)
+    if not np.isfinite(vectors).all():
+        raise MediaError(path, NON_FINITE)
+    return starts, vectors

@@ -1,5 +1,8 @@
 """``drc-search`` (or ``python -m drc_jax.search``): index folders of images, search with negation.
 
+Commands: index (embed folders into an index), query (search it from the shell), serve (a search
+page that keeps the index current), export (the index as a parquet table).
+
     drc-search index --images ~/Pictures --index ~/pictures.idx [--follow_symlinks]
     drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
     drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
@@ -51,7 +54,7 @@ cli.define(
     weights=DEFAULT_WEIGHTS,
     batch_size=None,
     help_suffix={
-        "weights": "query: defaults to the weights the index was built with.",
+        "weights": "index/query/serve: default, the weights the index was built with.",
         "preprocess": "(index)",
         "batch_size": "index: images per batch (default 64 per device).",
         "cache_dir": "query: decompositions are cached under it.",
@@ -114,6 +117,12 @@ flags.DEFINE_multi_string(
     "serve --allow_remote: a further name clients reach this machine by (repeatable), e.g. a "
     "reverse proxy's; loopback names, --host and this machine's names are accepted anyway.",
 )
+flags.DEFINE_bool(
+    "watch",
+    True,
+    "serve: watch the indexed folders and index new or changed files in the background "
+    "(--nowatch: serve the index as it is; finished `index` runs are still picked up).",
+)
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
@@ -134,11 +143,12 @@ def run_index() -> int:
     cli.check_writable_dir("index", FLAGS.index)
     if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
         raise cli.UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1.")
-    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+    weights = index_weights()
+    clip = cli.load_clip_checked(weights, FLAGS.dtype)
     report = build_index(
         FLAGS.images,
         FLAGS.index,
-        weights=FLAGS.weights,
+        weights=weights,
         clip=clip,
         preprocess=FLAGS.preprocess,
         batch_size=FLAGS.batch_size,
@@ -154,7 +164,7 @@ def run_index() -> int:
     print(
         f"indexed {', '.join(FLAGS.images)} -> {FLAGS.index} with {clip.weights_id} "
         f"(preprocess {FLAGS.preprocess}): {report.summary()}; {report.embedded} embedded; "
-        f"{total} images in the index"
+        f"{total} images in the index (files searches cover)"
     )
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
@@ -165,6 +175,22 @@ def run_index() -> int:
         for id_, reason in report.skipped:
             print(f"  {printable(id_)}: {printable(reason)}")
     return 0
+
+
+def index_weights() -> str:
+    """``--weights`` if given; else an existing index's own weights (as a query loads them), so
+    re-indexing never switches models; else the default."""
+    if (
+        FLAGS["weights"].present
+        or not (Path(FLAGS.index).expanduser() / "catalogue.sqlite").exists()
+    ):
+        return FLAGS.weights
+    from drc_jax.search.index import weights_to_load
+
+    try:
+        return weights_to_load(read_info(Path(FLAGS.index).expanduser()))
+    except ValueError as e:
+        raise cli.UserError(f"--index {FLAGS.index}: {e}") from e
 
 
 def run_export() -> int:
@@ -222,7 +248,7 @@ def describe(dec) -> str:
     return f'{head} | cf="{p(dec.cf)}" | strength={dec.strength}'
 
 
-def open_searcher(queries: list[str] | None = None):
+def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("text",)):
     """The index, its CLIP and the decomposer, every user error found before the weights load:
     the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
     from drc_jax.search.query import Searcher
@@ -249,6 +275,7 @@ def open_searcher(queries: list[str] | None = None):
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
             roots=FLAGS.images or (),
+            towers=towers,
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
         decomposer.close()
@@ -291,7 +318,9 @@ def run_serve() -> int:
             "--allow_remote too (every request then needs the token printed at start)."
         )
     cli.check_port(FLAGS.host, FLAGS.port)
-    searcher = open_searcher()
+    from drc_jax.search.watch import IndexWatcher
+
+    searcher = open_searcher(towers=("text", "image") if FLAGS.watch else ("text",))
     searcher.warm(k=DEFAULT_K)  # the page's k: its first search compiles nothing
     import uvicorn
 
@@ -299,18 +328,25 @@ def run_serve() -> int:
         access = Access.remote(FLAGS.host, FLAGS.port, FLAGS.allowed_host)
     else:
         access = Access.loopback(FLAGS.port, FLAGS.host)
-    application = create_app(searcher, decomposer=FLAGS.decomposer, access=access)
+    watcher = IndexWatcher(searcher, searcher.clip if FLAGS.watch else None, watch=FLAGS.watch)
+    application = create_app(
+        searcher, decomposer=FLAGS.decomposer, watcher=watcher.start(), access=access
+    )
     if not is_loopback(FLAGS.host):
         print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
     if searcher.info.random_weights:
         print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
+    watching = "watching its folders" if FLAGS.watch else "not watching (--nowatch)"
     print(
-        f"serving {searcher.info.index} ({len(searcher.store)} images) at "
+        f"serving {searcher.info.index} ({searcher.catalogue.files} images; {watching}) at "
         f"{access.url(FLAGS.host)} (loaded and warmed in "
         f"{time.perf_counter() - start:.1f} s)",
         flush=True,
     )
-    uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    try:
+        uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    finally:
+        watcher.stop()
     return 0
 
 
@@ -359,7 +395,7 @@ def run_query(queries: list[str]) -> int:
             json.dumps(
                 {
                     "index": str(info.index),
-                    "images": len(searcher.store),
+                    "images": searcher.catalogue.files,
                     "weights": info.weights,
                     "weights_id": info.weights_id,
                     "random_weights": random,
@@ -376,7 +412,7 @@ def run_query(queries: list[str]) -> int:
     if random:
         print(f"NOTE: {random_note(info.weights_id)}")
     print(
-        f"index {info.index}: {len(searcher.store)} images, weights {info.weights_id}, "
+        f"index {info.index}: {searcher.catalogue.files} images, weights {info.weights_id}, "
         f"method {FLAGS.method}, decomposer {FLAGS.decomposer}"
     )
     for res in results:
@@ -414,6 +450,9 @@ USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, Connectio
 
 def run() -> None:
     """The ``drc-search`` console script."""
+    script = sys.modules["__main__"]
+    if not getattr(script, "__doc__", None):  # absl's --help prints the running script's doc
+        script.__doc__ = __doc__
     cli.run(main, USER_ERRORS, __name__)
 
 

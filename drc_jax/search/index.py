@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +27,18 @@ from typing import Any, Literal
 import numpy as np
 
 from drc_jax import defaults
-from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
+from drc_jax.media import (
+    FINGERPRINTS,
+    MEDIA_SUFFIXES,
+    MediaEmbedder,
+    MediaError,
+    fingerprint,
+    media_kind,
+)
 from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media.embed import embed_video_segments
+from drc_jax.media.info import media_info
+from drc_jax.search.thumbs import disk_path, save_thumb
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
@@ -188,6 +199,7 @@ def build_index(
     progress: bool = True,
     store_dtype: str = "float32",
     follow_symlinks: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
     """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
@@ -203,7 +215,9 @@ def build_index(
     ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
     Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
     a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
-    is listed in ``report.skipped`` as ``(id, reason)``.
+    is listed in ``report.skipped`` as ``(id, reason)``. ``on_progress(done, total)`` hears of
+    every embedded batch; a finished run bumps the index's ``generation`` (a server watching it
+    reloads) and records ``indexed_at``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -245,13 +259,23 @@ def build_index(
         for name, (h, _) in names.items():
             first.setdefault(h, name)
 
+        total, done = len(store.missing({h: h for h in first}, retry_errors=retry_failed)), [0]
+
         def embed(hashes: list[str]) -> np.ndarray:
             try:
-                return embedder([first[h] for h in hashes])
+                out = embedder([first[h] for h in hashes])
             except ItemError as e:  # name the content by its hash, as the store keys it
                 raise ItemError(names[e.id][0], e.reason) from None
+            done[0] += len(hashes)
+            if on_progress is not None:
+                on_progress(min(done[0], total), total)
+            return out
 
-        with MediaEmbedder(clip, preprocess=preprocess) as embedder:
+        def keep_thumb(path: str, image) -> None:  # the decode embedding needed anyway
+            if media_kind(path) == "image":
+                save_thumb(image, disk_path(index, names[path][0]))
+
+        with MediaEmbedder(clip, preprocess=preprocess, on_decoded=keep_thumb) as embedder:
             report = fill(
                 store,
                 {h: h for h in first},
@@ -261,11 +285,19 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
+        _embed_segments(store, clip, preprocess, first, retry_failed)
+        known = store.info()
+        facts = {h: media_info(first[h]) for h in first if h not in known}
         with store.transaction():  # the files, their roots and the weights change together
+            store.put_info(facts)
             store.set_names(names)
             store.set_setting("roots", [str(r) for r in roots])
             store.set_setting("weights", str(weights or clip.weights_id))
-        store.prune(first)
+            store.set_setting("format", INDEX_FORMAT)
+            store.set_setting("generation", generation(store) + 1)
+            store.set_setting("indexed_at", time.time())
+        keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
+        store.prune([*first, *(k for k in keys if content_of(k) in first)])
     try:  # the folders this user chose, kept outside the index (search/roots.py)
         from drc_jax.search.roots import record_roots
 
@@ -281,6 +313,55 @@ def build_index(
     report.unchanged = len(ok) - report.added - report.changed
     report.removed = sum(n not in names for n in old)
     return report
+
+
+# 2: + per-content facts (store info table), video segment rows, generation / indexed_at; an
+# index of format 1 is read as it is (no dates but file dates, no segments) until re-indexed.
+INDEX_FORMAT = 2
+SEGMENT_MARK = "#t="  # a segment row's key: "<content key>#t=<start seconds>"
+
+
+def segment_key(content: str, start: float) -> str:
+    return f"{content}{SEGMENT_MARK}{start:.3f}"
+
+
+def segment_start(key: str) -> float:
+    """The start (s) a segment row's key names; a malformed one is a damaged index."""
+    try:
+        start = float(key.partition(SEGMENT_MARK)[2])
+    except ValueError:
+        start = float("nan")
+    if not 0 <= start < 1e9:
+        raise StoreError(
+            f"the index names a video segment {key!r} with no valid start time; the index is "
+            "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
+    return start
+
+
+def content_of(key: str) -> str:
+    """The content key of a store row: itself, or the video a segment row belongs to."""
+    return key.partition(SEGMENT_MARK)[0]
+
+
+def _embed_segments(store: Store, clip, preprocess: str, first: dict, retry: bool) -> None:
+    """Segment rows (:mod:`drc_jax.media.segments`) of every video content that lacks them; the
+    row at 0 s marks a video as done (or, as an error, as undecodable until it changes)."""
+    videos = {segment_key(h, 0.0): h for h, path in first.items() if media_kind(path) == "video"}
+    for marker in store.missing(videos, retry_errors=retry):
+        h = videos[marker]
+        try:
+            starts, vectors = embed_video_segments(clip, first[h], preprocess)
+        except MediaError as e:
+            store.put_errors({marker: (h, e.reason)})
+            continue
+        store.put([segment_key(h, t) for t in starts], [h] * len(starts), vectors)
+
+
+def generation(store: Store) -> int:
+    """How many index runs have finished on ``store`` (0 for an index of an older drc-jax)."""
+    g = store.setting("generation", 0)
+    return g if type(g) is int and g >= 0 else 0
 
 
 def _id(name: str, roots: list[Path]) -> str:

@@ -27,9 +27,20 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
+from drc_jax.search.catalogue import Catalogue, Filter
+from drc_jax.search.index import (
+    SEGMENT_MARK,
+    IndexInfo,
+    content_of,
+    generation,
+    indexed_files,
+    read_info,
+    segment_start,
+    weights_to_load,
+)
 from drc_jax.store import Store, StoreError, unusable_rows
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
@@ -75,7 +86,7 @@ def k_bucket(k: int, n: int) -> int:
     for b in K_BUCKETS:
         if k <= b:
             return min(b, n)
-    return min(k, n)
+    return min(1 << (k - 1).bit_length(), n)  # deep pages: powers of two, few compiles
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ class Hit:
     score: float
     path: str  # absolute path of the image
     id: str  # path relative to the indexed folder
+    duplicates: tuple[str, ...] = ()  # other indexed files with the same content (paths)
+    time: float | None = None  # a video: start (s) of its best-matching segment
+    facts: dict[str, Any] = field(default_factory=dict)  # kind, taken, width, height, ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,8 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
+    total: int = 0  # rows the search ranked (all, or those the filter selected)
+    offset: int = 0  # hits[0] is result number offset + 1
 
     def to_dict(self) -> dict[str, Any]:
         d = self.decomposition
@@ -99,6 +115,7 @@ class SearchResult:
             "query": self.query,
             "method": self.method,
             "decomposition": d.to_dict(),
+            "total": self.total,
             "hits": [vars(h) for h in self.hits],
         }
 
@@ -118,13 +135,11 @@ class Searcher:
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     image_dtype: str = "float32"
-    _images: Any = field(default=None, init=False, repr=False)
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
-    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
+    _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     # The index's roots the user confirmed (roots.py); None: all of them (a caller's own index).
     confirmed_roots: tuple[Path, ...] | None = None
-    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _ran: set = field(default_factory=set, init=False, repr=False)  # (shape, k) top-k compiled
 
     @classmethod
@@ -140,6 +155,7 @@ class Searcher:
         params: DRCParams = DEFAULT_PARAMS,
         image_dtype: str = "float32",
         roots: Sequence[str | os.PathLike] = (),
+        towers: tuple[str, ...] = ("text",),
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
@@ -152,7 +168,8 @@ class Searcher:
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so. Only
-        CLIP's text tower is loaded: the index already holds the image embeddings.
+        CLIP's text tower is loaded (``towers``: a server that indexes new files needs "image"
+        too): the index already holds the image embeddings.
         """
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(
@@ -171,7 +188,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=("text",))
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=towers)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
@@ -196,8 +213,25 @@ class Searcher:
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
-        self._device_images()  # reads the index's file names
-        return Path(path) if path in self._paths else None
+        return Path(path) if path in self.snapshot().path_set else None
+
+    def snapshot(self) -> Snapshot:
+        """The index as last loaded (loaded on first use); :meth:`reload` swaps in a new one."""
+        if self._snapshot is None:
+            self._snapshot = self._load()
+        return self._snapshot
+
+    def reload(self) -> bool:
+        """Load the index again if an index run finished since (its generation moved); the new
+        snapshot replaces the old in one assignment, so a search sees one or the other whole."""
+        if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
+            return False
+        self._snapshot = self._load()
+        return True
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.snapshot().catalogue
 
     def warm(
         self,
@@ -230,6 +264,9 @@ class Searcher:
             negs = tuple(f"b{i}" for i in range(m))
             dec = Decomposition("a warm-up query", True, "a", "b0", "a with b0", "strong", negs)
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
+            # ... and once with a filter: masked searches are their own compiled program
+            self.search([dec.caption], k=k, methods=methods, decompositions=[dec],
+                        where=Filter(type="image"))  # fmt: skip
 
     def search(
         self,
@@ -238,11 +275,17 @@ class Searcher:
         k: int = 10,
         methods: Sequence[str] = ("drc",),
         decompositions: Sequence | None = None,
+        offset: int = 0,
+        where: Filter | None = None,
+        like: str | np.ndarray | None = None,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
-        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
+        best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
+        ``like`` (an indexed file's path, or an image embedding (D,)) anchors every query on it
+        (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import queries_from_table
@@ -256,17 +299,34 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        images, mesh = self._device_images()
-        files = self._files
-        if not files:
+        if k < 1 or offset < 0:
+            raise ValueError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
+        snap = self.snapshot()
+        images, mesh, cat = snap.images, self._mesh, snap.catalogue
+        if not len(cat):
             raise EmptyIndex(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
+        contents, chosen = cat.row_mask(where)
+        if like is not None:
+            from drc_jax.search.example import example_queries
+
+            row = cat.row_of_path(like) if isinstance(like, str) else None
+            if isinstance(like, str) and row is None:
+                raise ValueError(f"like={like!r} is not a file of index {self.info.index}")
+            x = np.asarray(snap.images[row] if row is not None else like, np.float32)
+            if x.shape != (images.shape[1],) or not np.isfinite(x).all():
+                raise ValueError(f"an example embedding must be finite ({images.shape[1]},)")
+            said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
+            shows = np.asarray([t not in ("", NEUTRAL_AFF) for t in said])  # words besides it
+            if row is not None:
+                contents = np.ones(len(cat), bool) if contents is None else contents.copy()
+                contents[row] = False  # not its own result
+        total = len(cat) if contents is None else int(contents.sum())
+        valid = cat.searchable(contents)
         most = max(len(d.negs) if d.negated else 0 for d in decompositions)
         if most > MAX_CONCEPTS:
             raise TooManyConcepts(
@@ -278,22 +338,26 @@ class Searcher:
             texts, strength = texts_of(text_set(method), decompositions)
             m = concept_bucket(max(len(row) - 2 for row in texts) // 2)  # padded: no new shape
             q = queries_from_table(self.encode_texts, texts, strength, concepts=m)
-            shape = (method, len(q), q.neg.shape)
+            if like is not None:
+                q = example_queries(q, x, shows)
+            vectors = query_vectors(method, q, self.params)
             # A k already compiled for this shape serves any smaller k: no compile (no stall).
-            done = [r for s, r in self._ran if s == shape and r >= min(k, len(files))]
-            k_run = min(done) if done else k_bucket(k, len(files))
-            res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
-            self._ran.add((shape, k_run))
-            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
+            shape = (method, len(q), q.neg.shape, valid is None)
+            done = [r for sh, r in self._ran if sh == shape and r >= min(offset + k, cat.rows)]
+            first = min(done) if done else k_bucket(offset + k, cat.rows)
+            ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total, first)
+            self._ran.add((shape, first))
             out[method] = [
                 SearchResult(
                     query=query,
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
-                        for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
+                        _hit(cat, offset + r + 1, s, row, t, chosen)
+                        for r, (row, s, t) in enumerate(ranked[qi][offset : offset + k])
                     ],
+                    total=total,
+                    offset=offset,
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
@@ -315,12 +379,18 @@ class Searcher:
 
     def _device_images(self):
         """The index embeddings on device (sharded over local devices when there are several)."""
-        if self._images is None:
-            import jax
+        return self.snapshot().images, self._mesh
 
-            from drc_jax.parallel import make_mesh
+    def _load(self) -> Snapshot:
+        """One consistent read of the index (a single SQLite snapshot), its vectors on device."""
+        import jax
 
-            self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+        from drc_jax.parallel import make_mesh
+
+        if self._mesh is None and jax.local_device_count() > 1:
+            self._mesh = make_mesh(jax.local_devices())
+        with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
+            gen = generation(self.store)
             keys, vectors = self.store.vectors()  # memory-mapped
             bad = np.flatnonzero(unusable_rows(vectors))
             if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
@@ -330,15 +400,66 @@ class Searcher:
                     "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
                 )
             files = _within(indexed_files(self.store, self.info.roots), self.roots)
-            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
-            if len(named) < len(keys):
-                vectors = vectors[np.asarray(named, np.int64)]
-            self._files = [files[keys[i]] for i in named]
-            self._paths = frozenset(str(path) for path, _ in self._files)
-            self._images = jax.device_put(
-                np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
-            )
-        return self._images, self._mesh
+            names, info = self.store.names(), self.store.info()
+        named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+        segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
+        if len(named) + len(segs) < len(keys) or segs:
+            vectors = vectors[np.asarray(named + segs, np.int64)]
+        segments = [(content_of(keys[i]), segment_start(keys[i])) for i in segs]
+        keys = [keys[i] for i in named]
+        prefixes = {str(r).rstrip("/") + "/": r for r in self.roots}
+        names = {n: v for n, v in names.items() if any(n.startswith(p) for p in prefixes)}
+
+        def id_of(path: str) -> str:
+            return next(path[len(p) :] for p in prefixes if path.startswith(p))
+
+        cat = Catalogue.build(tuple(self.roots), keys, names, info, id_of, segments)
+        images = jax.device_put(
+            np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+        )
+        return Snapshot(images, cat, gen, frozenset(cat.paths))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one search reads: the embeddings on device and the files behind them, of one commit."""
+
+    images: Any
+    catalogue: Catalogue
+    generation: int
+    path_set: frozenset[str]
+
+
+def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int, first: int):
+    """Per query the best ``need`` contents as ``(content row, score, segment start)``.
+
+    A video's segments are rows of their own, so the top rows may name one video several times;
+    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain;
+    the first run is at ``first`` (>= ``need``, or every row)."""
+    k_run = first
+    while True:
+        res = top_k(images, vectors, k_run, mesh=mesh, valid=valid)
+        scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+        ranked = []
+        for qs, qi in zip(scores, indices, strict=True):
+            seen: dict[int, tuple[int, float, float | None]] = {}
+            for s, i in zip(qs.tolist(), qi.tolist(), strict=True):
+                if s == -np.inf:  # past the last row the filter selected
+                    break
+                row, start = cat.content_row(i)
+                seen.setdefault(row, (row, s, start))
+            ranked.append(list(seen.values()))
+        if k_run >= cat.rows or all(len(r) >= min(need, total) for r in ranked):
+            return ranked
+        k_run = k_bucket(4 * k_run, cat.rows)
+
+
+def _hit(cat: Catalogue, rank: int, score: float, row: int, time, chosen) -> Hit:
+    """Row ``row`` as a hit: its first selected file shown, the others as duplicates."""
+    files = [f for f in cat.files_of(row) if chosen is None or chosen[f]]
+    f = files[0]
+    dups = tuple(cat.paths[g] for g in files[1:])
+    return Hit(rank, score, cat.paths[f], cat.ids[f], dups, time, cat.facts(f))
 
 
 def _within(files: dict[str, tuple[str, str]], roots: Sequence[Path]) -> dict[str, tuple]:
