@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import threading
 from urllib.parse import quote
 
@@ -148,6 +149,7 @@ def test_a_thumbnail_over_the_pixel_cap_is_refused_with_413_before_decoding(tmp_
         clip=load_clip(WEIGHTS),
         progress=False,
     )
+    shutil.rmtree(tmp_path / "index" / "thumbs", ignore_errors=True)  # none kept from indexing
     decoded = []
     real_load = Image.Image.load
     monkeypatch.setattr(
