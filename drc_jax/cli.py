@@ -1,16 +1,9 @@
 """One command-line vocabulary for ``drc-launch``, ``drc-decompose`` and ``drc-search``.
 
-A setting shared by several commands has one flag name everywhere, the name of its key in the
-launcher's run config (:func:`drc_jax.launch.config.base_config`), and one help text, defined here
-(:data:`SHARED`). The launcher reads these names as config shorthands (``--batch_size 32`` is
-``--config.batch_size=32``); ``decompose`` and ``search`` define them with :func:`define`.
-Spellings of earlier releases (:data:`DEPRECATED`) still work for one release and print a one-line
-warning.
-
-Every mistake the user can fix ends the same way in all three commands: one paragraph on stderr
-(what went wrong, which flag/file/server, what to do) and exit status 2, found before anything slow
-(weights, compilation) starts. :class:`UserError` carries such a message; :func:`run` turns it,
-and absl's flag errors, into that exit.
+A setting shared by several commands has one flag name (its run-config key) and one help text,
+defined here (:data:`SHARED`); old spellings (:data:`DEPRECATED`) warn for one release. A
+:class:`~drc_jax.errors.UserError` (or an absl flag error) ends every command the same way: one
+``error:`` paragraph on stderr and exit status 2 (:func:`run`).
 """
 
 from __future__ import annotations
@@ -30,13 +23,10 @@ from pathlib import Path
 from absl import app, flags
 
 from drc_jax import defaults
+from drc_jax.errors import UserError
 from drc_jax.untrusted import printable
 
 EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; the message names the flag/file/server and what to do."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +177,8 @@ def run(
     main: Callable[[list[str]], int],
     user_errors: tuple[type[BaseException], ...] = (),
     module_name: str = "__main__",
+    argv: list[str] | None = None,
+    flags_parser: Callable[[list[str]], list[str]] = parse_flags,
 ):
     """``app.run(main)`` where :class:`UserError` and ``user_errors`` exit 2 with their message;
     ``module_name`` (the CLI's module) has its flags listed by ``--help``."""
@@ -199,12 +191,7 @@ def run(
             print(f"error: {printable(e, newlines=True)}", file=sys.stderr)
             return EXIT_USER_ERROR
 
-    app.run(wrapped, flags_parser=parse_flags)
-
-
-def decomposition_cache(cache_dir: str) -> str:
-    """The LLM decomposition cache under the cache root ``cache_dir`` ('': caching off)."""
-    return str(Path(cache_dir).expanduser() / "decompositions") if cache_dir else ""
+    app.run(wrapped, argv=argv, flags_parser=flags_parser)
 
 
 def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
@@ -213,7 +200,11 @@ def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
     that cannot be made is a :class:`UserError` naming it."""
     from drc_jax.decompose import get_decomposer
 
-    where = decomposition_cache(cache_dir) if folder is None else folder
+    where = (
+        folder
+        if folder is not None
+        else str(defaults.cache_path(defaults.DECOMPOSITIONS, cache_dir) or "")
+    )
     try:
         return get_decomposer("sglang", cache_dir=where, **options)
     except OSError as e:
@@ -302,6 +293,7 @@ WEIGHTS_ADVICE = (
     "Pass a Hugging Face CLIP directory (config.json + model.safetensors), an OpenAI "
     ".pt/.safetensors file, or a hub id that this machine can download."
 )
+RANDOM_ADVICE = f"Or pass --weights {defaults.SYNTHETIC_WEIGHTS} to try it with random weights."
 
 
 def load_clip_checked(weights: str, dtype: str):
@@ -313,14 +305,11 @@ def load_clip_checked(weights: str, dtype: str):
     try:
         return load_clip(weights, dtype=dtype)
     except WeightsUnavailableError as e:
-        raise UserError(
-            f"--weights {weights}: {e} Or pass --weights random:ViT-B/32 to try the pipeline "
-            "with random weights."
-        ) from e
-    except (OSError, ValueError, ImportError) as e:
+        raise UserError(f"--weights {weights}: {e} {RANDOM_ADVICE}") from e
+    except (OSError, ValueError, ImportError, RuntimeError) as e:
         raise UserError(
             f"--weights {weights}: cannot load these CLIP weights ({type(e).__name__}: {e}). "
-            f"{WEIGHTS_ADVICE}"
+            f"{WEIGHTS_ADVICE} {RANDOM_ADVICE}"
         ) from e
 
 

@@ -6,19 +6,49 @@ negated caption and another's fallback, ...) share one embedding.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import Queries
 from drc_jax.texts import Prompts, text_set, texts_of
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["aff", "neg", "cf", "full", "strength", "neg_mask"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class Queries:
+    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
+
+    With several negated concepts per caption ``neg`` and ``cf`` are (Q, M, D) and ``neg_mask``
+    (Q, M) bool marks the concepts present (None: all of them).
+    """
+
+    aff: jax.Array
+    neg: jax.Array
+    cf: jax.Array
+    full: jax.Array
+    strength: jax.Array
+    neg_mask: jax.Array | None = None
+
+    def __len__(self) -> int:
+        return self.full.shape[0]
+
+    def take(self, idx) -> Queries:
+        """Rows ``idx`` of every field (a slice or an index array)."""
+        return jax.tree_util.tree_map(lambda x: x[idx], self)
 
 
 def queries_from_table(
     lookup: Callable, texts: list[list[str]], strength, *, concepts: int = 1
 ) -> Queries:
-    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
+    """:class:`Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
     optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
     (B, D)`` embeddings of those texts (each distinct text asked once).
 
@@ -68,8 +98,8 @@ def embed_queries(
     concepts: int = 1,
 ) -> Queries:
     """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`) into
-    :class:`~drc_jax.scoring.Queries` ((Q, M, D) neg/cf for several DRC concepts); ``concepts``
-    as in :func:`queries_from_table`.
+    :class:`Queries` ((Q, M, D) neg/cf for several DRC concepts); ``concepts`` as in
+    :func:`queries_from_table`.
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.

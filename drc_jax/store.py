@@ -36,6 +36,8 @@ import ml_dtypes
 import numpy as np
 
 from drc_jax import atomic
+from drc_jax.errors import UserError
+from drc_jax.progress import progress_bar
 
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
@@ -60,7 +62,7 @@ class ItemError(Exception):
         self.id, self.reason = id, reason
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store directory cannot be used as asked (damaged, foreign, ...)."""
 
 
@@ -634,8 +636,6 @@ def fill(
     or the error is re-raised (``on_error="fail"``; finished batches stay stored). Keys not in
     ``items`` are kept: a mirror calls :meth:`Store.prune` afterwards.
     """
-    from tqdm.auto import tqdm
-
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     if batch_size < 1:
@@ -651,9 +651,7 @@ def fill(
         ]
     )
     report.unchanged = len(items) - len(todo) - len(report.failed)
-    with tqdm(
-        total=len(todo), desc=desc, unit="item", disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(len(todo), desc, progress) as bar:
         for start in range(0, len(todo), batch_size):
             pending, failed = todo[start : start + batch_size], {}
             while pending:

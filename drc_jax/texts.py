@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drc_jax.decompose.syntax import NEUTRAL_AFF
-from drc_jax.decompose.types import STRENGTHS
+from drc_jax.vocab import NEUTRAL_AFF, STRENGTHS
 
 PROMPT_PREFIX = "A photo of"
 SPACEVLM_NEG_PREFIX = "A photo of a"

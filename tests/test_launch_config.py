@@ -220,7 +220,8 @@ def test_defaults_are_defined_once(monkeypatch, tmp_path):
     assert serve.ServeConfig().url == defaults.SGLANG_URL
     monkeypatch.setenv("DRC_JAX_CACHE", str(tmp_path / "c"))
     assert base_config().cache_dir == str(tmp_path / "c") == str(default_cache_dir())
-    assert defaults.decomposition_cache_dir() == tmp_path / "c" / "decompositions"
+    assert defaults.cache_path(defaults.DECOMPOSITIONS) == tmp_path / "c" / "decompositions"
+    assert defaults.cache_path(defaults.DECOMPOSITIONS, "") is None
 
 
 def test_command_line_names_resolve_to_shipped_files_and_shorthands_to_overrides(tmp_path):

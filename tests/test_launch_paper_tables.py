@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drc_jax.errors import UserError
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.decomposition import decompose
 from drc_jax.launch.encode import embed_texts
-from drc_jax.launch.pipeline import LaunchError, row_texts, run
+from drc_jax.launch.pipeline import row_texts, run
 from drc_jax.launch.stages import Decomposed
 from drc_jax.metrics import ranks_from_scores
 from drc_jax.scoring import STRENGTHS, DRCParams, query_vectors
@@ -115,10 +116,12 @@ class RecordingClip(CountingClip):
 
 
 def test_clip_scores_the_raw_caption_and_each_distinct_text_is_encoded_once(tmp_path, monkeypatch):
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
     clips = []
     monkeypatch.setattr(
-        pipeline, "load_backbone", lambda w, d: clips.append(RecordingClip(real(w, d))) or clips[-1]
+        pipeline,
+        "load_clip_checked",
+        lambda w, d: clips.append(RecordingClip(real(w, d))) or clips[-1],
     )
     opts = options(tmp_path, cache_dir="", rows=("clip", "clip_prefixed", "spacevlm", "drc"))
     r = run(opts)
@@ -167,7 +170,7 @@ def test_spacevlm_and_the_d1_row_differ_exactly_where_the_strength_is_not_modera
         ),
     )
     texts = row_texts(rows, corpus, read, decomposed, opts)
-    clip = pipeline.load_backbone(TINY, "float32")
+    clip = pipeline.load_clip_checked(TINY, "float32")
     queries, _ = embed_texts(clip, texts.sets, opts)
     q = queries[text_set(rows.variants[0])]
     q_d1 = queries[text_set(rows.variants[1])]  # + d1 also encodes cf and full; aff, neg shared
@@ -224,7 +227,7 @@ def test_spacevlm_row_can_score_spacevlms_own_mistral_split_verbatim(
         w = csv.DictWriter(f, fieldnames=["captions"])
         w.writeheader()
         w.writerows(rows)
-    with pytest.raises(LaunchError, match=r"bad.csv, line 2: 4 split captions, but .* has 5"):
+    with pytest.raises(UserError, match=r"bad.csv, line 2: 4 split captions, but .* has 5"):
         run(options(tmp_path, rows=("clip", "spacevlm"), spacevlm_split=str(tmp_path / "bad.csv"),
                     **kw))  # fmt: skip
 

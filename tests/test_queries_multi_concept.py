@@ -1,6 +1,7 @@
 """Several negated concepts reach the scoring: "a street with no cars and no people" is scored
-away from both (drc_score_multi) by search and by the launcher's DRC rows; one concept is scored
-exactly as before, and the baselines keep scoring one concept as their papers do."""
+away from both (drc_score on (Q, M, D) concepts) by search and by the launcher's DRC rows; one
+concept is scored exactly as before, and the baselines keep scoring one concept as their papers
+do."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 
 import numpy as np
 
-from drc_jax import DRCParams, drc_score, drc_score_multi, query_vectors, score
+from drc_jax import DRCParams, drc_score, query_vectors, score
 from drc_jax.decompose import Decomposition
 from drc_jax.queries import embed_queries
 from drc_jax.texts import scored_texts, text_set, texts_of
@@ -59,7 +60,7 @@ def test_a_caption_with_two_negated_concepts_is_scored_away_from_both():
     np.testing.assert_allclose(np.asarray(queries.neg[0]), want_neg)
     imgs = images()
     got = np.asarray(score("drc", imgs, queries))
-    want = drc_score_multi(
+    want = drc_score(
         imgs,
         queries.aff,
         queries.neg,

@@ -1,7 +1,7 @@
 """The search page in a real browser: Debian's headless Chromium, driven by Selenium, against the
 server (uvicorn on 127.0.0.1, a free port, stopped at the end) over a small real index.
 
-Fails, never skips, when Chromium or its driver is missing: `.ci/run` installs them.
+Fails, never skips, when Chromium or its driver is missing: `tests/run.sh` installs them.
 Set DRC_JAX_SCREENSHOTS=folder to keep the screenshots (the README's are made this way).
 """
 

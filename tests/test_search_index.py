@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from drc_jax.media import read_image
-from drc_jax.search import build_index, read_info, scan_images
+from drc_jax.search import build_index, read_info, scan_media
 from drc_jax.search.index import indexed_files
 from drc_jax.store import Store, StoreError, StoreMismatchError
 from tests.conftest import run_with_devices
@@ -153,9 +153,9 @@ def test_scan_finds_images_recursively_in_a_stable_order(tmp_path, scenes):
     root, contents = scenes
     (root / "a.TXT").write_text("x")
     (root / "UPPER.JPG").write_bytes(b"x")
-    found = [p.relative_to(root).as_posix() for p in scan_images(root)]
+    found = [p.relative_to(root).as_posix() for p in scan_media(root)]
     assert sorted(found) == sorted([*contents, "UPPER.JPG"])
-    assert found == [p.relative_to(root).as_posix() for p in scan_images(root)]
+    assert found == [p.relative_to(root).as_posix() for p in scan_media(root)]
 
 
 def test_missing_folder_or_index_is_a_clear_error(tmp_path):

@@ -21,7 +21,7 @@ def test_search_hits_are_the_launchers_rankings_for_the_same_decomposition_and_w
     photos = tmp_path / "photos"
     scenes = sorted(make_scene_folder(photos, per_combination=1))
     assert len(scenes) <= 10  # the launcher's top 10 is then each query's whole ranking
-    clip = pipeline.load_backbone(TINY, "float32")
+    clip = pipeline.load_clip_checked(TINY, "float32")
     build_index(photos, tmp_path / "index", clip=clip, progress=False)
     searcher = Searcher.open(tmp_path / "index", clip=clip, decomposer="rules")
     decs = get_decomposer("rules").decompose(QUERIES)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from drc_jax import atomic
+from drc_jax.errors import UserError
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import base_config
-from drc_jax.launch.errors import LaunchError
 
 OUTPUTS = ("results.json", "results.md", "decompositions.jsonl", "rankings.npz")
 
@@ -102,7 +102,7 @@ def test_a_full_or_read_only_disk_leaves_the_old_results_whole_and_no_temp_file(
     pipeline.write_outputs(out, _outputs("old"))
     before = {n: (out / n).read_bytes() for n in OUTPUTS}
     monkeypatch.setattr(atomic.os, patch, _raise(code))
-    with pytest.raises(LaunchError, match=said) as e:
+    with pytest.raises(UserError, match=said) as e:
         pipeline.write_outputs(out, _outputs("new"))
     assert "delete" not in str(e.value) and "re-run" not in str(e.value)
     monkeypatch.undo()
@@ -123,15 +123,15 @@ def test_a_run_into_another_configs_output_dir_says_so_and_the_same_config_may_o
     out.mkdir()
     results = {"benchmark": "synthetic", "config": {"name": "table3"}}
     (out / "results.json").write_text(json.dumps(results))
-    with pytest.raises(LaunchError, match=r"'table3'.*--overwrite.*") as e:
+    with pytest.raises(UserError, match=r"'table3'.*--overwrite.*") as e:
         pipeline.check_output_dir(_opts(out, "table4"))
     assert "another --output_dir" in str(e.value)
-    with pytest.raises(LaunchError, match="'table3' on benchmark 'synthetic'"):
+    with pytest.raises(UserError, match="'table3' on benchmark 'synthetic'"):
         pipeline.check_output_dir(_opts(out, "table3", benchmark="coco"))
     pipeline.check_output_dir(_opts(out, "table3"))  # a re-run of the same config
     pipeline.check_output_dir(_opts(out, "table4", overwrite=True))
     (out / "results.json").write_text("{not json")
-    with pytest.raises(LaunchError, match="'<unreadable>'"):
+    with pytest.raises(UserError, match="'<unreadable>'"):
         pipeline.check_output_dir(_opts(out, "table3"))
 
 
@@ -139,5 +139,5 @@ def test_an_output_dir_that_is_read_only_is_said_so_before_any_work(tmp_path, mo
     import tempfile
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", _raise(errno.EROFS))
-    with pytest.raises(LaunchError, match="read-only.*choose another --output_dir"):
+    with pytest.raises(UserError, match="read-only.*choose another --output_dir"):
         pipeline.check_output_dir(_opts(tmp_path / "out", "paper"))

@@ -18,12 +18,9 @@ import threading
 from pathlib import Path
 
 from drc_jax.decompose.types import Decomposition, DecompositionError, length_problems
-from drc_jax.defaults import decomposition_cache_dir
 from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CACHE_DIR = decomposition_cache_dir()
 
 
 def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> str:

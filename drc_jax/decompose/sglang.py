@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drc_jax.decompose import prompts, transport
-from drc_jax.decompose.cache import DEFAULT_CACHE_DIR, DecompositionCache
+from drc_jax.decompose.cache import DecompositionCache
 from drc_jax.decompose.types import (
     MERGED_SCHEMA,
     SPLIT_SCHEMA,
@@ -49,7 +49,7 @@ from drc_jax.decompose.types import (
     schema_problems,
     sense_problems,
 )
-from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
+from drc_jax.defaults import DECOMPOSITIONS, SGLANG_MODEL, SGLANG_URL, cache_path
 from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,13 @@ class SGLangDecomposer:
             else None
         )
         self._rejections: list[str] = []
-        cache_dir = DEFAULT_CACHE_DIR if cfg.cache_dir is None else cfg.cache_dir
+        # cache_dir is the decomposition folder itself: None is the default one, "" none.
+        folder = cache_path(DECOMPOSITIONS) if cfg.cache_dir is None else cfg.cache_dir
         self.cache = (
             DecompositionCache(
-                Path(cache_dir), "sglang-" + cfg.mode, cfg.model, prompts.PROMPT_VERSION
+                Path(folder), "sglang-" + cfg.mode, cfg.model, prompts.PROMPT_VERSION
             )
-            if cache_dir != ""
+            if str(folder)
             else None
         )
 

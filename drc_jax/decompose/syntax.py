@@ -13,9 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from drc_jax.decompose.morphology import concept_phrase
 from drc_jax.decompose.types import STRENGTHS, Decomposition, DecompositionError
-
-#: aff when nothing affirmative is left ("not at night", "-snow"): a neutral photo.
-NEUTRAL_AFF = "a photo"
+from drc_jax.vocab import NEUTRAL_AFF
 
 # "-sofa", '-"red car"' at the start or after white space; not "t-shirt", "-5", "- ".
 _MINUS_TERM = re.compile(r"""(?:(?<=\s)|^)-(?:"([^"]+)"|(?=[^\W\d_])([\w'’-]+))""")

@@ -15,8 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Defined by the method (strength int = index in this tuple); re-exported here for the schemas.
-from drc_jax.scoring import STRENGTHS
+from drc_jax.vocab import STRENGTHS
 
 FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength", "negs")
 
@@ -81,7 +80,7 @@ class Decomposition:
 
     @property
     def cfs(self) -> tuple[str, ...]:
-        """One counterfactual per negated concept (for ``drc_multi_vectors``): ``cf`` for the
+        """One counterfactual per negated concept (for ``scoring.drc_vectors``): ``cf`` for the
         first, "aff with <concept>" for the others."""
         if not self.negated:
             return (self.cf,)

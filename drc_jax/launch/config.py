@@ -27,6 +27,7 @@ from ml_collections import ConfigDict, config_dict
 from drc_jax import defaults
 from drc_jax.data.synthetic import SyntheticSpec
 from drc_jax.decompose.sglang import MODES as DECOMPOSER_MODES
+from drc_jax.errors import UserError
 from drc_jax.metrics import MEDR
 from drc_jax.scoring import METHODS, DRCParams
 from drc_jax.texts import (
@@ -79,7 +80,7 @@ CHOICES = {
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DRCParams)}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is unusable; the message says which and why."""
 
 

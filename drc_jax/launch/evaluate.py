@@ -1,7 +1,7 @@
 """Scoring every variant on shared embeddings, and the metrics of the report.
 
 Images are sharded over all devices and each device streams its shard through
-:func:`drc_jax.scoring.top_k`, whose per-device top-k lists are merged, so the corpus may be far
+:func:`drc_jax.retrieval.top_k`, whose per-device top-k lists are merged, so the corpus may be far
 larger than one device's memory.
 """
 

@@ -11,7 +11,7 @@ Command line: ``python -m drc_jax.search index|query ...`` (see ``drc_jax/search
 """
 
 from drc_jax.search.catalogue import Filter
-from drc_jax.search.index import DEFAULT_WEIGHTS, IndexInfo, build_index, read_info, scan_images
+from drc_jax.search.index import DEFAULT_WEIGHTS, IndexInfo, build_index, read_info, scan_media
 from drc_jax.search.query import (
     Hit,
     Searcher,
@@ -32,6 +32,6 @@ __all__ = [
     "path_mentions",
     "read_info",
     "render_search_figure",
-    "scan_images",
+    "scan_media",
     "search",
 ]

@@ -25,12 +25,11 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from drc_jax import atomic, cli
+from drc_jax import atomic, cli, defaults
 from drc_jax.clip.load import WeightsUnavailableError
-from drc_jax.media import FINGERPRINTS, MediaError
+from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
 from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
-from drc_jax.store import StoreError
 from drc_jax.untrusted import printable
 
 FLAGS = flags.FLAGS
@@ -259,7 +258,7 @@ def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("
         from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
 
         try:
-            enable_compilation_cache(Path(FLAGS.cache_dir).expanduser() / SUBDIR)
+            enable_compilation_cache(defaults.cache_path(SUBDIR, FLAGS.cache_dir))
         except OSError as e:
             decomposer.close()
             raise cli.UserError(
@@ -443,9 +442,9 @@ def main(argv: list[str]) -> int:
     return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
 
 
-# Errors the user can fix (a missing/damaged index, weights that differ from the index's, an
-# SGLang server down or rejecting every request, unreadable media): exit 2 with the message.
-USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, ConnectionError, MediaError)
+# Beside UserError (a damaged index, unreadable media, ...): weights that differ from the index's,
+# an SGLang server down or rejecting every request. They exit 2 with the message.
+USER_ERRORS = (FileNotFoundError, ValueError, ImportError, ConnectionError)
 
 
 def run() -> None:

@@ -35,7 +35,7 @@ from drc_jax.media import (
     fingerprint,
     media_kind,
 )
-from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media import walk_files as scan_media  # images and videos under a folder, sorted
 from drc_jax.media.embed import embed_video_segments
 from drc_jax.media.info import media_info
 from drc_jax.search.thumbs import disk_path, save_thumb
@@ -173,7 +173,7 @@ def _scan(
             where = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             skipped.append((where, reason))
 
-        for path in scan_images(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
+        for path in scan_media(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
                 old = known.get(str(path))

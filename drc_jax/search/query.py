@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
-from drc_jax.decompose.syntax import NEUTRAL_AFF
+from drc_jax.decompose.morphology import plural_forms, singular
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
 from drc_jax.search.catalogue import Catalogue, Filter
@@ -42,6 +42,7 @@ from drc_jax.search.index import (
     weights_to_load,
 )
 from drc_jax.store import Store, StoreError, unusable_rows
+from drc_jax.vocab import NEUTRAL_AFF
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -494,19 +495,10 @@ def search(
     return searcher.search(queries, k=k, methods=(method,))[method]
 
 
-def _singular(w: str) -> str:
-    """Crude English singular, enough to match "beaches"/"beach", "puppies"/"puppy", "dogs"."""
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
-
-
-def _words(text: str) -> set[str]:
-    return {_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
+def _words(text: str) -> list[set[str]]:
+    """Per content word of ``text`` every spelling of it: singular and plurals."""
+    found = re.findall(r"[a-z0-9]+", text.lower())
+    return [{w} | plural_forms(singular(w)) for w in found if w not in _STOPWORDS]
 
 
 def path_mentions(path: str, concept: str) -> bool | None:
@@ -518,7 +510,8 @@ def path_mentions(path: str, concept: str) -> bool | None:
     wanted = _words(concept)
     if not wanted:
         return None
-    return wanted <= _words(path)
+    have = set().union(*_words(path))
+    return all(forms & have for forms in wanted)
 
 
 def _drawable(hit: Hit) -> Any:
