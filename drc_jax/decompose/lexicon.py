@@ -96,6 +96,7 @@ NP_LEAD = words("even only just also both all at least")
 WITHOUT = words("without sans minus")
 QUOTES = frozenset("\"'“”‘’`")
 NUMBERS = words("two three four five six seven eight nine ten dozen several many few multiple")
+DASHES = frozenset("-–—")
 BOUNDARY_PUNCT = frozenset(",;:.!?–—-()[]…")
 CLAUSE_CONJ = words(
     "but while whereas yet although though however instead where which so because since whilst "

@@ -117,6 +117,26 @@ def participle_or_adverb(w: str) -> bool:
     return False
 
 
+def is_gerund(w: str, shortest: int = 5) -> bool:
+    """An -ing form of at least ``shortest`` letters ("running"; not "king" at the default)."""
+    return len(w) >= shortest and w.endswith("ing")
+
+
+def is_adverb(w: str) -> bool:
+    """An -ly adverb ("noticeably"; not "family")."""
+    return w.endswith("ly") and w not in LY_NOUNS
+
+
+def third_person(w: str) -> bool:
+    """A verb form in -s ("runs", "sings"; not "glass")."""
+    return len(w) > 3 and w.endswith("s") and not w.endswith("ss")
+
+
+def participle(w: str) -> bool:
+    """A past participle: "played", "worn", "driven", "shown", "held", "cut"."""
+    return (len(w) > 3 and w.endswith(("ed", "en", "wn", "ne"))) or w in _IRREGULAR_PARTICIPLES
+
+
 def gerund(verb: str) -> str:
     """'runs' -> 'running', 'sings' -> 'singing', 'makes' -> 'making', 'cries' -> 'crying'."""
     v = verb
@@ -209,11 +229,6 @@ _IRREGULAR_PARTICIPLES = {
     "torn": "tearing",
     "sworn": "swearing",
 }
-
-
-def irregular_participle(w: str) -> bool:
-    """'eaten', 'held', 'cut': a past participle not spelled -ed."""
-    return w in _IRREGULAR_PARTICIPLES
 
 
 def participle_gerund(w: str) -> str:

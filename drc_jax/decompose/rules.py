@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drc_jax.decompose.caption import WINDOW, Caption, Cue
-from drc_jax.decompose.cues import affirmed, best_cue, find_cues
+from drc_jax.decompose.constructions import affirmed, best_cue, find_cues
 from drc_jax.decompose.lexicon import (
     AUX,
     BOUNDARY_PUNCT,
@@ -75,8 +75,8 @@ MAX_NEGS = 8
 
 def _neg_text(c: Caption, cue: Cue) -> str:
     """The negated NP as a short phrase: singular head with an article, as CLIP prompts read."""
-    if cue.person is not None:
-        return cue.person
+    if cue.concept is not None:
+        return cue.concept
     a, b = cue.np
     if cue.affirm is not None:  # a negated predicate: "crying", "locked", "eating the cake"
         return c.text[c.starts[a] : c.ends[b - 1]]
@@ -89,10 +89,11 @@ def _neg_text(c: Caption, cue: Cue) -> str:
     text = c.text[c.starts[a] : c.ends[b - 1]]
     if b - a >= 3 and low[b - 2] == "being":  # "no basketball being played": the activity
         return f"{participle_gerund(low[b - 1])} {c.text[c.starts[a] : c.ends[b - 3]]}"
-    if any(low[k] in ("or", "nor") for k in range(a, b)):
+    words = low[a:b]
+    if "or" in words or "nor" in words:
         text = text.replace(" nor ", " or ")
         return (low[a - 1] + " " + text) if a > 0 and low[a - 1] in ("a", "an") else text
-    gerund_phrase = low[a].endswith("ing") and any(low[k] in DETS for k in range(a + 1, b))
+    gerund_phrase = low[a].endswith("ing") and not DETS.isdisjoint(words[1:])
     if head.endswith("ing") or head in MASS or gerund_phrase or low[a] in NUMBERS:
         return text  # "swimming", "water", "taking the lift", "two slices"
     sing = singular(head)
@@ -198,7 +199,7 @@ def _aff_without(c: Caption, spans: list[tuple[int, int]]) -> str:
             aff = aff + seg if seg[:1] in (".", "!", "?") else f"{aff} {seg}"
         else:
             aff = f"{aff}, {seg}"
-    if all(rel for _, _, rel in cuts):
+    if all(cut[2] for cut in cuts) if len(cuts) > 1 else cuts and cuts[0][2]:
         return aff.strip()
     if segments[-1] == "" and segments[0] and text.rstrip().endswith("."):
         aff += "."
