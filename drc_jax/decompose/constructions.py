@@ -55,7 +55,7 @@ from drc_jax.decompose.lexicon import (
     WITHOUT,
     is_word,
 )
-from drc_jax.decompose.morphology import participle, participle_or_adverb
+from drc_jax.decompose.morphology import is_adverb, is_gerund, participle, participle_or_adverb
 
 STRONG, MODERATE, WEAK = "strong", "moderate", "weak"
 Scope = Callable[[Caption, s.Match], "Cue | None"]
@@ -179,30 +179,18 @@ def next_in(*classes: frozenset[str] | str) -> Callable[[Caption, s.Match], bool
     return lambda c, m: m.end < c.n and c.low[m.end] in union
 
 
-def _word(low, j):
-    return is_word(low[j])
-
-
 def _verb_s(low, j):
-    return low[j].endswith("s") and low[j] not in AUX
-
-
-def _gerund(low, j):
-    return low[j].endswith("ing")
+    return low[j][-1:] == "s" and low[j] not in AUX  # "nothing suggests", not "nothing is"
 
 
 def _placed(low, j):
-    return low[j] in POSTURE or not low[j].endswith("ing")
-
-
-def _locative(low, j):
-    return s.locative(low, j)
+    return low[j] in POSTURE or not is_gerund(low[j], 3)  # "not sitting at", "not displayed on"
 
 
 def _after_there(c: Caption, m: s.Match) -> bool:
     """ "there isn't a cup", "there surprisingly isn't", "there is not any"."""
     low, b = c.low, m.start - 1
-    while b >= max(m.start - WINDOW, 0) and low[b].endswith("ly"):
+    while b >= max(m.start - WINDOW, 0) and is_adverb(low[b]):
         b -= 1
     return b >= 0 and (low[b] == "there" or (b > 0 and low[b - 1] == "there" and low[b] in AUX))
 
@@ -248,10 +236,6 @@ def _perfect(c, m):
     return c.low[t] in PERFECT or (t > 0 and c.low[t - 1] in PERFECT)
 
 
-def _bare_verb(low, j):
-    return s.bare_verb(low, j)
-
-
 def _participle(low, j):
     return participle(low[j])
 
@@ -266,10 +250,6 @@ def _missing_what(c, m):
         return False
     w = c.low[m.end]
     return is_word(w) and w not in PREPS and w not in CONJ and not participle_or_adverb(w)
-
-
-def _predicative(c, m):
-    return s.predicative(c, m.start)
 
 
 def _empty_place(c, m):
@@ -293,7 +273,7 @@ def _less_word(c, m):
 
 
 def _sign_label(low, j):
-    return low[j].endswith("ing") and j + 1 < len(low) and low[j + 1] in SIGN_WORDS
+    return is_gerund(low[j], 3) and j + 1 < len(low) and low[j + 1] in SIGN_WORDS
 
 
 #: absent / missing / nowhere: one reading, three strengths.
@@ -324,14 +304,14 @@ TABLE: tuple[Construction, ...] = (
     C(NEG, s.before, MODERATE, then=(_ADV, GO_VERBS),
       when=_both(s.do_support, _phrase_ends, _where_subject),
       examples=(("a shop where customers never come", "a customer"),)),
-    C(NEG, s.after, MODERATE, then=(_ADV, _bare_verb), when=_both(s.do_support, _object_follows),
+    C(NEG, s.after, MODERATE, then=(_ADV, s.bare_verb), when=_both(s.do_support, _object_follows),
       examples=(("a cat that won't eat fish", "a fish"),)),
-    C(NEG, s.activity, MODERATE, then=(_ADV, _bare_verb, opt(PARTICLES)),
+    C(NEG, s.activity, MODERATE, then=(_ADV, s.bare_verb, opt(PARTICLES)),
       when=_both(s.do_support, _clause_ends),
       examples=(("a bird that didn't fly away", "flying away"),)),
-    C(("not",), s.place, STRONG, then=(_ADV, opt(_placed), _locative), when=_word_follows,
+    C(("not",), s.place, STRONG, then=(_ADV, opt(_placed), s.locative), when=_word_follows,
       examples=(("a dog not on a beach", "a beach"),)),
-    C(NT, s.place, MODERATE, then=(_ADV, opt(_placed), _locative), when=_word_follows,
+    C(NT, s.place, MODERATE, then=(_ADV, opt(_placed), s.locative), when=_word_follows,
       examples=(("The room isn't lit by any lamp.", "a lamp"),)),
     C(NEG, s.after, MODERATE, then=(_ADV, _participle), when=_both(_perfect, _object_follows),
       examples=(("a girl who has never ridden a horse", "a horse"),)),
@@ -365,7 +345,7 @@ TABLE: tuple[Construction, ...] = (
     C(("devoid", "free", "void", "bereft"), s.after, STRONG, then=(frozenset({"of", "from"}),),
       examples=(("A field devoid of any horses.", "a horse"),)),
     C(("*-free",), s.compound, STRONG,
-      examples=(("Children play soccer in a car-free setting.", "a car"),)),
+      examples=(("a car-free street", "a car"), ("a sugar-free drink", "sugar"))),
     C(("empty", "vacant", "absent"), s.after, WEAK, then=("of",),
       examples=(("The stadium is absent of fans.", "a fan"),
                 ("a room empty of people", "a person"))),
@@ -416,7 +396,8 @@ TABLE: tuple[Construction, ...] = (
       examples=(("anything other than a dog", "a dog"),
                 ("a kitchen apart from the fridge", "a fridge"))),
     C(("but",), s.exclusion, MODERATE, False, prev=frozenset({"anything", "everything"}),
-      examples=(("anything but cats", "a cat"),)),
+      examples=(("anything but a cat", "a cat"),
+                ("everything but the kitchen sink", "a kitchen sink"))),
     # --- implicit absence: nobody is there
     C(("un*ed",), s.agent, WEAK, False, then=("by",),
       examples=(("A girl walks her dog, unaccompanied by any adult.", "an adult"),)),

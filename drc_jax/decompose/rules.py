@@ -1,36 +1,8 @@
-"""Rule decomposer: the embedded default. No model, no GPU, deterministic, >10^4 captions/s.
+"""Rule decomposer: the embedded default. No model, no GPU, deterministic, linear in the caption.
 
-It finds the negation cue of a caption with general English rules (closed word classes, a few
-frequent verbs, morphology; no lists of captions or of object names), reads the negated noun
-phrase next to it, and removes the negating clause (with the connectives that tied it in) to get
-``aff``; ``cf`` puts ``neg`` back ("aff with neg", or "a dog on a beach" for "a dog not on a
-beach"). The cues (a table in :mod:`drc_jax.decompose.cues`) and the strength they carry
-(SpaceVLM-DRC's three classes):
-
-- strong (explicit markers): "no X", "no one"/"nobody" (neg "a person" plus the action, e.g. "a
-  person running"), "without/sans X", "not a/any X", "X not on Y", "none of ...", "neither X nor
-  Y", "X is nowhere to be seen", "devoid of X", "free of X", "an X-free scene".
-- moderate (hedged constructions): "doesn't have/include/feature X", "there isn't a X",
-  "X is not featured", "X cannot be seen", "lacks X", "missing X", "absence of X", "nothing
-  suggests X", and as fallbacks "instead of X", "rather than X", "except for X".
-- weak (implicit absence): "X is absent", "absent from the scene is X", "empty of X",
-  "unaccompanied by X", "the room is empty/vacant/unoccupied", "a deserted street", "an empty
-  kitchen", "chairless", "a person-less scene" (neg "a person" when nothing is named).
-
-Search-box phrasings too: negated predicates ("a baby that is not crying", "a chef cooking but
-not tasting"), contrast ("fruit but not apples", "dogs, not cats"), exclusion prepositions
-("excluding", "except", "other than", "apart from", "minus"), distance and absence ("far from",
-"left out of", "out of sight"), quantifiers ("none of the cups", "not one of the chairs"), the
-passive ("basketball is not being played") and ``-term`` syntax ("cat -sofa", "-snow mountain
-road"). Every explicitly negated concept is collected (``negs``) and removed from aff; when
-nothing affirmative is left, aff is the neutral "a photo".
-
-Negation may open, close or sit inside the caption. Explicit cues beat implicit ones; a cue about
-the scene ("... in sight", "there is no ...") beats a local one ("beds without comforters");
-then the first wins. Quoted labels ('no parking') and idioms ("no doubt") are not cues.
-
-The decomposer is linear in caption length: every cue reader looks a bounded number of tokens
-around its trigger, and at most ``MAX_NEGS`` clauses are removed from aff.
+The negation constructions and their strengths are the table in
+:mod:`drc_jax.decompose.constructions`; this module names the negated concepts (``negs``), removes
+each negating clause to get ``aff`` ("a photo" when nothing is left) and builds ``cf``.
 """
 
 from __future__ import annotations
@@ -234,19 +206,13 @@ def _setting(c: Caption, cue: Cue) -> str:
         if low[j] in BOUNDARY_PUNCT and low[j] not in "-":
             break
         if low[j] in SETTING_PREPS and is_word(low[j + 1]) and low[j + 1] not in OBJ_PRONOUNS:
-            if _visibility(c, j + 1):  # "not a cloud in sight over the lake": not a setting
+            if low[j + 1] in VISIBILITY:  # "not a cloud in sight over the lake": not a setting
                 continue
             k = j + 1
             while k < n and low[k] not in BOUNDARY_PUNCT and low[k] not in CLAUSE_CONJ:
                 k += 1
             return text[c.starts[j + 1] : c.ends[k - 1]]
     return ""
-
-
-def _visibility(c: Caption, j: int) -> bool:
-    """ "in sight", "in view": an idiom of visibility names no place ("in this image of a
-    beach" does: what follows "of" is the setting)."""
-    return c.low[j] in VISIBILITY
 
 
 def _tidy(aff: str) -> str:
