@@ -461,7 +461,11 @@ def read(c: Caption, i: int, shaped: bool = True) -> Cue | None:
     """The cue of the first row that finds one at token ``i`` (None: no negation there)."""
     low = c.low
     nxt = low[i + 1] if i + 1 < c.n else ""
-    for _, rest, row, gate in _entries(low[i], nxt, shaped):
+    w = low[i]
+    entries = (w in _PAIRED and _BY_PAIR.get((w, nxt))) or _BY_WORD.get(w, [])
+    if shaped and w.endswith(_SHAPE_ENDS):
+        entries = _entries(w, nxt)
+    for _, rest, row, gate in entries:
         if rest:
             body = i + 1 + len(rest)
             if low[i + 1 : body] != rest:

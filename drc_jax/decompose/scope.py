@@ -55,9 +55,6 @@ class Match(NamedTuple):
     explicit: bool
 
 
-# ----------------------------------------------------------------------------- phrase readers
-
-
 def _example(c: Caption, np: tuple[int, int]) -> tuple[int, int]:
     """'no other vehicle, including a car': the example after a general noun is the concept."""
     low, n = c.low, c.n
@@ -70,20 +67,26 @@ def _example(c: Caption, np: tuple[int, int]) -> tuple[int, int]:
     return ex if ex is not None else np
 
 
-def noun_after(c: Caption, m: Match, at: int, link: str = "with", min_end: int = 0, also=()):
-    """The cue [m.start, NP end) whose concept is the NP from token ``at``."""
-    np = c.np_forward(at)
+def noun_after(c: Caption, m: Match, at: int = -1, link="with", min_end=0, also=()) -> Cue | None:
+    """The cue [m.start, NP end) whose concept is the NP from token ``at`` (m.end by default)."""
+    np = c.np_forward(m.end if at < 0 else at)
     if np is None:
         return None
-    if c.low[np[0]] in PRONOUN_PERSON:  # "without anyone", "no sign of anybody"
+    low = c.low
+    if low[np[0]] in PRONOUN_PERSON:  # "without anyone", "no sign of anybody"
         if m.explicit:
             return person(c, m._replace(end=np[0] + 1))
         return Cue(m.start, np[0] + 1, None, m.strength, False, concept="a person")
-    if c.low[np[1] - 1] in SCENE_NOUNS:  # "there is no image to evaluate"
+    if low[np[1] - 1] in SCENE_NOUNS:  # "there is no image to evaluate"
         return None
-    np = _example(c, np)
+    if np[1] < c.n and low[np[1]] in _EXAMPLE_NEXT:
+        np = _example(c, np)
     end = max(np[1], m.start + 1, min_end, also[-1][1] if also else 0)
     return Cue(m.start, end, np, m.strength, m.explicit, None, link, False, also)
+
+
+_EXAMPLE_NEXT = EXAMPLE_MARKERS | {",", "such", "not"}
+after = noun_after  # the NP after the construction: "no cars", "devoid of any horses"
 
 
 def subject(c: Caption, i: int) -> tuple[int, int] | None:
@@ -92,7 +95,7 @@ def subject(c: Caption, i: int) -> tuple[int, int] | None:
     j, stop = i, max(i - WINDOW, 0)
     while j > stop and (low[j - 1] in AUX or is_adverb(low[j - 1]) or low[j - 1] in POST_SKIP):
         j -= 1
-    if j > 1 and low[j - 1] in RELATIVE:  # "a piano that is not being played"
+    if j > 1 and low[j - 1] in RELATIVE:
         j -= 1
     np = c.np_backward(j)
     return None if np is None or c.low[np[1] - 1] in SCENE_NOUNS else np
@@ -125,14 +128,6 @@ def _person_action(c: Caption, i: int) -> tuple[str, tuple[int, int] | None]:
         if np:
             out += " " + c.text[c.starts[np[0]] : c.ends[np[1] - 1]]
     return out, None
-
-
-# ----------------------------------------------------------------------------- scope rules
-
-
-def after(c: Caption, m: Match) -> Cue | None:
-    """The NP after the construction: "no cars", "devoid of any horses"."""
-    return noun_after(c, m, m.end)
 
 
 def before(c: Caption, m: Match) -> Cue | None:
@@ -252,21 +247,18 @@ def quantified(c: Caption, m: Match) -> Cue | None:
         j = c.skip(j, AUX)
     if j < n and (low[j] in POSSESS or is_gerund(low[j], 3) or low[j] == "with"):
         found = noun_after(c, m, j + 1)
-        if found is None and is_gerund(low[j]):  # "none of the kids are smiling"
+        if found is None and is_gerund(low[j]):
             found = Cue(m.start, j + 1, (j, j + 1), m.strength, True)
         return found
     if of and j < n and participle(low[j]) and low[j] not in POST_OK_AFTER_NEG:
-        # A state of things that are there: "none of the chairs are occupied".
         return Cue(m.start, j + 1, (j, j + 1), m.strength, True, affirm=m.body - 1)
     if of and (j >= n or low[j] in POST_OK_AFTER_NEG or not is_word(low[j])):
-        # The things themselves: "none of the chairs are visible", "none of the cups".
         return noun_after(c, m, m.body + 1, min_end=min(j + 1, n))
     return None
 
 
 def predicate(c: Caption, m: Match) -> Cue | None:
-    """A negated state or action: "a baby that is not crying", "fruit but not apples",
-    "basketball is not being played"; read only where the negation is a predicate of its own."""
+    """A negated state or action where the negation is a predicate of its own ("is not crying")."""
     low, n, t = c.low, c.n, m.body - 1
     k = c.skip(m.body, AUX_ADVERBS)
     if k >= n or not is_word(low[k]):
@@ -277,7 +269,7 @@ def predicate(c: Caption, m: Match) -> Cue | None:
     copular = not bare_not or prev in COPULA
     passive = c.skip(k, PASSIVE_AUX)
     if passive > k and passive < n and participle(low[passive]):
-        np = subject(c, t)  # the activity done to the subject: "playing basketball"
+        np = subject(c, t)
         if np is None:
             return None
         text = f"{participle_gerund(low[passive])} {c.text[c.starts[np[0]] : c.ends[np[1] - 1]]}"
@@ -292,7 +284,7 @@ def predicate(c: Caption, m: Match) -> Cue | None:
         return noun_after(c, m, k)
     if w in DETS or w in PREPS or w in PRONOUNS or w in CONJ or w in AUX or w in PREDICATES:
         return None
-    if is_gerund(w) or (reduced and participle(w)):  # "not eating the cake", "not locked to"
+    if is_gerund(w) or (reduced and participle(w)):
         np = c.np_forward(k)
         if np is None:
             return None
@@ -303,9 +295,6 @@ def predicate(c: Caption, m: Match) -> Cue | None:
     if clause_ends(c.low, k + 1, CONJ):  # a predicate adjective: "a door that is not locked"
         return Cue(m.start, k + 1, (k, k + 1), m.strength, False, affirm=t)
     return None
-
-
-# ----------------------------------------------------------------------------- context tests
 
 
 def clause_ends(low: list[str], j: int, conj: frozenset[str] = CLAUSE_CONJ) -> bool:
