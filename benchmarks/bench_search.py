@@ -6,8 +6,14 @@ until ``/api/health`` answers (start-up: load CLIP, open the index, warm-up comp
 empty JAX compilation cache, then again with the cache the first start filled). Then distinct,
 everyday queries (none repeats, so every request decomposes and encodes its texts afresh: up to 4
 text encodings + scoring + top-k) are sent over HTTP one at a time and their wall-clock latency is
-recorded: p50 / p90. Finally a one-shot ``search query`` runs twice on the smallest index with a
-fresh compilation cache: the second run reuses the first one's compiles.
+recorded: p50 / p90. Each query is also sent filtered (a folder and a file-name filter, the same
+for every request, as paging repeats it: its mask is cached), with a new file-name filter each
+time (the mask built afresh), and by example (``like`` a different indexed file each time, with the
+query's words): their p50 over the same queries in the same run, and the ratio to the p50 of the
+plain query sent again (its texts, like theirs, then embedded already; target 1.2x; interleaved,
+so machine load hits all alike). Finally a one-shot ``search query``
+runs twice on the smallest index with a fresh compilation cache: the second run reuses the first
+one's compiles.
 
 Run:  .venv/bin/python -m benchmarks.bench_search [--sizes 10000,100000,1000000]
 Writes benchmarks/results/bench_search_cpu.json. Numbers are wall-clock seconds on whatever runs
@@ -98,7 +104,7 @@ def start_server(index: Path, cache: Path) -> tuple[subprocess.Popen, str, float
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index),
-         "--port", str(port)],
+         "--port", str(port), "--nowatch"],
         env=_env(cache), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -118,25 +124,46 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
-def timed_requests(url: str, queries: list[str]) -> dict[str, float]:
+def variants(i: int, root: str, n: int) -> dict[str, dict[str, str]]:
+    """The request kinds timed for query ``i``: plain, filtered (cached mask), a fresh filter,
+    by example (a different indexed file each time)."""
+    j = i * 997 % n
+    return {
+        "plain": {},
+        "plain_again": {},  # the same request: its texts are embedded already, as below
+        "filtered": {"folder": "0001", "name": "5"},  # one folder's files with a 5 in the name
+        "fresh_filter": {"name": f"{i % 1000:03d}"},  # a mask not built before
+        "example": {"like": f"{root}/{j // 1000:04d}/{j:07d}.jpg"},
+    }
+
+
+def timed_requests(url: str, queries: list[str], root: str, n: int) -> dict[str, float]:
     import httpx
 
-    wall, server = [], []
+    wall: dict[str, list[float]] = {}
+    server: dict[str, list[float]] = {}
     with httpx.Client(base_url=url, timeout=120) as client:
         for i, q in enumerate(queries):
-            t0 = time.perf_counter()
-            r = client.get("/api/search", params={"q": q, "k": FLAGS.k, "method": "drc"})
-            dt = time.perf_counter() - t0
-            r.raise_for_status()
-            if i >= 3:  # the first few warm the HTTP connection and Python's caches
-                wall.append(1000 * dt)
-                server.append(r.json()["took_ms"])
-    return {
-        "p50_ms": float(np.percentile(wall, 50)),
-        "p90_ms": float(np.percentile(wall, 90)),
-        "server_p50_ms": float(np.percentile(server, 50)),
-        "requests": len(wall),
+            for kind, extra in variants(i, root, n).items():
+                params = {"q": q, "k": FLAGS.k, "method": "drc", **extra}
+                t0 = time.perf_counter()
+                r = client.get("/api/search", params=params)
+                dt = time.perf_counter() - t0
+                r.raise_for_status()
+                if i >= 3:  # the first few warm the HTTP connection and Python's caches
+                    wall.setdefault(kind, []).append(1000 * dt)
+                    server.setdefault(kind, []).append(r.json()["took_ms"])
+    out = {
+        "p50_ms": float(np.percentile(wall["plain"], 50)),
+        "p90_ms": float(np.percentile(wall["plain"], 90)),
+        "server_p50_ms": float(np.percentile(server["plain"], 50)),
+        "requests": len(wall["plain"]),
     }
+    out["plain_again_p50_ms"] = float(np.percentile(wall["plain_again"], 50))
+    for kind in ("filtered", "fresh_filter", "example"):
+        out[f"{kind}_p50_ms"] = float(np.percentile(wall[kind], 50))
+        out[f"{kind}_vs_plain"] = out[f"{kind}_p50_ms"] / out["plain_again_p50_ms"]
+    return out
 
 
 def cli_restart(index: Path, cache: Path) -> dict[str, float]:
@@ -175,7 +202,8 @@ def main(argv) -> None:
             try:
                 row = {"images": n, "write_index_s": write_s, "start_cold_cache_s": cold,
                        "start_warm_cache_s": warm}  # fmt: skip
-                row |= timed_requests(url, everyday_queries(FLAGS.requests + 3))
+                root = str(index / "photos")
+                row |= timed_requests(url, everyday_queries(FLAGS.requests + 3), root, n)
             finally:
                 stop(proc)
             print(json.dumps(row), flush=True)

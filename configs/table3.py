@@ -5,13 +5,12 @@ CLIP -> + d1 (SpaceVLM's single direction, compose(aff, neg)) -> + d2 (compose(a
 Enabled angular weights are renormalised to sum to one (see DRCParams).
 """
 
-from drc_jax.launch.config import base_config, row
+from drc_jax.launch.config import base_config, paper_protocol, row
 
 
 def get_config():
-    config = base_config()
+    config = paper_protocol(base_config())  # --decomposer sglang: the paper's protocol
     config.name = "table3"
-    config.decomposer_mode = "two_prompt"  # --decomposer sglang: the paper's protocol
     config.description = "Table 3: CLIP, + d1, + d2, + dctx, + repulsion (cumulative)"
     off = dict(use_d1=True, use_d2=False, use_dctx=False, use_repulsion=False)
     config.variants.clip = row("clip", "CLIP")

@@ -9,15 +9,14 @@ describes. Here they coincide by construction: ``w_rep = w_base * rho`` is 0 for
 the ranking is that of "+ dctx" (tests/test_launch_tables.py checks it query by query).
 """
 
-from drc_jax.launch.config import base_config, row
+from drc_jax.launch.config import base_config, paper_protocol, row
 
 RHOS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def get_config():
-    config = base_config()
+    config = paper_protocol(base_config())  # --decomposer sglang: the paper's protocol
     config.name = "table4"
-    config.decomposer_mode = "two_prompt"  # --decomposer sglang: the paper's protocol
     config.description = "Table 4: DRC with rho in " + ", ".join(map(str, RHOS))
     config.variants.clip = row("clip", "CLIP")
     names = []

@@ -1,22 +1,17 @@
 """One command-line vocabulary for ``drc-launch``, ``drc-decompose`` and ``drc-search``.
 
-A setting shared by several commands has one flag name everywhere, the name of its key in the
-launcher's run config (:func:`drc_jax.launch.config.base_config`), and one help text, defined here
-(:data:`SHARED`). The launcher reads these names as config shorthands (``--batch_size 32`` is
-``--config.batch_size=32``); ``decompose`` and ``search`` define them with :func:`define`.
-Spellings of earlier releases (:data:`DEPRECATED`) still work for one release and print a one-line
-warning.
-
-Every mistake the user can fix ends the same way in all three commands: one paragraph on stderr
-(what went wrong, which flag/file/server, what to do) and exit status 2, found before anything slow
-(weights, compilation) starts. :class:`UserError` carries such a message; :func:`run` turns it,
-and absl's flag errors, into that exit.
+A setting shared by several commands has one flag name (its run-config key) and one help text,
+defined here (:data:`SHARED`); old spellings (:data:`DEPRECATED`) warn for one release. A
+:class:`~drc_jax.errors.UserError` (or an absl flag error) ends every command the same way: one
+``error:`` paragraph on stderr and exit status 2 (:func:`run`).
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import stat
 import sys
 import urllib.error
 import urllib.parse
@@ -28,12 +23,10 @@ from pathlib import Path
 from absl import app, flags
 
 from drc_jax import defaults
+from drc_jax.errors import UserError
+from drc_jax.untrusted import printable
 
 EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; the message names the flag/file/server and what to do."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +102,13 @@ def define(*names: str, help_suffix: dict[str, str] | None = None, **default) ->
                 _define(spec, old, None, f"Deprecated spelling of --{new}.")
 
 
+def define_multihost() -> None:
+    """The flags that join a multi-host run through ``jax.distributed`` (launch, search index)."""
+    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
+    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+
+
 def _define(spec: Shared, name: str, value, text: str) -> None:
     if spec.kind == "enum":
         flags.DEFINE_enum(name, value, list(spec.choices), text)
@@ -152,7 +152,7 @@ def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
 
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message, newlines=True)}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -184,6 +184,8 @@ def run(
     main: Callable[[list[str]], int],
     user_errors: tuple[type[BaseException], ...] = (),
     module_name: str = "__main__",
+    argv: list[str] | None = None,
+    flags_parser: Callable[[list[str]], list[str]] = parse_flags,
 ):
     """``app.run(main)`` where :class:`UserError` and ``user_errors`` exit 2 with their message;
     ``module_name`` (the CLI's module) has its flags listed by ``--help``."""
@@ -193,15 +195,10 @@ def run(
         try:
             return main(argv)
         except (UserError, *user_errors) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {printable(e, newlines=True)}", file=sys.stderr)
             return EXIT_USER_ERROR
 
-    app.run(wrapped, flags_parser=parse_flags)
-
-
-def decomposition_cache(cache_dir: str) -> str:
-    """The LLM decomposition cache under the cache root ``cache_dir`` ('': caching off)."""
-    return str(Path(cache_dir).expanduser() / "decompositions") if cache_dir else ""
+    app.run(wrapped, argv=argv, flags_parser=flags_parser)
 
 
 def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
@@ -210,7 +207,11 @@ def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
     that cannot be made is a :class:`UserError` naming it."""
     from drc_jax.decompose import get_decomposer
 
-    where = decomposition_cache(cache_dir) if folder is None else folder
+    where = (
+        folder
+        if folder is not None
+        else str(defaults.cache_path(defaults.DECOMPOSITIONS, cache_dir) or "")
+    )
     try:
         return get_decomposer("sglang", cache_dir=where, **options)
     except OSError as e:
@@ -237,6 +238,35 @@ def check_folders(flag: str, folders: list[str]) -> list[Path]:
             raise UserError(f"--{flag} {f}: is a file, not a folder; pass the folder holding it.")
         out.append(p)
     return out
+
+
+def read_text_file(flag: str, path: str, max_bytes: int) -> str:
+    """The UTF-8 text of ``--flag path``: a regular file (never a FIFO or device, which could
+    block or never end) of at most ``max_bytes``."""
+    where = f"--{flag} {path}"
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UserError(f"{where}: cannot read it ({e.strerror or e}).") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{where}: not a regular file (a FIFO, device or folder); pass a file.")
+        if st.st_size > max_bytes:
+            raise UserError(
+                f"{where}: {st.st_size} bytes, more than the {max_bytes} a file of one item per "
+                "line may hold here; split it."
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise UserError(f"{where}: grew past {max_bytes} bytes while read; split it.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{where}: not UTF-8 text ({e}).") from e
 
 
 def check_writable_dir(flag: str, path: str) -> Path:
@@ -270,6 +300,7 @@ WEIGHTS_ADVICE = (
     "Pass a Hugging Face CLIP directory (config.json + model.safetensors), an OpenAI "
     ".pt/.safetensors file, or a hub id that this machine can download."
 )
+RANDOM_ADVICE = f"Or pass --weights {defaults.SYNTHETIC_WEIGHTS} to try it with random weights."
 
 
 def load_clip_checked(weights: str, dtype: str):
@@ -281,14 +312,11 @@ def load_clip_checked(weights: str, dtype: str):
     try:
         return load_clip(weights, dtype=dtype)
     except WeightsUnavailableError as e:
-        raise UserError(
-            f"--weights {weights}: {e} Or pass --weights random:ViT-B/32 to try the pipeline "
-            "with random weights."
-        ) from e
-    except (OSError, ValueError, ImportError) as e:
+        raise UserError(f"--weights {weights}: {e} {RANDOM_ADVICE}") from e
+    except (OSError, ValueError, ImportError, RuntimeError) as e:
         raise UserError(
             f"--weights {weights}: cannot load these CLIP weights ({type(e).__name__}: {e}). "
-            f"{WEIGHTS_ADVICE}"
+            f"{WEIGHTS_ADVICE} {RANDOM_ADVICE}"
         ) from e
 
 
@@ -302,13 +330,21 @@ def check_sglang_url(url: str) -> None:
 
 
 def check_sglang_server(url: str, model: str, timeout_s: float = 5.0) -> None:
-    """The SGLang server at ``url`` answers HTTP (any status): checked before loading weights."""
+    """The SGLang server at ``url`` answers HTTP (any status) within ``timeout_s`` in all (a
+    server trickling its headers is cut off): checked before loading weights."""
+    from drc_jax.decompose import transport
+
     check_sglang_url(url)
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=timeout_s):
-            pass
-    except urllib.error.HTTPError:
+        transport.request("GET", url.rstrip("/") + "/v1/models", None, {}, timeout_s, 1 << 20)
+    except transport.BodyTooLarge:
         return  # it answered
+    except transport.DeadlineExceeded as e:
+        raise UserError(
+            f"--decomposer sglang: the server at {url} did not answer /v1/models within "
+            f"{timeout_s:g} s. Check that it is an SGLang server and not overloaded, pass "
+            "--sglang_url where it runs, or use --decomposer rules (offline)."
+        ) from e
     except (OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise UserError(

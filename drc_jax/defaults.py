@@ -24,12 +24,17 @@ PREPROCESS_MODES = ("spacevlm", "openai")
 DECOMPOSERS = ("rules", "sglang")
 
 
+DECOMPOSITIONS = "decompositions"  # the LLM decomposition cache, under the cache root
+
+
 def cache_root() -> Path:
     """Where drc-jax caches converted weights, embeddings and decompositions:
     ``$DRC_JAX_CACHE``, else ``~/.cache/drc_jax``."""
     return Path(os.environ.get("DRC_JAX_CACHE") or Path.home() / ".cache" / "drc_jax").expanduser()
 
 
-def decomposition_cache_dir() -> Path:
-    """The LLM decomposition cache under :func:`cache_root`."""
-    return cache_root() / "decompositions"
+def cache_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """``<cache_dir>/<name>``: ``cache_dir`` None means :func:`cache_root`; '' (off) gives None."""
+    if cache_dir is None:
+        return cache_root() / name
+    return Path(cache_dir).expanduser() / name if str(cache_dir) else None

@@ -246,7 +246,6 @@ def render_comparison(
             draw.text((x + box + 6, y), text, font=text_font, fill=INK)
             x += box + 6 + _text_width(draw, text, text_font) + 3 * s.gap
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.save(out_path, format="PNG", optimize=True)
-    return out_path
+    from drc_jax import atomic
+
+    return atomic.write(out_path, lambda f: fig.save(f, format="PNG", optimize=True))

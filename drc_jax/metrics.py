@@ -1,4 +1,4 @@
-"""NegBench text-to-image retrieval metrics.
+"""Text-to-image retrieval metrics (R@K as NegBench reports them; medR as named in :data:`MEDR`).
 
 A query is a hit at K when its ground-truth image is among the top K (R@K, in percent); medR is
 the median over queries of the 1-indexed rank of the ground truth, meanR its mean. Ranks come
@@ -13,6 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 RECALL_KS = (1, 5, 10)
+MEDR = {
+    "median": "np.median of the ground-truth ranks (the mean of the two middle ranks for an even "
+    "query count)",
+    "lower": "the lower of the two middle ranks for an even query count (torch.median, as NEAT's "
+    "median_rank)",
+}
 
 
 def ranks_from_scores(scores, gt_index) -> np.ndarray:
@@ -49,12 +55,13 @@ def ranks_from_scores(scores, gt_index) -> np.ndarray:
     return 1 + np.sum(scores > gt_scores[:, None], axis=1)
 
 
-def retrieval_metrics(gt_rank, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
-    """``{"R@1", "R@5", "R@10", "medR", "meanR"}`` from 1-indexed ground-truth ranks (Q,).
-
-    R@K are percentages (the paper's tables); medR is ``np.median`` (the mean of the two middle
-    ranks for an even query count, as NegBench's ``np.median`` gives).
-    """
+def retrieval_metrics(
+    gt_rank, ks: Sequence[int] = RECALL_KS, *, medr: str = "median"
+) -> dict[str, float]:
+    """``{"R@1", "R@5", "R@10", "medR", "meanR"}`` from 1-indexed ground-truth ranks (Q,); R@K in
+    percent, medR by the :data:`MEDR` definition ``medr``."""
+    if medr not in MEDR:
+        raise ValueError(f"medr must be one of {sorted(MEDR)}, got {medr!r}")
     ranks = np.asarray(gt_rank)
     if ranks.ndim != 1 or ranks.size == 0:
         raise ValueError(f"gt_rank must be a non-empty (Q,) array, got shape {ranks.shape}")
@@ -67,7 +74,10 @@ def retrieval_metrics(gt_rank, ks: Sequence[int] = RECALL_KS) -> dict[str, float
     if np.any(ranks < 1):
         raise ValueError("ranks are 1-indexed: every rank must be >= 1")
     out = {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
-    out["medR"] = float(np.median(ranks))
+    if medr == "median":
+        out["medR"] = float(np.median(ranks))
+    else:
+        out["medR"] = float(np.sort(ranks)[(ranks.size - 1) // 2])
     out["meanR"] = float(np.mean(ranks))
     return out
 

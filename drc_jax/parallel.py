@@ -55,3 +55,36 @@ def initialize_distributed(
             num_processes=num_processes,
             process_id=process_id,
         )
+
+
+TEXT_BYTES = 512
+
+
+def allgather_text(texts: list[str], share: int) -> list[str]:
+    """Every process's ``texts`` (at most ``share`` each, padded with ``""``), in process order;
+    each truncated to :data:`TEXT_BYTES` bytes."""
+    from jax.experimental import multihost_utils
+
+    buf = np.zeros((share, TEXT_BYTES), np.uint8)
+    for i, t in enumerate(texts):
+        raw = t.encode()[: TEXT_BYTES - 4]
+        buf[i, : len(raw)] = np.frombuffer(raw, np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(buf)).reshape(-1, TEXT_BYTES)
+    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in every]
+
+
+def barrier(name: str) -> None:
+    """Wait for every process of a multi-host run (nothing on one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def my_share(items: list) -> tuple[list, int]:
+    """``(this process's contiguous share of items, share size)``: process p gets
+    ``items[p * share : (p + 1) * share]``."""
+    n = jax.process_count()
+    share = -(-len(items) // n)
+    me = jax.process_index()
+    return items[me * share : (me + 1) * share], share

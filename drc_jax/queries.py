@@ -1,13 +1,4 @@
-"""Decompositions -> the texts each method scores -> query embeddings (the encode step for text).
-
-Which prefix each text gets is a per-row setting (:class:`Prompts`), one per text field:
-
-- DRC (the paper): once a caption is decomposed, ``aff``, ``neg``, ``cf`` and ``full`` are prefixed
-  "A photo of" (:data:`DRC_PROMPTS`); a caption without negation is scored with plain CLIP on the
-  caption *itself* (eq. 2; the ``fallback`` field, raw).
-- CLIP (NegBench's baseline, eq. 2) encodes the raw caption (:data:`RAW_PROMPTS`);
-  :data:`PHOTO_PROMPTS` is the prefixed variant, kept as a named option ("clip_prefixed").
-- SpaceVLM encodes its aff and negated phrases as they are (:data:`RAW_PROMPTS`).
+"""The encode step for text: the texts a method scores (:mod:`drc_jax.texts`) -> query embeddings.
 
 Texts are deduplicated before encoding, so rows that score the same text (any row's ``full`` of a
 negated caption and another's fallback, ...) share one embedding.
@@ -16,94 +7,46 @@ negated caption and another's fallback, ...) share one embedding.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.decompose.syntax import NEUTRAL_AFF
-from drc_jax.scoring import STRENGTHS, Queries
-
-PROMPT_PREFIX = "A photo of"
-FIELDS = ("aff", "neg", "cf", "full")
-"""The four texts of a decomposed query, in :class:`~drc_jax.scoring.Queries` order."""
+from drc_jax.texts import Prompts, text_set, texts_of
 
 
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["aff", "neg", "cf", "full", "strength", "neg_mask"],
+    meta_fields=[],
+)
 @dataclasses.dataclass(frozen=True)
-class Prompts:
-    """The prefix put before each text field ("" = the text as it is).
+class Queries:
+    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
 
-    ``aff``, ``neg``, ``cf`` and ``full`` apply to captions with negation; ``fallback`` to the
-    caption of a query without negation, which every method scores with eq. 2.
+    With several negated concepts per caption ``neg`` and ``cf`` are (Q, M, D) and ``neg_mask``
+    (Q, M) bool marks the concepts present (None: all of them).
     """
 
-    aff: str = PROMPT_PREFIX
-    neg: str = PROMPT_PREFIX
-    cf: str = PROMPT_PREFIX
-    full: str = PROMPT_PREFIX
-    fallback: str = ""
+    aff: jax.Array
+    neg: jax.Array
+    cf: jax.Array
+    full: jax.Array
+    strength: jax.Array
+    neg_mask: jax.Array | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    def __len__(self) -> int:
+        return self.full.shape[0]
 
-
-DRC_PROMPTS = Prompts()
-"""The paper's: "A photo of" on aff/neg/cf/full once decomposed; the raw caption otherwise."""
-RAW_PROMPTS = Prompts("", "", "", "", "")
-"""Every text as written: NegBench's CLIP baseline and SpaceVLM's phrases."""
-PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)
-"""Every text prefixed, the fallback caption too (the "clip_prefixed" option)."""
-
-
-def with_prefix(text: str, prefix: str = PROMPT_PREFIX) -> str:
-    """``"<prefix> <text>"`` (whitespace collapsed); text that already starts with the prefix is
-    left as it is. An empty ``prefix`` returns ``text`` unchanged, byte for byte.
-
-    With "A photo of", the neutral aff "a photo" (a query with nothing affirmative) and its
-    counterfactual "a photo with <neg>" only get a capital: "A photo", "A photo with a dog" (not
-    "A photo of a photo")."""
-    if not prefix:
-        return text
-    text = " ".join(text.split())
-    low = text.lower()
-    if low.startswith(prefix.lower()):
-        return text
-    if prefix.lower() == PROMPT_PREFIX.lower() and (
-        low == NEUTRAL_AFF or low.startswith(NEUTRAL_AFF + " with ")
-    ):
-        return text[0].upper() + text[1:]
-    return f"{prefix} {text}".rstrip()
-
-
-def query_texts(
-    decompositions: Sequence, prompts: Prompts = DRC_PROMPTS, *, all_concepts: bool = False
-) -> tuple[list[list[str]], np.ndarray]:
-    """Per decomposition the four texts [aff, neg, cf, full] with ``prompts``' prefixes, and the
-    strength ints (Q,). A caption without negation gives its fallback text in all four slots
-    (strength 0: only ``full`` is scored, eq. 2).
-
-    With ``all_concepts``, a caption that negates several concepts ("a street with no cars and no
-    people") appends one ``neg, cf`` pair per further concept (``Decomposition.negs`` /
-    ``.cfs``), which :func:`queries_from_table` turns into (Q, M, D) concepts for
-    :func:`~drc_jax.scoring.drc_score_multi`; one concept gives exactly the four texts."""
-    texts, strength = [], []
-    for d in decompositions:
-        if d.negated and d.strength != "none":
-            row = [with_prefix(getattr(d, f), getattr(prompts, f)) for f in FIELDS[:3]]
-            row.append(with_prefix(d.caption, prompts.full))
-            if all_concepts:
-                for n, c in zip(d.negs[1:], d.cfs[1:], strict=True):
-                    row += [with_prefix(n, prompts.neg), with_prefix(c, prompts.cf)]
-            texts.append(row)
-            strength.append(STRENGTHS.index(d.strength))
-        else:
-            texts.append([with_prefix(d.caption, prompts.fallback)] * 4)
-            strength.append(0)
-    return texts, np.asarray(strength, np.int32)
+    def take(self, idx) -> Queries:
+        """Rows ``idx`` of every field (a slice or an index array)."""
+        return jax.tree_util.tree_map(lambda x: x[idx], self)
 
 
 def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Queries:
-    """:class:`~drc_jax.scoring.Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
+    """:class:`Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
     optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
     (B, D)`` embeddings of those texts (each distinct text asked once).
 
@@ -146,18 +89,19 @@ def embed_queries(
     decompositions: Sequence,
     *,
     batch_size: int = 256,
-    prompts: Prompts = DRC_PROMPTS,
+    method: str = "drc",
+    prompts: Prompts | None = None,
     all_concepts: bool = True,
 ) -> Queries:
-    """Embed decompositions into :class:`~drc_jax.scoring.Queries` (unit-norm (Q, D) fields;
-    (Q, M, D) ``neg``/``cf`` with a mask when ``all_concepts`` and a query negates several
-    concepts, see :func:`query_texts`).
+    """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`) into
+    :class:`Queries` ((Q, M, D) neg/cf for several DRC concepts).
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.
     """
     encode: Callable = getattr(clip_or_encode, "encode_texts", clip_or_encode)
-    texts, strength = query_texts(decompositions, prompts, all_concepts=all_concepts)
+    ts = text_set(method, prompts, concepts="all" if all_concepts else "one")
+    texts, strength = texts_of(ts, decompositions)
     if not texts:
         raise ValueError("embed_queries needs at least one decomposition")
 

@@ -90,7 +90,7 @@ def _score(images, vectors: QueryVectors, dtype) -> jax.Array:
     )
 
 
-def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
+def _one_pass(images, n_valid, offset, vectors, gt_index, valid=None, *, k, dtype, axis):
     """Score a whole shard (M, D) at once: one GEMM, one ``lax.top_k``; the same outputs as
     :func:`_stream_shard`. The ground truth's score is read from the very matrix it is ranked in
     (the shard that holds it broadcasts it), so its duplicates tie with it bit for bit."""
@@ -102,6 +102,8 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
         real = idx < n_valid
         bad = bad & real
         s = jnp.where(real[None, :], s, -jnp.inf)
+    if valid is not None:  # rows outside the caller's filter are never retrieved
+        s = jnp.where(valid[None, :], s, -jnp.inf)
     n_bad = jnp.sum(bad, dtype=jnp.int32)
     first_bad = jnp.min(jnp.where(bad, idx, _NO_ROW), initial=_NO_ROW)
     above = jnp.zeros((s.shape[0],), jnp.int32)
@@ -123,7 +125,9 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, k, dtype, axis):
     return best, best_idx, above, n_bad, first_bad
 
 
-def _stream_shard(images, n_valid, offset, vectors, *, gt_score, gt_index, k, chunk, dtype, axis):
+def _stream_shard(
+    images, n_valid, offset, vectors, valid=None, *, gt_score, gt_index, k, chunk, dtype, axis
+):
     """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
     ground-truth count.
 
@@ -150,6 +154,8 @@ def _stream_shard(images, n_valid, offset, vectors, *, gt_score, gt_index, k, ch
         bad = real & ~jnp.isfinite(s[0])
         n_bad = n_bad + jnp.sum(bad, dtype=jnp.int32)
         first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(bad, idx, _NO_ROW)))
+        if valid is not None:
+            real = real & jax.lax.dynamic_slice_in_dim(valid, start, chunk)
         s = jnp.where(real[None, :], s, -jnp.inf)
         if gt_score is not None:
             beats = (s > gt_score[:, None]) & (idx[None, :] != gt_index[:, None])
@@ -200,7 +206,7 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
-def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, dtype):
+def _top_k_jit(images, n_valid, vectors, gt_index, valid=None, *, k, chunk, mesh, with_gt, dtype):
     """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
     a corpus that grows within one padded shape reuses the executable. A ``chunk`` as large as a
     shard searches it in one pass (:func:`_one_pass`), else streamed (:func:`_stream_shard`).
@@ -215,7 +221,7 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
         stream = functools.partial(_stream_shard, gt_score=gt_score, k=k, chunk=chunk, dtype=dtype)
     if mesh is None:
         best, best_idx, above, n_bad, first_bad = stream(
-            images, n_valid, 0, vectors, gt_index=gt_index, axis=None
+            images, n_valid, 0, vectors, gt_index=gt_index, valid=valid, axis=None
         )
     else:
         from jax.sharding import PartitionSpec as P
@@ -224,10 +230,10 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
 
         shard_rows = images.shape[0] // mesh.size
 
-        def local(img, n_valid, vectors, gt_index):
+        def local(img, n_valid, vectors, gt_index, valid):
             offset = jax.lax.axis_index(DATA_AXIS) * shard_rows
             b, bi, ab, nb, fb = stream(
-                img, n_valid, offset, vectors, gt_index=gt_index, axis=DATA_AXIS
+                img, n_valid, offset, vectors, gt_index=gt_index, valid=valid, axis=DATA_AXIS
             )
             psum = functools.partial(jax.lax.psum, axis_name=DATA_AXIS)
             return b[None], bi[None], psum(ab), psum(nb), jax.lax.pmin(fb, DATA_AXIS)
@@ -235,9 +241,9 @@ def _top_k_jit(images, n_valid, vectors, gt_index, *, k, chunk, mesh, with_gt, d
         best, best_idx, above, n_bad, first_bad = jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(P(DATA_AXIS), P(), P(), P()),
+            in_specs=(P(DATA_AXIS), P(), P(), P(), P(DATA_AXIS) if valid is not None else P()),
             out_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P(), P()),
-        )(images, n_valid, vectors, gt_index)
+        )(images, n_valid, vectors, gt_index, valid)
         # Merge the per-device top-k lists: (devices, Q, k) -> (Q, devices * k) -> (Q, k).
         nq = vectors.q.shape[0]
         best = jnp.moveaxis(best, 0, 1).reshape(nq, -1)
@@ -382,6 +388,7 @@ def top_k(
     mesh=None,
     image_dtype=None,
     query_block: int = 4096,
+    valid=None,
 ) -> TopK:
     """Streamed top-``k`` retrieval of every query over ``images`` (N, D), best first.
 
@@ -405,6 +412,10 @@ def top_k(
     row would otherwise win every query, and a NaN ground truth would get rank 1: drop or
     re-encode such items first), found while they are streamed, so clean images cost no extra
     pass. No queries give empty results.
+
+    ``valid`` (N,) bool restricts the search to those images (a filter applied inside the
+    search, so each query still gets its best ``k`` valid images); slots beyond the valid count
+    come back with score ``-inf``.
     """
     images = jnp.asarray(images, dtype=image_dtype)
     if images.ndim != 2 or images.shape[0] == 0:
@@ -443,12 +454,19 @@ def top_k(
         # Streamed: f32 images are searched where they lie; half-precision ones cost one
         # bit-copy (_to_bits). One pass reads them as they lie whatever the dtype.
         images = _to_bits(images)
+    if valid is not None:
+        valid = np.asarray(valid, bool)
+        if valid.shape != (n,):
+            raise ValueError(f"valid must be a ({n},) bool mask of the images, got {valid.shape}")
+        valid = jnp.asarray(np.pad(valid, (0, padded - n)))
     if padded != n:
         images = jnp.pad(images, ((0, padded - n), (0, 0)))
     if mesh is not None:
         from drc_jax.parallel import batch_sharding
 
         images = jax.device_put(images, batch_sharding(mesh))
+        if valid is not None:
+            valid = jax.device_put(valid, batch_sharding(mesh))
 
     # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
     # A single block (a person's query) goes in as it is: no eager op before the search.
@@ -465,6 +483,7 @@ def top_k(
                 np.int32(n),
                 jax.tree_util.tree_map(take, vectors),
                 jax.tree_util.tree_map(take, gt_all),
+                valid,
                 k=k,
                 chunk=chunk,
                 mesh=mesh,

@@ -1,32 +1,13 @@
 """The method: SpaceVLM-DRC and its baselines as pure, jit-able functions of CLIP embeddings.
 
-Shapes: ``images`` is (N, D); ``aff``, ``neg``, ``cf``, ``full`` are (Q, D); ``strength`` is (Q,)
-int32 indexing :data:`STRENGTHS`. Every score function returns (Q, N). Nothing here does I/O or
-reads globals beyond the paper's constants below, so all of it composes with ``jit``, ``vmap``
-and sharding. Retrieval over large corpora (streamed, sharded top-k) is :mod:`drc_jax.retrieval`.
-
-The method (SpaceVLM-DRC):
-- eq. 2, plain CLIP: ``s = images . full``. Used for captions without negation (strength 0).
-- SpaceVLM's angular operator (eq. 8 as in SpaceVLM's public code, :func:`compose`) turns an
-  affirmative direction ``a`` and a negated direction ``b`` into a unit direction rotated away
-  from ``b``.
-- Three directions, each from the operator with the strength's threshold ``t``:
-  ``d1 = compose(aff, neg)``, ``d2 = compose(aff, cf)``, ``dctx = compose(full, neg)``.
-- The score of a negated caption is
-  ``w1 s1 + w2 s2 + wctx sctx - w_base * rho * max(images.neg, 0)`` with ``s_i = images . d_i``,
-  (w1, w2, wctx) = (0.35, 0.35, 0.30), rho = 1.5, and (t, w_base) per strength:
-  weak (0.94, 0.10), moderate (0.92, 0.20), strong (0.90, 0.30).
-
-Every method is *one matmul minus a repulsion*: ``images.q - w_rep * max(images.neg, 0)`` for
-per-query :class:`QueryVectors` ``(q, neg, w_rep)``. The three angular terms of DRC are linear in
-the image, so they fold into ``q = w1 d1 + w2 d2 + wctx dctx``; DRC costs two GEMMs, CLIP and
-SpaceVLM one. :func:`query_vectors` is the one place that maps a method name to its vectors.
-
-Assumed of the inputs (these functions are jitted and cannot raise on values): rows are finite
-and unit-norm (directions are renormalised; images are not: a score is a dot product). A
-``strength`` outside 0..3 gives NaN scores for that query, never a clamped strength; the
-non-jitted edges (:func:`check_queries`, :func:`query_vectors`, :func:`drc_jax.retrieval.top_k`)
-raise on it instead.
+``images`` (N, D); ``aff``, ``full`` (Q, D); ``neg``, ``cf`` (Q, D) or (Q, M, D) for several
+negated concepts; ``strength`` (Q,) int32 indexing :data:`STRENGTHS`; scores are (Q, N). DRC:
+``d1 = compose(aff, neg)``, ``d2 = compose(aff, cf)``, ``dctx = compose(full, neg)`` with the
+strength's ``t`` (eq. 8, SpaceVLM's sign), score ``w1 s1 + w2 s2 + wctx sctx - w_base rho
+max(images.neg, 0)``; eq. 2 (``images.full``) without negation. Every method is one
+:class:`QueryVectors` ``(q, neg, w_rep)`` scored as ``images.q - w_rep max(images.neg, 0)``.
+Inputs are assumed finite and unit-norm; a strength outside 0..3 gives a NaN row here and a
+``ValueError`` at the non-jitted edges (:func:`query_vectors`, ``retrieval.top_k``). No I/O.
 """
 
 from __future__ import annotations
@@ -40,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-STRENGTHS = ("none", "weak", "moderate", "strong")
-"""Negation strengths; a query's ``strength`` int is the index in this tuple."""
+from drc_jax.queries import Queries
+from drc_jax.vocab import STRENGTHS
 
 METHODS = ("clip", "spacevlm", "drc")
 """Scoring methods the paper compares (Table 1 rows)."""
@@ -59,23 +40,11 @@ SPACEVLM_T = 0.92
 )
 @dataclasses.dataclass(frozen=True)
 class DRCParams:
-    """Every constant of DRC, plus the switches of the paper's ablations.
+    """Every constant of DRC and the switches of the paper's ablations (Tables 3, 4).
 
-    Numbers are pytree leaves (a sweep over ``rho`` can be traced or vmapped); switches are static.
-    ``t`` and ``w_base`` are indexed by strength (:data:`STRENGTHS`); index 0 ("none") is unused.
-
-    Ablations (paper Table 3): ``use_d1``, ``use_d2``, ``use_dctx`` select angular terms and
-    ``use_repulsion`` the image-space repulsion. The weights of the enabled angular terms are
-    renormalised to sum to one, so "d1 only" is SpaceVLM's single direction *with DRC's
-    strength-dependent t* (Table 3's "+d1" row) and the repulsion keeps its scale relative to the
-    angular part. Table 4 varies ``rho``. Enabled weights summing to zero are a ``ValueError``.
-
-    ``operator="spacevlm"`` is the operator of SpaceVLM's public code, which repels the negated
-    concept; ``operator="paper_eq8"`` is the paper's printed eq. 8 (``+sin(alpha - theta/2)`` on
-    the negated direction), which pulls toward it; kept only as a named ablation.
-
-    ``spacevlm_t`` is the SpaceVLM *baseline's* fixed threshold (method ``"spacevlm"`` only; DRC
-    never reads it), kept here so one params object describes every row of a table.
+    Numbers are pytree leaves, switches static; ``t``, ``w_base`` are indexed by strength. The
+    enabled angular weights are renormalised to sum to one. ``operator="paper_eq8"`` is the
+    printed eq. 8's sign (an ablation); ``spacevlm_t`` is the SpaceVLM baseline's threshold.
     """
 
     w1: float = 0.35
@@ -112,34 +81,6 @@ class DRCParams:
             )
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["aff", "neg", "cf", "full", "strength", "neg_mask"],
-    meta_fields=[],
-)
-@dataclasses.dataclass(frozen=True)
-class Queries:
-    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
-
-    Several negated concepts per caption (:func:`drc_multi_vectors`): ``neg`` and ``cf`` are
-    (Q, M, D) and ``neg_mask`` (Q, M) bool marks the concepts present (None: all of them).
-    """
-
-    aff: jax.Array
-    neg: jax.Array
-    cf: jax.Array
-    full: jax.Array
-    strength: jax.Array
-    neg_mask: jax.Array | None = None
-
-    def __len__(self) -> int:
-        return self.full.shape[0]
-
-    def take(self, idx) -> Queries:
-        """Rows ``idx`` of every field (a slice or an index array)."""
-        return jax.tree_util.tree_map(lambda x: x[idx], self)
-
-
 class QueryVectors(NamedTuple):
     """What any method scores with: ``score = images.q - w_rep * max(images.neg, 0)``.
 
@@ -171,31 +112,14 @@ _DEGENERATE_SIN = 1e-4
 
 
 def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Array:
-    """SpaceVLM's angular operator, batched over leading axes (paper eq. 8, SpaceVLM's sign).
+    """SpaceVLM's angular operator (eq. 8, SpaceVLM's sign), batched over leading axes.
 
-    alpha = acos(t), theta = acos(a.b). Where theta < 2 alpha the result is
-    ``[sin(alpha + theta/2) a + sin(theta/2 - alpha) b] / sin(theta)``: the unit vector on the
-    great circle through a and b at angle ``phi = alpha + theta/2`` from b, i.e. rotated *away*
-    from b (its angle to a is ``alpha - theta/2``); elsewhere (a and b already at least
-    ``2 alpha`` apart) it is ``a``. At theta = 2 alpha both branches give ``a``, so the operator
-    is continuous there.
-
-    It is evaluated in the equivalent, numerically stable form ``cos(phi) b + sin(phi) u`` with
-    ``u`` the unit component of ``a`` orthogonal to ``b`` (substitute
-    ``a = cos(theta) b + sin(theta) u`` into the formula above), and ``theta`` from
-    ``atan2(|a - (a.b) b|, a.b)`` (orthogonalised twice), which stays accurate for nearly
-    parallel a and b where ``acos`` of a rounded dot product does not. The result is unit-norm
-    by construction.
-
-    ``operator="paper_eq8"`` uses the paper's printed ``+sin(alpha - theta/2)`` on b, which
-    moves the direction *toward* b (both coefficients are positive). That vector is not
-    unit-norm, so it is renormalised; it is kept only as a named ablation.
-
-    Inputs are renormalised, computation is f32. Degenerate pairs are safe: where
-    ``sin(theta) < 1e-4`` (a == b, a == -b, or equal up to rounding, where the rotation plane
-    is undefined) the result is ``a``, so it is always finite and unit-norm. A NaN ``t`` leaves
-    ``a`` unchanged too (callers mark such rows themselves).
+    With alpha = acos(t), theta = angle(a, b): where theta < 2 alpha, the unit vector at angle
+    ``alpha + theta/2`` from b on the great circle through a and b (turned away from b); else
+    ``a``. f32, unit-norm; ``a`` where sin(theta) < 1e-4 or ``t`` is NaN.
     """
+    # Evaluated as cos(phi) b + sin(phi) u (u: a's unit part orthogonal to b) with theta from
+    # atan2, which stays accurate for nearly parallel a, b where acos of a rounded dot does not.
     if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r}; expected one of {OPERATORS}")
     a32 = _unit(a.astype(jnp.float32))
@@ -226,11 +150,7 @@ def compose_each(a: jax.Array, bs: jax.Array, mask, t, operator: str = "spacevlm
     """:func:`compose` away from each of several negated directions in turn, (Q, D).
 
     ``bs`` (Q, M, D), ``mask`` (Q, M) bool (None: all present): ``d <- compose(d, b_m, t)`` for
-    m = 0..M-1 where ``mask[:, m]``, starting from ``a``; absent concepts leave ``d`` as it is,
-    so a single present concept gives exactly ``compose(a, b, t)``. Each step acts only on a
-    concept within ``2 alpha`` of the current direction, so concepts far from the query (the
-    usual case) do not interact; for concepts near each other the order (the decomposition's)
-    can matter slightly, and the max-repulsion of :func:`drc_multi_vectors` covers the rest.
+    each present m, from ``a``; one present concept gives exactly ``compose(a, b, t)``.
     """
     d = a.astype(jnp.float32)
     for m in range(bs.shape[1]):
@@ -270,15 +190,11 @@ def _negated(strength: jax.Array, neg: jax.Array, neg_mask) -> jax.Array:
     return negated
 
 
-def _spacevlm(aff, neg, full, strength, t, operator, neg_mask=None) -> QueryVectors:
-    valid = (strength >= 0) & (strength < len(STRENGTHS))
-    if neg.ndim == 3:
-        d = compose_each(aff, neg, neg_mask, t, operator)
-    else:
-        d = compose(aff, neg, t, operator)
-    negated = _negated(strength, neg, neg_mask)
-    q = jnp.where(negated[:, None], d, full.astype(jnp.float32))
-    return QueryVectors(jnp.where(valid[:, None], q, jnp.nan))
+def _turn(a, b, mask, t, operator: str) -> jax.Array:
+    """``a`` turned away from one concept ``b`` (Q, D), or from each of several (Q, M, D)."""
+    if b.ndim == 3:
+        return compose_each(a, b, mask, t, operator)
+    return compose(a, b, t, operator)
 
 
 def spacevlm_vectors(
@@ -288,44 +204,16 @@ def spacevlm_vectors(
     strength: jax.Array,
     t=SPACEVLM_T,
     operator: str = "spacevlm",
+    neg_mask: jax.Array | None = None,
 ) -> QueryVectors:
-    """SpaceVLM as SpaceVLM does it: ``q = compose(aff, neg, t)`` with *one* ``t`` (0.92, its
-    retrieval script's ``--threshold``) for every negated caption whatever its strength, and no
-    repulsion. Captions without negation (strength 0) score eq. 2 on ``full``.
-
-    This differs from DRC's "+d1" ablation (``DRCParams(use_d2=False, use_dctx=False,
-    use_repulsion=False)``), which uses DRC's strength-dependent ``t``.
-    """
-    return _spacevlm(aff, neg, full, strength, t, operator)
-
-
-def _drc(aff, neg, cf, full, strength, params: DRCParams, neg_mask=None) -> QueryVectors:
-    t, w_base, valid = _strength_table(params, strength)
-    multi = neg.ndim == 3
-
-    def turn(a, b):  # a away from one concept b (Q, D), or from each of several (Q, M, D)
-        if multi:
-            return compose_each(a, b, neg_mask, t, params.operator)
-        return compose(a, b, t, params.operator)
-
-    terms = []
-    if params.use_d1:
-        terms.append((params.w1, turn(aff, neg)))
-    if params.use_d2:
-        terms.append((params.w2, turn(aff, cf)))
-    if params.use_dctx:
-        terms.append((params.wctx, turn(full, neg)))
-    total = sum(w for w, _ in terms)
-    q = sum((w / total) * d for w, d in terms)
+    """SpaceVLM: ``q = compose(aff, neg, t)`` with one ``t`` for every negated caption (its
+    retrieval script's ``--threshold``), no repulsion; eq. 2 on ``full`` at strength 0. Unlike
+    DRC's "+d1" ablation, ``t`` does not depend on the strength."""
+    valid = (strength >= 0) & (strength < len(STRENGTHS))
+    d = _turn(aff, neg, neg_mask, t, operator)
     negated = _negated(strength, neg, neg_mask)
-    q = jnp.where(negated[:, None], q, full.astype(jnp.float32))
-    q = jnp.where(valid[:, None], q, jnp.nan)
-    if not params.use_repulsion:
-        return QueryVectors(q)
-    w_rep = jnp.where(negated | ~valid, w_base * params.rho, 0.0)
-    if multi and neg_mask is not None:  # absent concepts: zero rows, so max(images.0, 0) = 0
-        neg = jnp.where(neg_mask[..., None], neg, 0.0)
-    return QueryVectors(q, neg, w_rep)
+    q = jnp.where(negated[:, None], d, full.astype(jnp.float32))
+    return QueryVectors(jnp.where(valid[:, None], q, jnp.nan))
 
 
 def drc_vectors(
@@ -335,52 +223,43 @@ def drc_vectors(
     full: jax.Array,
     strength: jax.Array,
     params: DRCParams = DRCParams(),
-) -> QueryVectors:
-    """DRC's per-query vectors: ``q = w1 d1 + w2 d2 + wctx dctx`` (enabled terms, weights
-    renormalised) for negated queries and ``full`` for strength 0 (eq. 2); ``neg`` and
-    ``w_rep = w_base * rho`` (0 without negation; both None with repulsion off).
-    """
-    return _drc(aff, neg, cf, full, strength, params)
-
-
-def drc_multi_vectors(
-    aff: jax.Array,
-    negs: jax.Array,
-    cfs: jax.Array,
-    full: jax.Array,
-    strength: jax.Array,
-    params: DRCParams = DRCParams(),
     neg_mask: jax.Array | None = None,
 ) -> QueryVectors:
-    """DRC with several negated concepts per caption: ``negs``, ``cfs`` (Q, M, D), ``neg_mask``
-    (Q, M) bool (None: all present); one strength per caption.
+    """DRC's vectors: ``q = w1 d1 + w2 d2 + wctx dctx`` (enabled terms, renormalised weights),
+    ``full`` at strength 0 (eq. 2), and ``w_rep = w_base * rho`` on ``neg``.
 
-    Composition: each angular direction turns away from every concept in turn
-    (:func:`compose_each`: ``d1`` from aff over the negs, ``d2`` from aff over the cfs, ``dctx``
-    from full over the negs), and the repulsion is the *largest* over the concepts,
-    ``w_rep * max_m max(images.neg_m, 0)``. Why the largest: "X without Y and without Z" is
-    violated by an image showing Y *or* Z, so an image is penalised as much as its worst
-    violation, and the penalty keeps the scale ``rho`` was set for (a sum would grow with M and
-    punish every image a little for each unrelated concept; a mean would dilute a clear
-    violation). With one present concept every step reduces to :func:`drc_vectors` exactly; a
-    caption with no concept present (all masked, or M = 0) is scored like one without negation
-    (eq. 2 on ``full``).
+    ``neg``, ``cf`` are (Q, D), or (Q, M, D) for several concepts with ``neg_mask`` (Q, M) (None:
+    all present): each direction turns away from every concept in turn (:func:`compose_each`)
+    and the repulsion takes the largest over concepts (an image is as bad as its worst violation,
+    at the scale ``rho`` was set for). M = 1 gives the (Q, D) result exactly.
     """
-    return _drc(aff, negs, cfs, full, strength, params, neg_mask)
+    t, w_base, valid = _strength_table(params, strength)
+    terms = []
+    if params.use_d1:
+        terms.append((params.w1, _turn(aff, neg, neg_mask, t, params.operator)))
+    if params.use_d2:
+        terms.append((params.w2, _turn(aff, cf, neg_mask, t, params.operator)))
+    if params.use_dctx:
+        terms.append((params.wctx, _turn(full, neg, neg_mask, t, params.operator)))
+    total = sum(w for w, _ in terms)
+    q = sum((w / total) * d for w, d in terms)
+    negated = _negated(strength, neg, neg_mask)
+    q = jnp.where(negated[:, None], q, full.astype(jnp.float32))
+    q = jnp.where(valid[:, None], q, jnp.nan)
+    if not params.use_repulsion:
+        return QueryVectors(q)
+    w_rep = jnp.where(negated | ~valid, w_base * params.rho, 0.0)
+    if neg.ndim == 3 and neg_mask is not None:  # absent concepts: zero rows, max(images.0, 0) = 0
+        neg = jnp.where(neg_mask[..., None], neg, 0.0)
+    return QueryVectors(q, neg, w_rep)
 
 
 # ----------------------------------------------------------------------- one matmul - repulsion
 
 
 def _compute_dtype(image_dtype) -> jnp.dtype:
-    """The dtype the similarity GEMM's inputs take for images stored as ``image_dtype``.
-
-    bf16 (and f16) images multiply in that dtype with f32 accumulation on every backend: the query
-    vectors are rounded to it too, so the dot runs on half-precision units (GPU/TPU tensor cores,
-    AVX512-BF16 or AMX on CPU). On a Zen 4 CPU with AVX512-BF16, XLA's bf16 x bf16 -> f32 GEMM runs
-    ~1.6x its f32 GEMM; on CPUs without bf16 arithmetic it is about as fast as f32
-    (benchmarks/RESULTS.md). Anything else is scored in f32.
-    """
+    """The similarity GEMM's input dtype: bf16/f16 for images stored so (f32 accumulation; the
+    queries are rounded to it), else f32 (benchmarks/RESULTS.md)."""
     image_dtype = jnp.dtype(image_dtype)
     if image_dtype in (jnp.bfloat16, jnp.float16):  # half-precision storage: half-precision GEMM
         return image_dtype
@@ -418,12 +297,8 @@ def _repulsion(neg_sims: jax.Array, neg: jax.Array) -> jax.Array:
 def score_vectors(images: jax.Array, vectors: QueryVectors, *, stacked: bool = False) -> jax.Array:
     """``images.q - w_rep * max(images.neg, 0)``: the form every method takes, (Q, N).
 
-    ``stacked`` scores the q and neg rows with one GEMM over ``[q; neg]``, zero-padded to a
-    multiple of :data:`ROW_MULTIPLE` rows: for a handful of queries the GEMM is bound by reading
-    the images, which it then reads once, and XLA:CPU runs a bf16 GEMM of one row as a GEMV ~10x
-    slower than four rows. For many queries two GEMMs are faster (the stacked result is sliced
-    apart again), hence the default. Both give each query's scores from the same per-row dots
-    (benchmarks/RESULTS.md, search section).
+    ``stacked``: one GEMM over ``[q; neg]`` padded to :data:`ROW_MULTIPLE` rows, which reads the
+    images once (faster for a handful of queries; benchmarks/RESULTS.md, search section).
     """
     q, neg = vectors.q, vectors.neg
     nq, dim = q.shape
@@ -482,7 +357,7 @@ def _vectors(method: str, queries: Queries, params: DRCParams) -> QueryVectors:
     if method == "clip":
         return clip_vectors(queries.full)
     if method == "spacevlm":
-        return _spacevlm(
+        return spacevlm_vectors(
             queries.aff,
             queries.neg,
             queries.full,
@@ -491,7 +366,7 @@ def _vectors(method: str, queries: Queries, params: DRCParams) -> QueryVectors:
             params.operator,
             queries.neg_mask,
         )
-    return _drc(
+    return drc_vectors(
         queries.aff,
         queries.neg,
         queries.cf,
@@ -505,10 +380,8 @@ def _vectors(method: str, queries: Queries, params: DRCParams) -> QueryVectors:
 def query_vectors(method: str, queries: Queries, params: DRCParams = DRCParams()) -> QueryVectors:
     """The :class:`QueryVectors` of one of :data:`METHODS` (the one dispatch over methods).
 
-    CLIP: :func:`clip_vectors` of ``full``. SpaceVLM: :func:`spacevlm_vectors` with
-    ``params.spacevlm_t`` and ``params.operator``. DRC: :func:`drc_vectors`, or
-    :func:`drc_multi_vectors` when ``queries.neg`` is (Q, M, D). Concrete queries are checked
-    first (:func:`check_queries`).
+    CLIP: :func:`clip_vectors`; SpaceVLM: :func:`spacevlm_vectors` with ``params.spacevlm_t``;
+    DRC: :func:`drc_vectors`. Concrete queries are checked first (:func:`check_queries`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -538,37 +411,15 @@ def drc_score(
     full: jax.Array,
     strength: jax.Array,
     params: DRCParams = DRCParams(),
-) -> jax.Array:
-    """SpaceVLM-DRC scores (Q, N) of Q decomposed captions against N images.
-
-    ``images`` (N, D) and ``aff``/``neg``/``cf``/``full`` (Q, D) are unit-norm and finite;
-    ``strength`` (Q,) int32 with 0 = no negation, 1 = weak, 2 = moderate, 3 = strong (any other
-    value gives a NaN row). Rows with strength 0 are the plain CLIP score ``images.full`` (eq. 2).
-    Two GEMMs: one against the combined direction (:func:`drc_vectors`), one for the repulsion
-    ``max(images.neg, 0)``. ``images`` may be bfloat16 or float16: products then run in that dtype
-    with f32 accumulation.
-    """
-    return score_vectors(images, _drc(aff, neg, cf, full, strength, params))
-
-
-@jax.jit
-def drc_score_multi(
-    images: jax.Array,
-    aff: jax.Array,
-    negs: jax.Array,
-    cfs: jax.Array,
-    full: jax.Array,
-    strength: jax.Array,
-    params: DRCParams = DRCParams(),
     neg_mask: jax.Array | None = None,
 ) -> jax.Array:
-    """:func:`drc_score` for captions with several negated concepts, (Q, N).
+    """SpaceVLM-DRC scores (Q, N) of Q decomposed captions against N unit-norm images (N, D).
 
-    ``negs``, ``cfs`` (Q, M, D), ``neg_mask`` (Q, M) bool (None: all present); the composition
-    (turn away from each concept in turn, subtract the largest repulsion) and why are in
-    :func:`drc_multi_vectors`. One present concept gives exactly :func:`drc_score`'s scores.
+    ``aff``, ``full`` (Q, D); ``neg``, ``cf`` (Q, D), or (Q, M, D) with ``neg_mask`` for several
+    concepts (:func:`drc_vectors`); ``strength`` (Q,) int32 indexes :data:`STRENGTHS` (0: plain
+    CLIP, eq. 2; out of range: a NaN row). bf16/f16 ``images`` multiply in that dtype.
     """
-    return score_vectors(images, _drc(aff, negs, cfs, full, strength, params, neg_mask))
+    return score_vectors(images, drc_vectors(aff, neg, cf, full, strength, params, neg_mask))
 
 
 @jax.jit
@@ -587,6 +438,5 @@ def spacevlm_score(
     t=SPACEVLM_T,
     operator: str = "spacevlm",
 ) -> jax.Array:
-    """SpaceVLM's baseline row, (Q, N): one direction ``compose(aff, neg, t)`` per negated
-    caption with one fixed ``t`` (:func:`spacevlm_vectors`), eq. 2 on ``full`` otherwise."""
-    return score_vectors(images, _spacevlm(aff, neg, full, strength, t, operator))
+    """SpaceVLM's baseline row, (Q, N) (:func:`spacevlm_vectors`)."""
+    return score_vectors(images, spacevlm_vectors(aff, neg, full, strength, t, operator))

@@ -5,7 +5,8 @@ on disk so that nothing is embedded twice and no finished work is lost. A store 
 
     catalogue.sqlite      WAL-mode SQLite: tables ``settings`` (meta, dim, rows, vectors file and
                           the caller's own), ``items`` (key, fingerprint, status ok|error, error,
-                          row) and ``names`` (another name for a key, e.g. a path -> its hash)
+                          row), ``names`` (another name for a key, e.g. a path -> its hash) and
+                          ``info`` (a caller's JSON facts per key, e.g. a photo's date taken)
     vectors-<n>.bin       the vectors, raw ``(rows, dim)`` in the store's dtype, rows appended
 
 Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (writers queue; two processes
@@ -25,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,10 @@ from typing import Any, Literal
 
 import ml_dtypes
 import numpy as np
+
+from drc_jax import atomic
+from drc_jax.errors import UserError
+from drc_jax.progress import progress_bar
 
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
@@ -44,6 +50,8 @@ CREATE TABLE IF NOT EXISTS items (
     CHECK ((status = 'ok') = (row IS NOT NULL)));
 CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS names_by_key ON names (key);  -- a hit's names, by its row's key
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -55,7 +63,7 @@ class ItemError(Exception):
         self.id, self.reason = id, reason
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store directory cannot be used as asked (damaged, foreign, ...)."""
 
 
@@ -104,6 +112,8 @@ def own_file(path: Path) -> Path:
 
 
 def _damaged(directory: Path, error: object) -> StoreError:
+    if isinstance(error, BaseException) and (said := atomic.advice(error, directory, "directory")):
+        return StoreError(f"the embedding store {directory}: {said}")
     return StoreError(
         f"cannot read the catalogue {directory / CATALOGUE} ({error}); the store is damaged: "
         f"delete {directory} and re-run to rebuild it"
@@ -129,19 +139,51 @@ def _set_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _connect(path: Path, query: str = "") -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + query
+    return sqlite3.connect(
+        uri, uri=True, timeout=600, isolation_level=None, check_same_thread=False
+    )
+
+
+def unusable_rows(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Rows that are not finite or whose squared norm overflows float32 (a 3e38 entry): scoring
+    them gives inf / NaN. Checked in chunks (a memory map is read once, never copied whole)."""
+    bad = np.zeros(len(vectors), bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(0, len(vectors), chunk):
+            v = np.asarray(vectors[s : s + chunk], np.float32)
+            bad[s : s + chunk] = ~np.isfinite(np.einsum("ij,ij->i", v, v))
+    return bad
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only folder or medium: read-only with the WAL's commits if SQLite can, else as
+    immutable (nothing can change it)."""
+    try:
+        db = _connect(path, "?mode=ro")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return _connect(path, "?immutable=1")
+
+
 class Store:
     """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, read_only: bool = False):
         self.directory = directory
         self._lock = threading.RLock()  # one connection, shared by threads: one transaction
         for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
             own_file(directory / name)
         try:
-            self._db = sqlite3.connect(
-                directory / CATALOGUE, timeout=600, isolation_level=None, check_same_thread=False
-            )
-            _set_wal(self._db)
+            try:
+                self._db = _connect(directory / CATALOGUE)
+                _set_wal(self._db)
+            except sqlite3.OperationalError as e:
+                if not (read_only and atomic.write_problem(e) == "read-only"):
+                    raise
+                self._db = _read_only(directory / CATALOGUE)
             self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
@@ -179,7 +221,12 @@ class Store:
                 raise FileNotFoundError(f"no embedding store at {directory}")
             if directory.exists() and not directory.is_dir():
                 raise StoreError(f"{directory} exists and is not a directory")
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                if atomic.write_problem(e):
+                    raise _damaged(directory, e) from e
+                raise
             # (a catalogue's -wal or an array file: another process creating the same store)
             foreign = [p.name for p in directory.iterdir()]
             foreign = sorted(n for n in foreign if not n.startswith((CATALOGUE, "vectors-")))
@@ -194,17 +241,21 @@ class Store:
                     f"{directory} is not an embedding store (no {CATALOGUE}) and is not empty "
                     f"(e.g. {foreign[:3]}); pick an empty or new directory"
                 )
-        store = cls(directory)
+        store = cls(directory, read_only=meta is None)
         try:
             if meta is None:  # read as it is: no write, no lock
+                store._check_tables()
                 if store._setting("meta") is None:
                     raise _damaged(directory, "no settings")
                 store._check_settings()
+                store._check_rows()
                 return store
             with store.transaction():
                 for statement in _SCHEMA.split(";")[:-1]:
                     store._db.execute(statement)
+                store._check_tables()
                 store._check_settings()
+                store._check_rows()
                 store._check_meta(store._setting("meta"), {**meta, "dtype": dtype}, on_mismatch)
                 store._sweep()
         except (sqlite3.DatabaseError, StoreError) as e:
@@ -234,6 +285,7 @@ class Store:
         if diff:  # reset: empty the store, start a new array file
             self._db.execute("DELETE FROM items")
             self._db.execute("DELETE FROM names")
+            self._db.execute("DELETE FROM info")
             self._db.execute("DELETE FROM settings WHERE name != 'vectors'")
             self._set("vectors", self._next_file())
             self._set("meta", meta)
@@ -258,6 +310,34 @@ class Store:
             }[name](value)
             if not ok:
                 raise _damaged(self.directory, f"setting {name} is {text!r}")
+
+    def _check_tables(self) -> None:
+        """The catalogue has this version's tables and columns (a crafted one may not)."""
+        want = {
+            "settings": {"name", "value"},
+            "items": {"key", "fingerprint", "status", "error", "row"},
+            "names": {"name", "key", "stamp"},
+        }
+        for table, columns in want.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                what = "is missing" if not have else f"lacks {sorted(columns - have)}"
+                raise _damaged(self.directory, f"table {table} {what}")
+
+    def _check_rows(self) -> None:
+        """Every stored vector has its own row, inside the committed rows: no item reads another
+        item's vector, or past the array."""
+        n, rows, distinct, low, high = self._db.execute(
+            "SELECT count(*), count(row), count(DISTINCT row), min(row), max(row) FROM items "
+            "WHERE status='ok'"
+        ).fetchone()
+        committed = self._setting("rows", 0)
+        if n and not (n == rows == distinct and low >= 0 and high < committed):
+            raise _damaged(
+                self.directory,
+                f"{n} stored items point at {distinct} distinct rows in {low}..{high}, but the "
+                f"array holds rows 0..{committed - 1} and each item needs its own",
+            )
 
     def _setting(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
@@ -352,6 +432,52 @@ class Store:
             take = [row_of[k] for k in keys]
         return list(keys), np.asarray(array[np.asarray(take, np.int64)])
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, array)``: the live rows (int64, ascending) and every row of the array file,
+        memory-mapped; one snapshot, no per-key Python object (for collections of millions)."""
+        with self.transaction("BEGIN"):
+            q = "SELECT row FROM items WHERE status='ok' ORDER BY row"
+            rows = np.fromiter((r for (r,) in self._db.execute(q)), np.int64)
+            return rows, self._array()
+
+    def names_of_rows(self, rows: Iterable[int]) -> dict[int, list[str]]:
+        """``row -> sorted names`` of the keys stored at ``rows`` (rows without a name absent)."""
+        out: dict[int, list[str]] = {}
+        with self._lock:
+            found = self._db.execute(
+                "SELECT items.row, names.name FROM items JOIN names ON names.key = items.key "
+                "WHERE items.row IN (SELECT value FROM json_each(?)) ORDER BY names.name",
+                (json.dumps([int(r) for r in rows]),),
+            ).fetchall()
+        for row, name in found:
+            out.setdefault(row, []).append(name)
+        return out
+
+    def has_name(self, name: str) -> bool:
+        with self._lock:
+            q = "SELECT 1 FROM names WHERE name=?"
+            return self._db.execute(q, (name,)).fetchone() is not None
+
+    @property
+    def array_file(self) -> str:
+        """The array file's name: it changes when a compaction renumbers the rows."""
+        return self._file().name
+
+    def iter_names(self, batch: int = 1 << 16):
+        """Batches of ``(name, key, row)`` of every named live key, by name (streamed)."""
+        last = ""
+        while True:
+            got = self._db.execute(
+                "SELECT names.name, names.key, items.row FROM names JOIN items ON "
+                "items.key = names.key WHERE items.status='ok' AND names.name > ? "
+                "ORDER BY names.name LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not got:
+                return
+            yield got
+            last = got[-1][0]
+
     def _array(self) -> np.ndarray:
         """The committed rows of the array file, memory-mapped (inside a transaction)."""
         n, dim, dtype = self._setting("rows", 0), self._setting("dim") or 0, self.dtype
@@ -368,8 +494,11 @@ class Store:
         return np.memmap(path, dtype=dtype, mode="r", shape=(n, dim))
 
     def _file(self) -> Path:
-        """The array file the catalogue names: a plain name inside the store, not a link."""
-        return own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+        """The array file the catalogue names: a plain name inside the store, not a link, a file."""
+        path = own_file(self.directory / plain_name(self._setting("vectors"), self.directory))
+        if path.exists() and not path.is_file():
+            raise _damaged(self.directory, f"its array file {path.name} is not a regular file")
+        return path
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -384,10 +513,13 @@ class Store:
             self._db.execute(begin)
             try:
                 yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if atomic.write_problem(e):  # a full disk or a read-only store, not damage
+                    raise _damaged(self.directory, e) from e
                 raise
-            self._db.execute("COMMIT")
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], vectors: np.ndarray) -> None:
         """Store ``vectors[i]`` for ``keys[i]`` (replacing an older vector or error), atomically."""
@@ -406,11 +538,12 @@ class Store:
                 )
             with np.errstate(over="ignore"):  # checked as stored: 1e5 is inf in float16
                 data = np.ascontiguousarray(vectors, self.dtype)
-            bad = ~np.isfinite(data.astype(np.float32)).all(axis=1)
+            bad = unusable_rows(data)
             if bad.any():
                 raise ValueError(
                     f"non-finite vectors for {int(bad.sum())} key(s), e.g. "
-                    f"{[keys[i] for i in np.flatnonzero(bad)[:3]]} (as {self.dtype.name})"
+                    f"{[keys[i] for i in np.flatnonzero(bad)[:3]]} (as {self.dtype.name}); "
+                    "a norm too large to score in float32 counts as non-finite"
                 )
             self._set("dim", int(vectors.shape[1]))
             start = self._setting("rows", 0)
@@ -443,10 +576,13 @@ class Store:
 
         Rewrites the array file once :data:`DEAD_FRACTION_TO_COMPACT` of its rows are dead."""
         with self.transaction():
+            keep = json.dumps(list(keep))
             gone = self._db.execute(
-                "DELETE FROM items WHERE key NOT IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keep)),),
+                "DELETE FROM items WHERE key NOT IN (SELECT value FROM json_each(?))", (keep,)
             ).rowcount
+            self._db.execute(
+                "DELETE FROM info WHERE key NOT IN (SELECT value FROM json_each(?))", (keep,)
+            )
             rows = self._setting("rows", 0)
             dead = rows - len(self)
         if dead > DEAD_FRACTION_TO_COMPACT * rows:
@@ -491,12 +627,39 @@ class Store:
         """Other names of keys (e.g. file path -> content hash): ``name -> (key, stamp)``."""
         return {n: (k, s) for n, k, s in self._db.execute("SELECT name, key, stamp FROM names")}
 
+    def update_names(self, names: Mapping[str, tuple[str, str]], drop: Iterable[str] = ()) -> None:
+        """Add or change ``name -> (key, stamp)`` and remove the names ``drop`` (one transaction;
+        the other names stay as they are)."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM names WHERE name=?", ((n,) for n in drop))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO names VALUES (?, ?, ?)",
+                ((n, k, s) for n, (k, s) in names.items()),
+            )
+
     def set_names(self, names: Mapping[str, tuple[str, str]]) -> None:
         """Replace all names with ``name -> (key, stamp)`` (one transaction)."""
         with self.transaction():
             self._db.execute("DELETE FROM names")
             self._db.executemany(
                 "INSERT INTO names VALUES (?, ?, ?)", ((n, k, s) for n, (k, s) in names.items())
+            )
+
+    # ------------------------------------------------------------------ info
+    def info(self) -> dict[str, Any]:
+        """``key -> JSON value`` the caller recorded with :meth:`put_info` (older stores: none)."""
+        try:
+            rows = self._db.execute("SELECT key, value FROM info").fetchall()
+        except sqlite3.OperationalError:  # a store made before the table existed, opened to read
+            return {}
+        return {k: json.loads(v) for k, v in rows}
+
+    def put_info(self, info: Mapping[str, Any]) -> None:
+        """Record ``key -> JSON value`` facts; :meth:`prune` drops them with their key."""
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO info VALUES (?, ?)",
+                [(k, json.dumps(v, sort_keys=True)) for k, v in info.items()],
             )
 
     def close(self) -> None:
@@ -530,8 +693,6 @@ def fill(
     or the error is re-raised (``on_error="fail"``; finished batches stay stored). Keys not in
     ``items`` are kept: a mirror calls :meth:`Store.prune` afterwards.
     """
-    from tqdm.auto import tqdm
-
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     if batch_size < 1:
@@ -547,9 +708,7 @@ def fill(
         ]
     )
     report.unchanged = len(items) - len(todo) - len(report.failed)
-    with tqdm(
-        total=len(todo), desc=desc, unit="item", disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(len(todo), desc, progress) as bar:
         for start in range(0, len(todo), batch_size):
             pending, failed = todo[start : start + batch_size], {}
             while pending:

@@ -12,15 +12,21 @@ from tests.scenes import draw_scene, make_scene_folder
 WEIGHTS = "random:test-tiny"
 
 
-def build_server_index(base: Path):
+def build_server_index(base: Path, video: bool = False):
     """Scenes under ``base/photos`` and ``escape.png``, an indexed photo that is then replaced by
-    a symlink to a photo outside the folder (listed by the index, never served); returns
-    ``(root, index, outside_photo)``."""
+    a symlink to a photo outside the folder (listed by the index, never served); with ``video``
+    also ``clips/dusk.mp4`` (H.264, 12 s, dark from 8 s: the segment the random test CLIP
+    prefers, so a hit seeks past the start); returns ``(root, index, outside_photo)``."""
     from drc_jax.clip import load_clip
     from drc_jax.search import build_index
 
     root = base / "photos"
     make_scene_folder(root, per_combination=1)
+    if video:
+        from tests.test_search_video import write_video
+
+        (root / "clips").mkdir()
+        write_video(root / "clips" / "dusk.mp4", [220] * 4 + [120] * 4 + [30] * 4, codec="libx264")
     outside = base / "private" / "secret.png"
     outside.parent.mkdir()
     draw_scene("cat", "street", seed=7).save(outside)

@@ -221,7 +221,7 @@ def test_decompose_user_errors_exit_2_with_one_paragraph(args, expected, tmp_pat
         (["--config.batch_size=abc"], ["--config.batch_size=abc", "invalid literal"]),
         (["--dtype", "float16"], ["--config.dtype='float16': expected one of"]),
         (["--weights", OFFLINE_HUB, "--synthetic_images", "4", "--cache_dir", ""],
-         [f"cannot load CLIP weights '{OFFLINE_HUB}'", "Hugging Face Hub", "random:ViT-B/32"]),
+         [f"--weights {OFFLINE_HUB}: could not get", "Hugging Face Hub", "random:ViT-B/32"]),
         # the server is checked before the (also unreachable) weights load
         (["--decomposer", "sglang", "--sglang_url", "http://127.0.0.1:9", "--weights",
           OFFLINE_HUB], ["cannot reach the SGLang server at http://127.0.0.1:9",

@@ -53,3 +53,28 @@ def test_bf16_backward_products_run_in_bf16_and_match_f32_gradients():
     text = _lowered_text(jax.grad(loss, argnums=(0, 1)), x, k)
     dots = [line for line in text.splitlines() if "dot_general" in line]
     assert len(dots) == 3 and all("bf16>, tensor<" in d and "xbf16>) ->" in d for d in dots), dots
+
+
+def test_bf16_attention_backward_products_run_in_bf16_and_match_f32_gradients():
+    """The written-out bf16 attention's backward (QK^T and PV transposed) contracts bf16 operands
+    with f32 accumulation, and its gradients track the f32 attention's."""
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.standard_normal((2, 6, 2, 8)), jnp.bfloat16) for _ in range(3))
+    w = jnp.asarray(rng.standard_normal((2, 6, 2, 8)), jnp.float32)
+
+    def loss(q, k, v):
+        out = written_out_attention(q, k, v, scale=8**-0.5, causal=True)
+        return jnp.sum(out.astype(jnp.float32) * w)
+
+    f32 = lambda *a: tuple(x.astype(jnp.float32) for x in a)
+    got = jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(loss, argnums=(0, 1, 2))(*f32(q, k, v))
+    for g, r in zip(got, want, strict=True):
+        g, r = np.asarray(g, np.float32).ravel(), np.asarray(r).ravel()
+        assert g.dtype == np.float32 and np.abs(g - r).max() < 0.05 * np.abs(r).max()
+        assert g @ r / np.linalg.norm(g) / np.linalg.norm(r) > 0.999
+    assert all(x.dtype == jnp.bfloat16 for x in got)
+    text = _lowered_text(jax.value_and_grad(loss, argnums=(0, 1, 2)), q, k, v)
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    # forward QK^T and PV, backward dV, dP, dQ, dK
+    assert len(dots) == 6 and all("bf16>, tensor<" in d and "xbf16>) ->" in d for d in dots), dots

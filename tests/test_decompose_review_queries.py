@@ -12,7 +12,7 @@ import pytest
 from drc_jax.decompose import NEUTRAL_AFF, Decomposition, RuleDecomposer
 from drc_jax.decompose.lexicon import DANGLING_END, DANGLING_START
 from drc_jax.decompose.search_eval import is_right, leaks, load_search_queries
-from drc_jax.queries import query_texts, with_prefix
+from drc_jax.texts import query_texts, with_prefix
 
 REVIEW = Path(__file__).parent / "data" / "search_queries_review.jsonl"
 RULES = RuleDecomposer()

@@ -42,7 +42,17 @@ def test_schemas_are_flat_fully_required_and_free_of_pattern_or_length_keywords(
         if spec["type"] == "array":  # negs: a plain list of strings, nothing else
             assert spec["items"] == {"type": "string"}
     if "strength" in schema["properties"]:
-        assert schema["properties"]["strength"]["enum"] == list(STRENGTHS)
+        want = STRENGTHS[1:] if schema is STRENGTH_SCHEMA else STRENGTHS
+        assert schema["properties"]["strength"]["enum"] == list(want)
+
+
+def test_the_strength_estimator_has_exactly_the_papers_three_classes():
+    from drc_jax.decompose.prompts import STRENGTH_SYSTEM
+
+    assert STRENGTH_SCHEMA["properties"]["strength"]["enum"] == ["weak", "moderate", "strong"]
+    for s in ("strong", "moderate", "weak"):
+        assert f'"{s}"' in STRENGTH_SYSTEM
+    assert '- "none"' not in STRENGTH_SYSTEM  # negated or not is the decomposer prompt's call
 
 
 def test_record_schema_covers_every_field_in_order():

@@ -19,8 +19,8 @@ from drc_jax.launch.config import (
     row,
     table,
 )
-from drc_jax.queries import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS
 from drc_jax.scoring import DRCParams
+from drc_jax.texts import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS, SPACEVLM_PROMPTS
 from tests.conftest import REPO
 
 SHIPPED = REPO / "configs"  # the venv maps drc_jax.configs elsewhere: load the tree's files
@@ -43,15 +43,18 @@ def test_paper_config_has_the_papers_four_rows_each_with_its_own_settings():
     assert drc.params == DRCParams()
     assert (drc.params.w1, drc.params.w2, drc.params.wctx) == (0.35, 0.35, 0.30)
     assert drc.params.rho == 1.5
-    # CLIP and SpaceVLM encode their texts as written; DRC prefixes once decomposed, and its
-    # fallback for captions without negation is the raw caption (eq. 2), as CLIP's.
-    assert clip.prompts == spacevlm.prompts == RAW_PROMPTS
+    # CLIP encodes the raw caption, SpaceVLM its script's texts; DRC prefixes once decomposed,
+    # and its fallback for captions without negation is the raw caption (eq. 2), as CLIP's.
+    assert clip.prompts == RAW_PROMPTS and spacevlm.prompts == SPACEVLM_PROMPTS
     assert drc.prompts == DRC_PROMPTS and drc.prompts.fallback == ""
     assert spacevlm.params.spacevlm_t == 0.92
     assert neat.neat_config().lr == 2e-4 and neat.neat_config().steps == 3
-    # The paper's protocol when an LLM decomposes: two prompts, concurrent.
+    # The paper's protocol when an LLM decomposes: two prompts, concurrent, one concept each.
     assert config.decomposer_mode == "two_prompt"
     assert base_config().decomposer_mode == "merged"
+    assert drc.concepts == "one" and base_config().concepts_per_caption == "all"
+    assert spacevlm.video_mean == "unnormalized"
+    assert clip.video_mean == drc.video_mean == neat.video_mean == "renormalized"
 
 
 def test_the_prefixed_clip_row_is_a_named_option_with_every_field_prefixed():
@@ -161,11 +164,36 @@ def test_a_config_file_by_path_builds_on_base_config(tmp_path):
         ({"rows": ("clip", "nope")}, "no entry in config.variants"),
         ({"rows": ("clip", "clip")}, "duplicate rows"),
         ({"rows": ()}, "no rows"),
+        ({"concepts_per_caption": "two"}, "expected one of"),
+        ({"medr": "mean"}, "expected one of"),
+        ({"query_kind": "mixed"}, "expected one of"),
+        ({"variants.spacevlm.video_mean": "max"}, "video_mean"),
     ],
 )
 def test_bad_settings_say_what_is_expected(overrides, match):
     with pytest.raises(ConfigError, match=match):
         shipped("paper", **overrides)
+
+
+@pytest.mark.parametrize("name", ["paper", "table3", "table4", "zeroshot"])
+def test_the_paper_configs_score_one_concept_and_name_the_papers_decomposer(name):
+    config = shipped(name)
+    assert config.concepts_per_caption == "one" and config.decomposer_mode == "two_prompt"
+    assert config.paper_decomposer == defaults.SGLANG_MODEL
+    assert all(v.concepts == "one" for v in table(config).variants)
+
+
+def test_elsewhere_drc_scores_every_concept_and_names_no_paper_decomposer():
+    config = shipped("backbones")
+    assert config.concepts_per_caption == "all" and config.paper_decomposer is None
+    drc = [v for v in table(config).variants if v.method == "drc"]
+    assert drc and all(v.concepts == "all" for v in drc)
+
+
+def test_zeroshot_config_scores_clip_spacevlm_and_drc_on_plain_captions():
+    config = shipped("zeroshot")
+    assert config.query_kind == "plain"
+    assert [v.method for v in table(config).variants] == ["clip", "spacevlm", "drc"]
 
 
 def test_bad_rows_are_refused():
@@ -192,7 +220,8 @@ def test_defaults_are_defined_once(monkeypatch, tmp_path):
     assert serve.ServeConfig().url == defaults.SGLANG_URL
     monkeypatch.setenv("DRC_JAX_CACHE", str(tmp_path / "c"))
     assert base_config().cache_dir == str(tmp_path / "c") == str(default_cache_dir())
-    assert defaults.decomposition_cache_dir() == tmp_path / "c" / "decompositions"
+    assert defaults.cache_path(defaults.DECOMPOSITIONS) == tmp_path / "c" / "decompositions"
+    assert defaults.cache_path(defaults.DECOMPOSITIONS, "") is None
 
 
 def test_command_line_names_resolve_to_shipped_files_and_shorthands_to_overrides(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from drc_jax.data.synthetic import SyntheticSpec, render_image, write_video
+from drc_jax.errors import UserError
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import load_config
 from drc_jax.launch.pipeline import run
@@ -59,13 +60,13 @@ class CountingClip:
 @pytest.fixture
 def counting(monkeypatch):
     loaded = []
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
 
     def load(weights, dtype):
         loaded.append(CountingClip(real(weights, dtype)))
         return loaded[-1]
 
-    monkeypatch.setattr(pipeline, "load_backbone", load)
+    monkeypatch.setattr(pipeline, "load_clip_checked", load)
     return loaded
 
 
@@ -126,7 +127,7 @@ def test_a_table_is_produced_from_one_encoding_pass_and_reruns_use_the_cache(tmp
     assert unique_texts == r3["encoding"][TINY]["texts"]["unique"]
     assert 0 < unique_texts <= 5 * r3["num_queries"]
     # Table 4 on the same data: every embedding comes from the cache.
-    r4 = run(options(tmp_path, config="table4"))
+    r4 = run(options(tmp_path, config="table4", output_dir=str(tmp_path / "out4")))
     assert len(r4["methods"]) == 6 and counting[1].media == 0 and counting[1].texts == 0
     assert r4["encoding"][TINY]["media"] == {"embedded": 0, "cached": SMALL.num_images}
     # The CLIP row is the same in both tables: same embeddings, same scoring.
@@ -210,7 +211,7 @@ def test_precomputed_decompositions_and_image_embeddings_replace_those_stages(tm
     bench = corpus.bench
     reference = run(opts)
 
-    clip = pipeline.load_backbone(TINY, "float32")
+    clip = pipeline.load_clip_checked(TINY, "float32")
     emb = pipeline.media_embedder(clip, bench, opts)([str(p) for p in corpus.paths])
     np.save(tmp_path / "emb.npy", emb)
     captions = list(dict.fromkeys(q.caption for q in bench.queries))
@@ -228,13 +229,13 @@ def test_precomputed_decompositions_and_image_embeddings_replace_those_stages(tm
 
     with open(tmp_path / "partial.jsonl", "w") as f:
         write_decompositions_jsonl(decs[1:], f)
-    with pytest.raises(pipeline.LaunchError, match="lacks 1 of"):
+    with pytest.raises(UserError, match="lacks 1 of"):
         run(options(tmp_path, decompositions=str(tmp_path / "partial.jsonl")))
 
 
 def test_each_backbone_is_encoded_once_and_compared_to_its_own_clip_row(tmp_path, monkeypatch):
     loaded = {}
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
 
     def load(weights, dtype):  # two stand-in backbones, both tiny random CLIPs
         clip = CountingClip(real(TINY, dtype))
@@ -242,7 +243,7 @@ def test_each_backbone_is_encoded_once_and_compared_to_its_own_clip_row(tmp_path
         loaded[weights] = clip
         return clip
 
-    monkeypatch.setattr(pipeline, "load_backbone", load)
+    monkeypatch.setattr(pipeline, "load_clip_checked", load)
     path = tmp_path / "two.py"
     path.write_text(
         "from drc_jax.launch.config import base_config, row\n"
@@ -268,7 +269,7 @@ def test_each_backbone_is_encoded_once_and_compared_to_its_own_clip_row(tmp_path
 
 
 def test_an_interrupted_run_resumes_without_re_encoding_finished_batches(tmp_path, monkeypatch):
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
 
     class Interrupting(CountingClip):
         def encode_images(self, pixels):
@@ -276,11 +277,11 @@ def test_an_interrupted_run_resumes_without_re_encoding_finished_batches(tmp_pat
                 raise KeyboardInterrupt
             return super().encode_images(pixels)
 
-    monkeypatch.setattr(pipeline, "load_backbone", lambda w, d: Interrupting(real(w, d)))
+    monkeypatch.setattr(pipeline, "load_clip_checked", lambda w, d: Interrupting(real(w, d)))
     with pytest.raises(KeyboardInterrupt):
         run(options(tmp_path, batch_size=4))
 
-    monkeypatch.setattr(pipeline, "load_backbone", real)
+    monkeypatch.setattr(pipeline, "load_clip_checked", real)
     r = run(options(tmp_path, batch_size=4))
     assert r["encoding"][TINY]["media"] == {"embedded": SMALL.num_images - 4, "cached": 4}
 
@@ -292,14 +293,14 @@ def test_cache_is_not_reused_when_the_same_weights_name_holds_other_numbers(
 
     run(options(tmp_path))
     assert counting[0].media == SMALL.num_images
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
 
     def reinitialised(weights, dtype):  # same weights_id, different parameters
         clip = real(weights, dtype)
         clip.params = jax.tree_util.tree_map(lambda x: x + 1, clip._clip.params)
         return clip
 
-    monkeypatch.setattr(pipeline, "load_backbone", reinitialised)
+    monkeypatch.setattr(pipeline, "load_clip_checked", reinitialised)
     r = run(options(tmp_path))
     assert counting[1].media == SMALL.num_images
     assert r["encoding"][TINY]["media"]["cached"] == 0
@@ -308,11 +309,10 @@ def test_cache_is_not_reused_when_the_same_weights_name_holds_other_numbers(
 def test_an_empty_cache_dir_turns_off_the_decomposition_cache_too(tmp_path, monkeypatch):
     """``--cache_dir ''``: no embedding cache and no decomposition cache (not even the default
     one), so a second run asks the SGLang server again; with a cache it asks nothing."""
-    from drc_jax.decompose import sglang
     from tests.test_sglang_client import FakeServer
 
-    default = tmp_path / "default_decompositions"
-    monkeypatch.setattr(sglang, "DEFAULT_CACHE_DIR", default)
+    monkeypatch.setenv("DRC_JAX_CACHE", str(tmp_path / "default_cache"))
+    default = tmp_path / "default_cache" / "decompositions"
     server = FakeServer()
     try:
         kw = dict(decomposer="sglang", sglang_url=server.url, sglang_model="fake",

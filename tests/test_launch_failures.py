@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from drc_jax.data.synthetic import SyntheticSpec, build
-from drc_jax.launch.pipeline import LaunchError, run
+from drc_jax.errors import UserError
+from drc_jax.launch.pipeline import run
 from tests.conftest import REPO
 from tests.test_launch_end_to_end import options
 
@@ -68,7 +69,7 @@ def _synthetic_root(tmp_path):
 def test_missing_image_fails_naming_file_and_line_or_is_skipped_and_listed(tmp_path):
     root = _synthetic_root(tmp_path)
     (root / "images" / "synthetic_000002.jpg").unlink()
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         run(options(tmp_path, data_dir=str(root), synthetic=SPEC))
     assert "synthetic_000002.jpg (line 4)" in str(e.value)
     assert "--on_missing_media skip" in str(e.value)
@@ -88,7 +89,7 @@ def test_corrupt_media_fails_naming_the_file_or_is_skipped_and_listed(tmp_path, 
     bad.write_bytes(bad.read_bytes()[:40])  # truncated download
     benchmark = "synthetic" if kind == "image" else "synthetic_video"
     kw = dict(data_dir=str(root), synthetic=SPEC, benchmark=benchmark)
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         run(options(tmp_path, **kw))
     assert str(bad) in str(e.value) and "--on_missing_media skip" in str(e.value)
 
@@ -116,7 +117,7 @@ def _rewrite_caption(root, line, caption):
 def test_empty_caption_fails_naming_the_line_unless_skipped(tmp_path):
     root = _synthetic_root(tmp_path)
     _rewrite_caption(root, 3, "   ")
-    with pytest.raises(LaunchError, match=r"empty caption\(s\) at line 3.*--on_bad_caption skip"):
+    with pytest.raises(UserError, match=r"empty caption\(s\) at line 3.*--on_bad_caption skip"):
         run(options(tmp_path, data_dir=str(root), synthetic=SPEC))
     r = run(options(tmp_path, data_dir=str(root), synthetic=SPEC, on_bad_caption="skip"))
     assert r["num_queries"] == 2 * SPEC.num_images - 2  # line 3 held one (empty) caption
@@ -136,21 +137,21 @@ def test_caption_over_77_tokens_is_truncated_with_a_warning_naming_the_line(tmp_
 
 
 def test_unreachable_weights_fail_with_what_to_pass_instead(tmp_path):
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         run(options(tmp_path, weights=str(tmp_path / "missing" / "clip.safetensors")))
     msg = str(e.value)
-    assert "cannot load CLIP weights" in msg and "random:ViT-B/32" in msg
+    assert "cannot load these CLIP weights" in msg and "random:ViT-B/32" in msg
 
 
 def test_precomputed_embeddings_of_the_wrong_shape_are_refused(tmp_path):
     path = tmp_path / "emb.npy"
     np.save(path, np.ones((3, 32), np.float32))
-    with pytest.raises(LaunchError, match=r"shape \(3, 32\), expected \(8, D\)"):
+    with pytest.raises(UserError, match=r"shape \(3, 32\), expected \(8, D\)"):
         run(options(tmp_path, image_embeddings=str(path)))
 
 
 def test_unreachable_sglang_server_fails_with_alternatives(tmp_path):
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         run(options(tmp_path, decomposer="sglang", sglang_url="http://127.0.0.1:9"))
     msg = str(e.value)
     assert "cannot reach the SGLang server at http://127.0.0.1:9" in msg
@@ -169,8 +170,8 @@ def test_an_unwritable_output_dir_fails_before_any_work(tmp_path, monkeypatch, w
         raise AssertionError("the run started working before checking --output_dir")
 
     monkeypatch.setattr(pipeline, "load_corpus", no_work)
-    monkeypatch.setattr(pipeline, "load_backbone", no_work)
-    with pytest.raises(LaunchError, match=f"--output_dir {out}: cannot write there"):
+    monkeypatch.setattr(pipeline, "load_clip_checked", no_work)
+    with pytest.raises(UserError, match=f"--output_dir {out}: cannot write there"):
         run(options(tmp_path, output_dir=str(out)))
 
 
@@ -180,7 +181,7 @@ def test_a_decompression_bomb_in_the_data_dir_fails_naming_it_or_is_skipped(tmp_
     root = _synthetic_root(tmp_path)
     bad = png_bomb(root / "images" / "synthetic_000001.jpg")  # a PNG header claiming 100000^2
     kw = dict(data_dir=str(root), synthetic=SPEC)
-    with pytest.raises(LaunchError) as e:
+    with pytest.raises(UserError) as e:
         run(options(tmp_path, **kw))
     assert f"{bad}: refused as a possible decompression bomb" in str(e.value)
     assert "--on_missing_media skip" in str(e.value)

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drc_jax.errors import UserError
 from drc_jax.launch import pipeline
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.decomposition import decompose
 from drc_jax.launch.encode import embed_texts
-from drc_jax.launch.pipeline import LaunchError, row_texts, run
+from drc_jax.launch.pipeline import row_texts, run
 from drc_jax.launch.stages import Decomposed
-from drc_jax.launch.texts import text_set
 from drc_jax.metrics import ranks_from_scores
-from drc_jax.queries import RAW_PROMPTS
 from drc_jax.scoring import STRENGTHS, DRCParams, query_vectors
+from drc_jax.texts import RAW_PROMPTS, text_set
 from tests.conftest import REPO
 from tests.test_launch_end_to_end import TINY, CountingClip, _first_rows, coco_subset, options
 
@@ -56,7 +56,19 @@ def test_paper_cli_prints_four_rows_and_writes_a_record_a_reviewer_can_check(tmp
     assert rec["drc"]["weights"] == {"w1": 0.35, "w2": 0.35, "wctx": 0.30}
     assert rec["drc"]["rho"] == 1.5 and rec["drc"]["operator"] == "spacevlm"
     assert rec["drc"]["prompts"]["neg"] == "A photo of" and rec["drc"]["prompts"]["fallback"] == ""
-    assert rec["drc"]["decomposer"] == {"backend": "rules"}
+    # Rules, not the paper's LLM: the table's first line and the record say so.
+    assert rec["drc"]["decomposer"]["backend"] == "rules"
+    assert rec["drc"]["decomposer"]["paper_used"] == "Qwen/Qwen2.5-14B-Instruct"
+    assert (
+        "the paper used Qwen/Qwen2.5-14B-Instruct (--decomposer sglang)"
+        in (proc.stdout.splitlines()[0])
+    )
+    # Per-row settings: texts, concepts, frame mean, medR definition.
+    assert rec["spacevlm"]["video_mean"] == "unnormalized"
+    assert rec["clip"]["video_mean"] == rec["drc"]["video_mean"] == "renormalized"
+    assert rec["drc"]["concepts_per_caption"] == "one"
+    assert rec["clip"]["texts"] == rec["drc"]["texts"] == "decomposition"
+    assert rec["drc"]["medr"]["name"] == results["medr"]["name"] == "median"
     assert rec["neat"]["neat"]["lr"] == 2e-4 and rec["neat"]["neat"]["steps"] == 3
     # Environment and inputs.
     env = results["environment"]
@@ -84,7 +96,8 @@ def test_paper_cli_prints_four_rows_and_writes_a_record_a_reviewer_can_check(tmp
         scored, d = line["scored"], line["decomposition"]
         assert scored["clip"] == {"full": line["caption"]}  # the raw caption
         if d["negated"]:
-            assert scored["spacevlm"] == {"aff": d["aff"], "neg": d["neg"]}
+            bare = d["neg"].removeprefix("an ").removeprefix("a ")
+            assert scored["spacevlm"] == {"aff": d["aff"], "neg": "A photo of a " + bare}
             assert scored["drc"]["neg"] == "A photo of " + d["neg"]
             assert scored["drc"]["full"] == "A photo of " + " ".join(line["caption"].split())
             assert set(scored["neat"]) == {"caption", "pos", "neg", "inv"}
@@ -103,10 +116,12 @@ class RecordingClip(CountingClip):
 
 
 def test_clip_scores_the_raw_caption_and_each_distinct_text_is_encoded_once(tmp_path, monkeypatch):
-    real = pipeline.load_backbone
+    real = pipeline.load_clip_checked
     clips = []
     monkeypatch.setattr(
-        pipeline, "load_backbone", lambda w, d: clips.append(RecordingClip(real(w, d))) or clips[-1]
+        pipeline,
+        "load_clip_checked",
+        lambda w, d: clips.append(RecordingClip(real(w, d))) or clips[-1],
     )
     opts = options(tmp_path, cache_dir="", rows=("clip", "clip_prefixed", "spacevlm", "drc"))
     r = run(opts)
@@ -155,7 +170,7 @@ def test_spacevlm_and_the_d1_row_differ_exactly_where_the_strength_is_not_modera
         ),
     )
     texts = row_texts(rows, corpus, read, decomposed, opts)
-    clip = pipeline.load_backbone(TINY, "float32")
+    clip = pipeline.load_clip_checked(TINY, "float32")
     queries, _ = embed_texts(clip, texts.sets, opts)
     q = queries[text_set(rows.variants[0])]
     q_d1 = queries[text_set(rows.variants[1])]  # + d1 also encodes cf and full; aff, neg shared
@@ -190,7 +205,7 @@ def test_spacevlm_row_can_score_spacevlms_own_mistral_split_verbatim(
                     spacevlm_split=str(tmp_path / "split.csv"), **kw))  # fmt: skip
     rec = r["methods"]["spacevlm"]["record"]
     assert rec["decomposer"]["backend"] == "spacevlm_split"
-    assert r["methods"]["drc"]["record"]["decomposer"] == {"backend": "rules"}
+    assert r["methods"]["drc"]["record"]["decomposer"]["backend"] == "rules"
     split_bytes = (tmp_path / "split.csv").read_bytes()
     assert r["inputs"]["spacevlm_split_sha256"] == hashlib.sha256(split_bytes).hexdigest()
     lines = [json.loads(x) for x in (tmp_path / "out" / "decompositions.jsonl").open()]
@@ -212,7 +227,7 @@ def test_spacevlm_row_can_score_spacevlms_own_mistral_split_verbatim(
         w = csv.DictWriter(f, fieldnames=["captions"])
         w.writeheader()
         w.writerows(rows)
-    with pytest.raises(LaunchError, match=r"bad.csv, line 2: 4 split captions, but .* has 5"):
+    with pytest.raises(UserError, match=r"bad.csv, line 2: 4 split captions, but .* has 5"):
         run(options(tmp_path, rows=("clip", "spacevlm"), spacevlm_split=str(tmp_path / "bad.csv"),
                     **kw))  # fmt: skip
 

@@ -74,3 +74,17 @@ def test_ranks_are_read_at_the_scores_own_precision():
     np.testing.assert_array_equal(ranks_from_scores(scores, [0]), [2])
     bf16 = np.asarray(jnp.asarray([[0.5, 0.25, 0.75]], jnp.bfloat16))  # ml_dtypes, not np.floating
     np.testing.assert_array_equal(ranks_from_scores(bf16, [0]), [2])
+
+
+def test_medr_is_np_median_by_default_and_neats_lower_middle_rank_on_request():
+    import torch
+
+    ranks = np.asarray([1, 2, 7, 40])
+    assert retrieval_metrics(ranks)["medR"] == 4.5
+    assert retrieval_metrics(ranks, medr="lower")["medR"] == 2.0
+    for seed in range(5):
+        r = np.random.default_rng(seed).integers(1, 100, size=20 + seed)
+        want = float(torch.median(torch.as_tensor(r)).item())  # NEAT's median_rank
+        assert retrieval_metrics(r, medr="lower")["medR"] == want
+    with pytest.raises(ValueError, match="medr must be one of"):
+        retrieval_metrics(ranks, medr="mean")

@@ -1,6 +1,7 @@
 """Several negated concepts reach the scoring: "a street with no cars and no people" is scored
-away from both (drc_score_multi) by search and by the launcher's DRC rows; one concept is scored
-exactly as before, and the baselines keep scoring one concept as their papers do."""
+away from both (drc_score on (Q, M, D) concepts) by search and by the launcher's DRC rows; one
+concept is scored exactly as before, and the baselines keep scoring one concept as their papers
+do."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import hashlib
 
 import numpy as np
 
-from drc_jax import DRCParams, drc_score, drc_score_multi, query_vectors, score
+from drc_jax import DRCParams, drc_score, query_vectors, score
 from drc_jax.decompose import Decomposition
-from drc_jax.launch.texts import scored_texts, text_set, texts_of
 from drc_jax.queries import embed_queries
+from drc_jax.texts import scored_texts, text_set, texts_of
 
 D = 32
 
@@ -59,7 +60,7 @@ def test_a_caption_with_two_negated_concepts_is_scored_away_from_both():
     np.testing.assert_allclose(np.asarray(queries.neg[0]), want_neg)
     imgs = images()
     got = np.asarray(score("drc", imgs, queries))
-    want = drc_score_multi(
+    want = drc_score(
         imgs,
         queries.aff,
         queries.neg,
@@ -92,9 +93,9 @@ def test_one_concept_per_caption_is_scored_exactly_as_drc_score():
 def test_the_launcher_scores_every_concept_in_drc_rows_and_one_in_the_baselines():
     class Row:
         def __init__(self, method):
-            from drc_jax.queries import DRC_PROMPTS, RAW_PROMPTS
+            from drc_jax.texts import DRC_PROMPTS, RAW_PROMPTS
 
-            self.method, self.split = method, None
+            self.method, self.split, self.concepts = method, None, "all"
             self.prompts = DRC_PROMPTS if method == "drc" else RAW_PROMPTS
 
     drc_set, spacevlm_set = text_set(Row("drc")), text_set(Row("spacevlm"))
@@ -106,3 +107,5 @@ def test_the_launcher_scores_every_concept_in_drc_rows_and_one_in_the_baselines(
     assert record["negs"] == ["A photo of a car", "A photo of a person"]
     rows, _ = texts_of(spacevlm_set, [TWO], None, None)
     assert rows == [["a street", "a car", "a street", "a street"]]  # aff, neg; unread fields: aff
+    one = text_set("drc", concepts="one")
+    assert not one.all_concepts and len(texts_of(one, [TWO])[0][0]) == 4

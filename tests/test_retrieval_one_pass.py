@@ -133,3 +133,35 @@ def test_sharded_one_pass_matches_single_device():
         """
     )
     assert out.strip().endswith("ok")
+
+
+MASK_CASE = """
+import numpy as np, jax, jax.numpy as jnp
+from drc_jax.retrieval import top_k
+from drc_jax.scoring import Queries, query_vectors
+from drc_jax.parallel import make_mesh
+rng = np.random.default_rng(3)
+unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+images = unit(rng.standard_normal((61, 16))).astype(np.float32)
+q = Queries(*[jnp.asarray(unit(rng.standard_normal((3, 16))), jnp.float32) for _ in range(4)],
+            jnp.asarray([0, 2, 3], jnp.int32))
+vectors = query_vectors("drc", q)
+valid = rng.random(61) < 0.25
+s = np.asarray(images @ np.asarray(vectors.q).T).T - np.asarray(vectors.w_rep)[:, None] * (
+    np.maximum(images @ np.asarray(vectors.neg).T, 0).T)
+s[:, ~valid] = -np.inf
+want = np.argsort(-s, axis=1, kind="stable")[:, :20]
+mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+for chunk in (None, 4):
+    r = top_k(images, vectors, 20, valid=valid, chunk_size=chunk, mesh=mesh)
+    got, scores = np.asarray(r.indices), np.asarray(r.scores)
+    n = int(valid.sum())
+    assert (got[:, :n] == want[:, :n]).all(), (chunk, got, want)
+    assert np.isinf(scores[:, n:]).all() and np.isfinite(scores[:, :n]).all()
+print("ok")
+"""
+
+
+def test_a_validity_mask_ranks_only_the_valid_images_in_every_plan():
+    exec(compile(MASK_CASE, "mask_case", "exec"), {})  # one device: one pass and streamed
+    assert run_with_devices(MASK_CASE).strip().endswith("ok")  # sharded over 8 devices

@@ -1,5 +1,5 @@
 """DRC with several negated concepts ("a street with no cars and no people", "cat -sofa -blanket"):
-one concept is exactly drc_score; more turn away from each and repel the worst violation."""
+neg (Q, 1, D) is exactly neg (Q, D); more turn away from each and repel the worst violation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from drc_jax.scoring import (
     Queries,
     compose,
     drc_score,
-    drc_score_multi,
     query_vectors,
     score,
 )
@@ -40,22 +39,22 @@ def case():
     return f32(images), f32(aff), f32(negs), f32(cfs), f32(full), jnp.asarray(strength, jnp.int32)
 
 
-def test_one_negated_concept_gives_exactly_drc_score(case):
+def test_neg_of_shape_q_1_d_gives_exactly_the_scores_of_shape_q_d(case):
     images, aff, negs, cfs, full, strength = case
     for params in (DRCParams(), DRCParams(use_d2=False, rho=2.0)):
         single = np.asarray(drc_score(images, aff, negs[:, 0], cfs[:, 0], full, strength, params))
-        multi = drc_score_multi(images, aff, negs[:, :1], cfs[:, :1], full, strength, params)
+        multi = drc_score(images, aff, negs[:, :1], cfs[:, :1], full, strength, params)
         np.testing.assert_array_equal(np.asarray(multi), single)
         # Absent concepts (masked out) change nothing either.
         mask = jnp.asarray(np.eye(3, dtype=bool)[np.zeros(len(aff), int)])  # only concept 0
-        masked = drc_score_multi(images, aff, negs, cfs, full, strength, params, mask)
+        masked = drc_score(images, aff, negs, cfs, full, strength, params, mask)
         np.testing.assert_allclose(np.asarray(masked), single, atol=1e-6)
 
 
 def test_several_concepts_turn_away_from_each_in_turn_and_repel_the_worst(case):
     images, aff, negs, cfs, full, strength = case
     p = DRCParams()
-    got = np.asarray(drc_score_multi(images, aff, negs, cfs, full, strength, p))
+    got = np.asarray(drc_score(images, aff, negs, cfs, full, strength, p))
     t = jnp.asarray(p.t)[strength]
 
     def in_turn(a, bs):
@@ -77,11 +76,11 @@ def test_an_image_showing_any_excluded_concept_is_penalised(case):
     against the single-concept score that ignores the concept it shows."""
     images, aff, negs, cfs, full, strength = case
     s = jnp.full((1,), 3, jnp.int32)
-    all3 = np.asarray(drc_score_multi(images, aff[:1], negs[:1], cfs[:1], full[:1], s))[0]
+    all3 = np.asarray(drc_score(images, aff[:1], negs[:1], cfs[:1], full[:1], s))[0]
     for j in range(3):
         keep = [i for i in range(3) if i != j]
         without_j = np.asarray(
-            drc_score_multi(images, aff[:1], negs[:1, keep], cfs[:1, keep], full[:1], s)
+            drc_score(images, aff[:1], negs[:1, keep], cfs[:1, keep], full[:1], s)
         )[0]
         shows_j = [2 * j, 2 * j + 1]
         assert np.all(all3[shows_j] < without_j[shows_j] - 1e-3)
@@ -92,7 +91,7 @@ def test_top_k_searches_multi_concept_queries_like_the_full_scores(case):
     mask = jnp.asarray(np.arange(3)[None] <= (np.arange(len(aff)) % 3)[:, None])
     queries = Queries(aff, negs, cfs, full, strength, neg_mask=mask)
     full_scores = np.asarray(score("drc", images, queries))
-    want = drc_score_multi(images, aff, negs, cfs, full, strength, DRCParams(), mask)
+    want = drc_score(images, aff, negs, cfs, full, strength, DRCParams(), mask)
     np.testing.assert_allclose(full_scores, np.asarray(want), atol=1e-6)
     got = top_k(images, query_vectors("drc", queries), 5, gt_index=np.zeros(len(aff), int))
     order = np.argsort(-full_scores, axis=1, kind="stable")[:, :5]
@@ -108,9 +107,9 @@ def test_a_caption_with_no_concept_left_scores_like_a_caption_without_negation(c
     plain = np.asarray(full @ images.T)
     strong = jnp.full(strength.shape, 3, jnp.int32)
     none_present = jnp.zeros(negs.shape[:2], bool)
-    got = drc_score_multi(images, aff, negs, cfs, full, strong, DRCParams(), none_present)
+    got = drc_score(images, aff, negs, cfs, full, strong, DRCParams(), none_present)
     np.testing.assert_allclose(np.asarray(got), plain, atol=1e-6)
-    got = drc_score_multi(images, aff, negs[:, :0], cfs[:, :0], full, strong)
+    got = drc_score(images, aff, negs[:, :0], cfs[:, :0], full, strong)
     np.testing.assert_allclose(np.asarray(got), plain, atol=1e-6)
     for method in ("drc", "spacevlm"):
         queries = Queries(aff, negs, cfs, full, strong, neg_mask=none_present)
@@ -121,6 +120,6 @@ def test_a_caption_with_no_concept_left_scores_like_a_caption_without_negation(c
         np.testing.assert_array_equal(np.asarray(got.indices), order)
     # One row masked out among negated ones: only that row changes to eq. 2.
     mask = jnp.ones(negs.shape[:2], bool).at[4].set(False)
-    got = np.asarray(drc_score_multi(images, aff, negs, cfs, full, strong, DRCParams(), mask))
+    got = np.asarray(drc_score(images, aff, negs, cfs, full, strong, DRCParams(), mask))
     np.testing.assert_allclose(got[4], plain[4], atol=1e-6)
     assert np.all(np.abs(np.delete(got, 4, 0) - np.delete(plain, 4, 0)).max(axis=1) > 1e-3)

@@ -230,7 +230,7 @@ def test_package_exports_the_method_and_the_engine():
 
     for name in ("drc_score", "DRCParams", "Queries", "STRENGTHS", "METHODS", "compose"):
         assert getattr(drc_jax, name) is getattr(scoring, name)
-    for name in ("clip_score", "spacevlm_score", "drc_score_multi", "query_vectors"):
+    for name in ("clip_score", "spacevlm_score", "query_vectors"):
         assert getattr(drc_jax, name) is getattr(scoring, name)
     for name in ("top_k", "TopK", "top_k_memory"):
         assert getattr(drc_jax, name) is getattr(retrieval, name)

@@ -228,12 +228,14 @@ def test_serve_answers_health_and_search_then_stops(indexed):
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health["images"] == 9 and health["random_weights"] is True
+        assert health["indexing"]["watching"] is True  # serve watches its folders by default
         r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "a dog", "k": 3})
         assert [h["rank"] for h in r.json()["hits"]] == [1, 2, 3]
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert f"http://127.0.0.1:{port}/" in out and "weights are RANDOM" in out
+    assert "watching its folders" in out
 
 
 def test_a_cache_dir_that_is_a_file_is_a_user_error(indexed, tmp_path):
@@ -285,3 +287,19 @@ def test_query_with_unloadable_weights_names_the_flag_and_what_to_pass(indexed, 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"error: --weights {absent}: cannot load these CLIP weights" in proc.stderr
     assert "Hugging Face CLIP directory" in proc.stderr
+
+
+def test_help_lists_the_subcommands_also_as_a_console_script():
+    code = "import sys; from drc_jax.search.__main__ import run; sys.argv[0] = 'drc-search'; run()"
+    for cmd in ([sys.executable, "-m", "drc_jax.search"], [sys.executable, "-c", code]):
+        proc = subprocess.run(
+            [*cmd, "--help"], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
+        assert "Commands: index" in proc.stdout and "serve" in proc.stdout, proc.stdout[:300]
+
+
+def test_reindexing_without_weights_reuses_the_indexs_own(indexed, tmp_path):
+    root, index, _ = indexed
+    proc = cli("index", "--images", str(root), "--index", str(index))  # no --weights
+    assert proc.returncode == 0, proc.stderr
+    assert "random:test-tiny" in proc.stdout and "0 added" in proc.stdout

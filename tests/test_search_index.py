@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from drc_jax.media import read_image
-from drc_jax.search import build_index, read_info, scan_images
+from drc_jax.search import build_index, read_info, scan_media
 from drc_jax.search.index import indexed_files
 from drc_jax.store import Store, StoreError, StoreMismatchError
 from tests.conftest import run_with_devices
@@ -101,14 +101,20 @@ def test_reindex_embeds_only_added_and_changed_files_and_drops_deleted(tmp_path,
     assert not np.allclose(after["beach/beach_0.png"], before["beach/beach_0.png"])
 
 
-def test_index_embedding_is_the_clip_embedding_of_that_file(tmp_path, scenes, tiny_clip):
+@pytest.mark.parametrize("store_dtype", [None, "float32"])
+def test_index_embedding_is_the_clip_embedding_of_that_file(
+    tmp_path, scenes, tiny_clip, store_dtype
+):
+    """bf16 by default (to its rounding), float32 on request."""
     root, _ = scenes
-    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False)
+    build_index(root, tmp_path / "index", clip=tiny_clip, progress=False, store_dtype=store_dtype)
+    with Store.open(tmp_path / "index", None) as store:
+        assert store.dtype.name == (store_dtype or "bfloat16")
     emb = stored(tmp_path / "index")
     for rel in ("park/dog_on_park_0.png", "street/cat_on_street_0.png"):
         img = read_image(root / rel)
         want = tiny_clip.encode_images(tiny_clip.preprocess([img], mode="spacevlm"))[0]
-        np.testing.assert_allclose(emb[rel], want, atol=1e-5)
+        np.testing.assert_allclose(emb[rel], want, atol=1e-5 if store_dtype else 2**-8)
 
 
 def test_unreadable_files_are_listed_not_fatal_and_not_retried_until_changed(
@@ -153,9 +159,9 @@ def test_scan_finds_images_recursively_in_a_stable_order(tmp_path, scenes):
     root, contents = scenes
     (root / "a.TXT").write_text("x")
     (root / "UPPER.JPG").write_bytes(b"x")
-    found = [p.relative_to(root).as_posix() for p in scan_images(root)]
+    found = [p.relative_to(root).as_posix() for p in scan_media(root)]
     assert sorted(found) == sorted([*contents, "UPPER.JPG"])
-    assert found == [p.relative_to(root).as_posix() for p in scan_images(root)]
+    assert found == [p.relative_to(root).as_posix() for p in scan_media(root)]
 
 
 def test_missing_folder_or_index_is_a_clear_error(tmp_path):
@@ -375,7 +381,7 @@ def test_fingerprint_stat_trusts_size_and_mtime_and_sha1_catches_a_same_size_rew
     report = build_index(root, index, clip=clip, fingerprint_by="sha1", progress=False)
     assert report.embedded == 1 and report.changed == 1
     want = tiny_clip.encode_images(tiny_clip.preprocess([read_image(target)]))[0]
-    np.testing.assert_allclose(stored(index)["a.bmp"], want, atol=1e-5)
+    np.testing.assert_allclose(stored(index)["a.bmp"], want, atol=2**-8)  # bf16 by default
 
 
 def test_a_folder_moved_after_an_interrupted_first_index_run_resumes_without_re_embedding(

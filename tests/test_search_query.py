@@ -245,6 +245,51 @@ def test_repeated_texts_are_encoded_once(concept_index):
     searcher = Searcher.open(index, clip=clip)
     searcher.search("a dog, but no beach", k=3)
     assert len(clip.encoded) == 4  # aff, neg, cf, full
+    # CLIP's column scores the raw caption (the launcher's CLIP baseline): one new text.
     searcher.search("a dog, but no beach", k=3, methods=("clip", "drc"))
+    assert clip.encoded[4:] == ["a dog, but no beach"]
     searcher.search("a dog without a beach", k=3)  # same aff / neg / cf, a new full caption
-    assert clip.encoded[4:] == ["A photo of a dog without a beach"]
+    assert clip.encoded[5:] == ["A photo of a dog without a beach"]
+
+
+def test_search_by_example_ranks_by_the_example_and_hides_the_text_concepts(concept_index):
+    from drc_jax.decompose import Decomposition
+    from drc_jax.search.example import example_queries
+
+    index, contents = concept_index
+    searcher = Searcher.open(index, clip=ConceptClip())
+    root = searcher.info.root
+    example = next(
+        str(root / p) for p, (s, place) in contents.items() if (s, place) == ("dog", "beach")
+    )
+    plain = Decomposition.plain("a photo")
+    hits = searcher.search(["a photo"], k=5, decompositions=[plain], like=example)["drc"][0].hits
+    assert example not in [h.path for h in hits]  # never its own result
+    assert contents[hits[0].id] == ("dog", "beach")  # its twin, the other dog on a beach
+    # Plain "like": an empty beach (shares the beach) outranks a dog in a park or street ...
+    liked = searcher.search(["a photo"], k=17, decompositions=[plain], like=example)["drc"][0]
+    order = [contents[h.id] for h in liked.hits]
+    assert order.index((None, "beach")) < order.index(("dog", "street"))
+    # ... "like this, but no beach": every dog elsewhere outranks every other beach scene.
+    no_beach = [
+        contents[h.id] for h in searcher.search("no beach", k=17, like=example)["drc"][0].hits
+    ]
+    elsewhere = [i for i, c in enumerate(no_beach) if c[0] == "dog" and c[1] != "beach"]
+    beaches = [i for i, c in enumerate(no_beach) if c[0] != "dog" and c[1] == "beach"]
+    assert max(elsewhere) < min(beaches)
+
+    # The definition (example.py): aff = full = x, cf = unit(aff + neg), concepts unchanged.
+    from drc_jax.queries import embed_queries
+
+    dec = searcher.decomposer.decompose(["a photo without a beach"])[0]
+    q = embed_queries(searcher.encode_texts, [dec])
+    x = np.zeros(q.aff.shape[-1], np.float32)
+    x[0] = 1.0
+    e = example_queries(q, x, np.asarray([False]))
+    np.testing.assert_allclose(np.asarray(e.aff)[0], x)
+    np.testing.assert_allclose(np.asarray(e.full), np.asarray(e.aff))
+    np.testing.assert_allclose(np.asarray(e.neg), np.asarray(q.neg))
+    cf = x + np.asarray(q.neg)[0]
+    np.testing.assert_allclose(np.asarray(e.cf)[0], cf / np.linalg.norm(cf), atol=1e-6)
+    with pytest.raises(ValueError, match="not a file of index"):
+        searcher.search("a dog", like="/nowhere.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -222,6 +223,94 @@ def test_a_warmed_server_compiles_nothing_for_an_everyday_query(served):
         for q in ("a sunny park with no cars", "two puppies", "a red kite but not a bird"):
             for method in ("drc", "clip", "spacevlm"):
                 assert client.get("/api/search", params={"q": q, "method": method}).is_success
+                filtered = {"q": q, "method": method, "folder": "park"}  # a masked search
+                assert client.get("/api/search", params=filtered).is_success
     finally:
         listening[0] = False
     assert compiles == []
+
+
+def test_every_excluded_concept_is_reported_and_an_unedited_panel_reproduces_the_ranking(served):
+    client, _, _, _ = served
+    first = client.get("/api/search", params={"q": "dog -beach -sand", "k": 8}).json()
+    d = first["decomposition"]
+    assert d["negs"] == ["a beach", "sand"] and len(first["cfs"]) == 2
+    echo = {"q": "dog -beach -sand", "k": 8, "aff": d["aff"], "neg": d["negs"]}
+    again = client.get("/api/search", params={**echo, "strength": d["strength"]}).json()
+    assert again["decomposition"] == d and again["overridden"] is False
+    assert [h["path"] for h in again["hits"]] == [h["path"] for h in first["hits"]]
+    assert [h["score"] for h in again["hits"]] == [h["score"] for h in first["hits"]]
+    one = client.get("/api/search", params={**echo, "neg": ["a beach"]}).json()
+    assert one["decomposition"]["negs"] == ["a beach"]
+
+
+def test_clearing_every_exclusion_searches_the_edited_affirmative_text(served):
+    client, searcher, _, _ = served
+    r = client.get("/api/search", params={"q": "a dog not on a beach", "aff": "a puppy", "neg": ""})
+    d = r.json()["decomposition"]
+    assert (d["negated"], d["caption"], d["aff"]) == (False, "a puppy", "a puppy")
+    plain = searcher.search("a puppy", k=24)["drc"][0]
+    assert [h["path"] for h in r.json()["hits"]] == [h.path for h in plain.hits]
+
+
+def test_pages_continue_the_ranking_and_say_when_more_remain(served):
+    client, _, _, _ = served
+    q = {"q": "a cat without a street"}
+    whole = client.get("/api/search", params={**q, "k": 11}).json()
+    first = client.get("/api/search", params={**q, "k": 4}).json()
+    rest = client.get("/api/search", params={**q, "k": 8, "offset": 4}).json()
+    paged = [h["path"] for h in first["hits"] + rest["hits"]]
+    assert paged == [h["path"] for h in whole["hits"]] and len(paged) == 11
+    assert [h["rank"] for h in rest["hits"]] == list(range(5, 12))
+    assert first["more"] is True and rest["more"] is False and whole["total"] == 11
+
+
+def test_a_filter_is_applied_inside_the_search_and_still_returns_k(served):
+    client, _, root, _ = served
+    park = {h["path"] for h in client.get("/api/search", params={"q": "a dog", "k": 11}).json()[
+        "hits"] if "/park/" in h["path"]}  # fmt: skip
+    r = client.get("/api/search", params={"q": "a dog", "k": 3, "folder": "park"}).json()
+    assert len(r["hits"]) == 3 and {h["path"] for h in r["hits"]} <= park
+    assert r["total"] == len(park)
+    absolute = client.get(
+        "/api/search", params={"q": "a dog", "k": 3, "folder": str(root / "park")}
+    )
+    assert [h["path"] for h in absolute.json()["hits"]] == [h["path"] for h in r["hits"]]
+    red = client.get("/api/search", params={"q": "a dog", "k": 5, "name": "RED"}).json()
+    assert [h["id"] for h in red["hits"]] == ["wide red.png"] and red["total"] == 1
+    none = client.get("/api/search", params={"q": "a dog", "type": "video"}).json()
+    assert none["hits"] == [] and none["total"] == 0
+    dated = client.get("/api/search", params={"q": "a dog", "taken_after": "2000-01-01"}).json()
+    assert len(dated["hits"]) == 11 and all(h["taken_source"] == "mtime" for h in dated["hits"])
+    future = client.get("/api/search", params={"q": "a dog", "taken_before": "1999-12-31"})
+    assert future.json()["total"] == 0
+    bad = client.get(
+        "/api/search", params={"q": "a", "taken_after": "2024-02-01", "taken_before": "2024-01-01"}
+    )
+    assert bad.status_code == 422 and "later than" in bad.text
+
+
+def test_similar_to_an_indexed_photo_with_or_without_words(served):
+    client, searcher, root, _ = served
+    example = str(root.resolve() / "beach" / "dog_on_beach_0.png")
+    alone = client.get("/api/search", params={"like": example, "k": 10}).json()
+    assert len(alone["hits"]) == 10 and example not in [h["path"] for h in alone["hits"]]
+    assert alone["total"] == 10 and alone["like"] == example
+    direct = searcher.search(["a photo"], k=10, like=example)["drc"][0]
+    assert [h["path"] for h in alone["hits"]] == [h.path for h in direct.hits]
+    hidden = client.get("/api/search", params={"like": example, "q": "no people", "k": 10}).json()
+    assert hidden["decomposition"]["negs"] == ["a person"]
+    assert [h["score"] for h in hidden["hits"]] != [h["score"] for h in alone["hits"]]
+    assert client.get("/api/search", params={"like": "/etc/passwd"}).status_code == 422
+    assert client.get("/api/search", params={"k": 3}).status_code == 422
+
+
+def test_the_first_screen_lists_the_newest_files(served):
+    client, searcher, root, _ = served
+    r = client.get("/api/recent", params={"k": 3}).json()["hits"]
+    assert len(r) == 3 and all(h["taken_source"] == "mtime" for h in r)
+    assert [h["taken"] for h in r] == sorted((h["taken"] for h in r), reverse=True)
+    newest = max(searcher.catalogue.paths, key=lambda p: Path(p).lstat().st_mtime_ns)
+    assert (
+        r[0]["taken"] >= searcher.catalogue.facts(searcher.catalogue.paths.index(newest))["taken"]
+    )

@@ -207,14 +207,14 @@ def test_two_prompt_mode_sends_decomposer_and_strength_prompts_concurrently(
 ):
     srv = server_factory(behave=lambda cap, n: (200, None, 0.3))
     d = client(srv.url, tmp_path, mode="two_prompt", concurrency=1)
-    t0 = time.monotonic()
     out = d.decompose(CAPTIONS[:3])
-    elapsed = time.monotonic() - t0
     d.close()
     assert out == _RULES.decompose(CAPTIONS[:3])
+    # The estimator's "none" for the plain caption is outside its three classes, yet unread:
+    # the decomposer prompt decided "not negated", so nothing fell back.
+    assert d.stats["fallbacks"] == 0
     # One caption at a time (concurrency=1), yet both of its prompts were in flight together.
     assert srv.max_caption_in_flight == 2
-    assert elapsed < 3 * 2 * 0.3  # faster than asking the two prompts one after the other
     systems = [r["messages"][0]["content"] for r in srv.requests]
     assert systems.count(STRENGTH_SYSTEM) == systems.count(DECOMPOSER_SYSTEM) == 3
     assert out[2].negated is False and out[2].strength == "none"  # rated, but not negated
@@ -290,12 +290,12 @@ def test_a_server_rejecting_every_request_raises_a_setup_error(server_factory, t
 
 
 def test_too_slow_answers_time_out_and_are_retried(server_factory, tmp_path):
-    srv = server_factory(behave=lambda cap, n: (200, None, 0.6 if n == 1 else 0.0))
-    d = client(srv.url, tmp_path, timeout_s=0.2)
-    t0 = time.monotonic()
+    # A first answer far past the deadline and a retry far inside it (robust to a busy machine).
+    srv = server_factory(behave=lambda cap, n: (200, None, 5.0 if n == 1 else 0.0))
+    d = client(srv.url, tmp_path, timeout_s=1.0)
     assert d.decompose(CAPTIONS[:3]) == _RULES.decompose(CAPTIONS[:3])
-    assert d.stats["retries"] == 3
-    assert time.monotonic() - t0 < 5
+    assert d.stats["retries"] == 3  # each first (slow) answer was cut off, each retry answered
+    assert all(srv.seen[c] == 2 for c in CAPTIONS[:3])
 
 
 def test_connection_refused_raises_a_clear_error(tmp_path):
@@ -368,12 +368,11 @@ def test_a_server_trickling_one_byte_a_second_cannot_hold_a_request_past_its_dea
 ):
     srv = server_factory(trickle_s=1.0)
     d = client(srv.url, tmp_path, timeout_s=1.5, retries=1)
-    t0 = time.monotonic()
     out = d.decompose(CAPTIONS[:1])
-    elapsed = time.monotonic() - t0
+    # Each byte arrives within any socket timeout, so only the deadline on the whole exchange
+    # can cut both tries off: the answer is the fallback, not the server's (trickled) rule answer.
     assert out == [Decomposition.plain(CAPTIONS[0])]
     assert d.fallback_reasons["transport"] == 1 and d.stats["requests"] == 2
-    assert elapsed < 2 * 1.5 + 2  # two tries of 1.5 s each (a socket timeout never fires)
 
 
 def test_server_dying_mid_batch_loses_nothing_and_resume_completes(server_factory, tmp_path):

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -176,10 +175,9 @@ def test_serve_reports_a_crashing_server_and_cleans_up(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text("import sys; print('ImportError: no module named sglang'); sys.exit(1)\n")
     cfg = ServeConfig(port=_free_port(), launcher=(sys.executable, str(script)))
-    t0 = time.monotonic()
-    with pytest.raises(ServerStartError, match="no module named sglang"):
+    # Seen as an exit (not as the 30 s health timeout), with the log's last lines.
+    with pytest.raises(ServerStartError, match=r"exited with code 1(?s:.*)no module named sglang"):
         serve(cfg, log_path=tmp_path / "c.log", timeout_s=30, interval_s=0.05)
-    assert time.monotonic() - t0 < 20
 
 
 def test_serve_refuses_a_port_that_is_already_serving():

@@ -150,8 +150,10 @@ def config_from_hf(hf: Mapping[str, Any]) -> CLIPConfig:
                 d[k] = d[k][0]
     text = TextConfig(**_fields(TextConfig, txt))
     eos = txt.get("eos_token_id", EOT_TOKEN_ID)
-    if isinstance(eos, list):
+    if isinstance(eos, list) and eos:
         eos = eos[0]
+    if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or eos < 0):
+        raise ValueError(f"text_config.eos_token_id={eos!r}: must be a token id (an integer >= 0)")
     # transformers keeps argmax pooling for configs written before its eos_token_id fix (eos == 2).
     text = dataclasses.replace(text, eos_token_id=None if eos == 2 else eos)
     return CLIPConfig(

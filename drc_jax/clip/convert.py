@@ -95,7 +95,7 @@ def openai_to_hf(
                 origins[f"{prefix}.self_attn.{proj}.{kind}"] = f"{key} ({proj[0]} third)"
             continue
         if name == key:
-            raise KeyError(
+            raise ValueError(
                 f"unexpected key {key!r} in OpenAI/open_clip state dict (no mapping to CLIP ViT)"
             )
         out[name] = np.asarray(value)
@@ -176,7 +176,7 @@ def hf_to_flax(
         path, arr = _hf_to_flax_key(key, np.asarray(value, dtype=np.float32))
         shown = origins.get(key, key)
         if path not in want:
-            raise KeyError(
+            raise ValueError(
                 f"{source}: unexpected key {shown!r} (Flax path {'/'.join(path)}) "
                 "for this CLIP config"
             )
@@ -189,5 +189,49 @@ def hf_to_flax(
         flat[path] = np.ascontiguousarray(arr)
     missing = sorted("/".join(p) for p in set(want) - set(flat))
     if missing:
-        raise KeyError(f"{source}: missing {len(missing)} weights, e.g. {missing[:5]}")
+        raise ValueError(f"{source}: missing {len(missing)} weights, e.g. {missing[:5]}")
     return unflatten_dict(flat)
+
+
+def _layers(shapes: Mapping[str, tuple], prefix: str) -> int:
+    return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
+
+
+def check_hf_config(config: CLIPConfig, shapes: Mapping[str, tuple], weights, config_file) -> None:
+    """Every size of a ``config.json`` agrees with the tensor shapes of its weight file (read from
+    the header), checked before anything is traced or allocated: a config asking for 1e9
+    positions or 1e8 layers is a ``ValueError`` naming the file and field."""
+    v, t = config.vision, config.text
+    want = {  # HF name -> (shape the config implies, the fields that set it)
+        "text_model.embeddings.token_embedding.weight": (
+            (t.vocab_size, t.hidden_size), "text_config.vocab_size / hidden_size"),
+        "text_model.embeddings.position_embedding.weight": (
+            (t.max_position_embeddings, t.hidden_size), "text_config.max_position_embeddings"),
+        "text_model.encoder.layers.0.mlp.fc1.weight": (
+            (t.intermediate_size, t.hidden_size), "text_config.intermediate_size"),
+        "vision_model.embeddings.patch_embedding.weight": (
+            (v.hidden_size, 3, v.patch_size, v.patch_size),
+            "vision_config.hidden_size / patch_size"),
+        "vision_model.embeddings.position_embedding.weight": (
+            (v.num_patches + 1, v.hidden_size), "vision_config.image_size / patch_size"),
+        "vision_model.encoder.layers.0.mlp.fc1.weight": (
+            (v.intermediate_size, v.hidden_size), "vision_config.intermediate_size"),
+        "text_projection.weight": ((config.projection_dim, t.hidden_size), "projection_dim"),
+        "visual_projection.weight": ((config.projection_dim, v.hidden_size), "projection_dim"),
+    }  # fmt: skip
+    for key, (shape, fields) in want.items():
+        if key not in shapes:
+            raise ValueError(f"{weights}: no tensor {key!r}; not a complete CLIP checkpoint")
+        if tuple(shapes[key]) != shape:
+            raise ValueError(
+                f"{weights}: {key} has the shape {tuple(shapes[key])}, but {config_file} "
+                f"({fields}) asks for {shape}; fix config.json or use the checkpoint's own"
+            )
+    for tower, cfg in (("text", t), ("vision", v)):
+        have = _layers(shapes, f"{tower}_model.encoder.layers.")
+        if cfg.num_hidden_layers != have:
+            raise ValueError(
+                f"{config_file}: {tower}_config.num_hidden_layers={cfg.num_hidden_layers}, but "
+                f"{weights} holds {have} {tower} layers; fix config.json or use the "
+                "checkpoint's own"
+            )

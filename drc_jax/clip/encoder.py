@@ -2,7 +2,10 @@
 
 Every ``encode_*`` call runs one jitted function per (config, dtype, mesh, kind) over a 1-D mesh of
 all devices: the batch is sharded along ``"data"``, parameters are replicated, and the output is
-replicated so every process of a multi-host run gets the full result. Inputs are cut into chunks of
+replicated so every process of a multi-host run gets the full result. With ``split=True`` each
+process of a multi-host run passes only its own rows (as many in every process) and gets every
+process's results, in process order: each process decodes only its share of the media. Inputs are
+cut into chunks of
 ``batch_size`` rows; the last chunk is zero-padded to a small set of sizes (device count times a
 power of two) so each shape compiles once. All chunks are dispatched before any result is fetched,
 so host-to-device copies overlap compute.
@@ -106,7 +109,9 @@ class ClipEncoder:
         return self.tokenizer.count_tokens(text)
 
     # --- encoding -----------------------------------------------------------------------------
-    def _run(self, kind: str, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def _run(
+        self, kind: str, x: np.ndarray, batch_size: int | None = None, split: bool = False
+    ) -> np.ndarray:
         if kind not in self.towers:
             raise ValueError(
                 f"this CLIP encoder ({self.weights_id}) was loaded with towers={self.towers}, "
@@ -115,6 +120,8 @@ class ClipEncoder:
             )
         fn = _encode_fn(self.config, self.dtype, self.mesh, kind)
         bs = batch_size or self.batch_size
+        if split and jax.process_count() > 1:
+            return self._run_split(fn, x, bs)
         outs, start = [], 0
         for size in _chunk_sizes(len(x), bs, self.mesh.size):
             chunk, n_valid = pad_batch(x[start : start + size], size)
@@ -124,6 +131,32 @@ class ClipEncoder:
             return np.zeros((0, self.embed_dim), np.float32)
         return np.concatenate([np.asarray(o)[:n] for o, n in outs], axis=0)
 
+    def _run_split(self, fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """This process's rows ``x`` in, every process's outputs out (process 0's rows first)."""
+        nproc = jax.process_count()
+        owners = [d.process_index for d in self.mesh.devices.flat]
+        if owners != sorted(owners):
+            raise ValueError(
+                f"split encoding needs the mesh's devices grouped by process: {owners}"
+            )
+        local = self.mesh.size // nproc
+        local_bs = max(local, batch_size // nproc // local * local)
+        sharding = batch_sharding(self.mesh)
+        outs, start = [], 0
+        for size in _chunk_sizes(len(x), local_bs, local):
+            chunk, n_valid = pad_batch(x[start : start + size], size)
+            shape = (size * nproc, *chunk.shape[1:])
+            g = jax.make_array_from_process_local_data(sharding, chunk, shape)
+            outs.append((fn(self.params, g), size, n_valid))
+            start += n_valid
+        blocks = [[] for _ in range(nproc)]
+        for out, size, n in outs:
+            out = np.asarray(out)  # replicated: every process's rows
+            for q in range(nproc):
+                blocks[q].append(out[q * size : q * size + n])
+        rows = [b for q in blocks for b in q]
+        return np.concatenate(rows) if rows else np.zeros((0, self.embed_dim), np.float32)
+
     def _to_global(self, chunk: np.ndarray):
         sharding = batch_sharding(self.mesh)
         if jax.process_count() == 1:
@@ -131,13 +164,16 @@ class ClipEncoder:
         # Multi-host: every process holds the same inputs and contributes its own shards.
         return jax.make_array_from_callback(chunk.shape, sharding, lambda idx: chunk[idx])
 
-    def encode_images(self, pixels: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """(B, H, W, 3) CLIP-normalised float32 NHWC -> (B, D) unit-norm float32."""
+    def encode_images(
+        self, pixels: np.ndarray, batch_size: int | None = None, *, split: bool = False
+    ) -> np.ndarray:
+        """(B, H, W, 3) CLIP-normalised float32 NHWC -> (B, D) unit-norm float32 (``split``:
+        this process's B rows in, every process's out; see the module docstring)."""
         pixels = np.asarray(pixels, np.float32)
         s = self.image_size
         if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
             raise ValueError(f"expected pixels of shape (B, {s}, {s}, 3), got {pixels.shape}")
-        return self._run("image", pixels, batch_size)
+        return self._run("image", pixels, batch_size, split)
 
     def encode_token_ids(self, ids: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(B, L) int32 CLIP ids, each row ``BOS ... EOT`` then 0-padding -> (B, D) unit-norm.
@@ -200,7 +236,12 @@ class ClipEncoder:
         return _preprocess(images, mode or self.preprocess_mode, self.image_size)
 
     def encode_videos(
-        self, frames: np.ndarray, renormalize: bool = True, batch_size: int | None = None
+        self,
+        frames: np.ndarray,
+        renormalize: bool = True,
+        batch_size: int | None = None,
+        *,
+        split: bool = False,
     ) -> np.ndarray:
         """(B, F, S, S, 3) frames -> (B, D): mean of unit-norm frame embeddings.
 
@@ -211,8 +252,8 @@ class ClipEncoder:
         if frames.ndim != 5:
             raise ValueError(f"expected frames of shape (B, F, S, S, 3), got {frames.shape}")
         b, f = frames.shape[:2]
-        emb = self.encode_images(frames.reshape(b * f, *frames.shape[2:]), batch_size)
-        mean = emb.reshape(b, f, -1).mean(axis=1)
+        emb = self.encode_images(frames.reshape(b * f, *frames.shape[2:]), batch_size, split=split)
+        mean = emb.reshape(-1, f, emb.shape[-1]).mean(axis=1)
         if renormalize:
             mean = mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
         return mean.astype(np.float32)

@@ -18,36 +18,33 @@ which reads their tensors with a restricted unpickler instead of ``torch.jit.loa
 run the archive's ``__setstate__`` code). Every weight-file or config problem is a ``ValueError``
 naming the file.
 Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
-``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by a fingerprint of the weight file, so a second
-load skips reading and converting the original checkpoint; ``random:`` params likewise, keyed by
-the config, seed and towers, so a second load skips drawing them.
+``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by the sha256 of the weight files' full
+content (:mod:`drc_jax.clip.param_cache`), so a second load skips converting the original
+checkpoint; ``random:`` params likewise, keyed by the config, seed and towers, so a second load
+skips drawing them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax.traverse_util import flatten_dict, unflatten_dict
+from flax.traverse_util import unflatten_dict
 
+from drc_jax.clip import param_cache
+from drc_jax.clip.checkpoint import open_lazy
 from drc_jax.clip.config import (
     CLIPConfig,
-    TextConfig,
-    VisionConfig,
     config_from_hf,
     config_from_openai_state_dict,
     get_config,
 )
 from drc_jax.clip.convert import (
+    check_hf_config,
     check_towers,
     expected_shapes,
     hf_to_flax,
@@ -56,13 +53,14 @@ from drc_jax.clip.convert import (
     unwrap_state_dict,
 )
 from drc_jax.clip.encoder import ClipEncoder
-from drc_jax.clip.model import TOWER_PARAMS, TOWERS
+from drc_jax.clip.model import TOWERS
 from drc_jax.clip.tokenizer import ClipTokenizer, load_tokenizer
 from drc_jax.clip.torchscript import is_torchscript, read_torchscript
 from drc_jax.defaults import cache_root
 
 log = logging.getLogger(__name__)
 
+MAX_CONFIG_BYTES = 1 << 20  # a CLIP config.json is a few KB
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"
 _HUB_PATTERNS = [
@@ -139,86 +137,6 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _fingerprint(files: list[Path], extra: str = "") -> str:
-    """Cheap content fingerprint: size plus the first and last MiB of each file."""
-    h = hashlib.sha256(extra.encode())
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            fh.seek(max(0, size - (1 << 20)))
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()[:20]
-
-
-# --- orbax param cache --------------------------------------------------------------------------
-def _config_to_json(cfg: CLIPConfig) -> str:
-    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-
-
-def _config_from_json(s: str) -> CLIPConfig:
-    d = json.loads(s)
-    return CLIPConfig(
-        vision=VisionConfig(**d["vision"]),
-        text=TextConfig(**d["text"]),
-        projection_dim=d["projection_dim"],
-    )
-
-
-def _cache_restore(entry: Path, towers: tuple[str, ...] = TOWERS, *, check_shapes: bool = True):
-    """``(config, params of towers)`` from a cache entry, or ``None`` when it cannot be read.
-
-    With ``check_shapes`` only ``towers``' params are read (an orbax partial restore: a text-only
-    load neither traces nor reads the image tower), into the model's shapes (a mismatch rebuilds
-    the entry). Without, the entry is read as saved, sparing the trace for the shapes: for entries
-    whose key already pins the config and towers (random params).
-    """
-    import orbax.checkpoint as ocp
-
-    try:
-        cfg = _config_from_json((entry / "clip_config.json").read_text())
-        path = (entry / "params").resolve()
-        if check_shapes:
-            want = expected_shapes(cfg, towers)
-            target = unflatten_dict({k: np.empty(v, np.float32) for k, v in want.items()})
-            as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-            params = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
-                path, args=ocp.args.PyTreeRestore(target, as_numpy, partial_restore=True)
-            )
-            got = {k: tuple(np.shape(v)) for k, v in flatten_dict(params).items()}
-            if got != {k: tuple(v) for k, v in want.items()}:
-                raise ValueError("its params do not have the model's names and shapes")
-        else:
-            params = ocp.StandardCheckpointer().restore(path)
-        params = select_towers(jax.tree.map(np.asarray, params), towers)
-        missing = {n for t in towers for n in TOWER_PARAMS[t]} - set(params)
-        if missing:
-            raise ValueError(f"no params for {sorted(missing)}")
-        return cfg, params
-    except Exception as e:  # noqa: BLE001 - a broken cache entry is rebuilt, never fatal
-        log.warning("ignoring unreadable CLIP param cache %s (%s)", entry, e)
-        return None
-
-
-def _cache_save(entry: Path, cfg: CLIPConfig, params) -> None:
-    import orbax.checkpoint as ocp
-
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp", dir=entry.parent))
-    try:
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save((tmp / "params").resolve(), params)
-        ckpt.wait_until_finished()
-        (tmp / "clip_config.json").write_text(_config_to_json(cfg))
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        tmp.rename(entry)
-    except Exception as e:  # noqa: BLE001 - caching is an optimisation
-        log.warning("could not cache CLIP params at %s (%s)", entry, e)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 # --- resolving specs ------------------------------------------------------------------------------
 class WeightsUnavailableError(RuntimeError):
     """A hub id that cannot be downloaded (offline, unknown id, gated); the message says what to
@@ -246,10 +164,13 @@ def _download(hub_id: str) -> Path:
 
 def _load_hf_dir(d: Path):
     try:
-        raw = json.loads((d / "config.json").read_text())
+        with open(d / "config.json", "rb") as f:
+            raw = json.loads(f.read(MAX_CONFIG_BYTES + 1))
         if not isinstance(raw, dict):
             raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
         cfg = config_from_hf(raw)
+    except RecursionError as e:
+        raise ValueError(f"{d / 'config.json'}: nested too deeply; fix or re-download it") from e
     except (ValueError, TypeError) as e:  # JSON syntax, wrong field types, bad sizes
         raise ValueError(f"{d / 'config.json'}: {e}; fix or re-download it") from e
     for name in ("model.safetensors", "pytorch_model.bin"):
@@ -319,10 +240,11 @@ def load_clip(
         tok = ClipTokenizer(load_tokenizer(None, **tok_kw), cfg.context_length)
         weights_id = f"random:{backbone}:seed{seed}:{dtype}"
         # Drawing ViT-B/32's params takes seconds; the cache entry's key pins config, seed, towers.
-        key = f"random-{_fingerprint([], f'{_config_to_json(cfg)}:seed{seed}:{towers}')}"
+        extra = f"{param_cache.config_to_json(cfg)}:seed{seed}:{towers}"
+        key = f"random-{param_cache.content_key([], extra, None)}"
         entry = Path(cache_dir or default_cache_dir()) / "clip_params" / key
         restored = (
-            _cache_restore(entry, towers, check_shapes=False)
+            param_cache.restore(entry, towers, check_shapes=False)
             if use_cache and entry.is_dir()
             else None
         )
@@ -331,7 +253,7 @@ def load_clip(
         else:
             params = _random_params(cfg, seed, towers)
             if use_cache:
-                _cache_save(entry, cfg, params)
+                param_cache.save(entry, cfg, params)
         return ClipEncoder(
             cfg, params, tok, weights_id=weights_id, loaded_from_cache=restored is not None, **kw
         )
@@ -357,15 +279,26 @@ def load_clip(
             "like 'openai/clip-vit-base-patch32'"
         )
 
+    root = Path(cache_dir or default_cache_dir())
+    memo = root if use_cache else None
     if kind == "hf":
         cfg, weight_file = _load_hf_dir(model_dir)
-        fp = _fingerprint([model_dir / "config.json", weight_file], "hf")
+        lazy = open_lazy(weight_file)  # header shapes: a bad config fails before any allocation
+        check_hf_config(cfg, lazy.shapes, weight_file, model_dir / "config.json")
+        fp = param_cache.content_key([model_dir / "config.json", weight_file], "hf", memo)
     else:
-        cfg, weight_file = None, path
-        fp = _fingerprint([path], f"openai:{hidden_act}")
+        cfg, weight_file, lazy = None, path, None
+        fp = param_cache.content_key([path], f"openai:{hidden_act}", memo)
 
-    entry = Path(cache_dir or default_cache_dir()) / "clip_params" / fp
-    restored = _cache_restore(entry, towers) if use_cache and entry.is_dir() else None
+    entry = root / "clip_params" / fp
+    restored = param_cache.restore(entry, towers) if use_cache and entry.is_dir() else None
+    if restored is not None and (
+        (cfg is not None and restored[0] != cfg)
+        or not param_cache.matches_file(
+            entry, restored[1], lazy or open_lazy(weight_file), kind, towers
+        )
+    ):
+        restored = None  # not this file's params: converted again and the entry rewritten
     if restored is not None:
         cfg, params = restored
         log.info("restored converted CLIP params from %s", entry)
@@ -383,7 +316,7 @@ def load_clip(
             origins = {}
         params = hf_to_flax(sd, cfg, source=str(weight_file), origins=origins)
         if use_cache:
-            _cache_save(entry, cfg, params)
+            param_cache.save(entry, cfg, params)
     params = select_towers(params, towers)
     tok = ClipTokenizer(load_tokenizer(model_dir, **tok_kw), cfg.context_length)
     if cfg.text.vocab_size < tok.vocab_size:

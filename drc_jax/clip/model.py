@@ -13,6 +13,8 @@ final L2 normalisation stay float32.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -145,15 +147,49 @@ def attention(q, k, v, *, scale: float, causal: bool):
 def written_out_attention(q, k, v, *, scale: float, causal: bool):
     """Attention as two einsums: f32 logits and softmax, probabilities cast back to ``v.dtype``,
     both products accumulated in f32 (at ``HIGHEST`` precision for f32 inputs)."""
+    if jnp.dtype(q.dtype) != jnp.float32:
+        return lowp_attention(q, k, v, scale, causal)
+    return _attention_fwd(q, k, v, scale, causal)[0]
+
+
+def _attention_fwd(q, k, v, scale, causal):
     prec = matmul_precision(q.dtype)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32, precision=prec)
     logits = logits * scale
     if causal:
         t = q.shape[1]
         logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, -jnp.inf)
-    p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", p, v, preferred_element_type=jnp.float32, precision=prec)
-    return out.astype(v.dtype)
+    p = jax.nn.softmax(logits, axis=-1)
+    pv = p.astype(v.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", pv, v, preferred_element_type=jnp.float32, precision=prec)
+    return out.astype(v.dtype), p
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def lowp_attention(q, k, v, scale: float, causal: bool):
+    """Low-precision attention whose backward products run in that dtype too (as ``lowp_dot``)."""
+    return _attention_fwd(q, k, v, scale, causal)[0]
+
+
+def _lowp_attention_fwd(q, k, v, scale, causal):
+    out, p = _attention_fwd(q, k, v, scale, causal)
+    return out, (q, k, v, p)
+
+
+def _lowp_attention_bwd(scale, causal, res, g):
+    q, k, v, p = res
+    dt, f32 = v.dtype, jnp.float32
+    g = g.astype(dt)
+    dv = jnp.einsum("bhqk,bqhd->bkhd", p.astype(dt), g, preferred_element_type=f32)
+    dp = jnp.einsum("bqhd,bkhd->bhqk", g, v, preferred_element_type=f32)
+    # softmax backward in f32; masked entries have p == 0 and get no gradient
+    dlogits = (p * (dp - jnp.sum(p * dp, axis=-1, keepdims=True)) * scale).astype(dt)
+    dq = jnp.einsum("bhqk,bkhd->bqhd", dlogits, k, preferred_element_type=f32)
+    dk = jnp.einsum("bhqk,bqhd->bkhd", dlogits, q, preferred_element_type=f32)
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(dt)
+
+
+lowp_attention.defvjp(_lowp_attention_fwd, _lowp_attention_bwd)
 
 
 class Attention(nn.Module):

@@ -117,12 +117,12 @@ def cached_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None) -> Bac
     (default ``<drc_jax cache>/tokenizers``) as a :class:`BackendTokenizer`."""
     from tokenizers import Tokenizer
 
-    from drc_jax.defaults import cache_root
+    from drc_jax.defaults import cache_path
 
     bpe = find_bpe_vocab()
     versions = ",".join(importlib.metadata.version(p) for p in ("tokenizers", "transformers"))
     key = hashlib.sha256(bpe.read_bytes() + versions.encode()).hexdigest()[:20]
-    path = Path(cache_dir or cache_root() / "tokenizers") / f"clip-bpe-{key}.json"
+    path = Path(cache_dir or cache_path("tokenizers")) / f"clip-bpe-{key}.json"
     if path.is_file():
         try:
             return BackendTokenizer(Tokenizer.from_file(str(path)))

@@ -5,6 +5,8 @@
   of 5 (rarely 6-7) captions, each negating exactly one of ``negative_objects``.
 * MSR-VTT Retrieval-Neg: one row per test video with ``image_id`` (``video9838``), ``filepath``,
   ``captions`` (a one-caption list literal) and ``negative_concept``.
+* The plain retrieval files (``COCO_val_retrieval.csv``, ``msr_vtt_retrieval.csv``: captions without
+  negation, for the zero-shot check) have the same columns; MSR-VTT's lacks ``negative_concept``.
 
 Every caption's ground truth is its own row's image / video (NegBench text->image recall). List
 cells are parsed with :func:`ast.literal_eval` (never ``eval``). Bad files raise
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from drc_jax.media import file_name
+from drc_jax.errors import UserError
+from drc_jax.media.files import file_name
 
 NEGBENCH_REPO = "https://github.com/m1k2zoo/negbench"
 NEGBENCH_CSVS = (
@@ -63,7 +66,7 @@ DATASETS = {
 }
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A benchmark file is missing or malformed; the message says where and what to do."""
 
 
@@ -124,7 +127,7 @@ class Benchmark:
 
 
 COCO_COLUMNS = ("positive_objects", "negative_objects", "filepath", "image_id", "captions")
-MSRVTT_COLUMNS = ("image_id", "captions", "filepath", "negative_concept")
+MSRVTT_COLUMNS = ("image_id", "captions", "filepath")  # negative_concept: negated files only
 
 # Ways captions name COCO objects other than the category name (for the Figure 1 metric).
 _SYNONYMS = {
@@ -200,6 +203,13 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
                 except StopIteration:
                     return rows
                 except csv.Error as e:
+                    if "field limit" in str(e):
+                        raise DataError(
+                            f"{path}, line {start}: a cell longer than {csv.field_size_limit()} "
+                            "characters, more than any caption or list of this file needs (or a "
+                            "quote opened there runs on through the file). Shorten or remove "
+                            "the row."
+                        ) from e
                     raise DataError(
                         f"{path}, line {start}: malformed CSV row ({e}); a quote opened there "
                         "and never closed runs to the end of the file. Close the quote or "
@@ -240,51 +250,59 @@ def _parse_list(path: Path, line: int, column: str, cell: str | None) -> list:
     return list(value)
 
 
-def load_coco_neg(csv_path: str | Path, *, name: str = "coco", limit: int | None = None):
-    """COCO Retrieval-Neg: one MediaItem per row, one Query per caption (gt = its row)."""
+def _coco_row(path: Path, line: int, row: dict):
+    # Images without COCO objects are written "['']": drop empty names.
+    positives, negatives = (
+        tuple(filter(None, _parse_list(path, line, col, row[col])))
+        for col in ("positive_objects", "negative_objects")
+    )
+    recorded = (row["filepath"] or "").strip()
+    if not recorded:
+        raise DataError(f"{path}, line {line}: empty 'filepath'. Fix or remove the row.")
+    return recorded, positives, lambda caption: negated_object(caption, negatives)
+
+
+def _msrvtt_row(path: Path, line: int, row: dict):
+    positives = tuple(
+        c.strip()
+        for c in (row.get("positive_concept1"), row.get("positive_concept2"))
+        if c and c.strip()
+    )
+    recorded = (row["filepath"] or "").strip() or f"{row['image_id'].strip()}.mp4"
+    concept = (row.get("negative_concept") or "").strip() or None
+    return recorded, positives, lambda caption: concept
+
+
+def _load(csv_path, benchmark: str, name: str, limit: int | None) -> Benchmark:
+    """One MediaItem per row and one Query per caption of the row (gt = the row)."""
     path = Path(csv_path).expanduser()
-    rows = _read_rows(path, COCO_COLUMNS, "coco")
+    columns, parse_row, kind, complete = _FORMATS[benchmark]
     media, queries = [], []
-    for line, row in rows[:limit]:
+    for line, row in _read_rows(path, columns, benchmark)[:limit]:
         captions = _parse_list(path, line, "captions", row["captions"])
-        # Images without COCO objects are written "['']": drop empty names.
-        positives = tuple(
-            filter(None, _parse_list(path, line, "positive_objects", row["positive_objects"]))
-        )
-        negatives = tuple(
-            filter(None, _parse_list(path, line, "negative_objects", row["negative_objects"]))
-        )
-        recorded = (row["filepath"] or "").strip()
-        if not recorded:
-            raise DataError(f"{path}, line {line}: empty 'filepath'. Fix or remove the row.")
+        recorded, positives, negated = parse_row(path, line, row)
         gt = len(media)
         media.append(MediaItem(str(row["image_id"]).strip(), recorded, positives, line))
-        for caption in captions:
-            queries.append(Query(caption, gt, negated_object(caption, negatives), line))
-    _check_rows(path, media, queries, "coco")
-    return Benchmark(name, "image", path, tuple(media), tuple(queries), objects_complete=True)
+        queries += [Query(caption, gt, negated(caption), line) for caption in captions]
+    _check_rows(path, media, queries, benchmark)
+    return Benchmark(name, kind, path, tuple(media), tuple(queries), objects_complete=complete)
+
+
+# benchmark -> (required columns, row parser, media kind, objects_complete)
+_FORMATS = {
+    "coco": (COCO_COLUMNS, _coco_row, "image", True),
+    "msrvtt": (MSRVTT_COLUMNS, _msrvtt_row, "video", False),
+}
+
+
+def load_coco_neg(csv_path: str | Path, *, name: str = "coco", limit: int | None = None):
+    """COCO Retrieval-Neg: one MediaItem per row, one Query per caption (gt = its row)."""
+    return _load(csv_path, "coco", name, limit)
 
 
 def load_msrvtt_neg(csv_path: str | Path, *, name: str = "msrvtt", limit: int | None = None):
     """MSR-VTT Retrieval-Neg: one MediaItem per video row, its caption(s) as queries."""
-    path = Path(csv_path).expanduser()
-    rows = _read_rows(path, MSRVTT_COLUMNS, "msrvtt")
-    media, queries = [], []
-    for line, row in rows[:limit]:
-        captions = _parse_list(path, line, "captions", row["captions"])
-        positives = tuple(
-            c.strip()
-            for c in (row.get("positive_concept1"), row.get("positive_concept2"))
-            if c and c.strip()
-        )
-        recorded = (row["filepath"] or "").strip() or f"{row['image_id'].strip()}.mp4"
-        concept = (row["negative_concept"] or "").strip() or None
-        gt = len(media)
-        media.append(MediaItem(str(row["image_id"]).strip(), recorded, positives, line))
-        for caption in captions:
-            queries.append(Query(caption, gt, concept, line))
-    _check_rows(path, media, queries, "msrvtt")
-    return Benchmark(name, "video", path, tuple(media), tuple(queries), objects_complete=False)
+    return _load(csv_path, "msrvtt", name, limit)
 
 
 def _check_rows(path: Path, media: list, queries: list, benchmark: str) -> None:

@@ -14,6 +14,7 @@ fingerprints (and the embedding cache) stay valid across runs.
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import json
@@ -49,6 +50,16 @@ IMAGE_TEMPLATES = (
 VIDEO_TEMPLATES = (
     "A video of {pos} moving across the screen, with no {neg}.",
     "{Pos} slides from left to right, and there is no {neg}.",
+)
+
+PLAIN_IMAGE_TEMPLATES = (
+    "A picture of {pos}.",
+    "{Pos} on a plain background.",
+    "An image with {pos}.",
+)
+PLAIN_VIDEO_TEMPLATES = (
+    "A video of {pos} moving across the screen.",
+    "{Pos} slides from left to right.",
 )
 
 FIXED_PATH = "/datasets/elsewhere/synthetic/{kind}/{name}"  # like NegBench's foreign paths
@@ -150,13 +161,36 @@ def _captions(templates, pos: list[str], neg: str, k: int, rng) -> list[str]:
     return out
 
 
+def plain_csv(csv_path: Path) -> Path:
+    """The file beside a negated synthetic CSV with the same media and plain captions."""
+    return csv_path.with_name(csv_path.name.replace("_neg.csv", "_plain.csv"))
+
+
+def _write_plain(src: Path, templates, pos_of, seed: int) -> None:
+    """``src``'s rows with each caption list replaced by as many captions without negation."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: the negated files do not change
+    with open(src, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(plain_csv(src), "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for row in rows:
+            n = len(ast.literal_eval(row["captions"]))
+            caps = _captions(templates, pos_of(row), "", min(n, len(templates)), rng)
+            row["captions"] = repr([caps[i % len(caps)] for i in range(n)])
+            if "negative_concept" in row:
+                row["negative_concept"] = ""
+            w.writerow(row)
+
+
 def build(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> tuple[Path, Path]:
-    """Render the set under ``root`` (if not already there); return (coco_csv, msrvtt_csv)."""
+    """Render the set under ``root`` (if not there); return the negated (coco_csv, msrvtt_csv)."""
     root = Path(root).expanduser()
     coco_csv, msrvtt_csv = root / "synthetic_coco_neg.csv", root / "synthetic_msrvtt_neg.csv"
     marker = root / "spec.json"
     want = json.dumps(asdict(spec), sort_keys=True)
-    if marker.is_file() and marker.read_text() == want and coco_csv.is_file():
+    done = [coco_csv, plain_csv(coco_csv), plain_csv(msrvtt_csv)]
+    if marker.is_file() and marker.read_text() == want and all(p.is_file() for p in done):
         return coco_csv, msrvtt_csv
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "videos").mkdir(parents=True, exist_ok=True)
@@ -217,15 +251,29 @@ def build(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> tuple[Path
                     neg,
                 ]
             )
+    _write_plain(
+        coco_csv, PLAIN_IMAGE_TEMPLATES, lambda r: ast.literal_eval(r["positive_objects"]),
+        spec.seed,
+    )  # fmt: skip
+    _write_plain(
+        msrvtt_csv, PLAIN_VIDEO_TEMPLATES,
+        lambda r: [c for c in (r["positive_concept1"], r["positive_concept2"]) if c], spec.seed,
+    )  # fmt: skip
     marker.write_text(want)
     return coco_csv, msrvtt_csv
 
 
 def load_synthetic(
-    root: str | Path, kind: str = "image", spec: SyntheticSpec = SyntheticSpec()
+    root: str | Path,
+    kind: str = "image",
+    spec: SyntheticSpec = SyntheticSpec(),
+    *,
+    plain: bool = False,
 ) -> Benchmark:
-    """Build (or reuse) the set under ``root`` and load it with the NegBench loaders."""
+    """Build or reuse the set under ``root`` and load it; ``plain``: captions without negation."""
     coco_csv, msrvtt_csv = build(root, spec)
+    if plain:
+        coco_csv, msrvtt_csv = plain_csv(coco_csv), plain_csv(msrvtt_csv)
     if kind == "image":
         return load_coco_neg(coco_csv, name="synthetic")
     # Unlike MSR-VTT's, the synthetic videos' concepts list every object shown.

@@ -8,6 +8,7 @@ warning, since the cache only ever holds derived data.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -16,12 +17,10 @@ import re
 import threading
 from pathlib import Path
 
-from drc_jax.decompose.types import Decomposition, DecompositionError
-from drc_jax.defaults import decomposition_cache_dir
+from drc_jax.decompose.types import Decomposition, DecompositionError, length_problems
+from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CACHE_DIR = decomposition_cache_dir()
 
 
 def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> str:
@@ -43,10 +42,17 @@ class DecompositionCache:
         self.backend, self.model, self.prompt_version = backend, model, prompt_version
         self.path = self.path_for(cache_dir, backend, model, prompt_version)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_symlink():
+            raise OSError(
+                errno.ELOOP,
+                f"{self.path} is a symbolic link (to {os.readlink(self.path)}); the cache reads "
+                "and appends to its own file only: remove the link",
+            )
         self._lock = threading.Lock()
         self._entries: dict[str, Decomposition] = {}
         self._load()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         if self.path.stat().st_size and not self._ends_with_newline():
             self._file.write("\n")  # after a torn last line, start a fresh one
             self._file.flush()
@@ -72,8 +78,10 @@ class DecompositionCache:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_loads(line)
                 dec = Decomposition.from_dict(rec["decomposition"])
+                if too_long := length_problems(rec["decomposition"], dec.caption):
+                    raise DecompositionError("; ".join(too_long))
                 if rec.get("fallback") is None:
                     self._entries[rec["key"]] = dec
             except (ValueError, KeyError, TypeError, DecompositionError) as e:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from drc_jax.decompose.types import FIELDS, Decomposition, DecompositionError
+from drc_jax.untrusted import terminal_safe_json
 
 
 def load_decompositions_jsonl(path: str | os.PathLike) -> dict[str, Decomposition]:
@@ -50,5 +51,5 @@ def load_decompositions_jsonl(path: str | os.PathLike) -> dict[str, Decompositio
 def write_decompositions_jsonl(decs: Iterable[Decomposition], out: TextIO) -> None:
     """One JSON object per line, in order, flushed per line (for pipes)."""
     for d in decs:
-        out.write(d.to_json() + "\n")
+        out.write(terminal_safe_json(d.to_json()) + "\n")  # no raw control bytes on a tty
     out.flush()

@@ -20,12 +20,18 @@ Definitions:
 - cf: the counterfactual: aff with neg present ("a man in a kitchen with a chair").
 If negated is false: aff = the caption, neg = "", cf = the caption."""
 
-_STRENGTH_RULES = """\
+# The paper's strength estimator (eq. 4): exactly three classes; whether a caption is negated is
+# the decomposer prompt's call, so the two-prompt mode has no "none" to disagree with it.
+_PAPER_STRENGTHS = """\
 strength:
 - "strong": explicit negation markers ("no", "without", "not a", "none", "nowhere", "devoid of").
 - "moderate": hedged constructions ("doesn't have", "lacks", "isn't visible", "missing").
-- "weak": implicit absence ("appears absent", "empty", "unoccupied").
+- "weak": implicit absence ("appears absent", "empty", "unoccupied")."""
+_STRENGTH_RULES = (
+    _PAPER_STRENGTHS
+    + """
 - "none": the caption negates nothing."""
+)
 
 _EXAMPLES = """\
 Examples:
@@ -57,7 +63,7 @@ DECOMPOSER_SYSTEM = (
 STRENGTH_SYSTEM = (
     "You rate how strongly an image or video search query negates something. For the caption "
     'given by the user, answer with one JSON object {"strength": ...}.'
-    f"\n\n{_STRENGTH_RULES}"
+    f"\n\n{_PAPER_STRENGTHS}"
 )
 
 PROMPT_VERSION = hashlib.sha256(

@@ -1,7 +1,8 @@
 """LLM decomposer: an SGLang server's OpenAI-compatible /v1/chat/completions, stdlib HTTP only.
 
 SpaceVLM-DRC asks Qwen2.5-14B-Instruct two independent prompts per caption, in parallel (a
-decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once. The default is
+decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once; the decomposer
+decides "negated", the estimator one of the paper's three strengths (eq. 4). The default is
 one merged prompt returning all four fields (half the requests; the latency fix the paper
 proposes). Requests:
 
@@ -11,7 +12,8 @@ proposes). Requests:
   for the whole answer (``timeout_s``: a server trickling bytes cannot hold a request longer),
   retried with exponential backoff on timeouts, HTTP 5xx, dropped connections and invalid output;
 - validated against the schema and for sense (``neg`` non-empty when negated); an answer over
-  1 MiB is invalid.
+  1 MiB, nested deeper than a flat object needs, or with a field far longer than the caption
+  (:func:`~drc_jax.decompose.types.length_problems`) is invalid.
 
 A caption whose output is still invalid after the retries falls back as the paper does: it is
 scored with plain CLIP (``negated=False``) and counted in ``stats["fallbacks"]`` (by reason in
@@ -37,16 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drc_jax.decompose import prompts, transport
-from drc_jax.decompose.cache import DEFAULT_CACHE_DIR, DecompositionCache
+from drc_jax.decompose.cache import DecompositionCache
 from drc_jax.decompose.types import (
     MERGED_SCHEMA,
     SPLIT_SCHEMA,
     STRENGTH_SCHEMA,
     Decomposition,
+    length_problems,
     schema_problems,
     sense_problems,
 )
-from drc_jax.defaults import SGLANG_MODEL, SGLANG_URL
+from drc_jax.defaults import DECOMPOSITIONS, SGLANG_MODEL, SGLANG_URL, cache_path
+from drc_jax.untrusted import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +139,13 @@ class SGLangDecomposer:
             else None
         )
         self._rejections: list[str] = []
-        cache_dir = DEFAULT_CACHE_DIR if cfg.cache_dir is None else cfg.cache_dir
+        # cache_dir is the decomposition folder itself: None is the default one, "" none.
+        folder = cache_path(DECOMPOSITIONS) if cfg.cache_dir is None else cfg.cache_dir
         self.cache = (
             DecompositionCache(
-                Path(cache_dir), "sglang-" + cfg.mode, cfg.model, prompts.PROMPT_VERSION
+                Path(folder), "sglang-" + cfg.mode, cfg.model, prompts.PROMPT_VERSION
             )
-            if cache_dir != ""
+            if str(folder)
             else None
         )
 
@@ -276,11 +281,13 @@ class SGLangDecomposer:
             except BaseException:
                 wait([strength])
                 raise
-            rated = strength.result()["strength"]
-            obj["strength"] = rated if obj["negated"] else "none"
+            if not obj["negated"]:  # the decomposer decides: the rating is not read
+                wait([strength])
+                return Decomposition.plain(caption)
+            obj["strength"] = strength.result()["strength"]
         if not obj["negated"]:
             return Decomposition.plain(caption)
-        problems = sense_problems(obj)
+        problems = sense_problems(obj) + length_problems(obj, caption)
         if problems:
             raise _Invalid("; ".join(problems))
         return Decomposition(
@@ -330,10 +337,10 @@ class SGLangDecomposer:
         if status >= 400:
             raise _Rejected(f"HTTP {status}: {raw[:300].decode(errors='replace')}")
         try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-            obj = json.loads(content)
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _Invalid(f"not a JSON completion: {raw[:200]!r}") from e
+            content = json_loads(raw)["choices"][0]["message"]["content"]
+            obj = json_loads(content)
+        except (ValueError, KeyError, IndexError, TypeError) as e:  # deep nesting included
+            raise _Invalid(f"not a JSON completion ({e}): {raw[:200]!r}") from e
         problems = schema_problems(obj, schema)
         if problems:
             raise _Invalid("; ".join(problems))

@@ -13,9 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from drc_jax.decompose.morphology import concept_phrase
 from drc_jax.decompose.types import STRENGTHS, Decomposition, DecompositionError
-
-#: aff when nothing affirmative is left ("not at night", "-snow"): a neutral photo.
-NEUTRAL_AFF = "a photo"
+from drc_jax.vocab import NEUTRAL_AFF
 
 # "-sofa", '-"red car"' at the start or after white space; not "t-shirt", "-5", "- ".
 _MINUS_TERM = re.compile(r"""(?:(?<=\s)|^)-(?:"([^"]+)"|(?=[^\W\d_])([\w'’-]+))""")
@@ -58,9 +56,10 @@ def apply_overrides(
     - ``neg``: replaces every negated concept by this one ("" removes negation entirely);
     - ``exclude``: adds concepts after the ones found (duplicates dropped);
     - ``aff``: replaces the affirmative part (empty -> :data:`NEUTRAL_AFF`);
-    - ``strength``: one of STRENGTHS; "none" turns negation off (plain CLIP on the caption).
-      A decomposition that becomes negated through ``neg``/``exclude`` gets "strong" (an
-      explicit exclusion) unless a strength is given.
+    - ``strength``: one of STRENGTHS; "none" turns negation off (plain CLIP on the caption, or
+      on ``aff`` when the user gave one: an edited "show" text is never lost). A decomposition
+      that becomes negated through ``neg``/``exclude`` gets "strong" (an explicit exclusion)
+      unless a strength is given.
 
     Raises DecompositionError naming the bad value.
     """
@@ -71,7 +70,7 @@ def apply_overrides(
         negs = [neg.strip()] if neg.strip() else []
     negs += [x.strip() for x in exclude if x.strip() and x.strip() not in negs]
     if strength == "none" or not negs:
-        return Decomposition.plain(dec.caption)
+        return Decomposition.plain(aff.strip() if aff is not None and aff.strip() else dec.caption)
     new_aff = dec.aff if dec.negated else split_exclusions(dec.caption)[0]
     if aff is not None:
         new_aff = aff

@@ -1,4 +1,4 @@
-"""One HTTP POST with a deadline for the whole exchange and a cap on the answer's size.
+"""One HTTP request with a deadline for the whole exchange and a cap on the answer's size.
 
 A socket timeout bounds each read, not the request: a server that trickles one byte a second
 never trips it. Here a timer shuts the socket down when the deadline passes, which wakes the
@@ -26,6 +26,19 @@ def post(
     url: str, body: bytes, headers: dict[str, str], deadline_s: float, max_bytes: int
 ) -> tuple[int, bytes]:
     """(HTTP status, body) of one POST; OSError / HTTPException for transport failures."""
+    return request("POST", url, body, headers, deadline_s, max_bytes)
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    deadline_s: float,
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    """(HTTP status, body) of one request, connecting, headers and body all within
+    ``deadline_s``; OSError / HTTPException for transport failures."""
     parts = urllib.parse.urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=deadline_s)
@@ -50,7 +63,7 @@ def post(
         sockets.append(conn.sock)
         if expired.is_set():  # the deadline passed while connecting
             raise DeadlineExceeded(f"no complete answer within {deadline_s}s")
-        conn.request("POST", path, body, headers)
+        conn.request(method, path, body, headers)
         resp = conn.getresponse()
         chunks, size = [], 0
         while chunk := resp.read1(65536):

@@ -15,8 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Defined by the method (strength int = index in this tuple); re-exported here for the schemas.
-from drc_jax.scoring import STRENGTHS
+from drc_jax.vocab import STRENGTHS
 
 FIELDS: tuple[str, ...] = ("caption", "negated", "aff", "neg", "cf", "strength", "negs")
 
@@ -81,7 +80,7 @@ class Decomposition:
 
     @property
     def cfs(self) -> tuple[str, ...]:
-        """One counterfactual per negated concept (for ``drc_multi_vectors``): ``cf`` for the
+        """One counterfactual per negated concept (for ``scoring.drc_vectors``): ``cf`` for the
         first, "aff with <concept>" for the others."""
         if not self.negated:
             return (self.cf,)
@@ -141,7 +140,8 @@ MERGED_SCHEMA = _object_schema(
 SPLIT_SCHEMA = _object_schema(
     {"negated": {"type": "boolean"}, "aff": _STR, "neg": _STR, "cf": _STR}
 )
-STRENGTH_SCHEMA = _object_schema({"strength": _STRENGTH})
+#: The paper's strength estimator (eq. 4): strong / moderate / weak, never "none".
+STRENGTH_SCHEMA = _object_schema({"strength": {"type": "string", "enum": list(STRENGTHS[1:])}})
 
 _OK_STRENGTH = {False: ("none",), True: STRENGTHS[1:]}
 _TYPES = {"string": str, "boolean": bool, "object": dict, "array": list}
@@ -168,6 +168,22 @@ def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
         ):
             problems.append(f"{key!r} must be a list of {spec['items']['type']}s")
     return problems
+
+
+def max_field_chars(caption: str) -> int:
+    """The longest ``aff`` / ``neg`` / ``cf`` an answer may give for ``caption``: phrases drawn
+    from it, with room for an article or a counterfactual's added words."""
+    return 2 * len(caption) + 64
+
+
+def length_problems(obj: dict[str, Any], caption: str) -> list[str]:
+    """Text fields of an answer longer than :func:`max_field_chars` (never cached)."""
+    cap = max_field_chars(caption)
+    return [
+        f"{k!r} is {len(obj[k])} characters, more than {cap} for a {len(caption)}-character caption"
+        for k in ("aff", "neg", "cf")
+        if isinstance(obj.get(k), str) and len(obj[k]) > cap
+    ]
 
 
 def sense_problems(obj: dict[str, Any]) -> list[str]:

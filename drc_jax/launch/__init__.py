@@ -7,7 +7,6 @@ are one ``ConfigDict`` (:mod:`.config`; tables in ``configs/``).
 """
 
 from drc_jax.launch.config import Table, Variant, base_config, load_config, row
-from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.pipeline import run
 
-__all__ = ["LaunchError", "Table", "Variant", "base_config", "load_config", "row", "run"]
+__all__ = ["Table", "Variant", "base_config", "load_config", "row", "run"]

@@ -10,17 +10,13 @@ The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_con
 ``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
 ``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
 
-Errors the user can fix (missing data, bad CSV, unreadable media, unreachable weights or SGLang
-server, a bad flag value) print one message naming the file/row/flag and what to do, and exit with
-status 2; never a bare traceback. Flags shared with drc-decompose and drc-search have the same
-names (drc_jax/cli.py).
+User errors end as in every drc command (:func:`drc_jax.cli.run`): one ``error:`` paragraph, exit 2.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -28,7 +24,6 @@ from ml_collections import ConfigDict, config_flags
 
 from drc_jax import cli, defaults
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
-from drc_jax.launch.errors import USER_ERRORS
 
 # Short spellings of nested fields (the flags of earlier versions).
 ALIASES = {
@@ -51,16 +46,14 @@ def _define_flags() -> None:
     config_flags.DEFINE_config_file(
         "config",
         str(find_config(DEFAULT_CONFIG)),
-        "The run config: a name in configs/ (paper, table3, table4, backbones) or a path to a "
-        "Python file whose get_config() returns base_config() with its rows. Override any "
-        "field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
+        "The run config: a name in configs/ (paper, table3, table4, zeroshot, backbones) or a "
+        "path to a Python file whose get_config() returns base_config() with its rows. Override "
+        "any field with --config.FIELD=VALUE (e.g. --config.rho=1.0, "
         "--config.variants.drc.params.rho=2); top-level fields also as --FIELD=VALUE: "
         f"{', '.join(sorted(SHORTHANDS))}. Shared with drc-decompose and drc-search: "
         + " ".join(f"--{name}: {spec.help}" for name, spec in cli.SHARED.items()),
     )
-    flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed coordinator.")
-    flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-    flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+    cli.define_multihost()
 
 
 def _is_bool(path: str) -> bool:
@@ -117,7 +110,7 @@ def check_sglang(config: ConfigDict) -> None:
         from drc_jax.decompose.cache import DecompositionCache
         from drc_jax.decompose.prompts import PROMPT_VERSION
 
-        where = Path(config.cache_dir).expanduser() / "decompositions"
+        where = defaults.cache_path(defaults.DECOMPOSITIONS, config.cache_dir)
         backend = f"sglang-{config.decomposer_mode}"  # the cache the run will read
         if DecompositionCache.path_for(where, backend, model, PROMPT_VERSION).exists():
             return
@@ -139,9 +132,6 @@ def main(argv: list[str]) -> int:
         from drc_jax.launch import pipeline, report
 
         results = pipeline.run(config)
-    except (*USER_ERRORS, cli.UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(
             "interrupted: finished encoding batches are cached; rerun to resume.", file=sys.stderr
@@ -166,14 +156,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
         missing = detail.split("\n")[0].strip('"')
         names = [a.split("=", 1)[0] for a in argv if a.lstrip("-").startswith("config.")]
         named = [n for n in names if missing in n.split(".")] or names
-        print(
-            f"error: {', '.join(named)}: no such field in the run config "
+        cli.fail(
+            f"{', '.join(named)}: no such field in the run config "
             f"({detail.replace(chr(10), '. ')}). The fields are base_config()'s in "
             "drc_jax/launch/config.py and the rows' in config.variants; --help lists the "
-            "top-level ones.",
-            file=sys.stderr,
+            "top-level ones."
         )
-        sys.exit(2)
 
 
 def run() -> None:
@@ -181,12 +169,10 @@ def run() -> None:
     try:
         argv = expand_argv(sys.argv)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(e))
     sys.argv = argv  # config_flags reads its overrides from sys.argv
     _define_flags()
-    cli.show_in_help(__name__)
-    app.run(main, argv=argv, flags_parser=_parse_flags)
+    cli.run(main, module_name=__name__, argv=argv, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

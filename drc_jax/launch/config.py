@@ -27,8 +27,18 @@ from ml_collections import ConfigDict, config_dict
 from drc_jax import defaults
 from drc_jax.data.synthetic import SyntheticSpec
 from drc_jax.decompose.sglang import MODES as DECOMPOSER_MODES
-from drc_jax.queries import DRC_PROMPTS, PHOTO_PROMPTS, RAW_PROMPTS, Prompts
+from drc_jax.errors import UserError
+from drc_jax.metrics import MEDR
 from drc_jax.scoring import METHODS, DRCParams
+from drc_jax.texts import (
+    CONCEPTS,
+    DRC_PROMPTS,
+    METHOD_PROMPTS,
+    PHOTO_PROMPTS,
+    RAW_PROMPTS,
+    SPACEVLM_PROMPTS,
+    Prompts,
+)
 
 CONFIG_DIRS = (
     Path(__file__).resolve().parents[2] / "configs",  # a checkout (or an editable install)
@@ -40,17 +50,16 @@ ROW_METHODS = (*METHODS, "neat")
 """What a table row can be: a scoring method of :mod:`drc_jax.scoring`, or "neat" (CLIP + NEAT,
 test-time adaptation of the text encoder, :mod:`drc_jax.neat`)."""
 
-PROMPT_PRESETS = {"raw": RAW_PROMPTS, "drc": DRC_PROMPTS, "photo": PHOTO_PROMPTS}
-"""Named prefix settings (:class:`~drc_jax.queries.Prompts`) a row can take by name."""
-METHOD_PROMPTS = {
-    "clip": RAW_PROMPTS,
-    "spacevlm": RAW_PROMPTS,
+PROMPT_PRESETS = {
+    "raw": RAW_PROMPTS,
     "drc": DRC_PROMPTS,
-    "neat": RAW_PROMPTS,
+    "photo": PHOTO_PROMPTS,
+    "spacevlm": SPACEVLM_PROMPTS,
 }
-"""Each method's own prefixes, used for the fields a row leaves unset: CLIP encodes the raw
-caption (eq. 2, as NegBench), SpaceVLM its phrases as they are, DRC "A photo of" once a caption is
-decomposed (and the raw caption otherwise), NEAT its texts as they are (its loader lower-cases)."""
+"""Named prefix settings a row can take; unset fields take its method's own (METHOD_PROMPTS)."""
+VIDEO_MEANS = ("renormalized", "unnormalized")  # mean of unit frame embeddings: NegBench / SpaceVLM
+METHOD_VIDEO_MEAN = {"spacevlm": "unnormalized"}  # every other method: "renormalized"
+QUERY_KINDS = ("negated", "plain")
 SYNTHETIC = ("synthetic", "synthetic_video")
 
 # Settings that take one of a few values (checked by :func:`validate`).
@@ -64,11 +73,14 @@ CHOICES = {
     "on_missing_media": ("fail", "skip"),
     "on_bad_caption": ("fail", "skip", "keep"),
     "image_dtype": (None, "bfloat16"),
+    "concepts_per_caption": CONCEPTS,
+    "medr": tuple(MEDR),
+    "query_kind": QUERY_KINDS,
 }
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DRCParams)}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is unusable; the message says which and why."""
 
 
@@ -85,13 +97,13 @@ def base_config() -> ConfigDict:
     c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))  # the synthetic set's size
     c.on_missing_media = "fail"  # missing / unreadable media: stop, or evaluate without them
     c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep (NegBench's count)
+    c.query_kind = "negated"  # "plain": captions without negation (configs/zeroshot.py)
     # Encoding.
     c.weights = config_dict.placeholder(str)  # None: PAPER_WEIGHTS, or SYNTHETIC_WEIGHTS
     c.dtype = "float32"  # encoder compute dtype
     c.preprocess = "spacevlm"  # squash to 224 (SpaceVLM) or resize + centre crop (openai)
     c.video_frames = 4
     c.video_sampling = "spacevlm"
-    c.video_renormalize = True  # renormalise the mean frame embedding (NegBench)
     c.batch_size = 64  # encoding batch, split over local devices
     c.cache_dir = str(defaults.cache_root())  # embeddings + decompositions; '' turns caching off
     c.image_embeddings = config_dict.placeholder(str)  # precomputed (N, D) .npy, CSV row order
@@ -106,6 +118,9 @@ def base_config() -> ConfigDict:
     # SpaceVLM's own Mistral-7B split of the query CSV (drc_jax.data.spacevlm_split): rows of
     # method "spacevlm" score its aff / neg verbatim instead of the run's decomposition.
     c.spacevlm_split = config_dict.placeholder(str)
+    c.concepts_per_caption = "all"  # DRC rows: every negated concept found, or "one" (the first)
+    # The paper's decomposer: a run with another says so in its table and record.
+    c.paper_decomposer = config_dict.placeholder(str)
     # Scoring: run-level DRCParams (eqs. 3-9), used by every row that does not set its own.
     for name, f in _PARAM_FIELDS.items():
         c[name] = f.default
@@ -115,11 +130,21 @@ def base_config() -> ConfigDict:
     c.rows = ()
     c.variants = ConfigDict()
     c.methods = config_dict.placeholder(str)  # comma-separated
+    c.medr = "median"  # drc_jax.metrics.MEDR: "median" (np.median) or "lower" (NEAT's)
     # Output.
     c.output_dir = config_dict.placeholder(str)  # None: runs/<benchmark>
     c.figures = 0  # render N sample queries to <output_dir>/figures
+    c.overwrite = False  # replace results of another config/benchmark in output_dir
     c.progress = True
     return c
+
+
+def paper_protocol(config: ConfigDict) -> ConfigDict:
+    """``config`` with the paper's decomposition: two prompts (sglang), one concept a caption."""
+    config.decomposer_mode = "two_prompt"
+    config.concepts_per_caption = "one"
+    config.paper_decomposer = defaults.SGLANG_MODEL
+    return config
 
 
 def row(
@@ -129,6 +154,7 @@ def row(
     weights: str | None = None,
     prompts: str | Prompts | dict | None = None,
     neat: dict | None = None,
+    video_mean: str | None = None,
     **params,
 ) -> ConfigDict:
     """One table row: ``method`` scored with ``params`` (DRCParams fields; the others inherit the
@@ -138,6 +164,7 @@ def row(
     :data:`PROMPT_PRESETS` name, a :class:`~drc_jax.queries.Prompts` or a dict of some fields;
     fields left unset take the method's own (:data:`METHOD_PROMPTS`). ``neat`` (method "neat"
     only): :class:`drc_jax.neat.NEATConfig` fields that differ from NEAT's defaults.
+    ``video_mean``: one of :data:`VIDEO_MEANS` (None: the method's own, :data:`METHOD_VIDEO_MEAN`).
 
     Every DRCParams, prompt and NEAT field is present (``None``: inherit), so any row's setting can
     be overridden from the command line (``--config.variants.clip.prompts.full='A photo of'``).
@@ -160,6 +187,8 @@ def row(
     r.weights = weights
     r.params = p
     r.prompts = _prompt_fields(label or method, prompts)
+    r.video_mean = config_dict.placeholder(str)
+    r.video_mean = video_mean
     if method == "neat":
         r.neat = _neat_fields(label or method, neat or {})
     elif neat:
@@ -216,6 +245,8 @@ class Variant:
     prompts: Prompts | None = None  # None: the method's own (METHOD_PROMPTS)
     neat: dict | None = None  # NEATConfig fields (method "neat")
     split: str | None = None  # SpaceVLM's split file (method "spacevlm" with spacevlm_split)
+    video_mean: str | None = None  # None: the method's own (METHOD_VIDEO_MEAN)
+    concepts: str = "all"  # concepts_per_caption (DRC); the baselines always score one
 
     def __post_init__(self):
         if self.method not in ROW_METHODS:
@@ -226,6 +257,16 @@ class Variant:
             object.__setattr__(self, "label", self.name)
         if self.prompts is None:
             object.__setattr__(self, "prompts", METHOD_PROMPTS[self.method])
+        if self.video_mean is None:
+            object.__setattr__(
+                self, "video_mean", METHOD_VIDEO_MEAN.get(self.method, "renormalized")
+            )
+        if self.video_mean not in VIDEO_MEANS:
+            raise ConfigError(
+                f"row {self.name!r}: video_mean {self.video_mean!r}; expected one of {VIDEO_MEANS}"
+            )
+        if self.method != "drc" and self.concepts != "one":
+            object.__setattr__(self, "concepts", "one")
         if self.method == "neat" and self.neat is None:
             from drc_jax.neat import NEATConfig
 
@@ -248,6 +289,8 @@ class Variant:
             "weights": self.weights,
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "prompts": self.prompts.to_dict(),
+            "video_mean": self.video_mean,
+            "concepts_per_caption": self.concepts,
             **({"neat": dict(self.neat)} if self.neat is not None else {}),
             **({"spacevlm_split": self.split} if self.split else {}),
         }
@@ -307,6 +350,8 @@ def table(config: ConfigDict) -> Table:
                 prompts=Prompts(**prompts),
                 neat=r.neat.to_dict() if "neat" in r else None,
                 split=config.spacevlm_split if r.method == "spacevlm" else None,
+                video_mean=r.get("video_mean"),
+                concepts=config.concepts_per_caption,
             )
         )
     if not variants:

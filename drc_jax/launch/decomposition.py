@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drc_jax.defaults import DECOMPOSITIONS, cache_path
+from drc_jax.errors import UserError
 from drc_jax.launch.config import RunOptions
-from drc_jax.launch.encode import progress_bar
-from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.stages import Decomposed
+from drc_jax.progress import progress_bar
 
 
 def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
@@ -26,15 +27,15 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
     if opts.decompositions:
         path = Path(opts.decompositions).expanduser()
         if not path.is_file():
-            raise LaunchError(f"--decompositions {path}: no such file (a JSONL of decompositions).")
+            raise UserError(f"--decompositions {path}: no such file (a JSONL of decompositions).")
         try:
             loaded = load_decompositions_jsonl(path)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise LaunchError(f"--decompositions {path}: {e}") from e
+            raise UserError(f"--decompositions {path}: {e}") from e
         table = loaded if isinstance(loaded, dict) else {d.caption: d for d in loaded}
         missing = [c for c in unique if c not in table]
         if missing:
-            raise LaunchError(
+            raise UserError(
                 f"--decompositions {path} lacks {len(missing)} of {len(unique)} captions, e.g. "
                 f"{missing[0]!r}. Regenerate it for this CSV, or drop --decompositions."
             )
@@ -47,13 +48,12 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
                 if opts.sglang_model:
                     kwargs["model"] = opts.sglang_model
                 # "" turns the client's cache off (its None would mean the default directory).
-                cache = opts.cache_dir and str(Path(opts.cache_dir).expanduser() / "decompositions")
-                kwargs["cache_dir"] = cache or ""
+                kwargs["cache_dir"] = str(cache_path(DECOMPOSITIONS, opts.cache_dir) or "")
                 d = get_decomposer("sglang", **kwargs)
             else:
                 d = get_decomposer(opts.decomposer)
         except (ValueError, OSError, ConnectionError) as e:
-            raise LaunchError(f"--decomposer {opts.decomposer}: {e}") from e
+            raise UserError(f"--decomposer {opts.decomposer}: {e}") from e
         decs = []
         bar = progress_bar(len(unique), f"decomposing ({opts.decomposer})", opts.progress)
         step = 1024 if opts.decomposer == "sglang" else 256  # sglang: concurrent within a batch
@@ -63,13 +63,13 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
                 decs += d.decompose(chunk)
                 bar.update(len(chunk))
         except ConnectionError as e:  # SGLangUnavailableError: the server is down
-            raise LaunchError(
+            raise UserError(
                 f"--decomposer sglang: cannot reach the SGLang server at {opts.sglang_url} ({e}). "
                 "Start it (see the README), pass --sglang_url, use --decompositions with a "
                 "precomputed JSONL, or --decomposer rules. Finished answers are cached."
             ) from e
         except SGLangRequestError as e:  # the server rejected every request (e.g. wrong model)
-            raise LaunchError(
+            raise UserError(
                 f"--decomposer sglang: the server at {opts.sglang_url} rejected every request "
                 f"({e}). Check --sglang_model against the model the server was started with."
             ) from e

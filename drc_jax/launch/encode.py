@@ -20,26 +20,13 @@ import numpy as np
 
 from drc_jax import media
 from drc_jax.data.negbench import Benchmark
+from drc_jax.defaults import cache_path
+from drc_jax.errors import UserError
 from drc_jax.launch.config import RunOptions
-from drc_jax.launch.errors import LaunchError
 from drc_jax.launch.stages import MediaEmbeddings
 
 MAX_TOKENS = 77
 TEXT_BATCH = 512  # texts are cheap: big batches mean few compiled shapes
-
-
-def load_backbone(weights: str, dtype: str):
-    from drc_jax.clip import load_clip
-
-    try:
-        return load_clip(weights, dtype=dtype)
-    except Exception as e:  # hub/network/file/format errors all end the run the same way
-        raise LaunchError(
-            f"cannot load CLIP weights {weights!r} ({type(e).__name__}: {e}). Pass --weights "
-            "a local Hugging Face directory or an OpenAI .pt/.safetensors file (no download "
-            "is possible offline), or --weights random:ViT-B/32 to check the pipeline with "
-            "random weights."
-        ) from e
 
 
 def params_probe(clip) -> str | None:
@@ -66,14 +53,8 @@ def _open_store(opts: RunOptions, meta: dict):
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
-    directory = Path(opts.cache_dir).expanduser() / "embedding-stores" / f"{meta['kind']}-{key}"
+    directory = cache_path("embedding-stores", opts.cache_dir) / f"{meta['kind']}-{key}"
     return Store.open(directory, meta)
-
-
-def progress_bar(total, desc, enabled):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
 
 
 @contextlib.contextmanager
@@ -91,13 +72,13 @@ def _store(opts: RunOptions, meta: dict):
             yield store
         return
     if jax.process_count() > 1:
-        # Multi-host: every process passes the same inputs to the encoders, which compute their
-        # own devices' shards (drc_jax.clip); each process keeps its own cache.
+        # Multi-host: every process decodes its share of each batch and gets every embedding
+        # (MediaEmbedder, drc_jax.clip split=True); each process keeps its own cache.
         meta = {**meta, "process": jax.process_index()}
     try:
         store = _open_store(opts, meta)
     except Exception as e:  # StoreError, permissions, ...
-        raise LaunchError(
+        raise UserError(
             f"cannot use the embedding cache under {opts.cache_dir}: {e}. Pass another "
             "--cache_dir, or --cache_dir '' to run without a cache."
         ) from e
@@ -121,14 +102,15 @@ def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: st
 
 def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
     """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
-    the decoding, preprocessing and per-file failures of the search index too."""
+    the decoding, preprocessing and per-file failures of the search index too (videos: the
+    unnormalised frame mean)."""
     return media.MediaEmbedder(
         clip,
         preprocess=opts.preprocess,
         kind=bench.kind,
         video_frames=opts.video_frames,
         video_sampling=opts.video_sampling,
-        video_renormalize=opts.video_renormalize,
+        video_renormalize=False,
         num_workers=min(8, os.cpu_count() or 1),
     )
 
@@ -150,7 +132,7 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
             {
                 "frames": opts.video_frames,
                 "sampling": opts.video_sampling,
-                "renormalize": opts.video_renormalize,
+                "mean": "unnormalized",
             }
             if kind == "video"
             else {}
@@ -173,7 +155,7 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
                 desc=f"encoding {kind}s ({clip.weights_id})",
             )
         except ItemError as e:
-            raise LaunchError(
+            raise UserError(
                 f"{e.id}: {e.reason}. (--on_missing_media skip evaluates without unreadable files.)"
             ) from e
         finally:
@@ -187,26 +169,26 @@ def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, pr
             vectors[valid] = store.vectors(ok)[1]
     embedded = report.added + report.changed
     stats = {"embedded": embedded, "cached": len(items) - embedded - len(failed)}
-    return MediaEmbeddings(vectors, valid, errors, stats)
+    return MediaEmbeddings.of(vectors, valid, errors, stats, kind, unit=True)
 
 
 def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]) -> np.ndarray:
-    """A precomputed (N, D) array, rows in the CSV's media order; renormalised to unit norm."""
+    """A precomputed (N, D) array in the CSV's media order, checked finite and non-zero."""
     p = Path(path).expanduser()
     try:
         arr = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise LaunchError(f"--image_embeddings {p}: cannot read a .npy array ({e}).") from e
+        raise UserError(f"--image_embeddings {p}: cannot read a .npy array ({e}).") from e
     if arr.ndim != 2 or arr.shape[0] != len(bench_all.media):
-        raise LaunchError(
+        raise UserError(
             f"--image_embeddings {p}: shape {arr.shape}, expected ({len(bench_all.media)}, D): "
             f"one row per media row of {bench_all.csv_path}, in file order."
         )
     arr = arr.astype(np.float32)[keep_index]
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     if not np.all(np.isfinite(arr)) or np.any(norms == 0):
-        raise LaunchError(f"--image_embeddings {p}: rows with zeros or non-finite values.")
-    return arr / norms
+        raise UserError(f"--image_embeddings {p}: rows with zeros or non-finite values.")
+    return arr
 
 
 def embed_texts(clip, text_sets: dict, opts: RunOptions, probe=None):

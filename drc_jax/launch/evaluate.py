@@ -1,21 +1,20 @@
 """Scoring every variant on shared embeddings, and the metrics of the report.
 
 Images are sharded over all devices and each device streams its shard through
-:func:`drc_jax.scoring.top_k`, whose per-device top-k lists are merged, so the corpus may be far
+:func:`drc_jax.retrieval.top_k`, whose per-device top-k lists are merged, so the corpus may be far
 larger than one device's memory.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from drc_jax.data.negbench import Benchmark
 from drc_jax.launch.config import Table, Variant
 from drc_jax.launch.stages import Encoded, Ranking
-from drc_jax.launch.texts import text_set
+from drc_jax.texts import text_set
 
 TOP_K = 10
 
@@ -60,7 +59,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
     mesh = make_mesh() if jax.device_count() > 1 else None
     gt = np.asarray([q.gt for q in bench.queries], np.int32)
     image_dtype = jnp.bfloat16 if opts.image_dtype == "bfloat16" else None
-    images = jnp.asarray(encoded.media.vectors)
+    images = {m: jnp.asarray(encoded.media.for_mean(m)) for m in {v.video_mean for v in variants}}
     out = []
     for v in variants:
         t0 = time.perf_counter()
@@ -68,7 +67,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
             idx, ranks = top_from_scores(encoded.neat_scores[v.name], gt, TOP_K)
         else:
             res = top_k(
-                images,
+                images[v.video_mean],
                 query_vectors(v.method, encoded.queries[text_set(v)], v.params),
                 TOP_K,
                 gt_index=gt,
@@ -79,7 +78,7 @@ def score(variants: list[Variant], encoded: Encoded, bench: Benchmark, opts) -> 
             ranks = np.asarray(jax.device_get(res.gt_rank))
             idx = np.asarray(jax.device_get(res.indices))
         seconds = time.perf_counter() - t0
-        metrics = retrieval_metrics(ranks)
+        metrics = retrieval_metrics(ranks, medr=opts.medr)
         share, coverage = negated_in_top5(bench, idx)
         if share is not None:
             metrics["neg@5"] = share
@@ -96,10 +95,9 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
     return [by_name[v.name] for v in table.variants]
 
 
-def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranking]) -> Path:
-    """``rankings.npz``: per variant the top-10 media indices (Q, 10) and the ground truth's
-    1-indexed rank (Q,), plus each query's ground truth and CSV line, for later analysis."""
-    path = Path(output_dir).expanduser() / "rankings.npz"
+def rankings_npz(bench: Benchmark, rankings: list[Ranking]):
+    """``rankings.npz``'s writer: per variant top-10 media (Q, 10) and the ground truth's rank
+    (Q,), plus each query's ground truth and CSV line."""
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
         "line": np.asarray([q.line for q in bench.queries], np.int32),
@@ -108,5 +106,4 @@ def save_rankings(output_dir: str | Path, bench: Benchmark, rankings: list[Ranki
     for r in rankings:
         arrays[f"{r.variant.name}/top10"] = r.top
         arrays[f"{r.variant.name}/gt_rank"] = r.gt_rank
-    np.savez_compressed(path, **arrays)
-    return path
+    return lambda f: np.savez_compressed(f, **arrays)

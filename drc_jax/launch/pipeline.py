@@ -3,22 +3,22 @@
 One run encodes each medium and each text once per backbone (cached on disk by
 :class:`~drc_jax.store.Store`, keyed by weights, dtype, preprocessing and file), decomposes
 every caption once, then scores every row of the config's table on the same embeddings with the
-image set sharded over all devices (:func:`drc_jax.scoring.top_k` with a mesh). What each row
+image set sharded over all devices (:func:`drc_jax.retrieval.top_k` with a mesh). What each row
 scores (its texts, after its prompts) is decided once (:func:`row_texts`); "CLIP + NEAT" rows
 adapt the text encoder while it is loaded (:func:`adapt_neat`) and are ranked from their scores.
 In multi-host runs every process reads the same inputs and the encoders and top-k compute on
 their own devices' shards; process 0 writes the outputs.
 
 Stages hand typed values to each other (:mod:`drc_jax.launch.stages`); :func:`run` times them and
-builds the report once. Everything the user can get wrong raises :class:`LaunchError` (or a
-data/config error) with the file, row and what to do; ``__main__`` turns those into a message and
-a non-zero exit.
+builds the report once. Everything the user can get wrong raises a
+:class:`drc_jax.errors.UserError` naming the file, row and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -26,8 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from drc_jax import atomic
+from drc_jax.cli import load_clip_checked
 from drc_jax.data.negbench import DATASETS, Benchmark, load_benchmark
 from drc_jax.data.synthetic import load_synthetic
+from drc_jax.errors import UserError
 from drc_jax.launch import record, report
 from drc_jax.launch.config import (
     BENCHMARKS,
@@ -43,45 +46,81 @@ from drc_jax.launch.encode import (
     MAX_TOKENS,
     embed_texts,
     encode_media,
-    load_backbone,
     load_image_embeddings,
     long_captions,
     media_embedder,
     params_probe,
 )
-from drc_jax.launch.errors import LaunchError
-from drc_jax.launch.evaluate import save_rankings, score_all
+from drc_jax.launch.evaluate import rankings_npz, score_all
 from drc_jax.launch.stages import Corpus, Decomposed, Encoded, MediaEmbeddings, Texts
-from drc_jax.launch.texts import neat_lists, text_set, texts_of
 from drc_jax.media import MediaIndex
+from drc_jax.texts import neat_lists, text_set, texts_of
 
 __all__ = [
-    "LaunchError",
     "check_captions",
     "check_output_dir",
     "decompose",
-    "load_backbone",
+    "load_clip_checked",
     "load_corpus",
     "media_embedder",
     "run",
 ]
 
 log = logging.getLogger("drc_jax.launch")
+MAX_RESULTS_BYTES = 64 << 20  # an earlier results.json is read only up to this
 
 
 def check_output_dir(opts: RunOptions) -> Path:
-    """Create the output directory and make sure it takes files, before any work is done."""
+    """Create the output directory and make sure it takes files and holds no other config's
+    results (unless ``--overwrite``), before any work is done."""
     out = output_dir(opts)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
             pass
     except OSError as e:
-        raise LaunchError(
-            f"--output_dir {out}: cannot write there ({e.strerror or e}). Pass a directory you "
-            "can write to (it is created if missing)."
+        said = atomic.advice(e, out, "--output_dir")
+        raise UserError(
+            f"--output_dir {out}: {said}."
+            if said
+            else f"--output_dir {out}: cannot write there ({e.strerror or e}). Pass a directory "
+            "you can write to (it is created if missing)."
         ) from e
+    if not opts.overwrite:
+        _check_same_run(out, opts)
     return out
+
+
+def _check_same_run(out: Path, opts: RunOptions) -> None:
+    """Results already in ``out`` are of this config and benchmark (a re-run replaces them)."""
+    found = out / "results.json"
+    if not found.is_file() or found.is_symlink():
+        return
+    try:
+        with open(found, "rb") as f:
+            old = json.loads(f.read(MAX_RESULTS_BYTES))
+        theirs = (old["config"]["name"], old["benchmark"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        theirs = ("<unreadable>", "<unknown>")
+    ours = (opts.name, opts.benchmark)
+    if tuple(theirs) != ours:
+        raise UserError(
+            f"--output_dir {out} holds the results of config {theirs[0]!r} on benchmark "
+            f"{theirs[1]!r} ({found}); this run (config {ours[0]!r} on {ours[1]!r}) would "
+            "replace them. Choose another --output_dir, or pass --overwrite to replace them."
+        )
+
+
+def write_outputs(out: Path, files: dict) -> None:
+    """The run's outputs into ``out`` as one atomic step; a full or read-only disk is said so."""
+    try:
+        atomic.write_all(out, files)
+    except OSError as e:
+        said = atomic.advice(e, out, "--output_dir")
+        raise UserError(
+            f"--output_dir {out}: {said or f'cannot write the results ({e})'}; the results "
+            "already there (if any) are unchanged."
+        ) from e
 
 
 def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
@@ -89,14 +128,15 @@ def _build_synthetic_once(root: Path, kind: str, opts: RunOptions) -> Benchmark:
     import jax
 
     spec = synthetic_spec(opts)
+    plain = opts.query_kind == "plain"
     if jax.process_count() == 1:
-        return load_synthetic(root, kind, spec)
+        return load_synthetic(root, kind, spec, plain=plain)
     from jax.experimental import multihost_utils
 
     if jax.process_index() == 0:
-        load_synthetic(root, kind, spec)
+        load_synthetic(root, kind, spec, plain=plain)
     multihost_utils.sync_global_devices("drc_jax.launch: synthetic set rendered")
-    return load_synthetic(root, kind, spec)
+    return load_synthetic(root, kind, spec, plain=plain)
 
 
 def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
@@ -110,17 +150,17 @@ def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
             bench = bench.subset(set(range(min(opts.limit, len(bench.media)))))
         return bench, root
     if opts.benchmark not in DATASETS:
-        raise LaunchError(f"unknown --benchmark {opts.benchmark!r}; expected one of {BENCHMARKS}")
+        raise UserError(f"unknown --benchmark {opts.benchmark!r}; expected one of {BENCHMARKS}")
     info = DATASETS[opts.benchmark]
     bench = load_benchmark(opts.benchmark, opts.captions_csv, limit=opts.limit)
     if not opts.data_dir:
-        raise LaunchError(
+        raise UserError(
             f"--benchmark {opts.benchmark} needs --data_dir: the directory holding the "
             f"{info.media}, from {info.media_url}; expected layout: {info.layout}."
         )
     root = Path(opts.data_dir).expanduser()
     if not root.is_dir():
-        raise LaunchError(
+        raise UserError(
             f"--data_dir {root} does not exist. {info.name} needs the {info.media}: download "
             f"{info.media_url} and unpack it there; expected layout: {info.layout}."
         )
@@ -139,14 +179,14 @@ def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[
         return bench, []
     where = ", ".join(f"line {q.line}" for q in bad[:5]) + (" ..." if len(bad) > 5 else "")
     if opts.on_bad_caption != "skip":
-        raise LaunchError(
+        raise UserError(
             f"{bench.csv_path}: {len(bad)} empty caption(s) at {where}. Fix the CSV, or pass "
             "--on_bad_caption skip to leave them out, or --on_bad_caption keep to score them "
             "as NegBench does (kept in the query count, encoded as they are)."
         )
     keep = tuple(q for q in bench.queries if q.caption.strip())
     if not keep:
-        raise LaunchError(f"{bench.csv_path}: every caption is empty; nothing to evaluate.")
+        raise UserError(f"{bench.csv_path}: every caption is empty; nothing to evaluate.")
     skipped = [{"line": q.line, "caption": q.caption, "reason": "empty caption"} for q in bad]
     return dataclasses.replace(bench, queries=keep), skipped
 
@@ -169,7 +209,7 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     if opts.on_missing_media != "skip" or len(missing) == len(bench.media):
         get = f" Get the {info.media} from {info.media_url} ({info.layout})." if info else ""
-        raise LaunchError(
+        raise UserError(
             f"{len(missing)} of {len(bench.media)} media file(s) of {bench.csv_path} not found "
             f"under {root}: {names}{more}.{get} Or pass --on_missing_media skip to evaluate "
             "without them."
@@ -177,12 +217,12 @@ def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
         )
     corpus, _ = corpus.without_media(dict.fromkeys(missing, "not found"))
     if not corpus.bench.queries:
-        raise LaunchError(f"no query of {bench.csv_path} has its media under {root}.")
+        raise UserError(f"no query of {bench.csv_path} has its media under {root}.")
     return corpus, read
 
 
 def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opts) -> Texts:
-    """What every row scores (:mod:`drc_jax.launch.texts`), computed once for all backbones."""
+    """What every row scores (:mod:`drc_jax.texts`), computed once for all backbones."""
     split = None
     if any(v.split for v in rows.variants):
         from drc_jax.data.negbench import DataError
@@ -191,7 +231,7 @@ def row_texts(rows, corpus: Corpus, read: Benchmark, decomposed: Decomposed, opt
         try:
             split = load_spacevlm_split(opts.spacevlm_split, read)
         except DataError as e:
-            raise LaunchError(f"--config.spacevlm_split: {e}") from e
+            raise UserError(f"--config.spacevlm_split: {e}") from e
     sets = {}
     for v in rows.variants:
         if v.method != "neat":
@@ -232,12 +272,13 @@ def encode(opts: RunOptions, weights: str, clip, corpus: Corpus, read: Benchmark
             keep_index = [i for i, m in enumerate(read.media) if m.line in kept]
             vectors = load_image_embeddings(opts.image_embeddings, read, keep_index)
             if vectors.shape[1] != clip.embed_dim:
-                raise LaunchError(
+                raise UserError(
                     f"--image_embeddings {opts.image_embeddings}: width {vectors.shape[1]}, but "
                     f"{weights} embeds to {clip.embed_dim}."
                 )
             valid = np.ones(len(vectors), bool)  # load_image_embeddings refuses non-finite rows
-            media = MediaEmbeddings(vectors, valid, {}, {"precomputed": opts.image_embeddings})
+            stats = {"precomputed": opts.image_embeddings}
+            media = MediaEmbeddings.of(vectors, valid, {}, stats, bench.kind)
         else:
             media = encode_media(clip, bench, list(corpus.paths), opts, probe)
     with watch("encode_texts"):
@@ -261,7 +302,7 @@ def drop_unreadable(corpus: Corpus, decomposed: Decomposed, texts: Texts, encode
         return corpus, decomposed, texts, encoded
     kept, kept_queries = corpus.without_media(errors)
     if not kept.bench.media or not kept.bench.queries:
-        raise LaunchError(f"no readable media left in {corpus.root}; see the errors above.")
+        raise UserError(f"no readable media left in {corpus.root}; see the errors above.")
     keep = np.asarray([i for i in range(len(corpus.paths)) if i not in errors], np.int64)
     return (
         kept,
@@ -297,7 +338,7 @@ def run(opts: RunOptions) -> dict:
     default_weights = resolved_weights(opts)
     backbones = rows.backbones(default_weights)
     if opts.image_embeddings and len(backbones) > 1:
-        raise LaunchError(
+        raise UserError(
             f"--image_embeddings gives one backbone's embeddings, but config {opts.name!r} "
             f"uses {len(backbones)} backbones ({backbones})."
         )
@@ -313,7 +354,7 @@ def run(opts: RunOptions) -> dict:
     )
 
     # Load the first backbone before decomposing: unreachable weights fail fast.
-    clips = {backbones[0]: load_backbone(backbones[0], opts.dtype)}
+    clips = {backbones[0]: load_clip_checked(backbones[0], opts.dtype)}
     with watch("decompose"):
         decomposed = decompose([q.caption for q in bench.queries], opts)
 
@@ -321,7 +362,7 @@ def run(opts: RunOptions) -> dict:
 
     encoded, long = [], []
     for weights in backbones:
-        clip = clips.pop(weights, None) or load_backbone(weights, opts.dtype)
+        clip = clips.pop(weights, None) or load_clip_checked(weights, opts.dtype)
         if not long:
             long = long_captions(clip, bench)
         neat_rows = [
@@ -357,7 +398,10 @@ def run(opts: RunOptions) -> dict:
     results["environment"] = record.environment()
     results["inputs"] = record.inputs(opts, corpus, read, encoded)
     if writer:
-        report.write(output_dir(opts), results)
-        record.write_decompositions(output_dir(opts), rows, corpus, decomposed, texts)
-        save_rankings(output_dir(opts), corpus.bench, rankings)
+        files = {
+            **report.files(results),
+            "decompositions.jsonl": record.decompositions_jsonl(rows, corpus, decomposed, texts),
+            "rankings.npz": rankings_npz(corpus.bench, rankings),
+        }
+        write_outputs(output_dir(opts), files)
     return results

@@ -2,11 +2,12 @@
 
 - per row (:func:`row_record`): everything that decides its scores: method, ``t`` per strength,
   weights, rho, operator, the prefix of each text field, where its decomposition came from
-  (backend, mode, model; or SpaceVLM's split file), NEAT's hyper-parameters;
+  (backend, mode, model; or SpaceVLM's split file), ``texts``, ``concepts_per_caption``,
+  ``video_mean``, ``medr``, NEAT's hyper-parameters;
 - :func:`environment`: package versions, git commit of a checkout, backend and devices;
 - :func:`inputs`: sha256 of the query CSV (and of SpaceVLM's split), the weights' fingerprints,
   media found / missing;
-- :func:`write_decompositions`: ``decompositions.jsonl``, one line per query with exactly the
+- :func:`decompositions_jsonl`: ``decompositions.jsonl``, one line per query with exactly the
   texts each row scored (after prefixing).
 """
 
@@ -19,8 +20,9 @@ import subprocess
 from pathlib import Path
 
 from drc_jax.data.spacevlm_split import sha256_file
-from drc_jax.launch.texts import scored_texts, text_set
+from drc_jax.metrics import MEDR
 from drc_jax.scoring import STRENGTHS
+from drc_jax.texts import scored_texts, text_set
 
 PACKAGES = ("drc-jax", "jax", "jaxlib", "flax", "transformers", "numpy", "optax")
 
@@ -88,23 +90,43 @@ def inputs(opts, corpus, read, encoded) -> dict:
 
 
 def decomposer(opts) -> dict:
-    """Where the run's decomposition came from."""
+    """Where the run's decomposition came from (and, if the config's paper used another, which)."""
     if opts.decompositions:
-        return {"backend": "jsonl", "path": str(opts.decompositions)}
-    if opts.decomposer == "sglang":
-        return {
+        out = {"backend": "jsonl", "path": str(opts.decompositions)}
+    elif opts.decomposer == "sglang":
+        out = {
             "backend": "sglang",
             "mode": opts.decomposer_mode,
             "model": opts.sglang_model,
             "url": opts.sglang_url,
         }
-    return {"backend": opts.decomposer}
+    else:
+        out = {"backend": opts.decomposer}
+    note = paper_decomposer_note(opts)
+    return {**out, "paper_used": opts.paper_decomposer, "note": note} if note else out
+
+
+def paper_decomposer_note(opts) -> str | None:
+    """A line for a paper config run with another decomposer than the paper's; else None."""
+    if not opts.paper_decomposer or opts.decompositions or opts.decomposer == "sglang":
+        return None
+    return (
+        f"decomposer {opts.decomposer}: the paper used {opts.paper_decomposer} "
+        "(--decomposer sglang)"
+    )
 
 
 def row_record(variant, opts) -> dict:
     """Everything that decides a row's scores (only the settings its method reads)."""
     p = variant.params
-    rec = {"method": variant.method, "prompts": variant.prompts.to_dict()}
+    rec = {
+        "method": variant.method,
+        "prompts": variant.prompts.to_dict(),
+        "texts": "spacevlm_split" if variant.split else "decomposition",
+        "concepts_per_caption": variant.concepts,
+        "video_mean": variant.video_mean,
+        "medr": {"name": opts.medr, "definition": MEDR[opts.medr]},
+    }
     if variant.method == "clip":
         rec["score"] = "eq. 2: images . full (full = the caption with prompts.full)"
         return rec
@@ -146,17 +168,17 @@ def _neat_scored(texts: tuple, cfg) -> list[dict]:
     ]
 
 
-def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
-    """``decompositions.jsonl``: per query its CSV line, ground truth, caption, decomposition and,
-    per row, the texts that row scored (after prefixing; NEAT's after its ``pre_caption``)."""
-    path = Path(output_dir).expanduser() / "decompositions.jsonl"
+def decompositions_jsonl(table, corpus, decomposed, texts):
+    """``decompositions.jsonl``'s writer (a function of a binary file): per query its CSV line,
+    ground truth, caption, decomposition and, per row, the texts that row scored (after
+    prefixing; NEAT's after its ``pre_caption``)."""
     neat = {
         v.name: _neat_scored(texts.neat[v.name], v.neat_config())
         for v in table.variants
         if v.method == "neat"
     }
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
+
+    def write(f) -> None:
         for i, (q, d) in enumerate(zip(corpus.bench.queries, decomposed.per_query, strict=True)):
             scored = {}
             for v in table.variants:
@@ -173,6 +195,6 @@ def write_decompositions(output_dir, table, corpus, decomposed, texts) -> Path:
                 "decomposition": d.to_dict(),
                 "scored": scored,
             }
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+            f.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+
+    return write

@@ -53,6 +53,8 @@ def _title(results: dict) -> str:
     )
     if c.get("random_weights"):
         title += " (RANDOM WEIGHTS: numbers only check the pipeline)"
+    if results.get("decomposer_note"):
+        title += f"; {results['decomposer_note']}"
     return title
 
 
@@ -108,7 +110,19 @@ def format_markdown(results: dict) -> str:
 
 
 def _notes(results: dict) -> list[str]:
-    notes = ["R@K in %, medR in ranks; (change vs CLIP on the same backbone)."]
+    medr = results.get("medr", {})
+    notes = [
+        "R@K in %, medR in ranks"
+        + (f" (medR: {medr['definition']})" if medr else "")
+        + "; (change vs CLIP on the same backbone)."
+    ]
+    z = results.get("zeroshot")
+    if z:
+        notes.append(
+            f"zero-shot: {z['marked_negated']} of {z['captions']} captions without negation "
+            f"({z['marked_negated_pct']:.2f}%) were marked negated by the decomposer; only those "
+            "can move DRC off CLIP."
+        )
     if any(NEG_COLUMN in m for m in results["methods"].values()):
         cov = results.get("negated_object_coverage")
         notes.append(
@@ -141,8 +155,8 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
 
     from drc_jax.data.negbench import DATASETS
     from drc_jax.launch.config import SYNTHETIC, resolved_weights
-    from drc_jax.launch.record import row_record
-    from drc_jax.metrics import paired_bootstrap
+    from drc_jax.launch.record import paper_decomposer_note, row_record
+    from drc_jax.metrics import MEDR, paired_bootstrap
 
     bench = corpus.bench
     backbones = [e.weights for e in encoded]
@@ -188,6 +202,9 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
         "methods": methods,
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
         "decomposition": decomposed.stats(),
+        "medr": {"name": config.medr, "definition": MEDR[config.medr]},
+        **({"decomposer_note": note} if (note := paper_decomposer_note(config)) else {}),
+        **({"zeroshot": zeroshot(decomposed)} if config.query_kind == "plain" else {}),
         "encoding": {e.weights: e.stats() for e in encoded},
         "timing": {
             **{k: round(v, 3) for k, v in timing.items()},
@@ -202,13 +219,28 @@ def build(config, table, corpus, decomposed, encoded, rankings, *, timing, extra
     return results
 
 
+def zeroshot(decomposed) -> dict:
+    """On captions without negation: how many the decomposer marked negated (false positives)."""
+    n = len(decomposed.per_query)
+    marked = sum(bool(d.negated) for d in decomposed.per_query)
+    return {
+        "captions": n,
+        "marked_negated": marked,
+        "marked_negated_pct": 100.0 * marked / n if n else 0.0,
+    }
+
+
+def files(results: dict) -> dict[str, str]:
+    """``results.json`` and ``results.md``: name -> text."""
+    return {
+        "results.json": json.dumps(results, indent=2, ensure_ascii=False) + "\n",
+        "results.md": format_markdown(results),
+    }
+
+
 def write(output_dir: str | Path, results: dict) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.md`` into ``output_dir``; return their paths."""
-    out = Path(output_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "results.json", out / "results.md"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(json_path)
-    md_path.write_text(format_markdown(results))
+    """Write ``results.json`` and ``results.md`` into ``output_dir`` as one atomic step."""
+    from drc_jax import atomic
+
+    json_path, md_path = atomic.write_all(output_dir, files(results))
     return json_path, md_path

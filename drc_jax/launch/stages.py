@@ -78,8 +78,8 @@ class Decomposed:
 
 @dataclass(frozen=True)
 class Texts:
-    """What every row scores, per query (:mod:`drc_jax.launch.texts`): per
-    :class:`~drc_jax.launch.texts.TextSet` the rows of [aff, neg, cf, full] and the strengths;
+    """What every row scores, per query (:mod:`drc_jax.texts`): per
+    :class:`~drc_jax.texts.TextSet` the rows of [aff, neg, cf, full] and the strengths;
     per NEAT row its (captions, pos, neg, inv) lists."""
 
     sets: dict  # TextSet -> (list of [aff, neg, cf, full], (Q,) int32 strength)
@@ -96,20 +96,39 @@ class Texts:
 
 @dataclass(frozen=True)
 class MediaEmbeddings:
-    """One backbone's media embeddings: ``vectors[i]`` is valid where ``valid[i]``; ``errors``
-    says why each invalid one could not be embedded (media index -> reason)."""
+    """One backbone's unit-norm media embeddings, valid where ``valid[i]`` (``errors``: index ->
+    why not); videos also keep the ``unnormalized`` frame means."""
 
     vectors: np.ndarray  # (N, D) float32, zero rows where not valid
     valid: np.ndarray  # (N,) bool
     errors: dict[int, str]
     stats: dict  # {"embedded": n, "cached": n} or {"precomputed": path}
+    unnormalized: np.ndarray | None = None  # (N, D), videos only
+
+    @classmethod
+    def of(cls, raw, valid, errors, stats, kind: str, *, unit: bool = False) -> MediaEmbeddings:
+        """From stored ``raw``: renormalised (images already ``unit`` kept as they are)."""
+        raw = np.asarray(raw, np.float32)
+        if kind == "image" and unit:
+            return cls(raw, valid, errors, stats)
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        vectors = np.where(norms > 0, raw / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+        return cls(vectors, valid, errors, stats, raw if kind == "video" else None)
+
+    def for_mean(self, video_mean: str) -> np.ndarray:
+        """The (N, D) embeddings a row with ``video_mean`` scores (images: always ``vectors``)."""
+        if video_mean == "unnormalized" and self.unnormalized is not None:
+            return self.unnormalized
+        return self.vectors
 
     def take(self, keep: np.ndarray) -> MediaEmbeddings:
         index = {int(old): new for new, old in enumerate(keep)}
         errors = {index[i]: r for i, r in self.errors.items() if i in index}
+        raw = None if self.unnormalized is None else self.unnormalized[keep]
         return dataclasses.replace(
-            self, vectors=self.vectors[keep], valid=self.valid[keep], errors=errors
-        )
+            self, vectors=self.vectors[keep], valid=self.valid[keep], errors=errors,
+            unnormalized=raw,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Used by the benchmark launcher and the search index alike: the same decoding
 (:func:`~drc_jax.media.image.read_image`, :func:`~drc_jax.media.video.read_video_frames`), the
 same preprocessing, the same encoder, so a photo embeds identically in both. Files decode on a
 thread pool; the CLIP encoder then runs data parallel over all local devices. Videos embed as
-the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``).
+the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``). In a multi-host
+run every process is given the same keys but reads and decodes only its share of them; the
+encoder gathers the embeddings (``split=True``) and the failures are gathered alike, so every
+process returns the same answer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from PIL import Image
 from drc_jax.media.errors import MediaError
 from drc_jax.media.files import media_kind
 from drc_jax.media.image import read_image
+from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
 NON_FINITE = (
@@ -66,6 +70,7 @@ class MediaEmbedder:
         video_renormalize: bool = True,
         num_workers: int | None = None,
         draft: bool = False,
+        on_decoded=None,
     ):
         if kind not in (None, "image", "video"):
             raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
@@ -73,6 +78,7 @@ class MediaEmbedder:
         self.root = Path(root) if root is not None else None
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
+        self.on_decoded = on_decoded  # (key, first decoded image): e.g. write a thumbnail
         # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
         # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
         # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
@@ -91,10 +97,14 @@ class MediaEmbedder:
         """An image as ``[image]``, a video as its frames; a :class:`MediaError` if unreadable."""
         try:
             if self._kind(key) == "image":
-                return [read_image(self.path(key), self.draft_size)]
-            return read_video_frames(self.path(key), self.video_frames, self.video_sampling)
+                out = [read_image(self.path(key), self.draft_size)]
+            else:
+                out = read_video_frames(self.path(key), self.video_frames, self.video_sampling)
         except MediaError as e:
             return e
+        if self.on_decoded is not None:
+            self.on_decoded(key, out[0])
+        return out
 
     def _encode(self, keys: list[str], decoded: list[list[Image.Image]]) -> np.ndarray:
         out = np.empty((len(keys), int(self.clip.embed_dim)), np.float32)
@@ -116,6 +126,11 @@ class MediaEmbedder:
         keys = list(keys)
         results = {k: self._last[k] for k in keys if k in self._last}
         todo = [k for k in dict.fromkeys(keys) if k not in results]
+        import jax
+
+        if jax.process_count() > 1:
+            results.update(self._embed_split(todo))
+            todo = []
         decoded = dict(zip(todo, self._pool.map(self._decode, todo), strict=True))
         for k, d in decoded.items():
             if isinstance(d, MediaError):
@@ -134,6 +149,37 @@ class MediaEmbedder:
             vectors=vectors,
             failed={k: results[k] for k in keys if isinstance(results[k], str)},
         )
+
+    def _embed_split(self, todo: list[str]) -> dict[str, np.ndarray | str]:
+        """Multi-host: decode this process's share of ``todo`` per kind, encode the shares
+        together, gather every vector and failure."""
+        from drc_jax.parallel import allgather_text, my_share
+
+        s, results = int(self.clip.image_size), {}
+        for kind in ("image", "video"):
+            group = [k for k in todo if self._kind(k) == kind]  # the same list in every process
+            if not group:
+                continue
+            mine, share = my_share(group)
+            decoded = list(self._pool.map(self._decode, mine))
+            frames = 1 if kind == "image" else self.video_frames
+            pixels = np.zeros((share, frames, s, s, 3), np.float32)
+            good = [i for i, d in enumerate(decoded) if not isinstance(d, MediaError)]
+            if good:
+                flat = [f for i in good for f in decoded[i]]
+                px = self.clip.preprocess(flat, mode=self.preprocess)
+                pixels[good] = px.reshape(len(good), frames, s, s, 3)
+            if kind == "image":
+                emb = self.clip.encode_images(pixels[:, 0], split=True)
+            else:
+                emb = self.clip.encode_videos(
+                    pixels, renormalize=self.video_renormalize, split=True
+                )
+            reasons = allgather_text([getattr(d, "reason", "") for d in decoded], share)
+            for j, key in enumerate(group):  # row j: process j // share's (j % share)-th key
+                finite = np.isfinite(emb[j]).all()
+                results[key] = reasons[j] or (emb[j] if finite else NON_FINITE)
+        return results
 
     def __call__(self, keys: Sequence[str]) -> np.ndarray:
         """The store protocol: ``(len(keys), D)``, or ``ItemError`` naming the first bad key."""
@@ -154,3 +200,30 @@ class MediaEmbedder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def embed_video_segments(
+    clip, path: str | os.PathLike, preprocess: str = "spacevlm", batch: int = 16
+) -> tuple[list[float], np.ndarray]:
+    """``(start seconds, (S, D) embeddings)`` of a video's segments
+    (:func:`~drc_jax.media.segments.read_video_segments`), each the renormalised mean of its
+    frames' embeddings; a :class:`MediaError` names an undecodable or non-finite video."""
+    starts, parts, pending = [], [], []
+
+    def flush():
+        pixels = clip.preprocess([f for frames in pending for f in frames], mode=preprocess)
+        pixels = pixels.reshape(len(pending), SEGMENT_FRAMES, *pixels.shape[1:])
+        parts.append(np.asarray(clip.encode_videos(pixels, renormalize=True), np.float32))
+        pending.clear()
+
+    for start, frames in read_video_segments(path):
+        starts.append(start)
+        pending.append(frames)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    vectors = np.concatenate(parts)
+    if not np.isfinite(vectors).all():
+        raise MediaError(path, NON_FINITE)
+    return starts, vectors

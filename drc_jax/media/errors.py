@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from drc_jax.errors import UserError
 
-class MediaError(Exception):
+
+class MediaError(UserError):
     """One media file could not be found, decoded or embedded; ``path`` names it."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -32,6 +32,7 @@ from drc_jax.neat.config import NEATConfig
 from drc_jax.neat.losses import _HIGHEST, neat_loss
 from drc_jax.neat.texts import NEATTexts, neat_texts
 from drc_jax.parallel import batch_sharding, replicated
+from drc_jax.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def neat_scores_for_texts(
     bounds = [(lo, min(lo + bs, n)) for lo in range(0, n, bs)]
     state = init_state(clip, cfg)
     out = np.empty((n, images.shape[0]), np.float32)
-    bar = _progress(len(bounds), progress)
+    bar = progress_bar(len(bounds), "NEAT", progress, unit="batch")
     for lo, hi in bounds:
         part = NEATTexts(
             texts.captions[lo:hi],
@@ -233,9 +234,3 @@ def neat_scores_for_texts(
         bar.update(1)
     bar.close()
     return out
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="NEAT", unit="batch", disable=not enabled, dynamic_ncols=True)

@@ -4,11 +4,14 @@
     build_index("~/Pictures", "~/.cache/pictures.idx")            # embeds new/changed files only
     for hit in search("~/.cache/pictures.idx", "a dog not on a beach", k=5)[0].hits:
         print(hit.rank, hit.score, hit.path)
+    search_with = Searcher.open("~/.cache/pictures.idx")           # warm, reusable
+    search_with.search("no people", like="/photos/a.jpg", where=Filter(type="image"), offset=10)
 
 Command line: ``python -m drc_jax.search index|query ...`` (see ``drc_jax/search/__main__.py``).
 """
 
-from drc_jax.search.index import DEFAULT_WEIGHTS, IndexInfo, build_index, read_info, scan_images
+from drc_jax.search.catalogue import Filter
+from drc_jax.search.index import DEFAULT_WEIGHTS, IndexInfo, build_index, read_info, scan_media
 from drc_jax.search.query import (
     Hit,
     Searcher,
@@ -20,6 +23,7 @@ from drc_jax.search.query import (
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "Filter",
     "Hit",
     "IndexInfo",
     "SearchResult",
@@ -28,6 +32,6 @@ __all__ = [
     "path_mentions",
     "read_info",
     "render_search_figure",
-    "scan_images",
+    "scan_media",
     "search",
 ]

@@ -1,10 +1,14 @@
 """``drc-search`` (or ``python -m drc_jax.search``): index folders of images, search with negation.
 
+Commands: index (embed folders into an index), query (search it from the shell), serve (a search
+page that keeps the index current), export (the index as a parquet table).
+
     drc-search index --images ~/Pictures --index ~/pictures.idx [--follow_symlinks]
     drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
     drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
         --method drc --decomposer rules --figure out.png --json
     drc-search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
+    drc-search import --clip_retrieval OUT --index ~/big.idx --weights openai/clip-vit-base-patch32
 
 ``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
 files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
@@ -12,6 +16,9 @@ decomposition it used; several queries are batched; ``--figure`` draws CLIP's to
 chosen method's (one PNG per query). ``serve`` keeps everything loaded and serves a search page
 and a JSON API (``drc_jax/search/server.py``), on 127.0.0.1 unless --allow_remote. Compiled shapes
 go to JAX's persistent compilation cache (--compilation_cache), so a second start is faster.
+``--ann ivf|auto`` keeps a faiss ANN index beside the vectors (large collections; ``auto`` from
+200k images on); queries then re-rank its candidates exactly unless ``--exact``. ``import`` reads
+clip-retrieval's output folder (embeddings, metadata, an autofaiss index) without re-embedding.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from drc_jax import cli
+from drc_jax import atomic, cli, defaults
 from drc_jax.clip.load import WeightsUnavailableError
-from drc_jax.media import FINGERPRINTS, MediaError
+from drc_jax.media import FINGERPRINTS
 from drc_jax.scoring import METHODS
+from drc_jax.search import ann_file, clip_retrieval
 from drc_jax.search.index import DEFAULT_WEIGHTS, build_index, is_random, read_info
-from drc_jax.store import StoreError
+from drc_jax.store import Store
+from drc_jax.untrusted import printable
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
@@ -47,12 +56,13 @@ cli.define(
     weights=DEFAULT_WEIGHTS,
     batch_size=None,
     help_suffix={
-        "weights": "query: defaults to the weights the index was built with.",
+        "weights": "index/query/serve: default, the weights the index was built with.",
         "preprocess": "(index)",
         "batch_size": "index: images per batch (default 64 per device).",
         "cache_dir": "query: decompositions are cached under it.",
     },
 )
+cli.define_multihost()  # index: each process decodes its share of the images
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
@@ -101,11 +111,38 @@ flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
     "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
 )
+flags.DEFINE_enum(
+    "ann",
+    "auto",
+    ann_file.MODES,
+    "index/import: a faiss ANN index beside the vectors: ivf (build or update it), none (drop "
+    "it), auto (from 200k images on, or when the index has one).",
+)
+flags.DEFINE_bool("exact", False, "query: scan every vector even where the index has an ANN file.")
+flags.DEFINE_string("clip_retrieval", None, "import: clip-retrieval's inference output folder.")
+flags.DEFINE_string(
+    "clip_model",
+    clip_retrieval.DEFAULT_MODEL,
+    "import: the model clip-retrieval embedded with (its --clip_model: ViT-B/32, hf_clip:<id>); "
+    "must be --weights' model.",
+)
+flags.DEFINE_string(
+    "faiss_index", None, "import: a faiss index of the embeddings (default: DIR's image.index)."
+)
+flags.DEFINE_bool(
+    "watch",
+    True,
+    "serve: watch the indexed folders and index new or changed files in the background "
+    "(--nowatch: serve the index as it is; finished `index` runs are still picked up).",
+)
 flags.DEFINE_enum("format", "parquet", ["parquet"], "export: output format.")
 flags.DEFINE_string("output", None, "export: file to write (id, path, hash, embedding).")
 
-COMMANDS = ("index", "query", "serve", "export")
-USAGE = "drc-search index|query|serve|export [flags] [queries...] (or python -m drc_jax.search)"
+COMMANDS = ("index", "query", "serve", "export", "import")
+MAX_QUERIES_FILE_BYTES = 16 << 20
+USAGE = (
+    "drc-search index|query|serve|export|import [flags] [queries...] (or python -m drc_jax.search)"
+)
 
 
 def random_note(weights_id: str) -> str:
@@ -120,11 +157,15 @@ def run_index() -> int:
     cli.check_writable_dir("index", FLAGS.index)
     if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
         raise cli.UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1.")
-    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+    from drc_jax.parallel import initialize_distributed
+
+    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    weights = index_weights()
+    clip = cli.load_clip_checked(weights, FLAGS.dtype)
     report = build_index(
         FLAGS.images,
         FLAGS.index,
-        weights=FLAGS.weights,
+        weights=weights,
         clip=clip,
         preprocess=FLAGS.preprocess,
         batch_size=FLAGS.batch_size,
@@ -133,6 +174,7 @@ def run_index() -> int:
         retry_failed=FLAGS.retry_failed,
         progress=FLAGS.progress,
         follow_symlinks=FLAGS.follow_symlinks,
+        ann=FLAGS.ann,
     )
     if is_random(clip.weights_id):
         print(f"NOTE: {random_note(clip.weights_id)}")
@@ -140,17 +182,59 @@ def run_index() -> int:
     print(
         f"indexed {', '.join(FLAGS.images)} -> {FLAGS.index} with {clip.weights_id} "
         f"(preprocess {FLAGS.preprocess}): {report.summary()}; {report.embedded} embedded; "
-        f"{total} images in the index"
+        f"{total} images in the index (files searches cover)"
     )
     if report.failed:
         print(f"{len(report.failed)} file(s) could not be read (not indexed):")
         for id_, reason in report.failed:
-            print(f"  {id_}: {reason}")
+            print(f"  {printable(id_)}: {printable(reason)}")
     if report.skipped:
         print(f"{len(report.skipped)} entr(ies) skipped by the walk (not indexed):")
         for id_, reason in report.skipped:
-            print(f"  {id_}: {reason}")
+            print(f"  {printable(id_)}: {printable(reason)}")
     return 0
+
+
+def run_import() -> int:
+    if not FLAGS.clip_retrieval or not FLAGS.index:
+        raise cli.UserError(
+            "import needs --clip_retrieval DIR (clip-retrieval's output) and --index DIR."
+        )
+    cli.check_folders("clip_retrieval", [FLAGS.clip_retrieval])
+    cli.check_writable_dir("index", FLAGS.index)
+    clip_retrieval.check_model(FLAGS.clip_model, FLAGS.weights)  # before the weights load
+    clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
+    n = clip_retrieval.import_clip_retrieval(
+        FLAGS.clip_retrieval,
+        FLAGS.index,
+        clip,
+        weights=FLAGS.weights,
+        clip_model=FLAGS.clip_model,
+        images=(FLAGS.images or [None])[0],
+        ann=FLAGS.ann,
+        faiss_index=FLAGS.faiss_index,
+    )
+    with Store.open(FLAGS.index, None) as store:
+        meta = ann_file.info(store)
+    how = f"ANN {meta['factory']}" if meta else "exact scan (no ANN index)"
+    print(f"imported {n} embeddings of {FLAGS.clip_retrieval} -> {FLAGS.index} ({how})")
+    return 0
+
+
+def index_weights() -> str:
+    """``--weights`` if given; else an existing index's own weights (as a query loads them), so
+    re-indexing never switches models; else the default."""
+    if (
+        FLAGS["weights"].present
+        or not (Path(FLAGS.index).expanduser() / "catalogue.sqlite").exists()
+    ):
+        return FLAGS.weights
+    from drc_jax.search.index import weights_to_load
+
+    try:
+        return weights_to_load(read_info(Path(FLAGS.index).expanduser()))
+    except ValueError as e:
+        raise cli.UserError(f"--index {FLAGS.index}: {e}") from e
 
 
 def run_export() -> int:
@@ -159,7 +243,13 @@ def run_export() -> int:
     if not FLAGS.index or not FLAGS.output:
         raise cli.UserError("export needs --index DIR and --output FILE.")
     read_info(FLAGS.index)
-    n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    try:
+        n = export_index(FLAGS.index, FLAGS.output, FLAGS.format)
+    except OSError as e:
+        said = atomic.advice(e, FLAGS.output, "--output")
+        raise cli.UserError(
+            f"--output {FLAGS.output}: {said or f'cannot write it ({e.strerror or e})'}."
+        ) from e
     print(f"exported {n} files of {FLAGS.index} -> {FLAGS.output} ({FLAGS.format})")
     return 0
 
@@ -193,13 +283,16 @@ def figure_paths(out: str, n: int) -> list[Path]:
 
 
 def describe(dec) -> str:
+    """One line for a terminal (text from an LLM or a query is stripped of control bytes)."""
     if not dec.negated:
         return "no negation found -> plain CLIP score"
-    more = "".join(f' | neg="{n}"' for n in dec.negs[1:])  # further concepts, scored as well
-    return f'aff="{dec.aff}" | neg="{dec.neg}"{more} | cf="{dec.cf}" | strength={dec.strength}'
+    p = printable
+    more = "".join(f' | neg="{p(n)}"' for n in dec.negs[1:])  # further concepts, scored as well
+    head = f'aff="{p(dec.aff)}" | neg="{p(dec.neg)}"{more}'
+    return f'{head} | cf="{p(dec.cf)}" | strength={dec.strength}'
 
 
-def open_searcher(queries: list[str] | None = None):
+def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("text",)):
     """The index, its CLIP and the decomposer, every user error found before the weights load:
     the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
     from drc_jax.search.query import Searcher
@@ -210,7 +303,7 @@ def open_searcher(queries: list[str] | None = None):
         from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
 
         try:
-            enable_compilation_cache(Path(FLAGS.cache_dir).expanduser() / SUBDIR)
+            enable_compilation_cache(defaults.cache_path(SUBDIR, FLAGS.cache_dir))
         except OSError as e:
             decomposer.close()
             raise cli.UserError(
@@ -225,6 +318,7 @@ def open_searcher(queries: list[str] | None = None):
             dtype=FLAGS.dtype,
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
+            towers=towers,
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
         decomposer.close()
@@ -257,22 +351,29 @@ def run_serve() -> int:
             "view every indexed file. Pass --allow_remote to do that on purpose."
         )
     cli.check_port(FLAGS.host, FLAGS.port)
-    searcher = open_searcher()
+    from drc_jax.search.watch import IndexWatcher
+
+    searcher = open_searcher(towers=("text", "image") if FLAGS.watch else ("text",))
     searcher.warm()
     import uvicorn
 
-    application = create_app(searcher, decomposer=FLAGS.decomposer)
+    watcher = IndexWatcher(searcher, searcher.clip if FLAGS.watch else None, watch=FLAGS.watch)
+    application = create_app(searcher, decomposer=FLAGS.decomposer, watcher=watcher.start())
     if not is_loopback(FLAGS.host):
         print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
     if searcher.info.random_weights:
         print(f"NOTE: {random_note(searcher.info.weights_id)}", flush=True)
+    watching = "watching its folders" if FLAGS.watch else "not watching (--nowatch)"
     print(
-        f"serving {searcher.info.index} ({len(searcher.store)} images) at "
+        f"serving {searcher.info.index} ({searcher.catalogue.files} images; {watching}) at "
         f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
         f"{time.perf_counter() - start:.1f} s)",
         flush=True,
     )
-    uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    try:
+        uvicorn.run(application, host=FLAGS.host, port=FLAGS.port, log_level="warning")
+    finally:
+        watcher.stop()
     return 0
 
 
@@ -282,12 +383,8 @@ def run_query(queries: list[str]) -> int:
     if not FLAGS.index:
         raise cli.UserError("query needs --index DIR (built by `drc-search index`).")
     if FLAGS.queries_file:
-        try:
-            lines = Path(FLAGS.queries_file).expanduser().read_text().splitlines()
-        except OSError as e:
-            msg = f"--queries_file {FLAGS.queries_file}: cannot read it ({e})."
-            raise cli.UserError(msg) from e
-        queries += [q.strip() for q in lines if q.strip()]
+        lines = cli.read_text_file("queries_file", FLAGS.queries_file, MAX_QUERIES_FILE_BYTES)
+        queries += [q.strip() for q in lines.splitlines() if q.strip()]
     if not queries:
         raise cli.UserError('query needs at least one query, e.g. "a dog not on a beach".')
     if FLAGS.k < 1:
@@ -302,7 +399,9 @@ def run_query(queries: list[str]) -> int:
         apply_overrides(d, strength=FLAGS.strength)
         for d in decompose_queries(searcher.decomposer, queries, FLAGS.exclude)
     ]
-    by_method = searcher.search(queries, k=FLAGS.k, methods=methods, decompositions=decompositions)
+    by_method = searcher.search(
+        queries, k=FLAGS.k, methods=methods, decompositions=decompositions, exact=FLAGS.exact
+    )
     results = by_method[FLAGS.method]
     info = searcher.info
     random = info.random_weights
@@ -325,7 +424,7 @@ def run_query(queries: list[str]) -> int:
             json.dumps(
                 {
                     "index": str(info.index),
-                    "images": len(searcher.store),
+                    "images": searcher.catalogue.files,
                     "weights": info.weights,
                     "weights_id": info.weights_id,
                     "random_weights": random,
@@ -342,18 +441,20 @@ def run_query(queries: list[str]) -> int:
     if random:
         print(f"NOTE: {random_note(info.weights_id)}")
     print(
-        f"index {info.index}: {len(searcher.store)} images, weights {info.weights_id}, "
+        f"index {info.index}: {searcher.catalogue.files} images, weights {info.weights_id}, "
         f"method {FLAGS.method}, decomposer {FLAGS.decomposer}"
     )
     for res in results:
-        print(f'\nquery: "{res.query}"')
+        print(f'\nquery: "{printable(res.query)}"')
         print(f"  decomposition: {describe(res.decomposition)}")
+        how = "exact" if res.exact else f"approximate: {res.candidates} candidates re-ranked"
+        print(f"  search: {how}")
         print(f"  {'rank':>4}  {'score':>8}  path")
         for h in res.hits:
             missing = "" if Path(h.path).exists() else "  [file no longer exists]"
-            print(f"  {h.rank:>4}  {h.score:>8.4f}  {h.path}{missing}")
+            print(f"  {h.rank:>4}  {h.score:>8.4f}  {printable(h.path)}{missing}")
     for f in figures:
-        print(f"figure: {f}")
+        print(f"figure: {printable(f)}")
     return 0
 
 
@@ -370,16 +471,20 @@ def main(argv: list[str]) -> int:
         )
     if command == "query":
         return run_query(rest)
-    return {"index": run_index, "export": run_export, "serve": run_serve}[command]()
+    commands = {"index": run_index, "export": run_export, "serve": run_serve, "import": run_import}
+    return commands[command]()
 
 
-# Errors the user can fix (a missing/damaged index, weights that differ from the index's, an
-# SGLang server down or rejecting every request, unreadable media): exit 2 with the message.
-USER_ERRORS = (StoreError, FileNotFoundError, ValueError, ImportError, ConnectionError, MediaError)
+# Beside UserError (a damaged index, unreadable media, ...): weights that differ from the index's,
+# an SGLang server down or rejecting every request. They exit 2 with the message.
+USER_ERRORS = (FileNotFoundError, ValueError, ImportError, ConnectionError)
 
 
 def run() -> None:
     """The ``drc-search`` console script."""
+    script = sys.modules["__main__"]
+    if not getattr(script, "__doc__", None):  # absl's --help prints the running script's doc
+        script.__doc__ = __doc__
     cli.run(main, USER_ERRORS, __name__)
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import jax
 
+from drc_jax.defaults import cache_path
+
 SUBDIR = "jax_compilation_cache"
 
 
 def enable_compilation_cache(cache_dir: str | os.PathLike | None = None) -> Path:
     """Turn on JAX's persistent compilation cache under ``cache_dir`` (default: drc_jax's cache
     dir, ``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``); return the cache folder."""
-    from drc_jax.clip.load import default_cache_dir
-
-    path = Path(cache_dir).expanduser() if cache_dir else default_cache_dir() / SUBDIR
+    path = Path(cache_dir).expanduser() if cache_dir else cache_path(SUBDIR)
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

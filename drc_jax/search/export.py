@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from drc_jax.search.index import indexed_files, read_info
+from drc_jax import atomic
+from drc_jax.search.index import files_of_rows, read_info
 from drc_jax.store import Store
 
 FORMATS = ("parquet",)
+BATCH = 1 << 16  # rows per parquet row group: memory stays one batch, at any index size
 
 
 def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "parquet") -> int:
-    """Write one row per indexed file to ``out``; return the number of rows.
+    """Write one row per indexed file to ``out``, streamed in batches; return the number of rows.
 
     Columns: ``id`` (row number), ``path`` (absolute), ``hash`` (the content hash the embedding is
     keyed by; files with equal contents share it) and ``embedding`` (float32 list).
@@ -30,20 +31,30 @@ def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "p
         ) from None
     info = read_info(index)
     with Store.open(info.index, None) as store:
-        indexed_files(store, info.roots)  # every path inside the roots, or a clear error
-        keys, vectors = store.vectors()
-        row = {key: i for i, key in enumerate(keys)}
-        names = sorted((n, k) for n, (k, _) in store.names().items() if k in row)
-        emb = np.asarray(vectors[np.asarray([row[k] for _, k in names], np.int64)], np.float32)
-    dim = emb.shape[1] if emb.ndim == 2 else 0
-    table = pa.table(
-        {
-            "id": pa.array(np.arange(len(names), dtype=np.int64)),
-            "path": pa.array([n for n, _ in names], pa.string()),
-            "hash": pa.array([k for _, k in names], pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
-        }
-    )
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
-    return len(names)
+        _, array = store.rows()
+        dim = int(array.shape[1])
+        schema = pa.schema(
+            [("id", pa.int64()), ("path", pa.string()), ("hash", pa.string())]
+            + [("embedding", pa.list_(pa.float32(), dim))]
+        )
+
+        def stream(f) -> int:
+            n = 0
+            with pq.ParquetWriter(f, schema) as writer:
+                for batch in store.iter_names(BATCH):
+                    rows = np.asarray([r for _, _, r in batch], np.int64)
+                    files_of_rows(store, np.unique(rows), info.roots)  # inside the roots, or error
+                    emb = np.asarray(array[rows], np.float32).reshape(-1)
+                    columns = {
+                        "id": pa.array(np.arange(n, n + len(batch), dtype=np.int64)),
+                        "path": pa.array([name for name, _, _ in batch], pa.string()),
+                        "hash": pa.array([key for _, key, _ in batch], pa.string()),
+                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb), dim),
+                    }
+                    writer.write_table(pa.table(columns, schema=schema))
+                    n += len(batch)
+            counted.append(n)
+
+        counted: list[int] = []
+        atomic.write(out, stream)  # a link at ``out`` is replaced
+    return counted[0]

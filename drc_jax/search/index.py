@@ -17,7 +17,8 @@ report, never fatal.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,12 +26,33 @@ from typing import Any, Literal
 import numpy as np
 
 from drc_jax import defaults
-from drc_jax.media import FINGERPRINTS, MEDIA_SUFFIXES, MediaEmbedder, MediaError, fingerprint
-from drc_jax.media import walk_files as scan_images  # media under a folder, sorted
+from drc_jax.media import (
+    FINGERPRINTS,
+    MEDIA_SUFFIXES,
+    MediaEmbedder,
+    MediaError,
+    fingerprint,
+    media_kind,
+)
+from drc_jax.media import walk_files as scan_media  # images and videos under a folder, sorted
+from drc_jax.media.embed import embed_video_segments
+from drc_jax.media.info import media_info
+from drc_jax.search import ann_file
+from drc_jax.search.thumbs import disk_path, save_thumb
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
 PREPROCESS_MODES = defaults.PREPROCESS_MODES
+DEFAULT_STORE_DTYPE = "bfloat16"  # float32 doubles memory and scan time for no search quality
+
+
+def existing_dtype(index: Path) -> str | None:
+    """The dtype an existing index keeps its vectors in (``None`` if there is none yet)."""
+    try:
+        with Store.open(index, None) as store:
+            return store.dtype.name
+    except (FileNotFoundError, StoreError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,31 @@ def read_info(index: str | os.PathLike) -> IndexInfo:
     )
 
 
+def _root_prefixes(roots: Sequence[Path]) -> list[str]:
+    return [str(r).rstrip("/") + "/" for r in roots]
+
+
+def listed_name(name: str, prefixes: list[str]) -> str | None:
+    """The root prefix ``name`` lies under if it is a name indexing writes (absolute, no ``..``,
+    inside a root, named like a media file), else ``None``."""
+    prefix = next((p for p in prefixes if name.startswith(p)), None)
+    inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
+    if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
+        return None
+    return prefix
+
+
+def _checked(store: Store, name: str, prefixes: list[str], roots) -> str:
+    prefix = listed_name(name, prefixes)
+    if prefix is None:
+        raise StoreError(
+            f"index {store.directory} lists the file {name!r}, which is not inside its roots "
+            f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
+            "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
+    return prefix
+
+
 def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
     """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
 
@@ -130,18 +177,22 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
     disk still lies inside the roots (a link put there later) is decided where it is read:
     :func:`drc_jax.search.files.servable_path`.
     """
-    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    prefixes = _root_prefixes(roots)
     out: dict[str, tuple[str, str]] = {}
     for name, (key, _) in sorted(store.names().items()):
-        prefix = next((p for p in prefixes if name.startswith(p)), None)
-        inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
-        if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
-            raise StoreError(
-                f"index {store.directory} lists the file {name!r}, which is not inside its roots "
-                f"{[str(r) for r in roots]} (or is not named like a media file); the index is "
-                "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
-            )
+        prefix = _checked(store, name, prefixes, roots)
         out.setdefault(key, (name, name[len(prefix) :]))
+    return out
+
+
+def files_of_rows(store: Store, rows, roots: tuple[Path, ...]) -> dict[int, tuple[str, str]]:
+    """``row -> (path, id)`` of the first file of each stored row (a search's hits), read from
+    SQLite; every name of those rows is checked as :func:`indexed_files` checks all of them."""
+    prefixes = _root_prefixes(roots)
+    out = {}
+    for row, names in store.names_of_rows(rows).items():
+        prefix = [_checked(store, name, prefixes, roots) for name in names][0]
+        out[row] = (names[0], names[0][len(prefix) :])
     return out
 
 
@@ -152,24 +203,54 @@ def _scan(
     ``(id, reason)`` entries the walk skipped (FIFOs, devices, unfollowed links, link loops).
 
     A file whose stamp (size, mtime) is unchanged keeps its known hash (unless ``how="sha1"``:
-    hash every file again); others are read and hashed.
+    hash every file again); others are read and hashed (in a multi-host run, each process hashes
+    its share and the hashes are gathered).
     """
-    names, failed, skipped = {}, [], []
+    names, failed, skipped, to_hash = {}, [], [], []
     for root in roots:
 
         def on_skip(path: Path, reason: str, root: Path = root) -> None:
             where = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             skipped.append((where, reason))
 
-        for path in scan_images(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
+        for path in scan_media(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
-                old = known.get(str(path))
-                hit = old is not None and old[1] == stamp and how == "stat"
-                names[str(path)] = (old[0] if hit else fingerprint(path, "sha1"), stamp)
             except (OSError, MediaError) as e:  # vanished or unreadable since listed
                 failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
+                continue
+            old = known.get(str(path))
+            names[str(path)] = None  # walk order
+            if old is not None and old[1] == stamp and how == "stat":
+                names[str(path)] = (old[0], stamp)
+            else:
+                to_hash.append((path, root, stamp))
+    for (path, root, stamp), got in zip(to_hash, _hashes([p for p, _, _ in to_hash]), strict=True):
+        if got.startswith("sha1:"):
+            names[str(path)] = (got, stamp)
+        else:
+            del names[str(path)]
+            failed.append((path.relative_to(root).as_posix(), got))
     return names, failed, skipped
+
+
+def _hash(path: Path) -> str:
+    try:
+        return fingerprint(path, "sha1")
+    except (OSError, MediaError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def _hashes(paths: list[Path]) -> list[str]:
+    """``sha1:<hex>`` (or the reason it failed) of each file; split over a multi-host run."""
+    import jax
+
+    if jax.process_count() == 1:
+        return [_hash(p) for p in paths]
+    from drc_jax.parallel import allgather_text, my_share
+
+    mine, share = my_share(paths)
+    return allgather_text([_hash(p) for p in mine], share)[: len(paths)] if paths else []
 
 
 def build_index(
@@ -185,8 +266,10 @@ def build_index(
     reset: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
-    store_dtype: str = "float32",
+    store_dtype: str | None = None,
     follow_symlinks: bool = False,
+    ann: str = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
     """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
 
@@ -199,10 +282,14 @@ def build_index(
     weights or preprocessing is refused with the difference, unless ``reset``. ``fingerprint_by``
     "stat" trusts an unchanged size and mtime, "sha1" hashes every file again. Unreadable files are
     listed in ``report.failed`` and retried once they change (or with ``retry_failed``).
-    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype``.
+    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype`` (default:
+    an existing index's dtype, else bfloat16). ``ann`` (:data:`~drc_jax.search.ann_file.MODES`)
+    builds or updates the ANN file (:func:`~drc_jax.search.ann_file.sync`).
     Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
     a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
-    is listed in ``report.skipped`` as ``(id, reason)``.
+    is listed in ``report.skipped`` as ``(id, reason)``. ``on_progress(done, total)`` hears of
+    every embedded batch; a finished run bumps the index's ``generation`` (a server watching it
+    reloads) and records ``indexed_at``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -216,26 +303,38 @@ def build_index(
     if fingerprint_by not in FINGERPRINTS:
         raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {fingerprint_by!r}")
     index = Path(index).expanduser()
+    if ann not in ann_file.MODES:
+        raise ValueError(f"ann must be one of {ann_file.MODES}, got {ann!r}")
+    if store_dtype is None:
+        store_dtype = existing_dtype(index) or DEFAULT_STORE_DTYPE
     if clip is None:
         from drc_jax.clip import load_clip
 
         weights = weights or DEFAULT_WEIGHTS
         clip = load_clip(weights, dtype=dtype)
-    if batch_size is None:
-        import jax
+    import jax
 
+    from drc_jax.parallel import barrier
+
+    if batch_size is None:
         batch_size = 64 * jax.local_device_count()
+    lead = jax.process_index() == 0  # a multi-host run: process 0 writes, the others follow
     try:
-        store = Store.open(
-            index,
-            index_meta(clip, preprocess),
-            dtype=store_dtype,
-            on_mismatch="reset" if reset else "error",
-        )
+        if lead:
+            store = Store.open(
+                index,
+                index_meta(clip, preprocess),
+                dtype=store_dtype,
+                on_mismatch="reset" if reset else "error",
+            )
     except StoreMismatchError as e:
         raise StoreMismatchError(
             f"{e}\nTo rebuild this index with the new settings pass --reset (CLI) or reset=True."
         ) from None
+    finally:
+        barrier("drc_jax.search.index: opened")
+    if not lead:
+        store = Store.open(index, None)
     with store:
         old = store.names()
         names, unreadable, skipped = _scan(roots, old, fingerprint_by, follow_symlinks)
@@ -244,15 +343,25 @@ def build_index(
         for name, (h, _) in names.items():
             first.setdefault(h, name)
 
+        total, done = len(store.missing({h: h for h in first}, retry_errors=retry_failed)), [0]
+
         def embed(hashes: list[str]) -> np.ndarray:
             try:
-                return embedder([first[h] for h in hashes])
+                out = embedder([first[h] for h in hashes])
             except ItemError as e:  # name the content by its hash, as the store keys it
                 raise ItemError(names[e.id][0], e.reason) from None
+            done[0] += len(hashes)
+            if on_progress is not None:
+                on_progress(min(done[0], total), total)
+            return out
 
-        with MediaEmbedder(clip, preprocess=preprocess) as embedder:
+        def keep_thumb(path: str, image) -> None:  # the decode embedding needed anyway
+            if media_kind(path) == "image":
+                save_thumb(image, disk_path(index, names[path][0]))
+
+        with MediaEmbedder(clip, preprocess=preprocess, on_decoded=keep_thumb) as embedder:
             report = fill(
-                store,
+                store if lead else _Follower(store),
                 {h: h for h in first},
                 embed,
                 batch_size=batch_size,
@@ -260,11 +369,23 @@ def build_index(
                 retry_failed=retry_failed,
                 progress=progress,
             )
-        with store.transaction():  # the files, their roots and the weights change together
-            store.set_names(names)
-            store.set_setting("roots", [str(r) for r in roots])
-            store.set_setting("weights", str(weights or clip.weights_id))
-        store.prune(first)
+        if lead:
+            _embed_segments(store, clip, preprocess, first, retry_failed)
+            known = store.info()
+            facts = {h: media_info(first[h]) for h in first if h not in known}
+            with store.transaction():  # the files, their roots and the weights change together
+                store.put_info(facts)
+                changed = {n: v for n, v in names.items() if old.get(n) != v}
+                store.update_names(changed, [n for n in old if n not in names])
+                store.set_setting("roots", [str(r) for r in roots])
+                store.set_setting("weights", str(weights or clip.weights_id))
+                store.set_setting("format", INDEX_FORMAT)
+                store.set_setting("generation", generation(store) + 1)
+                store.set_setting("indexed_at", time.time())
+            keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
+            store.prune([*first, *(k for k in keys if content_of(k) in first)])
+            ann_file.sync(store, ann)
+    barrier("drc_jax.search.index: written")
     bad = dict(report.failed)
     report.skipped = skipped
     report.failed = unreadable + [(ids[n], bad[h]) for n, (h, _) in names.items() if h in bad]
@@ -274,6 +395,72 @@ def build_index(
     report.unchanged = len(ok) - report.added - report.changed
     report.removed = sum(n not in names for n in old)
     return report
+
+
+class _Follower:
+    """The store as a process other than the first of a multi-host run sees it: read as it is,
+    never written (process 0 writes the same results, which every process computed)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def put(self, *args) -> None:
+        pass
+
+    def put_errors(self, *args) -> None:
+        pass
+
+
+# 2: + per-content facts (store info table), video segment rows, generation / indexed_at; an
+# index of format 1 is read as it is (no dates but file dates, no segments) until re-indexed.
+INDEX_FORMAT = 2
+SEGMENT_MARK = "#t="  # a segment row's key: "<content key>#t=<start seconds>"
+
+
+def segment_key(content: str, start: float) -> str:
+    return f"{content}{SEGMENT_MARK}{start:.3f}"
+
+
+def segment_start(key: str) -> float:
+    """The start (s) a segment row's key names; a malformed one is a damaged index."""
+    try:
+        start = float(key.partition(SEGMENT_MARK)[2])
+    except ValueError:
+        start = float("nan")
+    if not 0 <= start < 1e9:
+        raise StoreError(
+            f"the index names a video segment {key!r} with no valid start time; the index is "
+            "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+        )
+    return start
+
+
+def content_of(key: str) -> str:
+    """The content key of a store row: itself, or the video a segment row belongs to."""
+    return key.partition(SEGMENT_MARK)[0]
+
+
+def _embed_segments(store: Store, clip, preprocess: str, first: dict, retry: bool) -> None:
+    """Segment rows (:mod:`drc_jax.media.segments`) of every video content that lacks them; the
+    row at 0 s marks a video as done (or, as an error, as undecodable until it changes)."""
+    videos = {segment_key(h, 0.0): h for h, path in first.items() if media_kind(path) == "video"}
+    for marker in store.missing(videos, retry_errors=retry):
+        h = videos[marker]
+        try:
+            starts, vectors = embed_video_segments(clip, first[h], preprocess)
+        except MediaError as e:
+            store.put_errors({marker: (h, e.reason)})
+            continue
+        store.put([segment_key(h, t) for t in starts], [h] * len(starts), vectors)
+
+
+def generation(store: Store) -> int:
+    """How many index runs have finished on ``store`` (0 for an index of an older drc-jax)."""
+    g = store.setting("generation", 0)
+    return g if type(g) is int and g >= 0 else 0
 
 
 def _id(name: str, roots: list[Path]) -> str:

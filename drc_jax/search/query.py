@@ -1,11 +1,11 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
-Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> ``embed_queries`` (CLIP text
-embeddings, "A photo of" prefixed) -> ``retrieval.top_k`` over the index's image embeddings ->
-ranked paths. All queries of a call are decomposed, embedded and scored as one batch by
-``top_k``, which plans a person's handful of queries as one pass over the index and streams
-larger batches; the image embeddings are sharded over the local devices when there are several
-(``top_k(..., mesh=...)``).
+Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> per method the texts the
+launcher's row of that method scores (:func:`drc_jax.texts.text_set`) -> CLIP text embeddings ->
+``retrieval.top_k`` over the index's image embeddings -> ranked paths. All queries of a call are
+decomposed, embedded and scored as one batch by ``top_k``, which plans a person's handful of
+queries as one pass over the index and streams larger batches; the image embeddings are sharded
+over the local devices when there are several (``top_k(..., mesh=...)``).
 
 A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
 image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
@@ -27,10 +27,24 @@ from typing import Any
 import numpy as np
 from ml_dtypes import bfloat16
 
+from drc_jax import ann
+from drc_jax.decompose.morphology import plural_forms, singular
 from drc_jax.retrieval import top_k
 from drc_jax.scoring import METHODS, DRCParams, query_vectors
-from drc_jax.search.index import IndexInfo, indexed_files, read_info, weights_to_load
-from drc_jax.store import Store
+from drc_jax.search import ann_file
+from drc_jax.search.catalogue import Catalogue, Filter
+from drc_jax.search.index import (
+    SEGMENT_MARK,
+    IndexInfo,
+    content_of,
+    generation,
+    indexed_files,
+    read_info,
+    segment_start,
+    weights_to_load,
+)
+from drc_jax.store import Store, StoreError, unusable_rows
+from drc_jax.vocab import NEUTRAL_AFF
 
 METHOD_LABELS = {"clip": "CLIP", "spacevlm": "SpaceVLM", "drc": "DRC"}
 _STOPWORDS = frozenset(
@@ -54,7 +68,7 @@ def k_bucket(k: int, n: int) -> int:
     for b in K_BUCKETS:
         if k <= b:
             return min(b, n)
-    return min(k, n)
+    return min(1 << (k - 1).bit_length(), n)  # deep pages: powers of two, few compiles
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class Hit:
     score: float
     path: str  # absolute path of the image
     id: str  # path relative to the indexed folder
+    duplicates: tuple[str, ...] = ()  # other indexed files with the same content (paths)
+    time: float | None = None  # a video: start (s) of its best-matching segment
+    facts: dict[str, Any] = field(default_factory=dict)  # kind, taken, width, height, ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,10 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
+    exact: bool = True  # an exhaustive search (the scan, or a certified exhaustive ANN search)
+    candidates: int = 0  # vectors scored exactly
+    total: int = 0  # rows the search ranked (all, or those the filter selected)
+    offset: int = 0  # hits[0] is result number offset + 1
 
     def to_dict(self) -> dict[str, Any]:
         d = self.decomposition
@@ -78,7 +99,10 @@ class SearchResult:
             "query": self.query,
             "method": self.method,
             "decomposition": d.to_dict(),
+            "total": self.total,
             "hits": [vars(h) for h in self.hits],
+            "exact": self.exact,
+            "candidates": self.candidates,
         }
 
 
@@ -88,7 +112,10 @@ class Searcher:
 
     The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
     halves memory and scoring time, with float32 accumulation), on the first search or
-    :meth:`warm`; reopen the Searcher to see later index updates.
+    :meth:`warm`; reopen the Searcher to see later index updates. An index with an ANN file
+    (:mod:`~drc_jax.search.ann_file`) is searched through it (:func:`drc_jax.ann.search`:
+    ``ann_candidates`` per probe, ``ann_nprobe`` lists; the images then never go to the device)
+    unless a search asks for ``exact``.
     """
 
     info: IndexInfo
@@ -97,11 +124,14 @@ class Searcher:
     decomposer: Any
     params: DRCParams = DEFAULT_PARAMS
     image_dtype: str = "float32"
-    _images: Any = field(default=None, init=False, repr=False)
+    ann_candidates: int = ann.DEFAULT_CANDIDATES
+    ann_nprobe: int | None = None  # None: the index's own
+    ann_note: str | None = None  # why an index's ANN file is not used
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
-    _files: list[tuple[Path, str]] = field(default_factory=list, init=False, repr=False)
-    _paths: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
+    _ann: Any = field(default=None, init=False, repr=False)
+    _ann_meta: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -115,6 +145,7 @@ class Searcher:
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
         image_dtype: str = "float32",
+        towers: tuple[str, ...] = ("text",),
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
 
@@ -123,7 +154,8 @@ class Searcher:
 
         The weights must produce the same ``weights_id`` the index was built with; otherwise the
         image and text embeddings would live in different spaces and the error says so. Only
-        CLIP's text tower is loaded: the index already holds the image embeddings.
+        CLIP's text tower is loaded (``towers``: a server that indexes new files needs "image"
+        too): the index already holds the image embeddings.
         """
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(
@@ -133,7 +165,7 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=("text",))
+            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=towers)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
@@ -153,8 +185,38 @@ class Searcher:
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
-        self._device_images()  # reads the index's file names
-        return Path(path) if path in self._paths else None
+        return Path(path) if path in self.snapshot().path_set else None
+
+    def snapshot(self) -> Snapshot:
+        """The index as last loaded (loaded on first use); :meth:`reload` swaps in a new one."""
+        if self._snapshot is None:
+            self._snapshot = self._load()
+        return self._snapshot
+
+    def reload(self) -> bool:
+        """Load the index again if an index run finished since (its generation moved); the new
+        snapshot replaces the old in one assignment, so a search sees one or the other whole."""
+        if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
+            return False
+        self._snapshot = self._load()
+        self._ann, self._ann_meta, self.ann_note = None, None, None  # read again, for the new rows
+        return True
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.snapshot().catalogue
+
+    def ann_status(self) -> dict[str, Any]:
+        """Whether searches go through an ANN index, and its settings (or why not)."""
+        try:
+            index = self._ann_index()
+        except (StoreError, ImportError) as e:  # a search says so too, as an error
+            return {"used": False, "note": str(e)}
+        if index is None:
+            return {"used": False, "note": self.ann_note}
+        meta = self._ann_meta
+        keep = ("factory", "ntotal", "nlist")
+        return {"used": True, **{k: meta[k] for k in keep}, "nprobe": ann.faiss_nprobe(index)}
 
     def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
@@ -166,7 +228,7 @@ class Searcher:
         """
         from drc_jax.decompose import Decomposition
 
-        self._device_images()
+        self.snapshot()
         for length in WARM_TEXT_LENGTHS:
             # "A photo of a a a ...": BOS + 3 + (length - 5) + EOT = ``length`` tokens.
             text = "A photo of " + " ".join(["a"] * (length - 5))
@@ -175,6 +237,9 @@ class Searcher:
         dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
         if len(self.store):
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
+            # ... and once with a filter: masked searches are their own compiled program
+            self.search([dec.caption], k=k, methods=methods, decompositions=[dec],
+                        where=Filter(type="image"))  # fmt: skip
 
     def search(
         self,
@@ -183,14 +248,24 @@ class Searcher:
         k: int = 10,
         methods: Sequence[str] = ("drc",),
         decompositions: Sequence | None = None,
+        offset: int = 0,
+        where: Filter | None = None,
+        like: str | np.ndarray | None = None,
+        exact: bool = False,
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
         ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
-        the decomposer's, e.g. after a user corrected aff / neg / strength.
+        the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
+        best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
+        ``like`` (an indexed file's path, or an image embedding (D,)) anchors every query on it
+        (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
+        ``exact``
+        scans every vector where the index has an ANN file (as filters, examples, segments do).
         """
         from drc_jax.decompose import decompose_queries
-        from drc_jax.queries import embed_queries
+        from drc_jax.queries import queries_from_table
+        from drc_jax.texts import text_set, texts_of
 
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
@@ -200,36 +275,104 @@ class Searcher:
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        images, mesh = self._device_images()
-        files = self._files
-        if not files:
+        if k < 1 or offset < 0:
+            raise ValueError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
+        snap = self.snapshot()
+        images, mesh, cat = snap.images, self._mesh, snap.catalogue
+        if not len(cat):
             raise ValueError(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
         if decompositions is None:  # understands "cat -sofa"
             decompositions = decompose_queries(self.decomposer, queries)
-        q = embed_queries(self.encode_texts, decompositions)
-        k_run = k_bucket(k, len(files))
+        contents, chosen = cat.row_mask(where)
+        if like is not None:
+            from drc_jax.search.example import example_queries
+
+            row = cat.row_of_path(like) if isinstance(like, str) else None
+            if isinstance(like, str) and row is None:
+                raise ValueError(f"like={like!r} is not a file of index {self.info.index}")
+            x = np.asarray(snap.images[row] if row is not None else like, np.float32)
+            if x.shape != (images.shape[1],) or not np.isfinite(x).all():
+                raise ValueError(f"an example embedding must be finite ({images.shape[1]},)")
+            said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
+            shows = np.asarray([t not in ("", NEUTRAL_AFF) for t in said])  # words besides it
+            if row is not None:
+                contents = np.ones(len(cat), bool) if contents is None else contents.copy()
+                contents[row] = False  # not its own result
+        total = len(cat) if contents is None else int(contents.sum())
+        # the ANN path: a plain search (a filter, an example or segments scan: IDSelector later)
+        plain = where is None and like is None and not len(snap.segments)
+        use_ann = not exact and plain and self._ann_index() is not None
+        valid = cat.searchable(contents)
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            res = top_k(images, query_vectors(method, q, self.params), k_run, mesh=mesh)
-            scores, indices = np.asarray(res.scores)[:, :k], np.asarray(res.indices)[:, :k]
+            q = queries_from_table(self.encode_texts, *texts_of(text_set(method), decompositions))
+            if like is not None:
+                q = example_queries(q, x, shows)
+            vectors = query_vectors(method, q, self.params)
+            nq = len(queries)
+            counts, exacts = np.full(nq, cat.rows), np.ones(nq, bool)
+            if use_ann:
+                ranked, counts, exacts = self._ann_ranked(snap, vectors, offset + k)
+            else:
+                ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
             out[method] = [
                 SearchResult(
                     query=query,
                     method=method,
                     decomposition=dec,
                     hits=[
-                        Hit(r + 1, float(s), str(files[i][0]), files[i][1])
-                        for r, (s, i) in enumerate(zip(scores[qi], indices[qi], strict=True))
+                        _hit(cat, offset + r + 1, s, row, t, chosen)
+                        for r, (row, s, t) in enumerate(ranked[qi][offset : offset + k])
                     ],
+                    total=total,
+                    offset=offset,
+                    exact=bool(exacts[qi]),
+                    candidates=int(counts[qi]),
                 )
                 for qi, (query, dec) in enumerate(zip(queries, decompositions, strict=True))
             ]
         return out
+
+    def _ann_ranked(self, snap: Snapshot, vectors, need: int):
+        """:func:`_ranked`'s answer through the ANN index, with candidates and exact per query."""
+        cat = snap.catalogue
+        res = self._ann_search(snap, vectors, k_bucket(need, cat.rows))
+        ranked = []
+        for qs, qr in zip(res.scores.tolist(), res.rows.tolist(), strict=True):
+            seen: dict[int, tuple[int, float, float | None]] = {}
+            for sc, r in zip(qs, qr, strict=True):
+                if 0 <= r < len(snap.position) and snap.position[r] >= 0:
+                    row, start = cat.content_row(int(snap.position[r]))
+                    seen.setdefault(row, (row, sc, start))
+            ranked.append(list(seen.values()))
+        return ranked, res.candidates, res.exact
+
+    def _ann_search(self, snap: Snapshot, vectors, k: int):
+        """(scores, rows, candidates, exact) through the ANN index (:func:`drc_jax.ann.search`)."""
+        index, meta = self._ann, self._ann_meta
+        nprobe = self.ann_nprobe or meta["nprobe"]
+        res = ann.search(
+            index,
+            snap.array,
+            vectors,
+            k,
+            candidates=self.ann_candidates,
+            nprobe=nprobe,
+            live=snap.position >= 0,
+            dtype=IMAGE_DTYPES[self.image_dtype],
+            exhaustive_exact=nprobe >= meta["nlist"] and meta["factory"].endswith(",Flat"),
+        )
+        bad = res.rows[(res.rows >= 0) & ~np.isfinite(res.scores)]
+        if len(bad):  # as the scan refuses them (_device_images)
+            raise StoreError(
+                f"index {self.info.index} holds vectors that are not finite or too large to "
+                f"score, e.g. in rows {bad[:3].tolist()}; the index is damaged or was crafted: "
+                "delete it and re-run `python -m drc_jax.search index`"
+            )
+        return res
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """CLIP text embeddings (B, D), remembered for the last :data:`TEXT_CACHE_ENTRIES` texts."""
@@ -245,25 +388,118 @@ class Searcher:
             cache.popitem(last=False)
         return out
 
+    def _ann_index(self):
+        """The index's ANN file, read and checked once (``None``: scan; see :attr:`ann_note`)."""
+        if self._ann_meta is None and self.ann_note is None:
+            meta = ann_file.info(self.store)
+            why = (
+                None
+                if meta is None
+                else ann_file.stale(self.store, meta, self.snapshot().live_rows)
+            )
+            if meta is None:
+                self.ann_note = "the index has no ANN file"
+            elif why is not None:
+                self.ann_note = f"{why}; re-run `drc-search index` to update the ANN index"
+            else:
+                self._ann = ann_file.load(self.store, meta)
+                self._ann_meta = meta
+        return self._ann
+
     def _device_images(self):
         """The index embeddings on device (sharded over local devices when there are several)."""
-        if self._images is None:
-            import jax
+        return self.snapshot().images, self._mesh
 
-            from drc_jax.parallel import make_mesh
+    def _load(self) -> Snapshot:
+        """One consistent read of the index (a single SQLite snapshot), its vectors on device."""
+        import jax
 
-            self._mesh = make_mesh(jax.local_devices()) if jax.local_device_count() > 1 else None
+        from drc_jax.parallel import make_mesh
+
+        if self._mesh is None and jax.local_device_count() > 1:
+            self._mesh = make_mesh(jax.local_devices())
+        with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
+            gen = generation(self.store)
             keys, vectors = self.store.vectors()  # memory-mapped
+            live_rows, array = self.store.rows()  # the same rows, in the same order, and all
+            bad = np.flatnonzero(unusable_rows(vectors))
+            if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
+                raise StoreError(
+                    f"index {self.info.index} holds {len(bad)} vector(s) that are not finite or "
+                    f"too large to score, e.g. of {[keys[i] for i in bad[:3]]}; the index is "
+                    "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
+                )
             files = indexed_files(self.store, self.info.roots)
-            named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
-            if len(named) < len(keys):
-                vectors = vectors[np.asarray(named, np.int64)]
-            self._files = [files[keys[i]] for i in named]
-            self._paths = frozenset(str(path) for path, _ in self._files)
-            self._images = jax.device_put(
-                np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
-            )
-        return self._images, self._mesh
+            names, info = self.store.names(), self.store.info()
+        named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+        segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
+        if len(named) + len(segs) < len(keys) or segs:
+            vectors = vectors[np.asarray(named + segs, np.int64)]
+        position = np.full(len(array), -1, np.int64)  # store row -> row of ``images``
+        position[live_rows[np.asarray(named + segs, np.int64)]] = np.arange(len(named) + len(segs))
+        segments = [(content_of(keys[i]), segment_start(keys[i])) for i in segs]
+        keys = [keys[i] for i in named]
+        prefixes = {str(r).rstrip("/") + "/": r for r in self.info.roots}
+
+        def id_of(path: str) -> str:
+            return next(path[len(p) :] for p in prefixes if path.startswith(p))
+
+        cat = Catalogue.build(self.info.roots, keys, names, info, id_of, segments)
+        images = jax.device_put(
+            np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
+        )
+        return Snapshot(images, cat, gen, frozenset(cat.paths), array, live_rows, position, segs)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one search reads: the embeddings on device and the files behind them, of one commit."""
+
+    images: Any
+    catalogue: Catalogue
+    generation: int
+    path_set: frozenset[str]
+    array: Any = None  # every row of the store's array file, memory-mapped (the ANN re-ranks)
+    live_rows: Any = None
+    position: Any = None  # store row -> row of ``images`` (-1: none)
+    segments: Any = ()
+
+
+def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int):
+    """Per query the best ``need`` contents as ``(content row, score, segment start)``.
+
+    A video's segments are rows of their own, so the top rows may name one video several times;
+    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain."""
+    k_run = k_bucket(need, cat.rows)
+    while True:
+        res = top_k(images, vectors, k_run, mesh=mesh, valid=valid)
+        scores, indices = np.asarray(res.scores), np.asarray(res.indices)
+        ranked = []
+        for qs, qi in zip(scores, indices, strict=True):
+            seen: dict[int, tuple[int, float, float | None]] = {}
+            for s, i in zip(qs.tolist(), qi.tolist(), strict=True):
+                if s == -np.inf:  # past the last row the filter selected
+                    break
+                row, start = cat.content_row(i)
+                seen.setdefault(row, (row, s, start))
+            ranked.append(list(seen.values()))
+        if k_run >= cat.rows or all(len(r) >= min(need, total) for r in ranked):
+            return ranked
+        k_run = k_bucket(4 * k_run, cat.rows)
+
+
+def _hit(cat: Catalogue, rank: int, score: float, row: int, time, chosen) -> Hit:
+    """Row ``row`` as a hit: its first selected file shown, the others as duplicates."""
+    files = [f for f in cat.files_of(row) if chosen is None or chosen[f]]
+    f = files[0]
+    dups = tuple(cat.paths[g] for g in files[1:])
+    return Hit(rank, score, cat.paths[f], cat.ids[f], dups, time, cat.facts(f))
+
+
+def _hits(scores, rows, files: dict[int, tuple[str, str]], k: int) -> list[Hit]:
+    """The first ``k`` ranked rows that have a file (a crashed run can leave a row unnamed)."""
+    named = [(s, files[r]) for s, r in zip(scores, rows, strict=True) if r in files][:k]
+    return [Hit(i + 1, float(s), str(f[0]), f[1]) for i, (s, f) in enumerate(named)]
 
 
 def search(
@@ -287,19 +523,10 @@ def search(
     return searcher.search(queries, k=k, methods=(method,))[method]
 
 
-def _singular(w: str) -> str:
-    """Crude English singular, enough to match "beaches"/"beach", "puppies"/"puppy", "dogs"."""
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
-
-
-def _words(text: str) -> set[str]:
-    return {_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
+def _words(text: str) -> list[set[str]]:
+    """Per content word of ``text`` every spelling of it: singular and plurals."""
+    found = re.findall(r"[a-z0-9]+", text.lower())
+    return [{w} | plural_forms(singular(w)) for w in found if w not in _STOPWORDS]
 
 
 def path_mentions(path: str, concept: str) -> bool | None:
@@ -311,7 +538,8 @@ def path_mentions(path: str, concept: str) -> bool | None:
     wanted = _words(concept)
     if not wanted:
         return None
-    return wanted <= _words(path)
+    have = set().union(*_words(path))
+    return all(forms & have for forms in wanted)
 
 
 def _drawable(hit: Hit) -> Any:

@@ -4,9 +4,11 @@ One process keeps a :class:`~drc_jax.search.query.Searcher` (CLIP, the decompose
 embeddings) loaded and warmed, and serves
 
 - ``GET /``: the search page (``static/``: plain HTML/JS/CSS, no build step);
-- ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&strength=...]``:
-  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``neg``/``strength``
-  override the decomposer's, :func:`drc_jax.decompose.apply_overrides`);
+- ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&neg=...&strength=...]``:
+  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``strength`` and
+  ``neg``, repeated for every concept to exclude, override the decomposer's:
+  :func:`edited_decomposition`), whether the search was exhaustive (``exact``)
+  and how many vectors it scored (``candidates``); ``&exact=true`` scans every vector;
 - ``GET /api/health``: index size and freshness, model, decomposer;
 - ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
 - ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
@@ -18,26 +20,36 @@ Requests are answered one search at a time (a lock): on a CPU a search already u
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
 # and they refer to ``max_k``, a local of create_app.
+import hashlib
+import io
 import ipaddress
 import threading
 import time
-from datetime import UTC, datetime
+from collections import OrderedDict
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Query
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
+from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import METHODS
+from drc_jax.search.catalogue import Filter
 from drc_jax.search.files import NotServable, servable_path
-from drc_jax.search.thumbs import THUMB_SIZES, thumbnail
+from drc_jax.search.index import SEGMENT_MARK
+from drc_jax.search.thumbs import THUMB_SIZES, disk_path, thumbnail
 
 DEFAULT_K = 24
 MAX_K = 200
+MAX_CONCEPTS = 32  # `neg` values one search may exclude
+MAX_OFFSET = 10_000  # paging depth
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -46,10 +58,12 @@ def static_dir() -> Path:
     return Path(str(resources.files("drc_jax.search") / "static"))
 
 
-def last_indexed(index: Path) -> float | None:
-    """When the index last changed: the newest modification time among its files."""
-    times = [p.stat().st_mtime for p in Path(index).iterdir() if p.is_file() and p.name != "lock"]
-    return max(times, default=None)
+def last_indexed(store) -> str | None:
+    """When the last index run finished, as the catalogue records it (ISO 8601, UTC)."""
+    stamp = store.setting("indexed_at")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return None  # an index of an older drc-jax: unknown
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
 def is_loopback(host: str) -> bool:
@@ -67,8 +81,86 @@ def _item_urls(path: str) -> dict[str, str]:
     return {"thumb": f"/api/thumb/{q}", "file": f"/api/file/{q}"}
 
 
-def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> FastAPI:
-    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher)."""
+def edited_decomposition(decomposed, aff=None, negs=None, strength=None):
+    """``decomposed`` with the page's edits: ``negs`` (every concept to exclude; ``[""]`` or
+    ``[]`` none) replaces the decomposer's concepts. Sending back an unedited panel (aff, every
+    neg, strength) reproduces ``decomposed`` exactly."""
+    if negs is None:
+        return apply_overrides(decomposed, aff=aff, strength=strength)
+    kept = list(dict.fromkeys(n.strip() for n in negs if n.strip()))
+    return apply_overrides(
+        decomposed, aff=aff, neg=kept[0] if kept else "", exclude=kept[1:], strength=strength
+    )
+
+
+def request_filter(type_, folder, name, taken_after, taken_before) -> Filter | None:
+    """The search's :class:`Filter` from its query parameters; 422 when they contradict."""
+    try:
+        where = Filter(type_ or None, folder or None, name or None, taken_after, taken_before)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return None if where.empty else where
+
+
+def hit_json(h, available: bool) -> dict[str, Any]:
+    """A hit as the page reads it: rank, score, paths, URLs, and what is known of the file."""
+    return {
+        "rank": h.rank,
+        "score": h.score,
+        "id": h.id,
+        "path": h.path,
+        "available": available,  # False: moved, deleted or outside the roots
+        "duplicates": list(h.duplicates),
+        "time": h.time,  # a video: seconds into it of the best-matching segment
+        **h.facts,
+        **_item_urls(h.path),
+    }
+
+
+UPLOAD_PREFIX = "upload:"
+MAX_UPLOAD_BYTES = 32 << 20
+
+
+class UploadedExamples:
+    """Embeddings of uploaded photos by ``upload:<sha1>``, the last :data:`KEEP` kept."""
+
+    KEEP = 64
+
+    def __init__(self):
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes, vector: np.ndarray) -> str:
+        key = UPLOAD_PREFIX + hashlib.sha1(data).hexdigest()
+        with self._lock:
+            self._items[key] = vector
+            self._items.move_to_end(key)
+            while len(self._items) > self.KEEP:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            return self._items.get(key)
+
+
+def embed_upload(clip, data: bytes, preprocess: str) -> np.ndarray:
+    """CLIP's embedding of an uploaded image (decoded as an indexed photo is: upright, RGB)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise ValueError("the image is too large")
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"not a readable image ({type(e).__name__})") from None
+    return np.asarray(clip.encode_images(clip.preprocess([img], mode=preprocess))[0], np.float32)
+
+
+def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watcher=None) -> FastAPI:
+    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher); ``watcher``
+    (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page."""
     app = FastAPI(title="drc-jax search", docs_url="/api/docs", openapi_url="/api/openapi.json")
     lock = threading.Lock()
     info = searcher.info
@@ -82,66 +174,134 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        stamp = last_indexed(info.index)
+        snap = searcher.snapshot()
         return {
             "status": "ok",
-            "images": len(searcher.store),
-            "failed": len(searcher.store.errors()),  # contents that could not be embedded
+            "images": snap.catalogue.files,  # files searches cover: the one count
+            "failed": sum(SEGMENT_MARK not in k for k in searcher.store.errors()),  # unreadable
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
-            "last_indexed": (
-                datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds") if stamp else None
-            ),
+            "last_indexed": last_indexed(searcher.store),
+            "generation": snap.generation,
+            "indexing": watcher.progress() if watcher is not None else {"state": "off"},
             "weights": info.weights,
             "model": info.weights_id,
             "random_weights": info.random_weights,
             "decomposer": decomposer,
             "image_dtype": searcher.image_dtype,
             "methods": list(METHODS),
+            "ann": searcher.ann_status(),
             "default_k": DEFAULT_K,
             "max_k": max_k,
         }
 
     @app.get("/api/search")
     def search(
-        q: Annotated[str, Query(min_length=1, max_length=1000, description="the query")],
+        q: Annotated[
+            str | None, Query(min_length=1, max_length=1000, description="the query")
+        ] = None,
         k: Annotated[int, Query(ge=1, le=max_k)] = DEFAULT_K,
         method: Annotated[str, Query(pattern="^(" + "|".join(METHODS) + ")$")] = "drc",
         aff: Annotated[str | None, Query(max_length=1000)] = None,
-        neg: Annotated[str | None, Query(max_length=1000)] = None,
+        neg: Annotated[list[str] | None, Query(max_length=MAX_CONCEPTS)] = None,
         strength: Annotated[str | None, Query()] = None,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        type: Annotated[str | None, Query(pattern="^(image|video|)$")] = None,  # noqa: A002
+        folder: Annotated[str | None, Query(max_length=4096)] = None,
+        name: Annotated[str | None, Query(max_length=1000)] = None,
+        taken_after: Annotated[date | None, Query()] = None,
+        taken_before: Annotated[date | None, Query()] = None,
+        like: Annotated[str | None, Query(max_length=4096, description="an indexed file")] = None,
+        exact: Annotated[bool, Query(description="scan every vector (no ANN)")] = False,
     ) -> dict[str, Any]:
-        if not q.strip():
+        if q is None and like is None:
+            raise HTTPException(422, "give a query q, an example like=<indexed file>, or both")
+        if q is not None and not q.strip():
             raise HTTPException(422, "the query is empty")
+        example = like
+        if like is not None and like.startswith(UPLOAD_PREFIX):
+            example = uploads.get(like)
+            if example is None:
+                raise HTTPException(
+                    422,
+                    f"like={like!r}: no such upload (uploads are kept while "
+                    "the server runs); upload the photo again",
+                )
+        elif like is not None:
+            like = example = like if like.startswith("/") else "/" + like
+            if searcher.path_of(like) is None:
+                raise HTTPException(422, f"like={like!r} is not a file of this index")
+        q = q if q is not None else NEUTRAL_AFF  # an example alone: nothing to show or hide
+        if any(len(n) > 1000 for n in neg or ()):
+            raise HTTPException(422, "a neg concept is longer than 1000 characters")
+        where = request_filter(type, folder, name, taken_after, taken_before)
         start = time.perf_counter()
         with lock:
             decomposed = decompose_queries(searcher.decomposer, [q])[0]  # "cat -sofa" syntax
             try:
-                used = apply_overrides(decomposed, aff=aff, neg=neg, strength=strength)
+                used = edited_decomposition(decomposed, aff, neg, strength)
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
-            result = searcher.search([q], k=k, methods=(method,), decompositions=[used])[method][0]
+            result = searcher.search(
+                [q],
+                k=k,
+                methods=(method,),
+                decompositions=[used],
+                offset=offset,
+                where=where,
+                like=example,
+                exact=exact,
+            )[method][0]
         return {
             "query": q,
+            "like": like,
             "method": method,
             "k": k,
+            "offset": offset,
+            "total": result.total,
+            "more": offset + len(result.hits) < result.total,
+            "generation": searcher.snapshot().generation,
             "decomposition": used.to_dict(),
+            "cfs": list(used.cfs),  # the photo to avoid, per concept (DRC's cf)
             "decomposed": decomposed.to_dict(),
             "overridden": used != decomposed,
-            "hits": [
-                {
-                    "rank": h.rank,
-                    "score": h.score,
-                    "id": h.id,
-                    "path": h.path,
-                    "available": _available(h.path),  # False: moved, deleted or outside the roots
-                    **_item_urls(h.path),
-                }
-                for h in result.hits
-            ],
+            "hits": [hit_json(h, _available(h.path)) for h in result.hits],
+            "exact": result.exact,
+            "candidates": result.candidates,
             "took_ms": round(1000 * (time.perf_counter() - start), 2),
             "random_weights": info.random_weights,
         }
+
+    @app.get("/api/recent")
+    def recent(k: Annotated[int, Query(ge=1, le=max_k)] = 12) -> dict[str, Any]:
+        """The newest photos and videos (date taken, else file date), for the first screen."""
+        cat = searcher.catalogue
+        hits = [
+            {"id": cat.ids[f], "path": cat.paths[f], **cat.facts(f), **_item_urls(cat.paths[f])}
+            for f in cat.recent(k)
+        ]
+        return {"hits": [h | {"available": _available(h["path"])} for h in hits]}
+
+    uploads = UploadedExamples()
+
+    @app.post("/api/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        """An image (the request body) to search by: answers ``like`` for /api/search."""
+        body = await request.body()
+        if not body or len(body) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413 if body else 422, "send one image of up to 32 MB as the body")
+        if "image" not in getattr(searcher.clip, "towers", ("image",)):
+            raise HTTPException(503, "this server loaded no image encoder: serve with watching on")
+
+        def embed() -> np.ndarray:
+            with lock:
+                return embed_upload(searcher.clip, body, searcher.info.preprocess)
+
+        try:
+            vector = await run_in_threadpool(embed)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        return {"like": uploads.put(body, vector)}
 
     def _servable(path: str) -> Path:
         # "/api/file//abs/x.jpg" and "/api/file/abs/x.jpg" both name "/abs/x.jpg"
@@ -159,12 +319,20 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K) -> Fa
         return True
 
     @app.get("/api/thumb/{path:path}")
-    def thumb(path: str, size: Annotated[int, Query()] = 256) -> Response:
+    def thumb(
+        path: str,
+        size: Annotated[int, Query()] = 256,
+        t: Annotated[float | None, Query(ge=0, le=1e7, description="a video's second")] = None,
+    ) -> Response:
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
+        listed = path if path.startswith("/") else "/" + path
         path = _servable(path)
+        cat = searcher.catalogue
+        row = cat.row_of_path(listed)
+        cached = disk_path(info.index, cat.keys[row]) if row is not None else None
         try:
-            data = thumbnail(path, size)
+            data = thumbnail(path, size, cached, t)
         except OSError as e:  # unreadable or not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
@@ -182,5 +350,5 @@ def exposure_note(host: str, port: int, searcher) -> str:
     return (
         f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who can reach "
         f"it can run searches and view every indexed file under: {roots} "
-        f"({len(searcher.store)} files). There is no authentication."
+        f"({searcher.catalogue.files} files). There is no authentication."
     )

@@ -1,36 +1,115 @@
-"""Thumbnails for the search page: decoded upright, shrunk with PIL, kept in a memory LRU."""
+"""Thumbnails for the search page: decoded upright, shrunk with PIL, kept in a memory LRU; a
+video's is its poster frame (PyAV), a second in or a tenth of the way for short ones.
+
+Each content also gets a :data:`DISK_SIZE` px JPEG under ``<index>/thumbs/`` (keyed by its hash,
+so an edited file gets a new one), written while indexing decodes it (or on first request):
+smaller sizes are made from it, so a page of results never decodes the originals again.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import os
+import re
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from drc_jax.media import media_kind
+
 THUMB_SIZES = (128, 256, 512)
 CACHE_ENTRIES = 2048  # x ~10-30 KB per 256 px JPEG: tens of MB at most
+DISK_SIZE = 512
+POSTER_S = 1.0
+POSTER_MAX_FRAMES = 250  # frames decoded at most to reach the poster time
 
 
-def thumbnail(path: Path, size: int = 256) -> bytes:
-    """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version."""
+def disk_path(index: Path, key: str) -> Path | None:
+    """Where content ``key``'s thumbnail is kept (None: not a content hash, never a path)."""
+    m = re.fullmatch(r"sha1:([0-9a-f]{40})", key)
+    return Path(index) / "thumbs" / m[1][:2] / f"{m[1]}.jpg" if m else None
+
+
+def save_thumb(img: Image.Image, dest: Path | None) -> None:
+    """Write ``img`` shrunk to :data:`DISK_SIZE` at ``dest`` atomically (temp file + rename)."""
+    if dest is None or dest.exists():
+        return
+    small = img.convert("RGB")
+    small.thumbnail((DISK_SIZE, DISK_SIZE), Image.Resampling.LANCZOS)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            small.save(f, format="JPEG", quality=88)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def thumbnail(
+    path: Path, size: int = 256, cached: Path | None = None, at: float | None = None
+) -> bytes:
+    """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version,
+    from (and into) the on-disk thumbnail ``cached`` when given. ``at``: a video's frame at that
+    second instead of its poster (not kept on disk)."""
     if size not in THUMB_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMB_SIZES}, got {size}")
     st = path.stat()
-    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size)
+    video_at = at if at is not None and media_kind(path) == "video" else None
+    cached = "" if video_at is not None else str(cached or "")
+    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size, cached, video_at)
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int) -> bytes:
+def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str, at) -> bytes:
     """Keyed by mtime and size too, so an edited photo gets a fresh thumbnail."""
-    with Image.open(path) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        img.save(out, format="JPEG", quality=85)
-        return out.getvalue()
+    if cached and Path(cached).is_file():
+        with Image.open(cached) as img:
+            img = img.convert("RGB")
+    elif media_kind(path) == "video":
+        img = poster_frame(Path(path), at)
+    else:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (DISK_SIZE, DISK_SIZE))  # decode large JPEGs at a reduced scale
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    if cached:
+        with contextlib.suppress(OSError):  # a read-only or full index: memory only
+            save_thumb(img, Path(cached))
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def poster_frame(path: Path, at: float | None = None) -> Image.Image:
+    """The frame at ``at`` s, else :data:`POSTER_S` (or a tenth of a shorter video); seeks to
+    the keyframe before it; OSError if none decodes."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise OSError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            duration = container.duration / 1e6 if container.duration else None
+            if at is None:
+                at = min(POSTER_S, duration / 10) if duration else 0.0
+            elif at > 0 and stream.time_base:
+                container.seek(int(at / stream.time_base), stream=stream, backward=True)
+            frame = None
+            for n, frame in enumerate(container.decode(stream)):
+                if (frame.time or 0.0) >= at or n >= POSTER_MAX_FRAMES:
+                    break
+            if frame is None:
+                raise OSError(f"{path}: no decodable frame")
+            return frame.to_image().convert("RGB")
+    except av.error.FFmpegError as e:
+        raise OSError(f"{path}: {e}") from e
 
 
 def cache_info():

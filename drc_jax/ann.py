@@ -1,0 +1,212 @@
+"""Negation-aware ANN search: candidates from a faiss inner-product index, re-ranked exactly.
+
+For ``w >= 0`` DRC's score ``x.q - w max_m max(x.n_m, 0)`` is ``min(x.q, min_m x.(q - w n_m))``, so
+each probe (``q``, every ``q - w n_m``) bounds it from above: candidates by each probe, merged, are
+scored by :func:`drc_jax.scoring.score_vectors`. Pure; the file I/O: :mod:`drc_jax.search.ann_file`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drc_jax.scoring import QueryVectors, score_vectors
+
+FLAT_MAX_ROWS = 2_000_000  # above: 8-bit codes (IVF-SQ8), so 10M fits beside its bf16 store
+TRAIN_PER_LIST = 40  # k-means training sample: this many vectors per list (faiss asks >= 39)
+MAX_TRAIN = 1 << 20
+ADD_CHUNK = 1 << 16
+DEFAULT_CANDIDATES = 256  # per probe (at least 4 k)
+MIN_RERANK = 256  # re-ranked rows are padded to a power of two >= this: few compiled shapes
+
+
+class AnnResult(NamedTuple):
+    """Per query: best ``k`` scores and rows (-1: none), candidates re-ranked, certified exact."""
+
+    scores: np.ndarray  # (Q, k) float32
+    rows: np.ndarray  # (Q, k) int64
+    candidates: np.ndarray  # (Q,) int64
+    exact: np.ndarray  # (Q,) bool
+
+
+def require_faiss():
+    """The faiss module, or an ImportError saying how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            "ANN search needs faiss: pip install 'drc-jax[ann]' (faiss-cpu; faiss-gpu on a CUDA "
+            "machine), or pass --ann none to scan every vector"
+        ) from None
+    return faiss
+
+
+def nlist_for(n: int) -> int:
+    """IVF lists for ``n`` vectors: the power of two nearest ``4 sqrt(n)``, >= 39 vectors each."""
+    if n < 1:
+        raise ValueError(f"an ANN index needs at least one vector, got {n}")
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    return int(max(1, min(nlist, n // 39, 1 << 16)))
+
+
+def nprobe_for(nlist: int) -> int:
+    """Lists searched per probe by default."""
+    return int(min(nlist, max(16, nlist // 64)))
+
+
+def factory_for(n: int, codes: str = "auto") -> str:
+    """The faiss factory string for ``n`` vectors: ``IVF<nlist>,Flat`` (``codes="flat"``),
+    ``,SQ8`` or ``,PQ<m>``; ``auto`` is Flat up to :data:`FLAT_MAX_ROWS`, else SQ8."""
+    if codes == "auto":
+        codes = "flat" if n <= FLAT_MAX_ROWS else "sq8"
+    tail = {"flat": "Flat", "sq8": "SQ8", "pq": "PQ64"}.get(codes)
+    if tail is None:
+        raise ValueError(f"codes must be auto, flat, sq8 or pq, got {codes!r}")
+    return f"IVF{nlist_for(n)},{tail}"
+
+
+def build(array, rows: np.ndarray, *, codes: str = "auto", seed: int = 0, progress=None):
+    """A faiss IVF inner-product index over ``array[rows]`` (read in float32 chunks), ids ``rows``,
+    k-means trained on a seeded sample."""
+    faiss = require_faiss()
+
+    rows = np.asarray(rows, np.int64)
+    n, dim = len(rows), array.shape[1]
+    index = faiss.index_factory(dim, factory_for(n, codes), faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.seed = seed
+    take = min(n, MAX_TRAIN, TRAIN_PER_LIST * ivf.nlist)
+    sample = np.sort(np.random.default_rng(seed).choice(rows, take, replace=False))
+    index.train(np.ascontiguousarray(array[sample], np.float32))
+    add(index, array, rows, progress=progress)
+    ivf.nprobe = nprobe_for(ivf.nlist)
+    return index
+
+
+def add(index, array, rows: np.ndarray, *, progress=None) -> None:
+    """Add ``array[rows]`` to ``index`` under ids ``rows``, a chunk at a time."""
+    for start in range(0, len(rows), ADD_CHUNK):
+        ids = np.asarray(rows[start : start + ADD_CHUNK], np.int64)
+        index.add_with_ids(np.ascontiguousarray(array[ids], np.float32), ids)
+        if progress is not None:
+            progress(len(ids))
+
+
+def probes(vectors: QueryVectors) -> list[np.ndarray]:
+    """Per query its probes (P, D): ``q``, then ``q - w_rep n_m`` per present (non-zero) concept."""
+    q = np.asarray(vectors.q, np.float32)
+    if vectors.neg is None:
+        return [q[i : i + 1] for i in range(len(q))]
+    neg = np.asarray(vectors.neg, np.float32)
+    neg = neg[:, None] if neg.ndim == 2 else neg
+    w = np.asarray(vectors.w_rep, np.float32)
+    out = []
+    for i in range(len(q)):
+        present = neg[i][np.any(neg[i] != 0, axis=1)] if w[i] > 0 else neg[i][:0]
+        out.append(np.concatenate([q[i : i + 1], q[i] - w[i] * present]))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _rerank(x, valid, vectors: QueryVectors, *, k: int):
+    s = score_vectors(x, vectors, stacked=True)[0]
+    return jax.lax.top_k(jnp.where(valid, s, -jnp.inf), k)
+
+
+def rerank(x: np.ndarray, vectors: QueryVectors, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` (scores, positions) of one query over candidate rows ``x``, as the scan."""
+    c = len(x)
+    size = max(MIN_RERANK, 1 << max(0, c - 1).bit_length())
+    k_run = min(k, size)
+    padded = np.zeros((size, x.shape[1]), x.dtype)
+    padded[:c] = x
+    s, pos = _rerank(padded, np.arange(size) < c, vectors, k=k_run)
+    s, pos = np.asarray(s), np.asarray(pos)
+    keep = pos < c
+    return s[keep][:k], pos[keep][:k]
+
+
+def search(
+    index,
+    array,
+    vectors: QueryVectors,
+    k: int,
+    *,
+    candidates: int = DEFAULT_CANDIDATES,
+    nprobe: int | None = None,
+    live=None,
+    dtype=None,
+    exhaustive_exact: bool = False,
+) -> AnnResult:
+    """Top-``k`` per query through ``index`` (ids: rows of ``array``; not ``live`` ones dropped),
+    ``max(candidates, 4 k)`` per probe, re-ranked as ``dtype``. ``exact`` needs an exhaustive
+    search (``exhaustive_exact``) where some probe's last fetched score <= the k-th exact score."""
+    n_rows = array.shape[0]
+    per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
+    if nprobe is not None:
+        set_nprobe(index, nprobe)
+    plist = probes(vectors)
+    nq = len(plist)
+    scores = np.full((nq, k), -np.inf, np.float32)
+    rows = np.full((nq, k), -1, np.int64)
+    counts = np.zeros(nq, np.int64)
+    exact = np.zeros(nq, bool)
+    for i, p in enumerate(plist):
+        with _one_thread():
+            bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
+        got = np.unique(ids[(ids >= 0) & (ids < n_rows)])
+        if live is not None:
+            got = got[live[got]]
+        counts[i] = len(got)
+        if not len(got):
+            continue
+        x = np.asarray(array[got])
+        if dtype is not None:
+            x = x.astype(dtype, copy=False)
+        one = jax.tree_util.tree_map(lambda v, i=i: None if v is None else v[i : i + 1], vectors)
+        s, pos = rerank(x, QueryVectors(*one), k)
+        scores[i, : len(s)], rows[i, : len(s)] = s, got[pos]
+        # a probe that fetched every row, or fewer than it asked for, saw them all
+        full = (ids >= 0).all(axis=1) & (per_probe < index.ntotal)
+        last = np.where(full, bound[:, -1], -np.inf)
+        tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision scores round the query
+        exact[i] = exhaustive_exact and len(s) == k and bool((s[-1] >= last + tol).any())
+    return AnnResult(scores, rows, counts, exact)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """faiss on one thread: OpenMP's spinning threads gain a few probes nothing (RESULTS.md)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def faiss_nlist(index) -> int:
+    """IVF lists of ``index`` (possibly behind a transform)."""
+    import faiss
+
+    return int(faiss.extract_index_ivf(index).nlist)
+
+
+def faiss_nprobe(index) -> int:
+    import faiss
+
+    return int(faiss.extract_index_ivf(index).nprobe)
+
+
+def set_nprobe(index, nprobe: int) -> None:
+    import faiss
+
+    faiss.extract_index_ivf(index).nprobe = int(nprobe)
