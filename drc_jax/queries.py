@@ -45,14 +45,17 @@ class Queries:
         return jax.tree_util.tree_map(lambda x: x[idx], self)
 
 
-def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Queries:
+def queries_from_table(
+    lookup: Callable, texts: list[list[str]], strength, *, concepts: int = 1
+) -> Queries:
     """:class:`Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
     optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
     (B, D)`` embeddings of those texts (each distinct text asked once).
 
     Rows of four texts give (Q, D) fields. When some row has further concepts, ``neg`` and ``cf``
     are (Q, M, D) with ``neg_mask`` (Q, M) marking each row's real concepts (M = the most any row
-    has; the padding repeats the row's first concept, masked out)."""
+    has, at least ``concepts``; the padding repeats the row's first concept, masked out, so a
+    larger ``concepts`` gives the same scores at a shape shared by other counts)."""
     if not texts:
         raise ValueError("queries need at least one row of texts")
     if any(len(row) < 4 or len(row) % 2 for row in texts):
@@ -62,7 +65,7 @@ def queries_from_table(lookup: Callable, texts: list[list[str]], strength) -> Qu
     pos = {t: i for i, t in enumerate(unique)}
     idx = np.asarray([[pos[t] for t in row[:4]] for row in texts])
     aff, neg, cf, full = (table[idx[:, j]] for j in range(4))
-    m = max(len(row) - 2 for row in texts) // 2  # concepts per row: 1 + (len - 4) / 2
+    m = max(concepts, max(len(row) - 2 for row in texts) // 2)  # per row: 1 + (len - 4) / 2
     strength = jnp.asarray(strength, jnp.int32)
     if m == 1:
         return Queries(*(jnp.asarray(x) for x in (aff, neg, cf, full)), strength=strength)
@@ -92,9 +95,11 @@ def embed_queries(
     method: str = "drc",
     prompts: Prompts | None = None,
     all_concepts: bool = True,
+    concepts: int = 1,
 ) -> Queries:
     """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`) into
-    :class:`Queries` ((Q, M, D) neg/cf for several DRC concepts).
+    :class:`Queries` ((Q, M, D) neg/cf for several DRC concepts); ``concepts`` as in
+    :func:`queries_from_table`.
 
     ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
     ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.
@@ -112,4 +117,4 @@ def embed_queries(
         ]
         return np.concatenate(parts)
 
-    return queries_from_table(batched, texts, strength)
+    return queries_from_table(batched, texts, strength, concepts=concepts)

@@ -153,10 +153,18 @@ def compose_each(a: jax.Array, bs: jax.Array, mask, t, operator: str = "spacevlm
     each present m, from ``a``; one present concept gives exactly ``compose(a, b, t)``.
     """
     d = a.astype(jnp.float32)
-    for m in range(bs.shape[1]):
-        step = compose(d, bs[:, m], t, operator)
-        d = step if mask is None else jnp.where(mask[:, m, None], step, d)
-    return d
+    if bs.shape[1] <= 2:  # unrolled: the common cases compile and run as before
+        for m in range(bs.shape[1]):
+            step = compose(d, bs[:, m], t, operator)
+            d = step if mask is None else jnp.where(mask[:, m, None], step, d)
+        return d
+    present = jnp.ones(bs.shape[:2], bool) if mask is None else mask
+
+    def one(d, concept):  # a loop, not M copies: compile time stays flat in M
+        b, keep = concept
+        return jnp.where(keep[:, None], compose(d, b, t, operator), d), None
+
+    return jax.lax.scan(one, d, (jnp.swapaxes(bs, 0, 1), jnp.swapaxes(present, 0, 1)))[0]
 
 
 # ----------------------------------------------------------------------- per-method vectors

@@ -13,6 +13,7 @@ import pytest
 from benchmarks.sphere import centres, clustered
 from drc_jax.search import Searcher, ann_file, build_index
 from drc_jax.search.index import index_meta
+from drc_jax.search.roots import record_roots
 from drc_jax.store import Store, StoreError
 from tests.conftest import REPO
 from tests.scenes import make_scene_folder
@@ -42,6 +43,7 @@ def write_index(index, clip, n: int, *, seed: int = 0, ann: str | None = "ivf"):
             store.set_setting("weights", WEIGHTS)
         if ann:
             ann_file.sync(store, ann)
+    record_roots(index, [root])
     return index
 
 
@@ -92,7 +94,9 @@ def test_the_server_answers_exact_and_candidates_and_scans_on_request(tmp_path, 
     from drc_jax.search.server import create_app
 
     index = write_index(tmp_path / "index", tiny_clip, 4000)
-    client = TestClient(create_app(Searcher.open(index, clip=tiny_clip)))
+    client = TestClient(
+        create_app(Searcher.open(index, clip=tiny_clip)), base_url="http://127.0.0.1:8000"
+    )
     fast = client.get("/api/search", params={"q": "a dog not on a beach", "k": 5}).json()
     scan = client.get("/api/search", params={"q": "a dog not on a beach", "exact": "true"}).json()
     assert fast["exact"] is False and 5 < fast["candidates"] < 4000

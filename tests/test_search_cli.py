@@ -177,6 +177,9 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(indexed):
     proc = cli("serve", "--index", str(index), "--host", "0.0.0.0", "--port", "1")
     assert proc.returncode == 2 and "--allow_remote" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = cli("serve", "--index", str(index), "--allowed_host", "photos.example", "--port", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "pass --allow_remote too" in proc.stderr
 
 
 def test_serve_reports_a_taken_port_and_an_unreachable_sglang_server_before_loading(
@@ -287,6 +290,48 @@ def test_query_with_unloadable_weights_names_the_flag_and_what_to_pass(indexed, 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"error: --weights {absent}: cannot load these CLIP weights" in proc.stderr
     assert "Hugging Face CLIP directory" in proc.stderr
+
+
+def test_serve_with_allow_remote_prints_a_token_url_and_refuses_requests_without_it(indexed):
+    import re
+    import socket
+    import time
+
+    import httpx
+
+    _, index, _ = indexed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index), "--port",
+         str(port), "--allow_remote"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        line = ""
+        while "serving" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serve exited"
+        token = re.search(rf"{re.escape(base)}/\?token=([\w-]+)", line).group(1)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{base}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert r.status_code == 401
+        ok = httpx.get(f"{base}/api/health", headers={"X-DRC-Token": token}, timeout=5)
+        assert ok.status_code == 200 and ok.json()["images"] == 9
+        foreign = {"X-DRC-Token": token, "Host": f"evil.example:{port}"}
+        assert httpx.get(f"{base}/api/health", headers=foreign, timeout=5).status_code == 421
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
 
 
 def test_help_lists_the_subcommands_also_as_a_console_script():

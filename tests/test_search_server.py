@@ -19,7 +19,7 @@ from tests.search_server_fixtures import build_server_index, open_warm_searcher
 def served(tmp_path_factory):
     root, index, outside = build_server_index(tmp_path_factory.mktemp("server"))
     searcher = open_warm_searcher(index)
-    with TestClient(create_app(searcher)) as client:
+    with TestClient(create_app(searcher), base_url="http://127.0.0.1:8000") as client:
         yield client, searcher, root, outside
 
 

@@ -100,7 +100,7 @@ def test_reindexing_an_unchanged_video_embeds_no_segment_again(video_index, tmp_
 def test_the_api_gives_a_video_hit_its_time_length_and_a_poster_jpeg(video_index):
     root, index, _ = video_index
     searcher = Searcher.open(index, clip=BrightClip())
-    with TestClient(create_app(searcher)) as client:
+    with TestClient(create_app(searcher), base_url="http://127.0.0.1:8000") as client:
         r = client.get("/api/search", params={"q": "bright", "k": 2}).json()
         video = r["hits"][0]
         assert (video["kind"], video["time"]) == ("video", 8.0)
@@ -135,7 +135,7 @@ def test_thumbnails_are_written_at_index_time_and_served_from_disk(tmp_path):
     import os
 
     os.utime(root / "panorama.png", ns=(1, 1))
-    with TestClient(create_app(searcher)) as client:
+    with TestClient(create_app(searcher), base_url="http://127.0.0.1:8000") as client:
         hit = client.get("/api/search", params={"q": "green"}).json()["hits"][0]
         r = client.get(hit["thumb"], params={"size": 256})
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (256, 64)
@@ -146,7 +146,7 @@ def test_an_uploaded_photo_is_searched_by_example(video_index):
     searcher = Searcher.open(index, clip=BrightClip())
     buf = io.BytesIO()
     Image.new("RGB", (20, 20), (250, 250, 250)).save(buf, format="PNG")
-    with TestClient(create_app(searcher)) as client:
+    with TestClient(create_app(searcher), base_url="http://127.0.0.1:8000") as client:
         like = client.post("/api/upload", content=buf.getvalue()).json()["like"]
         assert like.startswith("upload:")
         hits = client.get("/api/search", params={"like": like, "k": 4}).json()["hits"]

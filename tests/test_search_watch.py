@@ -43,7 +43,9 @@ def test_a_file_copied_in_while_serving_appears_in_searches(photos, tmp_path):
     searcher = Searcher.open(index, clip=clip)
     watcher = IndexWatcher(searcher, clip).start()
     try:
-        with TestClient(create_app(searcher, watcher=watcher)) as client:
+        with TestClient(
+            create_app(searcher, watcher=watcher), base_url="http://127.0.0.1:8000"
+        ) as client:
             before = client.get("/api/health").json()
             assert before["indexing"]["watching"] is True and before["images"] == 9
             draw_scene("cat", "beach", seed=99).save(tmp_path / "staged.png")

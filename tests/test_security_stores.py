@@ -206,10 +206,11 @@ def test_a_crafted_index_is_one_error_paragraph_from_search_and_its_cli(tmp_path
         rows = {k: r for k, r in s._db.execute("SELECT key, row FROM items")}
     assert rows[key_of_row1] == 1
     (_huge_vector if craft == "huge_vector" else CRAFTED[craft][0])(d)
+    photos = str(src.parent / "photos")  # a copy elsewhere: its folder confirmed by hand
     with pytest.raises(StoreError):
-        Searcher.open(d, clip=clip).search("a photo")
+        Searcher.open(d, clip=clip, roots=[photos]).search("a photo")
     if craft == "huge_vector":
-        out = _cli("query", "--index", str(d), "--noprogress", "a photo")
+        out = _cli("query", "--index", str(d), "--images", photos, "--noprogress", "a photo")
     else:
         out = _cli("export", "--index", str(d), "--output", str(tmp_path / "x.parquet"))
     assert out.returncode == 2, out.stderr

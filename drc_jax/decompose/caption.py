@@ -7,8 +7,8 @@ caption is linear in its length however many cues it repeats.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import NamedTuple
 
 from drc_jax.decompose.lexicon import (
     AUX,
@@ -34,8 +34,7 @@ _TOKEN_SPLIT = re.compile(r"(\w+(?:[-'’]\w+)*|[^\w\s])")
 _RUN_ON = re.compile(r"[a-z] +(?:There|The|This|It|No|A|An|In|These|Those|We)\b")
 
 
-@dataclass
-class Cue:
+class Cue(NamedTuple):
     """One negation cue: the span it removes from aff and what it negates."""
 
     start: int  # first token of the negated span (cue or NP)
@@ -43,10 +42,10 @@ class Cue:
     np: tuple[int, int] | None  # NP token span
     strength: str
     explicit: bool
-    person: str | None = None  # neg text when it is built rather than sliced ("a person running")
+    concept: str | None = None  # neg when built, not sliced: "a person running", "flying away"
     link: str = "with"  # joins aff and neg in cf: "a dog on a beach" for "a dog not on a beach"
     attributive: bool = False  # a one-word modifier ("a car-free setting"): only it goes
-    also: list[tuple[int, int]] = field(default_factory=list)  # coordinated NPs negated too
+    also: tuple[tuple[int, int], ...] = ()  # coordinated NPs negated too
     affirm: int | None = None  # a negated predicate: cf is the caption with this token affirmed
 
 
@@ -98,8 +97,9 @@ class Caption:
         return self.text[self.starts[i] : self.ends[i]]
 
     def skip(self, i: int, words: frozenset[str]) -> int:
-        end = min(self.n, i + WINDOW)
-        while i < end and self.low[i] in words:
+        """The first token from i (at most WINDOW on) that is not one of ``words``."""
+        low, end = self.low, min(self.n, i + WINDOW)
+        while i < end and low[i] in words:
             i += 1
         return i
 

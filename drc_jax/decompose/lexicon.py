@@ -9,8 +9,12 @@ from __future__ import annotations
 
 
 def words(s: str) -> frozenset[str]:
-    """A word set from a space-separated string."""
-    return frozenset(s.split())
+    """A word set from a space-separated string (a word listed twice is a mistake)."""
+    listed = s.split()
+    out = frozenset(listed)
+    if len(out) != len(listed):
+        raise ValueError(f"word listed twice: {sorted(w for w in out if listed.count(w) > 1)}")
+    return out
 
 
 DETS = words(
@@ -49,7 +53,7 @@ PREDICATES = words(
     "shown visible present seen found spotted noticed detected evident apparent available "
     "anywhere everywhere nowhere here there nearby today either whatsoever else left allowed "
     "permitted shed heard mentioned used needed required depicted pictured displayed captured "
-    "in-sight around inside outside whatsoever at all spoiled disturbs disturb mar mars "
+    "in-sight around inside outside at all spoiled disturbs disturb mar mars "
     "distract distracts join joins intrude intrudes again anymore too now"
 )
 # Verbs of having/showing whose object is the negated thing ("doesn't include a cup").
@@ -68,9 +72,9 @@ PRONOUNS = words(
 # Words dropped around the removed clause when building aff.
 GLUE = words(
     "there it is are was were 's 're be been with but and while as yet also even still however "
-    "so just though although whereas where which that who instead rather only yet whilst thus "
+    "so just though although whereas where which that who instead rather only whilst thus "
     "meanwhile surprisingly curiously interestingly notably noticeably conspicuously clearly "
-    "evidently obviously completely entirely totally absolutely quite very too also further "
+    "evidently obviously completely entirely totally absolutely quite very too further "
     "moreover additionally furthermore indeed all there's there're it's that's who's which's"
 )
 SCENE_GLUE = words(
@@ -96,6 +100,7 @@ NP_LEAD = words("even only just also both all at least")
 WITHOUT = words("without sans minus")
 QUOTES = frozenset("\"'“”‘’`")
 NUMBERS = words("two three four five six seven eight nine ten dozen several many few multiple")
+DASHES = frozenset("-–—")
 BOUNDARY_PUNCT = frozenset(",;:.!?–—-()[]…")
 CLAUSE_CONJ = words(
     "but while whereas yet although though however instead where which so because since whilst "
@@ -108,7 +113,7 @@ NEG_AUX = words(
 POST_OK_AFTER_NEG = words(
     "featured visible present shown seen found involved included pictured depicted in part there "
     "around anywhere appear appears feature features exist exists be available evident spotted "
-    "allowed permitted shown captured heard to"
+    "allowed permitted captured heard to"
 )
 
 
@@ -188,8 +193,6 @@ LEXICAL_LESS = words(
 
 SIGN_WORDS = words("sign signs zone zones area areas sticker stickers symbol symbols")
 
-IMPLICIT = words("unoccupied unaccompanied deserted uninhabited unmanned empty vacant unattended")
-
 
 # Before a bare "not" that opens a contrast: "fruit but not apples", "dogs, not cats".
 CONTRAST_BEFORE_NOT = frozenset({"but", "and", "or", ",", ";", ":", "-", "–", "—", "yet"})
@@ -212,31 +215,17 @@ DANGLING_END = words(
 )
 DANGLING_START = words("and or but nor yet while whereas however instead rather although though")
 # A negated auxiliary and its affirmative ("isn't crying" -> "is crying" in cf).
-POSITIVE_AUX = {
-    "isn't": "is",
-    "aren't": "are",
-    "wasn't": "was",
-    "weren't": "were",
-    "doesn't": "does",
-    "don't": "do",
-    "didn't": "did",
+POSITIVE_AUX = {w: w[:-3] for w in NEG_AUX if w.endswith("n't")} | {
     "cannot": "can",
     "can't": "can",
     "won't": "will",
-    "hasn't": "has",
-    "haven't": "have",
-    "couldn't": "could",
-    "wouldn't": "would",
-    "shouldn't": "should",
-    "mustn't": "must",
-    "needn't": "need",
     "none": "all",
 }
 # Verbs of posture or placement: "not sitting at a table" negates the place, not the verb.
 POSTURE = words(
     "sitting seated standing lying laying resting parked placed hanging leaning perched set "
     "located positioned kept stored sit sits stand stands lie lies rest rests park parks "
-    "placed put left kneeling squatting crouching floating"
+    "put left kneeling squatting crouching floating"
 )
 BE = words("is are was were")
 # Negated forms of "be": their verb is a participle or -ing form, never a bare verb.
@@ -256,9 +245,6 @@ VISIBILITY = words("sight view")
 # Verbs that quote or name: what follows is a mention, not a negation ("a sign that says no dogs
 # allowed", "a dog named Nobody").
 MENTION = words("says say saying reads read reading named called titled labeled labelled")
-# Quantifiers of absence or near-absence before a noun: "zero cows", "hardly any cars".
-ZERO = words("zero")
-NEAR_ZERO = words("hardly barely scarcely")
 # Auxiliaries of the perfect: "has never seen snow" negates the participle's object.
 PERFECT = words("has have had hasn't haven't hadn't")
 # Verbs of going, staying and moving about: "a beach where tourists never go" says the tourists

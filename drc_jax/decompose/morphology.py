@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from drc_jax.decompose.lexicon import MASS, PRONOUN_PERSON, words
 
+
+def pairs(s: str) -> dict[str, str]:
+    """A table from space-separated "key:value" words (a key listed twice is a mistake)."""
+    items = [w.split(":") for w in s.split()]
+    out = dict(items)
+    if len(out) != len(items):
+        raise ValueError(f"key listed twice in {s[:40]!r}...")
+    return out
+
+
 # Words whose -s is not a plural.
 NOT_PLURAL = words(
     "scissors pants jeans glasses sunglasses eyeglasses clothes shorts trousers binoculars "
@@ -17,46 +27,14 @@ NOT_PLURAL = words(
     "pajamas pyjamas tongs pliers tweezers goggles leggings tights slacks earmuffs suspenders"
 )
 # Irregular plural -> singular (the only such table; plurals are read off it by inversion).
-SINGULAR = {
-    "people": "person",
-    "men": "man",
-    "women": "woman",
-    "children": "child",
-    "mice": "mouse",
-    "feet": "foot",
-    "teeth": "tooth",
-    "geese": "goose",
-    "knives": "knife",
-    "wives": "wife",
-    "lives": "life",
-    "leaves": "leaf",
-    "wolves": "wolf",
-    "shelves": "shelf",
-    "halves": "half",
-    "loaves": "loaf",
-    "calves": "calf",
-    "thieves": "thief",
-    "scarves": "scarf",
-    "hooves": "hoof",
-    "cookies": "cookie",
-    "movies": "movie",
-    "pies": "pie",
-    "ties": "tie",
-    "zombies": "zombie",
-    "brownies": "brownie",
-    "smoothies": "smoothie",
-    "selfies": "selfie",
-    "goalies": "goalie",
-    "calories": "calorie",
-    "rookies": "rookie",
-    "hoodies": "hoodie",
-    "lies": "lie",
-    "police": "police",
-    "sheep": "sheep",
-    "fish": "fish",
-    "deer": "deer",
-    "aircraft": "aircraft",
-}
+SINGULAR = pairs(
+    "people:person men:man women:woman children:child mice:mouse feet:foot teeth:tooth "
+    "geese:goose knives:knife wives:wife lives:life leaves:leaf wolves:wolf shelves:shelf "
+    "halves:half loaves:loaf calves:calf thieves:thief scarves:scarf hooves:hoof cookies:cookie "
+    "movies:movie pies:pie ties:tie zombies:zombie brownies:brownie smoothies:smoothie "
+    "selfies:selfie goalies:goalie calories:calorie rookies:rookie hoodies:hoodie lies:lie "
+    "police:police sheep:sheep fish:fish deer:deer aircraft:aircraft"
+)
 # Plurals that are not singular + s (and so keep their form inside a phrase).
 INVARIANT_PLURALS = words("people men women children mice feet teeth geese police")
 _PLURAL = {s: p for p, s in SINGULAR.items() if p != s}
@@ -117,6 +95,26 @@ def participle_or_adverb(w: str) -> bool:
     return False
 
 
+def is_gerund(w: str, shortest: int = 5) -> bool:
+    """An -ing form of at least ``shortest`` letters ("running"; not "king" at the default)."""
+    return len(w) >= shortest and w.endswith("ing")
+
+
+def is_adverb(w: str) -> bool:
+    """An -ly adverb ("noticeably"; not "family")."""
+    return w.endswith("ly") and w not in LY_NOUNS
+
+
+def third_person(w: str) -> bool:
+    """A verb form in -s ("runs", "sings"; not "glass")."""
+    return len(w) > 3 and w.endswith("s") and not w.endswith("ss")
+
+
+def participle(w: str) -> bool:
+    """A past participle: "played", "worn", "driven", "shown", "held", "cut"."""
+    return (len(w) > 3 and w.endswith(("ed", "en", "wn", "ne"))) or w in _IRREGULAR_PARTICIPLES
+
+
 def gerund(verb: str) -> str:
     """'runs' -> 'running', 'sings' -> 'singing', 'makes' -> 'making', 'cries' -> 'crying'."""
     v = verb
@@ -144,76 +142,19 @@ def gerund(verb: str) -> str:
 
 
 # Irregular past participles and their gerunds ("eaten" -> "eating").
-_IRREGULAR_PARTICIPLES = {
-    "eaten": "eating",
-    "ridden": "riding",
-    "driven": "driving",
-    "worn": "wearing",
-    "written": "writing",
-    "thrown": "throwing",
-    "shown": "showing",
-    "done": "doing",
-    "held": "holding",
-    "sung": "singing",
-    "drunk": "drinking",
-    "taken": "taking",
-    "given": "giving",
-    "seen": "seeing",
-    "made": "making",
-    "built": "building",
-    "flown": "flying",
-    "drawn": "drawing",
-    "grown": "growing",
-    "spoken": "speaking",
-    "broken": "breaking",
-    "chosen": "choosing",
-    "swum": "swimming",
-    "sold": "selling",
-    "told": "telling",
-    "caught": "catching",
-    "bought": "buying",
-    "brought": "bringing",
-    "fought": "fighting",
-    "taught": "teaching",
-    "won": "winning",
-    "beaten": "beating",
-    "hidden": "hiding",
-    "bitten": "biting",
-    "blown": "blowing",
-    "known": "knowing",
-    "sewn": "sewing",
-    "mown": "mowing",
-    # participles spelled like their base ("a cake that is not being cut")
-    "cut": "cutting",
-    "put": "putting",
-    "set": "setting",
-    "hit": "hitting",
-    "shut": "shutting",
-    "spread": "spreading",
-    "kept": "keeping",
-    "fed": "feeding",
-    "led": "leading",
-    "paid": "paying",
-    "laid": "laying",
-    "hung": "hanging",
-    "sent": "sending",
-    "spent": "spending",
-    "lit": "lighting",
-    "dug": "digging",
-    "swept": "sweeping",
-    "struck": "striking",
-    "stolen": "stealing",
-    "frozen": "freezing",
-    "woken": "waking",
-    "shaken": "shaking",
-    "torn": "tearing",
-    "sworn": "swearing",
-}
-
-
-def irregular_participle(w: str) -> bool:
-    """'eaten', 'held', 'cut': a past participle not spelled -ed."""
-    return w in _IRREGULAR_PARTICIPLES
+_IRREGULAR_PARTICIPLES = pairs(
+    "eaten:eating ridden:riding driven:driving worn:wearing written:writing thrown:throwing "
+    "shown:showing done:doing held:holding sung:singing drunk:drinking taken:taking "
+    "given:giving seen:seeing made:making built:building flown:flying drawn:drawing "
+    "grown:growing spoken:speaking broken:breaking chosen:choosing swum:swimming sold:selling "
+    "told:telling caught:catching bought:buying brought:bringing fought:fighting "
+    "taught:teaching won:winning beaten:beating hidden:hiding bitten:biting blown:blowing "
+    "known:knowing sewn:sewing mown:mowing cut:cutting put:putting set:setting hit:hitting "
+    "shut:shutting spread:spreading kept:keeping fed:feeding led:leading paid:paying "
+    "laid:laying hung:hanging sent:sending spent:spending lit:lighting dug:digging "
+    "swept:sweeping struck:striking stolen:stealing frozen:freezing woken:waking shaken:shaking "
+    "torn:tearing sworn:swearing"
+)
 
 
 def participle_gerund(w: str) -> str:

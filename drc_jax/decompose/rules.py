@@ -1,36 +1,8 @@
-"""Rule decomposer: the embedded default. No model, no GPU, deterministic, >10^4 captions/s.
+"""Rule decomposer: the embedded default. No model, no GPU, deterministic, linear in the caption.
 
-It finds the negation cue of a caption with general English rules (closed word classes, a few
-frequent verbs, morphology; no lists of captions or of object names), reads the negated noun
-phrase next to it, and removes the negating clause (with the connectives that tied it in) to get
-``aff``; ``cf`` puts ``neg`` back ("aff with neg", or "a dog on a beach" for "a dog not on a
-beach"). The cues (a table in :mod:`drc_jax.decompose.cues`) and the strength they carry
-(SpaceVLM-DRC's three classes):
-
-- strong (explicit markers): "no X", "no one"/"nobody" (neg "a person" plus the action, e.g. "a
-  person running"), "without/sans X", "not a/any X", "X not on Y", "none of ...", "neither X nor
-  Y", "X is nowhere to be seen", "devoid of X", "free of X", "an X-free scene".
-- moderate (hedged constructions): "doesn't have/include/feature X", "there isn't a X",
-  "X is not featured", "X cannot be seen", "lacks X", "missing X", "absence of X", "nothing
-  suggests X", and as fallbacks "instead of X", "rather than X", "except for X".
-- weak (implicit absence): "X is absent", "absent from the scene is X", "empty of X",
-  "unaccompanied by X", "the room is empty/vacant/unoccupied", "a deserted street", "an empty
-  kitchen", "chairless", "a person-less scene" (neg "a person" when nothing is named).
-
-Search-box phrasings too: negated predicates ("a baby that is not crying", "a chef cooking but
-not tasting"), contrast ("fruit but not apples", "dogs, not cats"), exclusion prepositions
-("excluding", "except", "other than", "apart from", "minus"), distance and absence ("far from",
-"left out of", "out of sight"), quantifiers ("none of the cups", "not one of the chairs"), the
-passive ("basketball is not being played") and ``-term`` syntax ("cat -sofa", "-snow mountain
-road"). Every explicitly negated concept is collected (``negs``) and removed from aff; when
-nothing affirmative is left, aff is the neutral "a photo".
-
-Negation may open, close or sit inside the caption. Explicit cues beat implicit ones; a cue about
-the scene ("... in sight", "there is no ...") beats a local one ("beds without comforters");
-then the first wins. Quoted labels ('no parking') and idioms ("no doubt") are not cues.
-
-The decomposer is linear in caption length: every cue reader looks a bounded number of tokens
-around its trigger, and at most ``MAX_NEGS`` clauses are removed from aff.
+The negation constructions and their strengths are the table in
+:mod:`drc_jax.decompose.constructions`; this module names the negated concepts (``negs``), removes
+each negating clause to get ``aff`` ("a photo" when nothing is left) and builds ``cf``.
 """
 
 from __future__ import annotations
@@ -38,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drc_jax.decompose.caption import WINDOW, Caption, Cue
-from drc_jax.decompose.cues import affirmed, best_cue, find_cues
+from drc_jax.decompose.constructions import affirmed, best_cue, find_cues
 from drc_jax.decompose.lexicon import (
     AUX,
     BOUNDARY_PUNCT,
@@ -75,8 +47,8 @@ MAX_NEGS = 8
 
 def _neg_text(c: Caption, cue: Cue) -> str:
     """The negated NP as a short phrase: singular head with an article, as CLIP prompts read."""
-    if cue.person is not None:
-        return cue.person
+    if cue.concept is not None:
+        return cue.concept
     a, b = cue.np
     if cue.affirm is not None:  # a negated predicate: "crying", "locked", "eating the cake"
         return c.text[c.starts[a] : c.ends[b - 1]]
@@ -89,10 +61,11 @@ def _neg_text(c: Caption, cue: Cue) -> str:
     text = c.text[c.starts[a] : c.ends[b - 1]]
     if b - a >= 3 and low[b - 2] == "being":  # "no basketball being played": the activity
         return f"{participle_gerund(low[b - 1])} {c.text[c.starts[a] : c.ends[b - 3]]}"
-    if any(low[k] in ("or", "nor") for k in range(a, b)):
+    words = low[a:b]
+    if "or" in words or "nor" in words:
         text = text.replace(" nor ", " or ")
         return (low[a - 1] + " " + text) if a > 0 and low[a - 1] in ("a", "an") else text
-    gerund_phrase = low[a].endswith("ing") and any(low[k] in DETS for k in range(a + 1, b))
+    gerund_phrase = low[a].endswith("ing") and not DETS.isdisjoint(words[1:])
     if head.endswith("ing") or head in MASS or gerund_phrase or low[a] in NUMBERS:
         return text  # "swimming", "water", "taking the lift", "two slices"
     sing = singular(head)
@@ -198,7 +171,7 @@ def _aff_without(c: Caption, spans: list[tuple[int, int]]) -> str:
             aff = aff + seg if seg[:1] in (".", "!", "?") else f"{aff} {seg}"
         else:
             aff = f"{aff}, {seg}"
-    if all(rel for _, _, rel in cuts):
+    if all(cut[2] for cut in cuts) if len(cuts) > 1 else cuts and cuts[0][2]:
         return aff.strip()
     if segments[-1] == "" and segments[0] and text.rstrip().endswith("."):
         aff += "."
@@ -233,19 +206,13 @@ def _setting(c: Caption, cue: Cue) -> str:
         if low[j] in BOUNDARY_PUNCT and low[j] not in "-":
             break
         if low[j] in SETTING_PREPS and is_word(low[j + 1]) and low[j + 1] not in OBJ_PRONOUNS:
-            if _visibility(c, j + 1):  # "not a cloud in sight over the lake": not a setting
+            if low[j + 1] in VISIBILITY:  # "not a cloud in sight over the lake": not a setting
                 continue
             k = j + 1
             while k < n and low[k] not in BOUNDARY_PUNCT and low[k] not in CLAUSE_CONJ:
                 k += 1
             return text[c.starts[j + 1] : c.ends[k - 1]]
     return ""
-
-
-def _visibility(c: Caption, j: int) -> bool:
-    """ "in sight", "in view": an idiom of visibility names no place ("in this image of a
-    beach" does: what follows "of" is the setting)."""
-    return c.low[j] in VISIBILITY
 
 
 def _tidy(aff: str) -> str:

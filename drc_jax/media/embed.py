@@ -5,15 +5,18 @@ Used by the benchmark launcher and the search index alike: the same decoding
 same preprocessing, the same encoder, so a photo embeds identically in both. Files decode on a
 thread pool; the CLIP encoder then runs data parallel over all local devices. Videos embed as
 the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``). In a multi-host
-run every process is given the same keys but reads and decodes only its share of them; the
-encoder gathers the embeddings (``split=True``) and the failures are gathered alike, so every
-process returns the same answer.
+run each process reads and decodes only its share of the keys and the results are gathered
+(``split=True``). Each worker preprocesses what it decoded at once, and full-size decodes in flight
+share a pixel budget (:data:`DECODE_PIXELS`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,15 +25,46 @@ import numpy as np
 from PIL import Image
 
 from drc_jax.media.errors import MediaError
-from drc_jax.media.files import media_kind
+from drc_jax.media.files import media_kind, regular_file
 from drc_jax.media.image import read_image
 from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
+DECODE_PIXELS = 256_000_000  # decoded pixels in flight over all workers (~1 GB as Pillow RGB)
 NON_FINITE = (
     "CLIP gave a non-finite embedding (NaN/inf) for this file: the weights are damaged or "
     "incompatible; re-download or re-convert them"
 )
+
+
+class PixelBudget:
+    """Decoded pixels in flight, at most ``limit``; one image larger than that decodes alone."""
+
+    def __init__(self, limit: int = DECODE_PIXELS):
+        self.limit, self.used, self._cond = limit, 0, threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self, n: int):
+        with self._cond:
+            self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+def _pixels(path: Path) -> int:
+    """Width x height from the header (0 when unreadable: decoding then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                return img.size[0] * img.size[1]
+    except Exception:  # noqa: BLE001 - read_image reports the reason
+        return 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +119,7 @@ class MediaEmbedder:
         self.draft_size = 2 * int(getattr(clip, "image_size", 224)) if draft else None
         workers = num_workers or min(16, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        self.budget = PixelBudget()
         self._last: dict[str, np.ndarray | str] = {}  # key -> vector or failure reason
 
     def path(self, key: str) -> Path:
@@ -93,27 +128,32 @@ class MediaEmbedder:
     def _kind(self, key: str) -> str:
         return self.kind or media_kind(key)
 
-    def _decode(self, key: str) -> list[Image.Image] | MediaError:
-        """An image as ``[image]``, a video as its frames; a :class:`MediaError` if unreadable."""
+    def _decode(self, key: str) -> np.ndarray | MediaError:
+        """An image (1, S, S, 3) or a video's frames (F, S, S, 3), preprocessed; a
+        :class:`MediaError` if unreadable."""
+        path = self.path(key)
         try:
-            if self._kind(key) == "image":
-                out = [read_image(self.path(key), self.draft_size)]
-            else:
-                out = read_video_frames(self.path(key), self.video_frames, self.video_sampling)
+            if self._kind(key) != "image":
+                frames = read_video_frames(path, self.video_frames, self.video_sampling)
+                if self.on_decoded is not None:
+                    self.on_decoded(key, frames[0])
+                return self.clip.preprocess(frames, mode=self.preprocess)
+            regular_file(path)  # before the header is read: never open a FIFO or a device
+            with self.budget.take(_pixels(path)):
+                image = read_image(path, self.draft_size)
+                if self.on_decoded is not None:
+                    self.on_decoded(key, image)
+                return self.clip.preprocess([image], mode=self.preprocess)
         except MediaError as e:
             return e
-        if self.on_decoded is not None:
-            self.on_decoded(key, out[0])
-        return out
 
-    def _encode(self, keys: list[str], decoded: list[list[Image.Image]]) -> np.ndarray:
+    def _encode(self, keys: list[str], decoded: list[np.ndarray]) -> np.ndarray:
         out = np.empty((len(keys), int(self.clip.embed_dim)), np.float32)
         for kind in ("image", "video"):
             rows = [i for i, k in enumerate(keys) if self._kind(k) == kind]
             if not rows:
                 continue
-            flat = [frame for i in rows for frame in decoded[i]]
-            pixels = self.clip.preprocess(flat, mode=self.preprocess)
+            pixels = np.concatenate([decoded[i] for i in rows])
             if kind == "image":
                 out[rows] = self.clip.encode_images(pixels)
             else:

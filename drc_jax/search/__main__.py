@@ -41,7 +41,10 @@ from drc_jax.untrusted import printable
 FLAGS = flags.FLAGS
 flags.DEFINE_string("index", None, "Index directory (created by `index`, read by `query`).")
 flags.DEFINE_multi_string(
-    "images", None, "index: folder of images, searched recursively (repeat for several)."
+    "images",
+    None,
+    "index: folder of images, searched recursively (repeat for several). query/serve: a folder "
+    "of the index to search and serve besides those you indexed into it yourself.",
 )
 cli.define(
     "weights",
@@ -109,7 +112,16 @@ flags.DEFINE_enum(
 flags.DEFINE_string("host", "127.0.0.1", "serve: interface to bind (loopback by default).")
 flags.DEFINE_integer("port", 8000, "serve: port.")
 flags.DEFINE_bool(
-    "allow_remote", False, "serve: allow --host other than loopback (exposes the indexed files)."
+    "allow_remote",
+    False,
+    "serve: allow --host other than loopback (exposes the indexed files); every request then "
+    "needs the token printed at start.",
+)
+flags.DEFINE_multi_string(
+    "allowed_host",
+    [],
+    "serve --allow_remote: a further name clients reach this machine by (repeatable), e.g. a "
+    "reverse proxy's; loopback names, --host and this machine's names are accepted anyway.",
 )
 flags.DEFINE_enum(
     "ann",
@@ -312,12 +324,13 @@ def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("
             ) from e
     given = FLAGS["weights"].present  # else Searcher.open loads the weights the index names
     try:
-        return Searcher.open(
+        searcher = Searcher.open(
             FLAGS.index,
             weights=FLAGS.weights if given else None,
             dtype=FLAGS.dtype,
             decomposer=decomposer,
             image_dtype=FLAGS.image_dtype,
+            roots=FLAGS.images or (),
             towers=towers,
         )
     except (OSError, ImportError, WeightsUnavailableError) as e:
@@ -335,12 +348,17 @@ def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("
     except BaseException:
         decomposer.close()
         raise
+    for root in searcher.unconfirmed_roots:
+        print(f"NOTE: not searching {root}: the index lists it but you did not index it here; "
+              "pass --images FOLDER to include it", file=sys.stderr)  # fmt: skip
+    return searcher
 
 
 def run_serve() -> int:
     import time
 
-    from drc_jax.search.server import create_app, exposure_note, is_loopback
+    from drc_jax.search.guard import Access
+    from drc_jax.search.server import DEFAULT_K, create_app, exposure_note, is_loopback
 
     start = time.perf_counter()
     if not FLAGS.index:
@@ -350,15 +368,26 @@ def run_serve() -> int:
             f"--host {FLAGS.host} is not a loopback address: other machines could search and "
             "view every indexed file. Pass --allow_remote to do that on purpose."
         )
+    if FLAGS.allowed_host and not FLAGS.allow_remote:
+        raise cli.UserError(
+            f"--allowed_host {FLAGS.allowed_host}: only other machines use other names; pass "
+            "--allow_remote too (every request then needs the token printed at start)."
+        )
     cli.check_port(FLAGS.host, FLAGS.port)
     from drc_jax.search.watch import IndexWatcher
 
     searcher = open_searcher(towers=("text", "image") if FLAGS.watch else ("text",))
-    searcher.warm()
+    searcher.warm(k=DEFAULT_K)  # the page's k: its first search compiles nothing
     import uvicorn
 
+    if FLAGS.allow_remote:  # a token even on loopback: a proxy may forward other machines
+        access = Access.remote(FLAGS.host, FLAGS.port, FLAGS.allowed_host)
+    else:
+        access = Access.loopback(FLAGS.port, FLAGS.host)
     watcher = IndexWatcher(searcher, searcher.clip if FLAGS.watch else None, watch=FLAGS.watch)
-    application = create_app(searcher, decomposer=FLAGS.decomposer, watcher=watcher.start())
+    application = create_app(
+        searcher, decomposer=FLAGS.decomposer, watcher=watcher.start(), access=access
+    )
     if not is_loopback(FLAGS.host):
         print(exposure_note(FLAGS.host, FLAGS.port, searcher), flush=True)
     if searcher.info.random_weights:
@@ -366,7 +395,7 @@ def run_serve() -> int:
     watching = "watching its folders" if FLAGS.watch else "not watching (--nowatch)"
     print(
         f"serving {searcher.info.index} ({searcher.catalogue.files} images; {watching}) at "
-        f"http://{FLAGS.host}:{FLAGS.port}/ (loaded and warmed in "
+        f"{access.url(FLAGS.host)} (loaded and warmed in "
         f"{time.perf_counter() - start:.1f} s)",
         flush=True,
     )

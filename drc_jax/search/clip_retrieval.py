@@ -17,6 +17,7 @@ import numpy as np
 
 from drc_jax.search import ann_file
 from drc_jax.search.index import listed_name
+from drc_jax.search.roots import record_roots
 from drc_jax.store import Store
 
 DEFAULT_MODEL = "ViT-B/32"  # clip-retrieval's own default --clip_model
@@ -186,4 +187,5 @@ def import_clip_retrieval(
             ann_file.adopt(store, given)
         else:
             ann_file.sync(store, ann)
+        record_roots(index, [Path(root)])  # the user's own import: its folder is confirmed
         return len(store)

@@ -16,6 +16,7 @@ report, never fatal.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from drc_jax.media import walk_files as scan_media  # images and videos under a 
 from drc_jax.media.embed import embed_video_segments
 from drc_jax.media.info import media_info
 from drc_jax.search import ann_file
+from drc_jax.search.roots import record_roots
 from drc_jax.search.thumbs import disk_path, save_thumb
 from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, SyncReport, fill
 
@@ -385,6 +387,10 @@ def build_index(
             keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
             store.prune([*first, *(k for k in keys if content_of(k) in first)])
             ann_file.sync(store, ann)
+        try:  # the folders this user chose, kept outside the index (search/roots.py)
+            record_roots(index, roots)
+        except OSError as e:
+            logging.warning("could not record the indexed folders (%s); pass --images to serve", e)
     barrier("drc_jax.search.index: written")
     bad = dict(report.failed)
     report.skipped = skipped

@@ -60,7 +60,28 @@ K_BUCKETS = (16, 64, 256, 1024)
 # everyday queries fit the 16- and 32-token buckets.
 WARM_TEXT_BATCHES = (1, 2, 4)
 WARM_TEXT_LENGTHS = (16, 32)
+WARM_LONG_LENGTHS = (48, 64, 77)  # a long query's caption (many -terms) alone, at batch 1
 TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
+# Concepts a query may exclude; a query's count is padded (masked) up to a bucket, so many
+# "-terms" compile no new program, and the buckets are compiled by warm().
+CONCEPT_BUCKETS = (1, 2, 4, 8, 16)
+MAX_CONCEPTS = CONCEPT_BUCKETS[-1]
+
+
+class EmptyIndex(ValueError):
+    """The index (within its confirmed folders) holds no images to search."""
+
+
+class TooManyConcepts(ValueError):
+    """A query excludes more than :data:`MAX_CONCEPTS` concepts."""
+
+
+def concept_bucket(m: int) -> int:
+    """The concept count a query of ``m`` concepts is scored at (:data:`CONCEPT_BUCKETS`)."""
+    for b in CONCEPT_BUCKETS:
+        if m <= b:
+            return b
+    raise TooManyConcepts(f"{m} concepts to exclude; at most {MAX_CONCEPTS} are searched at once")
 
 
 def k_bucket(k: int, n: int) -> int:
@@ -132,6 +153,9 @@ class Searcher:
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     _ann: Any = field(default=None, init=False, repr=False)
     _ann_meta: Any = field(default=None, init=False, repr=False)
+    # The index's roots the user confirmed (roots.py); None: all of them (a caller's own index).
+    confirmed_roots: tuple[Path, ...] | None = None
+    _ran: set = field(default_factory=set, init=False, repr=False)  # (shape, k) top-k compiled
 
     @classmethod
     def open(
@@ -145,9 +169,14 @@ class Searcher:
         decomposer_options: dict[str, Any] | None = None,
         params: DRCParams = DEFAULT_PARAMS,
         image_dtype: str = "float32",
+        roots: Sequence[str | os.PathLike] = (),
         towers: tuple[str, ...] = ("text",),
     ) -> Searcher:
         """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
+
+        Only the index's roots inside folders this user indexed into it (recorded outside the
+        index, :mod:`~drc_jax.search.roots`) or inside ``roots`` are searched and served; none
+        confirmed raises ``ValueError``.
 
         The index's own weights load only when they are a hub id, ``random:`` or inside the index
         (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
@@ -161,7 +190,16 @@ class Searcher:
             raise ValueError(
                 f"image_dtype must be one of {sorted(IMAGE_DTYPES)}, got {image_dtype!r}"
             )
+        from drc_jax.search import roots as user_roots
+
         info = read_info(index)
+        kept = user_roots.confirmed(info.roots, [*user_roots.recorded_roots(index), *roots])
+        if not kept:
+            raise ValueError(
+                f"index {info.index} was not built by you here (or was moved), so its folders "
+                f"{[str(r) for r in info.roots]} are not confirmed; pass --images FOLDER "
+                "(Searcher.open(..., roots=[...])) for each folder you want searched and served"
+            )
         if clip is None:
             from drc_jax.clip import load_clip
 
@@ -176,12 +214,17 @@ class Searcher:
             from drc_jax.decompose import get_decomposer
 
             decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
-        return cls(info, store, clip, decomposer, params, image_dtype)
+        return cls(info, store, clip, decomposer, params, image_dtype, confirmed_roots=tuple(kept))
 
     @property
     def roots(self) -> list[Path]:
-        """The folders this index was built from; only files inside them are ever served."""
-        return list(self.info.roots)
+        """The confirmed folders of this index; only files inside them are searched or served."""
+        return list(self.info.roots if self.confirmed_roots is None else self.confirmed_roots)
+
+    @property
+    def unconfirmed_roots(self) -> list[Path]:
+        """The index's roots with nothing confirmed inside them (neither searched nor served)."""
+        return [r for r in self.info.roots if not any(c.is_relative_to(r) for c in self.roots)]
 
     def path_of(self, path: str) -> Path | None:
         """``path`` (a :attr:`Hit.path`) if the index lists that file, else ``None``."""
@@ -218,13 +261,20 @@ class Searcher:
         keep = ("factory", "ntotal", "nlist")
         return {"used": True, **{k: meta[k] for k in keep}, "nprobe": ann.faiss_nprobe(index)}
 
-    def warm(self, *, k: int = 10, methods: Sequence[str] = METHODS) -> None:
+    def warm(
+        self,
+        *,
+        k: int = 10,
+        methods: Sequence[str] = METHODS,
+        concepts: Sequence[int] = CONCEPT_BUCKETS,
+    ) -> None:
         """Compile now what a query will need, so the first request is as fast as the next.
 
         Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
         lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
-        and runs the top-k once per method at ``k``'s bucket. With the persistent compilation
-        cache (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
+        and runs the top-k once per method at ``k``'s bucket for each of ``concepts`` (counts of
+        excluded concepts, :data:`CONCEPT_BUCKETS`). With the persistent compilation cache
+        (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
         """
         from drc_jax.decompose import Decomposition
 
@@ -234,8 +284,13 @@ class Searcher:
             text = "A photo of " + " ".join(["a"] * (length - 5))
             for n in WARM_TEXT_BATCHES:
                 self.clip.encode_texts([text] * n)
-        dec = Decomposition("a warm-up query", True, "a", "b", "a with b", "strong")
-        if len(self.store):
+        for length in WARM_LONG_LENGTHS:
+            self.clip.encode_texts(["A photo of " + " ".join(["a"] * (length - 5))])
+        if not len(self.store):
+            return
+        for m in concepts:
+            negs = tuple(f"b{i}" for i in range(m))
+            dec = Decomposition("a warm-up query", True, "a", "b0", "a with b0", "strong", negs)
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
             # ... and once with a filter: masked searches are their own compiled program
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec],
@@ -280,7 +335,7 @@ class Searcher:
         snap = self.snapshot()
         images, mesh, cat = snap.images, self._mesh, snap.catalogue
         if not len(cat):
-            raise ValueError(
+            raise EmptyIndex(
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
@@ -306,9 +361,17 @@ class Searcher:
         plain = where is None and like is None and not len(snap.segments)
         use_ann = not exact and plain and self._ann_index() is not None
         valid = cat.searchable(contents)
+        most = max(len(d.negs) if d.negated else 0 for d in decompositions)
+        if most > MAX_CONCEPTS:
+            raise TooManyConcepts(
+                f"a query excludes {most} concepts; at most {MAX_CONCEPTS} can be searched at "
+                "once: drop some -terms (or --exclude) or split the query"
+            )
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
-            q = queries_from_table(self.encode_texts, *texts_of(text_set(method), decompositions))
+            texts, strength = texts_of(text_set(method), decompositions)
+            m = concept_bucket(max(len(row) - 2 for row in texts) // 2)  # padded: no new shape
+            q = queries_from_table(self.encode_texts, texts, strength, concepts=m)
             if like is not None:
                 q = example_queries(q, x, shows)
             vectors = query_vectors(method, q, self.params)
@@ -317,7 +380,12 @@ class Searcher:
             if use_ann:
                 ranked, counts, exacts = self._ann_ranked(snap, vectors, offset + k)
             else:
-                ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total)
+                # A k already compiled for this shape serves any smaller k: no compile (no stall).
+                shape = (method, len(q), q.neg.shape, valid is None)
+                done = [r for sh, r in self._ran if sh == shape and r >= min(offset + k, cat.rows)]
+                first = min(done) if done else k_bucket(offset + k, cat.rows)
+                ranked = _ranked(cat, images, vectors, offset + k, mesh, valid, total, first)
+                self._ran.add((shape, first))
             out[method] = [
                 SearchResult(
                     query=query,
@@ -429,7 +497,7 @@ class Searcher:
                     f"too large to score, e.g. of {[keys[i] for i in bad[:3]]}; the index is "
                     "damaged or was crafted: delete it and re-run `python -m drc_jax.search index`"
                 )
-            files = indexed_files(self.store, self.info.roots)
+            files = _within(indexed_files(self.store, self.info.roots), self.roots)
             names, info = self.store.names(), self.store.info()
         named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
         segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
@@ -439,12 +507,13 @@ class Searcher:
         position[live_rows[np.asarray(named + segs, np.int64)]] = np.arange(len(named) + len(segs))
         segments = [(content_of(keys[i]), segment_start(keys[i])) for i in segs]
         keys = [keys[i] for i in named]
-        prefixes = {str(r).rstrip("/") + "/": r for r in self.info.roots}
+        prefixes = {str(r).rstrip("/") + "/": r for r in self.roots}
+        names = {n: v for n, v in names.items() if any(n.startswith(p) for p in prefixes)}
 
         def id_of(path: str) -> str:
             return next(path[len(p) :] for p in prefixes if path.startswith(p))
 
-        cat = Catalogue.build(self.info.roots, keys, names, info, id_of, segments)
+        cat = Catalogue.build(tuple(self.roots), keys, names, info, id_of, segments)
         images = jax.device_put(
             np.asarray(vectors).astype(IMAGE_DTYPES[self.image_dtype], copy=False)
         )
@@ -465,12 +534,13 @@ class Snapshot:
     segments: Any = ()
 
 
-def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int):
+def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int, first: int):
     """Per query the best ``need`` contents as ``(content row, score, segment start)``.
 
     A video's segments are rows of their own, so the top rows may name one video several times;
-    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain."""
-    k_run = k_bucket(need, cat.rows)
+    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain;
+    the first run is at ``first`` (>= ``need``, or every row)."""
+    k_run = first
     while True:
         res = top_k(images, vectors, k_run, mesh=mesh, valid=valid)
         scores, indices = np.asarray(res.scores), np.asarray(res.indices)
@@ -496,10 +566,15 @@ def _hit(cat: Catalogue, rank: int, score: float, row: int, time, chosen) -> Hit
     return Hit(rank, score, cat.paths[f], cat.ids[f], dups, time, cat.facts(f))
 
 
-def _hits(scores, rows, files: dict[int, tuple[str, str]], k: int) -> list[Hit]:
-    """The first ``k`` ranked rows that have a file (a crashed run can leave a row unnamed)."""
-    named = [(s, files[r]) for s, r in zip(scores, rows, strict=True) if r in files][:k]
-    return [Hit(i + 1, float(s), str(f[0]), f[1]) for i, (s, f) in enumerate(named)]
+def _within(files: dict[str, tuple[str, str]], roots: Sequence[Path]) -> dict[str, tuple]:
+    """The ``hash -> (path, id)`` entries under ``roots``, ids made relative to their root."""
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    out = {}
+    for key, (name, _) in files.items():
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            out[key] = (name, name[len(prefix) :])
+    return out
 
 
 def search(

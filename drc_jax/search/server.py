@@ -16,6 +16,7 @@ embeddings) loaded and warmed, and serves
   (percent-encoded), which, unlike its id, is unique across several roots.
 
 Requests are answered one search at a time (a lock): on a CPU a search already uses every core.
+Every request first passes :mod:`.guard` (its Host, its origin, the token with --allow_remote).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
@@ -23,8 +24,11 @@ Requests are answered one search at a time (a lock): on a CPU a search already u
 import hashlib
 import io
 import ipaddress
+import mimetypes
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -34,17 +38,21 @@ from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from drc_jax.decompose import DecompositionError, apply_overrides, decompose_queries
 from drc_jax.decompose.syntax import NEUTRAL_AFF
 from drc_jax.scoring import METHODS
 from drc_jax.search.catalogue import Filter
-from drc_jax.search.files import NotServable, servable_path
+from drc_jax.search.files import NotServable, open_servable, servable_path
+from drc_jax.search.guard import Access, AccessGuard
 from drc_jax.search.index import SEGMENT_MARK
-from drc_jax.search.thumbs import THUMB_SIZES, disk_path, thumbnail
+from drc_jax.search.query import EmptyIndex, TooManyConcepts
+from drc_jax.search.thumbs import THUMB_SIZES, TooLarge, disk_path, thumbnail
 
 DEFAULT_K = 24
 MAX_K = 200
@@ -158,9 +166,44 @@ def embed_upload(clip, data: bytes, preprocess: str) -> np.ndarray:
     return np.asarray(clip.encode_images(clip.preprocess([img], mode=preprocess))[0], np.float32)
 
 
-def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watcher=None) -> FastAPI:
+class AnyPath(PathConvertor):
+    """Starlette's ``path``, newlines included (a file name may hold one)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", AnyPath())
+FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+
+
+class OpenedFileResponse(FileResponse):
+    """A FileResponse of an already opened descriptor (closed when sent): the file is read
+    through it (:data:`FD_DIR`), never again by name, so what was checked is what is sent."""
+
+    def __init__(self, fd: int, st: os.stat_result, name: str):
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        super().__init__(f"{FD_DIR}/{fd}", stat_result=st, media_type=media_type)
+        self._close = weakref.finalize(self, os.close, fd)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
+
+
+def create_app(
+    searcher,
+    *,
+    decomposer: str = "rules",
+    max_k: int = MAX_K,
+    watcher=None,
+    access: Access | None = None,
+) -> FastAPI:
     """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher); ``watcher``
-    (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page."""
+    (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page; the
+    clients ``access`` admits (default: loopback Host names on any port, no token; :mod:`.guard`).
+    """
     app = FastAPI(title="drc-jax search", docs_url="/api/docs", openapi_url="/api/openapi.json")
     lock = threading.Lock()
     info = searcher.info
@@ -172,8 +215,24 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
-    @app.get("/api/health")
-    def health() -> dict[str, Any]:
+    @app.get("/api/health", response_model=None)
+    def health() -> dict[str, Any] | JSONResponse:
+        try:
+            return _health()
+        except OSError as e:  # the folder was moved or deleted while serving
+            return JSONResponse(
+                {
+                    "status": "error",
+                    "index": str(info.index),
+                    "detail": f"cannot read the index folder {info.index} ({e.strerror or e}): "
+                    "it was moved or deleted; rebuild it with `drc-search index` and restart serve",
+                },
+                status_code=503,
+            )
+
+    def _health() -> dict[str, Any]:
+        if not info.index.is_dir():
+            raise FileNotFoundError(2, "no such folder")
         snap = searcher.snapshot()
         return {
             "status": "ok",
@@ -242,16 +301,21 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
                 used = edited_decomposition(decomposed, aff, neg, strength)
             except DecompositionError as e:
                 raise HTTPException(422, str(e)) from None
-            result = searcher.search(
-                [q],
-                k=k,
-                methods=(method,),
-                decompositions=[used],
-                offset=offset,
-                where=where,
-                like=example,
-                exact=exact,
-            )[method][0]
+            try:
+                result = searcher.search(
+                    [q],
+                    k=k,
+                    methods=(method,),
+                    decompositions=[used],
+                    offset=offset,
+                    where=where,
+                    like=example,
+                    exact=exact,
+                )[method][0]
+            except TooManyConcepts as e:
+                raise HTTPException(422, str(e)) from None
+            except EmptyIndex as e:
+                raise HTTPException(409, str(e)) from None
         return {
             "query": q,
             "like": like,
@@ -303,11 +367,10 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             raise HTTPException(422, str(e)) from None
         return {"like": uploads.put(body, vector)}
 
-    def _servable(path: str) -> Path:
-        # "/api/file//abs/x.jpg" and "/api/file/abs/x.jpg" both name "/abs/x.jpg"
+    def _opened(path: str) -> tuple[int, os.stat_result]:
         path = path if path.startswith("/") else "/" + path
         try:
-            return servable_path(searcher.path_of(path), searcher.roots)
+            return open_servable(searcher.path_of(path), searcher.roots)
         except NotServable:
             raise HTTPException(404, "not found") from None
 
@@ -318,7 +381,7 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
             return False
         return True
 
-    @app.get("/api/thumb/{path:path}")
+    @app.get("/api/thumb/{path:anypath}")
     def thumb(
         path: str,
         size: Annotated[int, Query()] = 256,
@@ -327,20 +390,26 @@ def create_app(searcher, *, decomposer: str = "rules", max_k: int = MAX_K, watch
         if size not in THUMB_SIZES:
             raise HTTPException(422, f"size must be one of {list(THUMB_SIZES)}")
         listed = path if path.startswith("/") else "/" + path
-        path = _servable(path)
+        fd, _ = _opened(path)
         cat = searcher.catalogue
         row = cat.row_of_path(listed)
         cached = disk_path(info.index, cat.keys[row]) if row is not None else None
         try:
-            data = thumbnail(path, size, cached, t)
-        except OSError as e:  # unreadable or not an image any more
+            data = thumbnail(Path(listed), size, cached, t, fd=fd)
+        except TooLarge as e:
+            raise HTTPException(413, f"no thumbnail: {e}") from None
+        except (OSError, Image.DecompressionBombError) as e:  # unreadable, not an image any more
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
+        finally:
+            os.close(fd)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
-    @app.get("/api/file/{path:path}")
+    @app.get("/api/file/{path:anypath}")
     def file(path: str) -> FileResponse:
-        return FileResponse(_servable(path))
+        return OpenedFileResponse(*_opened(path), path)
 
+    # Added last, so it is the outermost middleware: a refused request reaches nothing else.
+    app.add_middleware(AccessGuard, access=access or Access.loopback())
     return app
 
 
@@ -348,7 +417,7 @@ def exposure_note(host: str, port: int, searcher) -> str:
     """What binding to a non-loopback ``host`` exposes, printed before serving."""
     roots = ", ".join(str(r) for r in searcher.roots)
     return (
-        f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who can reach "
-        f"it can run searches and view every indexed file under: {roots} "
-        f"({searcher.catalogue.files} files). There is no authentication."
+        f"WARNING: serving on {host}:{port}, reachable from other machines. Anyone who has the "
+        f"address with its token can run searches and view every indexed file under: {roots} "
+        f"({len(searcher.store)} files). The traffic is plain HTTP (not encrypted)."
     )

@@ -4,16 +4,20 @@ video's is its poster frame (PyAV), a second in or a tenth of the way for short 
 Each content also gets a :data:`DISK_SIZE` px JPEG under ``<index>/thumbs/`` (keyed by its hash,
 so an edited file gets a new one), written while indexing decodes it (or on first request):
 smaller sizes are made from it, so a page of results never decodes the originals again.
+Decoding is bounded: at most :data:`DECODES` at once, JPEGs at a reduced scale, and an image
+needing more than ``max_pixels`` decoded pixels is refused (:class:`TooLarge`) from its header.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -25,6 +29,27 @@ CACHE_ENTRIES = 2048  # x ~10-30 KB per 256 px JPEG: tens of MB at most
 DISK_SIZE = 512
 POSTER_S = 1.0
 POSTER_MAX_FRAMES = 250  # frames decoded at most to reach the poster time
+MAX_THUMB_PIXELS = 50_000_000  # decoded (after draft); ~200 MB of RGBA per decode at most
+DECODES = threading.BoundedSemaphore(2)  # the server's 40 worker threads share these
+
+
+class TooLarge(ValueError):
+    """The image needs more decoded pixels than a thumbnail may use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Version:
+    """A file version (the cache key); ``fd``, when given, is where to read it, not part of it."""
+
+    path: str
+    mtime_ns: int
+    nbytes: int
+    inode: int
+    fd: int | None = dataclasses.field(default=None, compare=False, hash=False)
+
+    def open(self):
+        fd = self.fd
+        return os.fdopen(os.dup(fd), "rb") if fd is not None else open(self.path, "rb")
 
 
 def disk_path(index: Path, key: str) -> Path | None:
@@ -51,48 +76,74 @@ def save_thumb(img: Image.Image, dest: Path | None) -> None:
 
 
 def thumbnail(
-    path: Path, size: int = 256, cached: Path | None = None, at: float | None = None
+    path: Path,
+    size: int = 256,
+    cached: Path | None = None,
+    at: float | None = None,
+    *,
+    fd: int | None = None,
+    max_pixels: int = MAX_THUMB_PIXELS,
 ) -> bytes:
     """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version,
     from (and into) the on-disk thumbnail ``cached`` when given. ``at``: a video's frame at that
-    second instead of its poster (not kept on disk)."""
+    second instead of its poster (not kept on disk). ``fd``: ``path`` already opened
+    (:func:`~drc_jax.search.files.open_servable`), read instead of the name. Raises
+    :class:`TooLarge`, or ``OSError`` for an unreadable file."""
     if size not in THUMB_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMB_SIZES}, got {size}")
-    st = path.stat()
+    st = os.fstat(fd) if fd is not None else path.stat()
     video_at = at if at is not None and media_kind(path) == "video" else None
     cached = "" if video_at is not None else str(cached or "")
-    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, size, cached, video_at)
+    version = _Version(str(path), st.st_mtime_ns, st.st_size, st.st_ino, fd)
+    return _thumbnail(version, size, cached, video_at, max_pixels)
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, cached: str, at) -> bytes:
+def _thumbnail(version: _Version, size: int, cached: str, at, max_pixels: int) -> bytes:
     """Keyed by mtime and size too, so an edited photo gets a fresh thumbnail."""
-    if cached and Path(cached).is_file():
-        with Image.open(cached) as img:
+    with DECODES:
+        if cached and Path(cached).is_file():
+            with Image.open(cached) as img:
+                img = img.convert("RGB")
+        elif media_kind(version.path) == "video":
+            with version.open() as f:
+                img = poster_frame(Path(version.path), at, f)
+        else:
+            img = _decode(version, DISK_SIZE, max_pixels)
+        if cached:
+            with contextlib.suppress(OSError):  # a read-only or full index: memory only
+                save_thumb(img, Path(cached))
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=85)
+        return out.getvalue()
+
+
+def _decode(version: _Version, size: int, max_pixels: int) -> Image.Image:
+    """The image upright, shrunk to fit ``size`` before rotating (no full-size copy)."""
+    with version.open() as f:
+        img = Image.open(f)
+        if img.format == "JPEG":
+            img.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
+        w, h = img.size
+        if w * h > max_pixels:
+            raise TooLarge(
+                f"{w} x {h} pixels is over the thumbnail limit of {max_pixels / 1e6:g} Mpx; "
+                "open the file itself"
+            )
+        if img.mode not in ("RGB", "RGBA", "L"):
             img = img.convert("RGB")
-    elif media_kind(path) == "video":
-        img = poster_frame(Path(path), at)
-    else:
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                img.draft("RGB", (DISK_SIZE, DISK_SIZE))  # decode large JPEGs at a reduced scale
-            img = ImageOps.exif_transpose(img).convert("RGB")
-    if cached:
-        with contextlib.suppress(OSError):  # a read-only or full index: memory only
-            save_thumb(img, Path(cached))
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+        img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return ImageOps.exif_transpose(img).convert("RGB")
 
 
-def poster_frame(path: Path, at: float | None = None) -> Image.Image:
+def poster_frame(path: Path, at: float | None = None, source=None) -> Image.Image:
     """The frame at ``at`` s, else :data:`POSTER_S` (or a tenth of a shorter video); seeks to
     the keyframe before it; OSError if none decodes."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source if source is not None else str(path)) as container:
             if not container.streams.video:
                 raise OSError(f"{path}: no video stream")
             stream = container.streams.video[0]
