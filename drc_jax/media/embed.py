@@ -205,10 +205,8 @@ class MediaEmbedder:
             frames = 1 if kind == "image" else self.video_frames
             pixels = np.zeros((share, frames, s, s, 3), np.float32)
             good = [i for i, d in enumerate(decoded) if not isinstance(d, MediaError)]
-            if good:
-                flat = [f for i in good for f in decoded[i]]
-                px = self.clip.preprocess(flat, mode=self.preprocess)
-                pixels[good] = px.reshape(len(good), frames, s, s, 3)
+            for i in good:  # _decode returns preprocessed (frames, S, S, 3) pixels
+                pixels[i] = decoded[i]
             if kind == "image":
                 emb = self.clip.encode_images(pixels[:, 0], split=True)
             else:
