@@ -1,17 +1,10 @@
 """Caption decomposition for DRC: aff / neg / cf / strength per caption, behind one interface.
 
-    from drc_jax.decompose import get_decomposer
-    d = get_decomposer("rules")                       # embedded default: no model, no GPU
-    d = get_decomposer("sglang", url="http://127.0.0.1:30000")   # Qwen2.5-14B-Instruct via SGLang
-    decs = d.decompose(["a dog not on a beach", "two cats"])
-    d.stats   # {"captions", "negated", "fallbacks", "requests", "cache_hits", ...}
+    d = get_decomposer("rules")  # or get_decomposer("sglang", url=...)
+    decs = decompose_queries(d, ["a dog not on a beach", "cat -sofa"], exclude=["a blanket"])
     d.close()
-    apply_overrides(decs[0], exclude=["a leash"])     # user corrections: aff/neg/strength/exclude
-    decompose_queries(d, ["cat -sofa"], exclude=["a blanket"])   # -term syntax, any backend
 
-Both backends implement :class:`Decomposer` and return one :class:`Decomposition` per caption,
-in order, and never raise for one bad caption (an unusable LLM answer falls back to
-``negated=False``: plain CLIP scoring).
+Backends implement :class:`Decomposer`; a caption they cannot split comes back ``negated=False``.
 """
 
 from __future__ import annotations
@@ -44,12 +37,7 @@ BACKENDS = defaults.DECOMPOSERS
 
 
 def get_decomposer(backend: str = "rules", **kwargs) -> Decomposer:
-    """A decomposer by name.
-
-    ``"rules"`` takes no options. ``"sglang"`` takes the fields of
-    :class:`drc_jax.decompose.sglang.SGLangConfig` (url, model, mode, concurrency, timeout_s,
-    retries, backoff_s, max_tokens, api_key, cache_dir).
-    """
+    """A decomposer by name: "rules" (no options) or "sglang" (the fields of SGLangConfig)."""
     if backend == "rules":
         if kwargs:
             raise ValueError(f"the rules decomposer takes no options, got {sorted(kwargs)}")

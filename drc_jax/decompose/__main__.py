@@ -1,14 +1,9 @@
 """``drc-decompose [--decomposer rules|sglang] [QUERY ...] [< captions.txt] > out.jsonl``
 
-(``python -m drc_jax.decompose`` is the same command.)
-
-Decomposes the queries given as arguments, or else one caption per line on stdin, and writes
-one JSON object per line on stdout (fields: caption, negated, aff, neg, cf, strength, negs), in
-the same order. Stats go to stderr.
-
-Search-box syntax: ``"cat -sofa"`` names a negated concept directly (put ``--`` before a query
-that starts with ``-``: ``python -m drc_jax.decompose -- "-snow mountain road"``), and
-``--exclude sofa`` adds one to every query.
+Decomposes the query arguments, or one caption per stdin line, into one JSON object per line
+(caption, negated, aff, neg, cf, strength, negs); stats go to stderr. ``"cat -sofa"`` negates
+sofa (put ``--`` before a query that starts with ``-``); ``--exclude sofa`` negates it in every
+query.
 """
 
 from __future__ import annotations
@@ -36,7 +31,7 @@ cli.define(
         "rules, 1024 for sglang, whose requests run concurrently within a batch).",
     },
 )
-flags.adopt_module_key_flags(cli)  # the shared flags show in --help
+flags.adopt_module_key_flags(cli)
 flags.DEFINE_enum(
     "mode",
     "merged",
@@ -66,8 +61,7 @@ def main(argv):
     if FLAGS.decomposer == "rules":
         dec = get_decomposer("rules")
     else:
-        # No reachability check up front: answers already cached need no server, and an
-        # unreachable one is reported after the first requests (nothing slow happens before).
+        # No reachability check up front: cached answers need no server.
         cli.check_sglang_url(FLAGS.sglang_url)
         dec = cli.sglang_decomposer(
             FLAGS.cache_dir,
@@ -97,7 +91,7 @@ def main(argv):
                 flush()
         if batch:
             flush()
-    except (ConnectionError, SGLangRequestError) as e:  # server down / rejecting everything
+    except (ConnectionError, SGLangRequestError) as e:
         raise cli.UserError(str(e)) from e
     finally:
         dec.close()

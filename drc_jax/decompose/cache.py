@@ -1,9 +1,6 @@
 """On-disk cache of decompositions: an append-only JSONL per (backend, model, prompt version).
 
-Every answer is appended and flushed the moment it arrives, so an interrupted run loses nothing
-and resumes where it stopped; a second run over the same captions makes no requests. A torn last
-line (the process died mid-write) is ignored on load; other unreadable lines are skipped with a
-warning, since the cache only ever holds derived data.
+Each answer is flushed as it arrives, so an interrupted run resumes; unreadable lines are skipped.
 """
 
 from __future__ import annotations
@@ -30,12 +27,9 @@ def cache_key(backend: str, model: str, prompt_version: str, caption: str) -> st
 
 
 class DecompositionCache:
-    """Thread-safe append-only cache for one (backend, model, prompt version).
+    """Thread-safe append-only cache of validated answers for one (backend, model, prompt).
 
-    Records are ``{"key", "caption", "decomposition", "fallback": null}``. Only answers that
-    passed validation are stored; records with a non-null ``fallback`` (written by older
-    versions, which cached invalid answers) are ignored on load, so those captions are asked
-    again.
+    Records with a non-null ``fallback`` (older versions cached invalid answers) are ignored.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, backend: str, model: str, prompt_version: str):

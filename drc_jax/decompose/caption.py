@@ -1,8 +1,4 @@
-"""A caption as tokens with offsets, the noun-phrase readers the cue handlers share, and a cue.
-
-Every reader looks at most a few tokens (``WINDOW``) away from where it starts, so reading a
-caption is linear in its length however many cues it repeats.
-"""
+"""A caption as tokens with offsets, the noun-phrase readers the cue handlers share, and a cue."""
 
 from __future__ import annotations
 
@@ -35,11 +31,11 @@ _RUN_ON = re.compile(r"[a-z] +(?:There|The|This|It|No|A|An|In|These|Those|We)\b"
 
 
 class Cue(NamedTuple):
-    """One negation cue: the span it removes from aff and what it negates."""
+    """One negation cue: tokens [start, end) leave aff; ``np`` is the negated NP's span."""
 
-    start: int  # first token of the negated span (cue or NP)
-    end: int  # one past its last token
-    np: tuple[int, int] | None  # NP token span
+    start: int
+    end: int
+    np: tuple[int, int] | None
     strength: str
     explicit: bool
     concept: str | None = None  # neg when built, not sliced: "a person running", "flying away"
@@ -59,15 +55,13 @@ class Caption:
         lowered = text.lower().replace("’", "'")
         if len(lowered) != len(text):  # a few Unicode capitals lower to two characters
             lowered = "".join(ch.lower()[:1] for ch in text).replace("’", "'")
-        # Tokens and their offsets without a Python loop: split keeps the separators, whose
-        # running lengths give every token's start and end.
+        # split keeps the separators: running lengths give every token's offsets, no Python loop.
         parts = _TOKEN_SPLIT.split(lowered)
         cum = list(accumulate(map(len, parts)))
         low = parts[1::2]
         starts = cum[0::2][:-1]
         ends = cum[1::2]
-        # A run-on caption ("... on it There is no cup"): a capitalised sentence opener after a
-        # lower-case word starts a new sentence; mark it with a zero-width ".".
+        # Run-on "... on it There is no cup": a zero-width "." before the capitalised opener.
         if _RUN_ON.search(text):
             breaks = {
                 i
@@ -77,7 +71,7 @@ class Caption:
                 and low[i - 1][0].isalpha()
                 and text[starts[i - 1]].islower()
             }
-            if breaks:  # rebuilt once: linear however many sentences run on
+            if breaks:
                 nl, ns, ne = [], [], []
                 for i, (t, s, e) in enumerate(zip(low, starts, ends, strict=True)):
                     if i in breaks:

@@ -1,12 +1,9 @@
 """The negation constructions of the rule decomposer, as a table.
 
-A row says which words open the construction (``triggers``; "*-free" matches by shape), what
-must come before (``prev``) and after (``then``: words, word classes or tests; ``opt`` / ``many``),
-an optional context test (``when``), the scope rule that reads the negated concept (a function of
-:mod:`drc_jax.decompose.scope`; None: the words are no negation here) and the strength it carries
-(SpaceVLM-DRC's classes). Rows are tried in order for a trigger; the first that yields a cue wins.
-``examples`` are (caption, neg) pairs the row exists for ("" for a row that blocks); a test runs
-all of them. To add a construction, add a row with its examples.
+A row: ``triggers`` ("*-free" matches by shape), ``prev`` / ``then`` (words, classes or tests;
+``opt`` / ``many``), a ``when`` test, the :mod:`~drc_jax.decompose.scope` rule (None: no negation
+here) and the strength. Rows are tried in order; the first cue wins. ``examples`` are (caption,
+neg) pairs, "" for a blocking row; the tests run them all.
 """
 
 from __future__ import annotations
@@ -420,9 +417,7 @@ def _gate(row: Construction):
     return None if isinstance(first, (opt, many)) else first
 
 
-# trigger word -> (table index, the trigger's other words, row) in table order; a trigger of
-# several words is also filed under (first word, second word), so a lookup skips rows that
-# cannot match the next word
+# trigger word (or first two words) -> (table index, the trigger's other words, row, gate).
 _BY_WORD: dict[str, list[tuple[int, list[str], Construction, frozenset[str] | None]]] = {}
 _BY_PAIR: dict[
     tuple[str, str], list[tuple[int, list[str], Construction, frozenset[str] | None]]
@@ -444,7 +439,7 @@ for (_first, _), _rows in _BY_PAIR.items():
     _rows.sort(key=lambda e: e[0])
 _TRIGGERS = frozenset(_BY_WORD)
 _PAIRED = frozenset(first for first, _ in _BY_PAIR)
-# Words that may be cues by their shape (the "*" triggers), as one quick test on the text.
+# The "*" triggers as one quick test on the text.
 _SHAPES = re.compile(r"-free\b|\w-?less\b|\b[Uu]n\w+ed\b")
 _SHAPE_ENDS = tuple(g.rpartition("*")[2] for _, g, _ in _BY_SHAPE)
 

@@ -15,9 +15,8 @@ from drc_jax.untrusted import terminal_safe_json
 def load_decompositions_jsonl(path: str | os.PathLike) -> dict[str, Decomposition]:
     """``{caption: Decomposition}`` from a JSONL file (e.g. the CLI's output).
 
-    Blank lines are skipped. Raises ValueError naming the file and line for bad JSON, missing or
-    extra fields, wrong types, a strength outside STRENGTHS, a negated record without ``neg``, or a
-    caption listed twice with different decompositions.
+    Raises ValueError naming the file and line for a malformed record or a caption listed twice
+    with different decompositions.
     """
     path = Path(path)
     table: dict[str, Decomposition] = {}
@@ -51,5 +50,5 @@ def load_decompositions_jsonl(path: str | os.PathLike) -> dict[str, Decompositio
 def write_decompositions_jsonl(decs: Iterable[Decomposition], out: TextIO) -> None:
     """One JSON object per line, in order, flushed per line (for pipes)."""
     for d in decs:
-        out.write(terminal_safe_json(d.to_json()) + "\n")  # no raw control bytes on a tty
+        out.write(terminal_safe_json(d.to_json()) + "\n")
     out.flush()

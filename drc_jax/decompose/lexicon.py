@@ -1,9 +1,4 @@
-"""General English word classes and morphology for the rule decomposer.
-
-Closed classes (determiners, prepositions, conjunctions, auxiliaries, pronouns), a few frequent
-predicate and possession verbs, and regular/irregular inflection. Nothing here is specific to
-NegBench's captions or to COCO's object names.
-"""
+"""General English word classes for the rule decomposer (nothing NegBench- or COCO-specific)."""
 
 from __future__ import annotations
 
@@ -131,7 +126,6 @@ def container_link(container: str, prep: str) -> bool:
     return prep == "to" and container in ("reference", "references", "attention")
 
 
-# Words the cue readers consult (rules.py).
 PERSON_SKIP = words(
     "else is are was were be being been can could seems seem appears appear to seen shown "
     "currently actually visibly even really around here there"
@@ -203,8 +197,7 @@ COPULA = words(
 )
 # Between "not" and a passive participle: "is not being played".
 PASSIVE_AUX = words("being been be getting")
-# "empty except for a chair" keeps the chair: these before "except" turn exclusion off ("all
-# the toys except the bear" excludes the bear: a universal quantifier does not block).
+# Before "except" these turn exclusion off: "empty except for a chair" keeps the chair.
 EXCLUSION_BLOCKERS = words("empty nothing bare alone quiet silent")
 # "out of sight", "out of the frame".
 OUT_OF_VIEW = words("sight view frame shot picture image scene focus")
@@ -236,19 +229,17 @@ DO_MODAL = words("do does did can could will would shall should must may might")
 INDEFINITE = words("a an any one single")
 # "not only", "not just", "not far", "not yet": "not" that negates no thing.
 NOT_IDIOMS = words("only just far to quite yet even until")
-# Particles of phrasal verbs: "not lying down", "not standing up" (the particle goes with the verb).
+# Phrasal-verb particles: "not lying down" (the particle goes with the verb).
 PARTICLES = words("down up out away off back over around along on in")
 # Litotes: "not far from the beach" means near it; after these a distance cue is no negation.
 LITOTES_BEFORE = words("not isn't aren't wasn't weren't never")
 # "in sight", "in view": a preposition before these names no setting.
 VISIBILITY = words("sight view")
-# Verbs that quote or name: what follows is a mention, not a negation ("a sign that says no dogs
-# allowed", "a dog named Nobody").
+# What follows is a mention, not a negation: "a sign that says no dogs", "a dog named Nobody".
 MENTION = words("says say saying reads read reading named called titled labeled labelled")
 # Auxiliaries of the perfect: "has never seen snow" negates the participle's object.
 PERFECT = words("has have had hasn't haven't hadn't")
-# Verbs of going, staying and moving about: "a beach where tourists never go" says the tourists
-# are not there ("a room where the lights don't work" does not say the lights are absent).
+# "a beach where tourists never go": they are absent (not so "where the lights don't work").
 GO_VERBS = words(
     "go goes come comes walk walks drive drives swim swims live lives fly flies ride rides park "
     "parks visit visits stop stops play plays sit sits stay stays venture ventures"

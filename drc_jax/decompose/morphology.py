@@ -1,9 +1,4 @@
-"""English noun and verb inflection: the one singular/plural table of the package.
-
-Used by the rule decomposer (a negated NP is named in the singular: "no cars" -> "a car"), by the
-query syntax ("-sofas" -> "a sofa") and by the NegBench scoring (a COCO object is named in the
-singular or the plural).
-"""
+"""English noun and verb inflection: the one singular/plural table of the package."""
 
 from __future__ import annotations
 
@@ -74,7 +69,7 @@ def plural_forms(w: str) -> set[str]:
 
 def concept_phrase(word: str) -> str:
     """One word as a negated concept: 'sofas' -> 'a sofa', 'snow' -> 'snow', 'anyone' -> 'a
-    person', 'umbrella' -> 'an umbrella'; gerunds stay bare ('dancing')."""
+    person'."""
     w = word.lower().replace("’", "'")
     sing = singular(w)
     if sing == "person" or w in PRONOUN_PERSON:
@@ -158,8 +153,7 @@ _IRREGULAR_PARTICIPLES = pairs(
 
 
 def participle_gerund(w: str) -> str:
-    """'played' -> 'playing', 'danced' -> 'dancing', 'stopped' -> 'stopping', 'eaten' ->
-    'eating': the activity a passive participle names ("basketball is not being played")."""
+    """The activity a passive participle names: 'played' -> 'playing', 'eaten' -> 'eating'."""
     if w in _IRREGULAR_PARTICIPLES:
         return _IRREGULAR_PARTICIPLES[w]
     if not w.endswith("ed") or len(w) < 4:

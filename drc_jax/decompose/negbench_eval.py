@@ -1,13 +1,8 @@
-"""Negated-concept accuracy on NegBench query files (the scoring rules of issue 3).
+"""Negated-concept accuracy on NegBench query files; ``aff`` *leaks* when it names the truth.
 
-COCO Retrieval-Neg: the ground truth of a caption is the one of its row's ``negative_objects``
-that the caption names (singular or plural); a prediction is right when ``neg`` (at most four
-words once "a photo of" and articles are stripped) names it. ``aff`` *leaks* when it still names
-the ground truth.
-
-MSR-VTT Retrieval-Neg: a prediction is right when a word of ``neg`` shares its first four
-letters with ``negative_concept`` (the concept's first four characters); ``aff`` leaks when one of
-its words does.
+COCO: the truth is the caption's one named ``negative_objects`` entry; ``neg`` (at most four words,
+articles stripped) must name it. MSR-VTT: a ``neg`` word shares ``negative_concept``'s first four
+letters.
 """
 
 from __future__ import annotations
@@ -73,10 +68,7 @@ class Score:
 
 
 def coco_ground_truth(caption: str, negative_objects: Sequence[str]) -> str | None:
-    """The one of ``negative_objects`` the caption names (None when it names none or several).
-
-    "no one" / "nobody" / "anyone" name the object "person".
-    """
+    """The one of ``negative_objects`` the caption names, or None ("nobody" names "person")."""
     words = text_words(caption)
     named = [o for o in negative_objects if names(words, o)]
     # "dining table" also names "table": keep the longest names only.

@@ -1,7 +1,5 @@
-"""Prompts for the LLM decomposer (SpaceVLM-DRC asks Qwen2.5-14B-Instruct; see sglang.py).
+"""System prompts for the LLM decomposer: constant, so SGLang's prefix cache reuses their KV.
 
-The system prompts are constants, byte-identical across requests, and the caption is the last
-message, so SGLang's radix (prefix) cache reuses the system prompt's KV for every caption.
 ``PROMPT_VERSION`` hashes the prompts and schemas: editing either invalidates cached answers.
 """
 

@@ -10,14 +10,11 @@ from drc_jax.decompose.types import Decomposition
 
 @runtime_checkable
 class Decomposer(Protocol):
-    """Splits captions into :class:`Decomposition` records for DRC.
+    """Splits captions into :class:`Decomposition` records, one per caption, in input order.
 
-    ``decompose`` returns one record per caption, in input order, and never raises for one bad
-    caption (a caption it cannot split comes back ``negated=False``: plain CLIP, eq. 2); it may
-    raise for a setup problem that concerns every caption (an unreachable server). ``stats``
-    counts at least ``captions``, ``negated``, ``fallbacks``, ``requests`` and ``cache_hits``
-    over the decomposer's life. ``close`` releases files and connections; calling it twice is
-    harmless.
+    A caption it cannot split comes back ``negated=False``; only a setup problem (an unreachable
+    server) raises. ``stats`` counts at least captions, negated, fallbacks, requests, cache_hits;
+    ``close`` may be called twice.
     """
 
     name: str

@@ -1,8 +1,7 @@
 """Rule decomposer: the embedded default. No model, no GPU, deterministic, linear in the caption.
 
-The negation constructions and their strengths are the table in
-:mod:`drc_jax.decompose.constructions`; this module names the negated concepts (``negs``), removes
-each negating clause to get ``aff`` ("a photo" when nothing is left) and builds ``cf``.
+Cues come from :mod:`drc_jax.decompose.constructions`; this module names ``negs``, cuts their
+clauses out of ``aff`` and builds ``cf``.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ def _aff_text(c: Caption, s: int, e: int) -> str:
 def _clause(c: Caption, s: int, e: int, floor: int) -> tuple[int, int, bool]:
     """The clause [p, r) that goes with the negation [s, e), and whether it is relative."""
     low, n = c.low, c.n
-    # Left: drop connectives and, inside the negated clause, the generic scene words before it.
+    # Left: connectives, and the scene words before the cue inside its clause.
     p = s
     crossed = relative = False
     stop = max(floor, s - WINDOW)
@@ -142,11 +141,7 @@ def _clause(c: Caption, s: int, e: int, floor: int) -> tuple[int, int, bool]:
 
 
 def _aff_without(c: Caption, spans: list[tuple[int, int]]) -> str:
-    """The caption without the clauses of the negations ``spans`` (one pass, left to right).
-
-    The parts left are joined with ", " where a main clause went, with " " where a relative
-    clause went ("A man who is not wearing a hat rides a bike" -> "A man rides a bike").
-    """
+    """The caption without the clauses of ``spans``, joined by ", " (or " " for a relative one)."""
     text, n = c.text, c.n
     cuts: list[tuple[int, int, bool]] = []
     floor = 0
@@ -181,11 +176,8 @@ def _aff_without(c: Caption, spans: list[tuple[int, int]]) -> str:
 
 
 def _setting(c: Caption, cue: Cue) -> str:
-    """aff for a caption that is all negation: what it is about, else "".
-
-    "None of the kids wear helmets" -> "the kids"; "No one is dancing at the party" -> "the
-    party"; "There are no trees in this desert landscape" -> "this desert landscape".
-    """
+    """aff for a caption that is all negation: its setting ("No one is dancing at the party" ->
+    "the party"), else ""."""
     low, n, text = c.low, c.n, c.text
     i = cue.start
     if low[i] == "not" and i + 1 < n and low[i + 1] == "one":  # "not one of the players ..."
@@ -247,11 +239,7 @@ def _head(neg: str) -> str:
 
 
 class RuleDecomposer:
-    """Deterministic, model-free decomposer (the default backend; a :class:`Decomposer`).
-
-    ``decompose`` never raises for a caption: one without a recognised cue comes back with
-    ``negated = False`` (plain CLIP scoring, the paper's behaviour without negation).
-    """
+    """Deterministic, model-free :class:`Decomposer`; a caption without a cue is not negated."""
 
     name = "rules"
 
@@ -261,7 +249,7 @@ class RuleDecomposer:
     def decompose_one(self, caption: str) -> Decomposition:
         if "-" in caption:
             text, excluded = split_exclusions(caption)
-            if excluded:  # "cat -sofa": the -terms are negated concepts of their own
+            if excluded:
                 dec = self._split(text)
                 dec = Decomposition(
                     caption, dec.negated, dec.aff, dec.neg, dec.cf, dec.strength, dec.negs
@@ -282,8 +270,7 @@ class RuleDecomposer:
             if _head(extra) not in heads and len(negs) < MAX_NEGS:
                 negs.append(extra)
                 heads.add(_head(extra))
-        # Every other explicitly negated concept joins negs, in caption order ("a street with no
-        # cars and no people"); a repeat of the same concept does not.
+        # Other explicit cues join negs ("a street with no cars and no people"), repeats do not.
         others = False
         for rank, f in cues:
             if f is cue or _overlap(f, cue):
@@ -295,8 +282,7 @@ class RuleDecomposer:
                 heads.add(head)
             others = others or rank[0] or head in heads
         aff = _remove(c, cue) or _setting(c, cue)
-        # ... and every clause that negates one of them (or repeats one) leaves aff: two passes
-        # at most, so the decomposer stays linear in the caption's length.
+        # Their clauses leave aff too: at most two passes, so it stays linear.
         for _ in range(2 if others else 0):
             if not aff:
                 break

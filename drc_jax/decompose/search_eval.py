@@ -1,10 +1,7 @@
-"""Accuracy on search-box queries: a JSONL of queries with the concepts each one excludes.
+"""Accuracy on a JSONL of ``{"query", "negs", "construction"}`` search-box queries.
 
-Each line is ``{"query": ..., "negs": [...], "construction": ...}``; ``negs`` is empty for a plain
-query (one whose words merely contain "no", "not" or "non" as letters). A negated query is right
-when every expected concept is named (singular or plural) by one of the decomposition's
-``negs``; its ``aff`` *leaks* when it still names one. A plain query is right when it is not
-marked negated.
+A negated query is right when its ``negs`` name every expected concept (``aff`` leaks if it names
+one); a plain query (``negs`` empty) is right when not negated.
 """
 
 from __future__ import annotations

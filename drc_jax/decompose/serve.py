@@ -3,17 +3,9 @@
     python -m drc_jax.decompose.serve                   # Qwen2.5-14B-Instruct on 127.0.0.1:30000
     python -m drc_jax.decompose.serve --model /models/qwen --tp 2 --dp 2 --port 30001
 
-(``python -m launch.serve_sglang`` in a checkout runs the same.)
-
-The server listens on 127.0.0.1 only. JSON mode uses XGrammar (SGLang's default grammar backend)
-with ``--constrained-json-disable-any-whitespace``: unconstrained whitespace between JSON tokens
-is what lets a constrained model loop on newlines until max_tokens. With the outlines backend
-the equivalent is a tight ``--constrained-json-whitespace-pattern``. The command returns once
-GET /health answers 200 and leaves the server running (its PID and log path are printed); it
-fails with the log's tail if the server exits or does not come up in time.
-
-sglang is an optional extra (``pip install drc-jax[serve]``); this script only builds and runs
-its command line.
+JSON whitespace is disabled (outlines: a tight whitespace pattern): unconstrained whitespace lets
+a constrained model loop on newlines until max_tokens. Returns once /health answers 200, leaving
+the server running; needs the ``drc-jax[serve]`` extra.
 """
 
 from __future__ import annotations
@@ -84,7 +76,7 @@ def build_command(cfg: ServeConfig) -> list[str]:
     ]  # fmt: skip
     if cfg.grammar_backend == "outlines":
         cmd += ["--constrained-json-whitespace-pattern", OUTLINES_WHITESPACE]
-    else:  # xgrammar, llguidance
+    else:
         cmd += ["--constrained-json-disable-any-whitespace"]
     if cfg.mem_fraction_static is not None:
         cmd += ["--mem-fraction-static", str(cfg.mem_fraction_static)]

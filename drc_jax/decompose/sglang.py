@@ -1,28 +1,10 @@
 """LLM decomposer: an SGLang server's OpenAI-compatible /v1/chat/completions, stdlib HTTP only.
 
-SpaceVLM-DRC asks Qwen2.5-14B-Instruct two independent prompts per caption, in parallel (a
-decomposer and a strength estimator): ``mode="two_prompt"`` sends both at once; the decomposer
-decides "negated", the estimator one of the paper's three strengths (eq. 4). The default is
-one merged prompt returning all four fields (half the requests; the latency fix the paper
-proposes). Requests:
-
-- constrained to a JSON schema (``response_format={"type": "json_schema", ...}``), temperature 0;
-- a byte-identical system prompt first and the caption last, so SGLang's prefix cache is reused;
-- many in flight at once (bounded by ``concurrency``; SGLang batches them), each with a deadline
-  for the whole answer (``timeout_s``: a server trickling bytes cannot hold a request longer),
-  retried with exponential backoff on timeouts, HTTP 5xx, dropped connections and invalid output;
-- validated against the schema and for sense (``neg`` non-empty when negated); an answer over
-  1 MiB, nested deeper than a flat object needs, or with a field far longer than the caption
-  (:func:`~drc_jax.decompose.types.length_problems`) is invalid.
-
-A caption whose output is still invalid after the retries falls back as the paper does: it is
-scored with plain CLIP (``negated=False``) and counted in ``stats["fallbacks"]`` (by reason in
-``fallback_reasons``). Only answers that passed validation are cached: a fallback (an HTML page,
-invalid JSON, an oversized body, a timeout, HTTP 5xx or 4xx) holds for this run only, so a rerun
-against a healthy server asks again. A call
-whose every request is rejected raises :class:`SGLangRequestError` (wrong model name, old
-server). A server that cannot be reached at all raises :class:`SGLangUnavailableError` once the
-answers already received are saved, so a rerun resumes from the cache.
+``mode="merged"`` asks one prompt for all fields; ``"two_prompt"`` sends the paper's decomposer
+and strength estimator at once. Answers are schema-constrained and validated, retried with
+backoff; a caption still invalid after the retries falls back to plain CLIP (counted in
+``stats["fallbacks"]``, never cached). Every request rejected raises :class:`SGLangRequestError`;
+an unreachable server raises :class:`SGLangUnavailableError` after saving the answers received.
 """
 
 from __future__ import annotations
@@ -139,7 +121,6 @@ class SGLangDecomposer:
             else None
         )
         self._rejections: list[str] = []
-        # cache_dir is the decomposition folder itself: None is the default one, "" none.
         folder = cache_path(DECOMPOSITIONS) if cfg.cache_dir is None else cfg.cache_dir
         self.cache = (
             DecompositionCache(
@@ -148,8 +129,6 @@ class SGLangDecomposer:
             if str(folder)
             else None
         )
-
-    # ------------------------------------------------------------------ public API
 
     def decompose(self, captions: list[str]) -> list[Decomposition]:
         """Decompositions in input order; raises SGLangUnavailableError if the server is down."""
@@ -191,8 +170,6 @@ class SGLangDecomposer:
             self._pairs.shutdown(wait=True)
         if self.cache is not None:
             self.cache.close()
-
-    # ------------------------------------------------------------------ internals
 
     def _count(self, key: str, n: int = 1):
         with self._lock:
@@ -257,10 +234,9 @@ class SGLangDecomposer:
             if self.cache is not None:
                 self.cache.put(dec)
             return dec
-        # A fallback holds for this run only: never cached, so a rerun (against a server that
-        # behaves by then) asks again.
+        # Not cached: a rerun against a healthy server asks again.
         dec = Decomposition.plain(caption)
-        kind = reason.split(":")[0]  # invalid | transport | rejected
+        kind = reason.split(":")[0]
         with self._lock:
             self.stats["fallbacks"] += 1
             self.fallback_reasons[kind] += 1
@@ -268,11 +244,9 @@ class SGLangDecomposer:
         return dec
 
     def _decompose_once(self, caption: str) -> Decomposition:
-        if self._pairs is None:  # merged: one prompt returns all fields
+        if self._pairs is None:
             obj = self._ask(prompts.MERGED_SYSTEM, caption, "decomposition", MERGED_SCHEMA)
         else:
-            # The paper's protocol: decomposer and strength estimator, two independent prompts
-            # in flight at the same time.
             strength = self._pairs.submit(
                 self._ask, prompts.STRENGTH_SYSTEM, caption, "strength", STRENGTH_SCHEMA
             )

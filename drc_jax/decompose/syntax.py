@@ -1,10 +1,5 @@
-"""Search-box query syntax and user overrides of a decomposition.
-
-``cat -sofa`` / ``-snow mountain road`` (a ``-`` at the start of a word, as search engines read it)
-and ``--exclude sofa`` name negated concepts directly. :func:`apply_overrides` is the one place
-that turns such user input (aff / neg / strength / exclude) into a :class:`Decomposition`; the
-CLI and the search server both call it.
-"""
+"""Search-box ``-term`` syntax and user overrides (aff / neg / strength / exclude) of a
+:class:`Decomposition`; the CLI and the search server both go through :func:`apply_overrides`."""
 
 from __future__ import annotations
 
@@ -20,11 +15,8 @@ _MINUS_TERM = re.compile(r"""(?:(?<=\s)|^)-(?:"([^"]+)"|(?=[^\W\d_])([\w'’-]+)
 
 
 def split_exclusions(query: str) -> tuple[str, tuple[str, ...]]:
-    """``"cat -sofa -blanket"`` -> ``("cat", ("a sofa", "a blanket"))``: text and -terms.
-
-    Each -term becomes a short concept phrase (singular, with an article unless it is a mass
-    noun: "-snow" -> "snow"); a quoted ``-"red car"`` is kept as written.
-    """
+    """``"cat -sofa -snow"`` -> ``("cat", ("a sofa", "snow"))``; a quoted ``-"red car"`` stays as
+    written."""
     terms: list[str] = []
 
     def take(m: re.Match) -> str:
@@ -50,18 +42,11 @@ def apply_overrides(
     strength: str | None = None,
     exclude: Iterable[str] = (),
 ) -> Decomposition:
-    """``dec`` with a user's corrections applied; cf is rebuilt when aff or the first concept
-    changes.
+    """``dec`` with a user's corrections; DecompositionError naming a bad value.
 
-    - ``neg``: replaces every negated concept by this one ("" removes negation entirely);
-    - ``exclude``: adds concepts after the ones found (duplicates dropped);
-    - ``aff``: replaces the affirmative part (empty -> :data:`NEUTRAL_AFF`);
-    - ``strength``: one of STRENGTHS; "none" turns negation off (plain CLIP on the caption, or
-      on ``aff`` when the user gave one: an edited "show" text is never lost). A decomposition
-      that becomes negated through ``neg``/``exclude`` gets "strong" (an explicit exclusion)
-      unless a strength is given.
-
-    Raises DecompositionError naming the bad value.
+    ``neg`` replaces every concept ("" removes negation), ``exclude`` appends concepts, ``aff``
+    replaces the affirmative part (empty: NEUTRAL_AFF). ``strength="none"`` gives plain CLIP on
+    the caption, or on ``aff`` if given; a newly negated record defaults to "strong".
     """
     if strength is not None and strength not in STRENGTHS:
         raise DecompositionError(f"strength must be one of {STRENGTHS}, got {strength!r}")
@@ -76,7 +61,7 @@ def apply_overrides(
         new_aff = aff
     new_aff = new_aff.strip() or NEUTRAL_AFF
     if dec.negated and new_aff == dec.aff and negs[0] == dec.neg:
-        cf = dec.cf  # the first concept's counterfactual is unchanged
+        cf = dec.cf
     else:
         cf = counterfactual(new_aff, negs[:1])
     st = strength or (dec.strength if dec.negated else "strong")
@@ -86,11 +71,8 @@ def apply_overrides(
 def decompose_queries(
     decomposer, queries: Sequence[str], exclude: Iterable[str] = ()
 ) -> list[Decomposition]:
-    """Decompose search-box queries with any :class:`~drc_jax.decompose.Decomposer`.
-
-    ``-term``s are split off before the decomposer sees the text (an LLM need not know the
-    syntax) and join ``exclude`` as negated concepts; each record keeps the query as typed.
-    """
+    """Decompose search-box queries with any Decomposer; ``-term``s and ``exclude`` are split
+    off first (an LLM need not know the syntax), and each record keeps the query as typed."""
     exclude = [concept_phrase(x) if len(x.split()) == 1 else x.strip() for x in exclude]
     split = [split_exclusions(q) for q in queries]
     decs = decomposer.decompose([text for text, _ in split])

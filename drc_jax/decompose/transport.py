@@ -1,8 +1,7 @@
 """One HTTP request with a deadline for the whole exchange and a cap on the answer's size.
 
-A socket timeout bounds each read, not the request: a server that trickles one byte a second
-never trips it. Here a timer shuts the socket down when the deadline passes, which wakes the
-blocked read; the call then raises :class:`DeadlineExceeded`. Standard library only.
+A socket timeout bounds each read, not the request (a trickling server never trips it), so a
+timer shuts the socket down at the deadline and the call raises :class:`DeadlineExceeded`.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ def request(
     deadline_s: float,
     max_bytes: int,
 ) -> tuple[int, bytes]:
-    """(HTTP status, body) of one request, connecting, headers and body all within
-    ``deadline_s``; OSError / HTTPException for transport failures."""
+    """(HTTP status, body) of one request, all within ``deadline_s``; OSError / HTTPException."""
     parts = urllib.parse.urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=deadline_s)
@@ -46,13 +44,13 @@ def request(
     if parts.query:
         path += "?" + parts.query
     expired = threading.Event()
-    sockets = []  # the connection's socket, kept: http.client drops it when the answer says
-    # "Connection: close", while the answer is still read from it
+    # http.client drops conn.sock on "Connection: close" while the answer is still being read.
+    sockets = []
 
     def expire():
         expired.set()
         for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(deadline_s, expire)
@@ -61,7 +59,7 @@ def request(
     try:
         conn.connect()
         sockets.append(conn.sock)
-        if expired.is_set():  # the deadline passed while connecting
+        if expired.is_set():
             raise DeadlineExceeded(f"no complete answer within {deadline_s}s")
         conn.request(method, path, body, headers)
         resp = conn.getresponse()

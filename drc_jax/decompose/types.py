@@ -1,12 +1,7 @@
 """The Decomposition record, its JSON schemas and a small validator for them.
 
-DRC (SpaceVLM-DRC) needs, per caption, the affirmative phrase ``aff``, the negated concept
-``neg``, the counterfactual ``cf`` (``aff`` with ``neg`` present) and the negation strength, which
-selects (t, w_base) in the scoring step. A caption without negation has ``negated = False`` and is
-scored with plain CLIP.
-
-The schemas are flat objects with every field required, an enum for ``strength`` and no
-pattern/length keywords: SGLang's default grammar backend (XGrammar) rejects or ignores those.
+The schemas are flat, every field required, with no pattern/length keywords: XGrammar (SGLang's
+default grammar backend) rejects or ignores those.
 """
 
 from __future__ import annotations
@@ -26,19 +21,11 @@ class DecompositionError(ValueError):
 
 @dataclass(frozen=True)
 class Decomposition:
-    """One caption split for DRC.
+    """One caption split for DRC; ``negated=False`` means plain CLIP scoring.
 
-    Attributes:
-      caption: the query as given (the "full" text of the paper).
-      negated: whether the caption negates something; False means plain CLIP scoring.
-      aff: the affirmative part, which must not name the negated concept.
-      neg: the negated concept ("" when not negated).
-      cf: the counterfactual, ``aff`` with ``neg`` (the first concept) present; ``cfs`` has one
-        per concept.
-      strength: one of STRENGTHS; "none" exactly when not negated.
-      negs: every negated concept, in order ("a street with no cars and no people" ->
-        ("a car", "a person")); ``neg`` is always ``negs[0]``. Left empty by a caller that
-        knows one concept, it is filled with ``(neg,)``; given alone, it sets ``neg``.
+    ``aff`` must not name a negated concept; ``cf`` is ``aff`` with ``neg`` present; ``strength``
+    is "none" exactly when not negated. ``negs`` lists every concept and starts with ``neg``
+    (empty ``negs`` becomes ``(neg,)``; ``negs`` alone sets ``neg``).
     """
 
     caption: str
@@ -80,8 +67,7 @@ class Decomposition:
 
     @property
     def cfs(self) -> tuple[str, ...]:
-        """One counterfactual per negated concept (for ``scoring.drc_vectors``): ``cf`` for the
-        first, "aff with <concept>" for the others."""
+        """One counterfactual per negated concept: ``cf``, then "aff with <concept>"."""
         if not self.negated:
             return (self.cf,)
         base = self.aff.rstrip(" .!?,;:")
@@ -97,11 +83,7 @@ class Decomposition:
 
     @classmethod
     def from_dict(cls, obj: Any) -> Decomposition:
-        """Build from a dict with FIELDS; raises DecompositionError saying what is wrong.
-
-        ``negs`` may be absent (records written before several concepts existed): it is then
-        ``(neg,)`` for a negated record.
-        """
+        """Build from a dict with FIELDS (``negs`` optional); DecompositionError if malformed."""
         legacy = isinstance(obj, dict) and "negs" not in obj
         problems = schema_problems(obj, _LEGACY_SCHEMA if legacy else DECOMPOSITION_SCHEMA)
         if problems:
@@ -171,8 +153,7 @@ def schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
 
 
 def max_field_chars(caption: str) -> int:
-    """The longest ``aff`` / ``neg`` / ``cf`` an answer may give for ``caption``: phrases drawn
-    from it, with room for an article or a counterfactual's added words."""
+    """The longest ``aff`` / ``neg`` / ``cf`` an answer may give for ``caption``."""
     return 2 * len(caption) + 64
 
 
