@@ -1,17 +1,7 @@
-"""Index folders of images: embed every image once, keep the index in sync with the folders.
+"""Index folders of images: embed every content once, keep the index in sync with the folders.
 
-The index is a :class:`drc_jax.store.Store` keyed by content hash (``"sha1:<hex>"`` of the
-bytes), with a path -> hash table beside it (the store's names, stamped ``"size:mtime_ns"`` so an
-unchanged file is not read again). Moving or renaming files, or a whole folder, therefore
-re-embeds nothing; a re-run embeds only new contents and drops contents no indexed file has. An
-index mirrors one or several roots. Its meta records what makes embeddings comparable (the CLIP
-weights id and the preprocessing); its settings record the roots and how to load the weights.
-
-Files are found, fingerprinted, decoded and embedded by :mod:`drc_jax.media` (the benchmark's
-media path too): images upright by their EXIF orientation, videos as the mean of 4 frames,
-symbolic links followed only on request (``follow_symlinks``; a link loop is entered once), FIFOs
-and devices never opened. Unreadable files and the entries the walk skipped are listed in the
-report, never fatal.
+A :class:`drc_jax.store.Store` keyed by content hash (``"sha1:<hex>"``), its names mapping each
+path to its hash (stamped ``"size:mtime_ns"``), so moving files re-embeds nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +25,7 @@ from drc_jax.media import (
     fingerprint,
     media_kind,
 )
-from drc_jax.media import walk_files as scan_media  # images and videos under a folder, sorted
+from drc_jax.media import walk_files as scan_media
 from drc_jax.media.embed import embed_video_segments
 from drc_jax.media.info import media_info
 from drc_jax.search import ann_file
@@ -45,7 +35,7 @@ from drc_jax.store import ItemError, Store, StoreError, StoreMismatchError, Sync
 
 DEFAULT_WEIGHTS = defaults.PAPER_WEIGHTS
 PREPROCESS_MODES = defaults.PREPROCESS_MODES
-DEFAULT_STORE_DTYPE = "bfloat16"  # float32 doubles memory and scan time for no search quality
+DEFAULT_STORE_DTYPE = "bfloat16"
 
 
 def existing_dtype(index: Path) -> str | None:
@@ -62,11 +52,11 @@ class IndexInfo:
     """What a search index was built from (read back by :func:`drc_jax.search.search`)."""
 
     index: Path
-    roots: tuple[Path, ...]  # the indexed folders; ids are paths relative to one of them
+    roots: tuple[Path, ...]
     weights: str  # how to load the weights (the --weights argument)
-    weights_id: str  # clip.weights_id
+    weights_id: str
     preprocess: str
-    meta: dict[str, Any]  # the store meta, exactly
+    meta: dict[str, Any]
 
     @property
     def root(self) -> Path:
@@ -83,13 +73,9 @@ def is_random(weights: str) -> bool:
 
 
 def weights_to_load(info: IndexInfo, weights: str | None = None) -> str:
-    """What a query loads: ``weights`` when the user passes them, else what the index names.
-
-    An index may come from someone else, so it never chooses which file on this machine is read
-    as weights: a ``random:`` spec, a hub id (fetched as safetensors and configs; no code) or a
-    path inside the index directory itself (after resolving links) is loaded as named; any other
-    local path is refused until the user passes it (``--weights`` / ``weights=``).
-    """
+    """``weights`` if given, else the index's own when a ``random:`` spec, a hub id or a path
+    inside the index; any other local path raises ``ValueError`` (an index may be someone
+    else's, so it never picks which local file is loaded as weights)."""
     if weights is not None:
         return weights
     named = info.weights
@@ -150,8 +136,7 @@ def _root_prefixes(roots: Sequence[Path]) -> list[str]:
 
 
 def listed_name(name: str, prefixes: list[str]) -> str | None:
-    """The root prefix ``name`` lies under if it is a name indexing writes (absolute, no ``..``,
-    inside a root, named like a media file), else ``None``."""
+    """The root prefix of ``name`` if indexing could have written it, else ``None``."""
     prefix = next((p for p in prefixes if name.startswith(p)), None)
     inside = prefix is not None and "/../" not in f"{name}/" and "/./" not in f"{name}/"
     if not inside or os.path.splitext(name)[1].lower() not in MEDIA_SUFFIXES:
@@ -171,13 +156,9 @@ def _checked(store: Store, name: str, prefixes: list[str], roots) -> str:
 
 
 def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str, str]]:
-    """``content hash -> (path, id)`` of the stored vectors: each hash's first indexed file.
+    """``content hash -> (path, id)``: each hash's first indexed file.
 
-    Every path read from the index must be absolute, free of ``..``, inside one of its roots
-    (``id`` is the path relative to that root) and named like a media file (as indexing lists
-    them); anything else means a damaged or crafted index, which is refused. Whether the file on
-    disk still lies inside the roots (a link put there later) is decided where it is read:
-    :func:`drc_jax.search.files.servable_path`.
+    A name :func:`listed_name` rejects means a damaged or crafted index: ``StoreError``.
     """
     prefixes = _root_prefixes(roots)
     out: dict[str, tuple[str, str]] = {}
@@ -188,8 +169,7 @@ def indexed_files(store: Store, roots: tuple[Path, ...]) -> dict[str, tuple[str,
 
 
 def files_of_rows(store: Store, rows, roots: tuple[Path, ...]) -> dict[int, tuple[str, str]]:
-    """``row -> (path, id)`` of the first file of each stored row (a search's hits), read from
-    SQLite; every name of those rows is checked as :func:`indexed_files` checks all of them."""
+    """``row -> (path, id)`` of each row's first file, checked as :func:`indexed_files` does."""
     prefixes = _root_prefixes(roots)
     out = {}
     for row, names in store.names_of_rows(rows).items():
@@ -201,12 +181,9 @@ def files_of_rows(store: Store, rows, roots: tuple[Path, ...]) -> dict[int, tupl
 def _scan(
     roots: list[Path], known: dict[str, tuple[str, str]], how: str, follow_symlinks: bool = False
 ):
-    """``path -> (hash, stamp)`` of every image under ``roots``, ``(id, reason)`` failures and
-    ``(id, reason)`` entries the walk skipped (FIFOs, devices, unfollowed links, link loops).
+    """``path -> (hash, stamp)`` under ``roots``, then ``(id, reason)`` failures and skips.
 
-    A file whose stamp (size, mtime) is unchanged keeps its known hash (unless ``how="sha1"``:
-    hash every file again); others are read and hashed (in a multi-host run, each process hashes
-    its share and the hashes are gathered).
+    With ``how="stat"`` an unchanged stamp keeps its known hash; others are hashed again.
     """
     names, failed, skipped, to_hash = {}, [], [], []
     for root in roots:
@@ -218,11 +195,11 @@ def _scan(
         for path in scan_media(root, follow_symlinks=follow_symlinks, on_skip=on_skip):
             try:
                 stamp = fingerprint(path, "stat")
-            except (OSError, MediaError) as e:  # vanished or unreadable since listed
+            except (OSError, MediaError) as e:
                 failed.append((path.relative_to(root).as_posix(), f"{type(e).__name__}: {e}"))
                 continue
             old = known.get(str(path))
-            names[str(path)] = None  # walk order
+            names[str(path)] = None  # keeps walk order
             if old is not None and old[1] == stamp and how == "stat":
                 names[str(path)] = (old[0], stamp)
             else:
@@ -273,25 +250,13 @@ def build_index(
     ann: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
-    """Embed every image under ``images`` (a folder or several) into ``index``; return what changed.
+    """Make ``index`` mirror the folder(s) ``images``, embedding only new contents; the report.
 
-    The index mirrors exactly the folders given: files of folders no longer given leave it, but
-    their embeddings are reused for the same contents anywhere (a moved folder embeds nothing).
-    The report counts files (a moved file is one removed and one added) and ``embedded`` counts
-    images actually encoded. ``weights`` (default :data:`DEFAULT_WEIGHTS`) is loaded with
-    ``dtype`` unless ``clip`` (a loaded :func:`drc_jax.clip.load_clip` model) is given; the index
-    records ``weights`` (else ``clip.weights_id``) as what a query loads. An index built with other
-    weights or preprocessing is refused with the difference, unless ``reset``. ``fingerprint_by``
-    "stat" trusts an unchanged size and mtime, "sha1" hashes every file again. Unreadable files are
-    listed in ``report.failed`` and retried once they change (or with ``retry_failed``).
-    ``batch_size`` defaults to 64 per local device; vectors are kept as ``store_dtype`` (default:
-    an existing index's dtype, else bfloat16). ``ann`` (:data:`~drc_jax.search.ann_file.MODES`)
-    builds or updates the ANN file (:func:`~drc_jax.search.ann_file.sync`).
-    Symbolic links are followed only with ``follow_symlinks`` (a folder reached twice, as through
-    a link loop, is walked once); what the walk left out (FIFOs, devices, unfollowed links, loops)
-    is listed in ``report.skipped`` as ``(id, reason)``. ``on_progress(done, total)`` hears of
-    every embedded batch; a finished run bumps the index's ``generation`` (a server watching it
-    reloads) and records ``indexed_at``.
+    ``weights`` (default :data:`DEFAULT_WEIGHTS`) loads unless ``clip`` is given. An index of
+    other weights or preprocessing is refused unless ``reset``. Unreadable files go to
+    ``report.failed``, entries the walk left out to ``report.skipped``, as ``(id, reason)``.
+    ``ann`` is as :func:`~drc_jax.search.ann_file.sync`'s ``mode``. A finished run bumps the
+    index's ``generation``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -320,7 +285,7 @@ def build_index(
 
     if batch_size is None:
         batch_size = 64 * jax.local_device_count()
-    lead = jax.process_index() == 0  # a multi-host run: process 0 writes, the others follow
+    lead = jax.process_index() == 0  # multi-host: process 0 writes
     try:
         if lead:
             store = Store.open(
@@ -341,7 +306,7 @@ def build_index(
         old = store.names()
         names, unreadable, skipped = _scan(roots, old, fingerprint_by, follow_symlinks)
         ids = {n: _id(n, roots) for n in names}
-        first: dict[str, str] = {}  # a file per content
+        first: dict[str, str] = {}
         for name, (h, _) in names.items():
             first.setdefault(h, name)
 
@@ -350,14 +315,14 @@ def build_index(
         def embed(hashes: list[str]) -> np.ndarray:
             try:
                 out = embedder([first[h] for h in hashes])
-            except ItemError as e:  # name the content by its hash, as the store keys it
+            except ItemError as e:  # keyed by hash, as the store keys it
                 raise ItemError(names[e.id][0], e.reason) from None
             done[0] += len(hashes)
             if on_progress is not None:
                 on_progress(min(done[0], total), total)
             return out
 
-        def keep_thumb(path: str, image) -> None:  # the decode embedding needed anyway
+        def keep_thumb(path: str, image) -> None:
             if media_kind(path) == "image":
                 save_thumb(image, disk_path(index, names[path][0]))
 
@@ -375,7 +340,7 @@ def build_index(
             _embed_segments(store, clip, preprocess, first, retry_failed)
             known = store.info()
             facts = {h: media_info(first[h]) for h in first if h not in known}
-            with store.transaction():  # the files, their roots and the weights change together
+            with store.transaction():
                 store.put_info(facts)
                 changed = {n: v for n, v in names.items() if old.get(n) != v}
                 store.update_names(changed, [n for n in old if n not in names])
@@ -387,7 +352,7 @@ def build_index(
             keys = [k for k in store.vectors()[0] if "#t=" in k] + list(store.errors())
             store.prune([*first, *(k for k in keys if content_of(k) in first)])
             ann_file.sync(store, ann)
-        try:  # the folders this user chose, kept outside the index (search/roots.py)
+        try:
             record_roots(index, roots)
         except OSError as e:
             logging.warning("could not record the indexed folders (%s); pass --images to serve", e)
@@ -404,8 +369,7 @@ def build_index(
 
 
 class _Follower:
-    """The store as a process other than the first of a multi-host run sees it: read as it is,
-    never written (process 0 writes the same results, which every process computed)."""
+    """The store for processes other than the first of a multi-host run: never written."""
 
     def __init__(self, store: Store):
         self._store = store
@@ -420,8 +384,7 @@ class _Follower:
         pass
 
 
-# 2: + per-content facts (store info table), video segment rows, generation / indexed_at; an
-# index of format 1 is read as it is (no dates but file dates, no segments) until re-indexed.
+# 2 added facts, video segments and generation; format 1 still reads (without them).
 INDEX_FORMAT = 2
 SEGMENT_MARK = "#t="  # a segment row's key: "<content key>#t=<start seconds>"
 
@@ -450,8 +413,7 @@ def content_of(key: str) -> str:
 
 
 def _embed_segments(store: Store, clip, preprocess: str, first: dict, retry: bool) -> None:
-    """Segment rows (:mod:`drc_jax.media.segments`) of every video content that lacks them; the
-    row at 0 s marks a video as done (or, as an error, as undecodable until it changes)."""
+    """Embed the segment rows of every video lacking them; the 0 s row marks a video done."""
     videos = {segment_key(h, 0.0): h for h, path in first.items() if media_kind(path) == "video"}
     for marker in store.missing(videos, retry_errors=retry):
         h = videos[marker]

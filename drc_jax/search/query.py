@@ -1,17 +1,7 @@
 """Query an image index with negation-aware text ("a dog not on a beach").
 
-Data flows one way: queries -> decomposer (aff, neg, cf, strength) -> per method the texts the
-launcher's row of that method scores (:func:`drc_jax.texts.text_set`) -> CLIP text embeddings ->
-``retrieval.top_k`` over the index's image embeddings -> ranked paths. All queries of a call are
-decomposed, embedded and scored as one batch by ``top_k``, which plans a person's handful of
-queries as one pass over the index and streams larger batches; the image embeddings are sharded
-over the local devices when there are several (``top_k(..., mesh=...)``).
-
-A :class:`Searcher` is the warm, reusable object a server keeps: CLIP, the decomposer and the
-image embeddings are loaded once, :meth:`Searcher.warm` compiles the shapes a query needs (text
-encoding at the short length buckets, the top-k per method), texts already embedded are
-remembered, and the top-k runs at ``k`` rounded up to a few buckets, so a new ``k`` rarely
-compiles again.
+queries -> decomposer -> per method the texts it scores (:func:`drc_jax.texts.text_set`) -> CLIP
+text embeddings -> ``retrieval.top_k`` over the image embeddings -> ranked paths, as one batch.
 """
 
 from __future__ import annotations
@@ -51,19 +41,16 @@ _STOPWORDS = frozenset(
     {"a", "an", "the", "some", "any", "of", "on", "in", "at", "with", "by", "to", "from"}
     | {"near", "under", "over", "and", "or", "no", "not", "without"}
 )
-DEFAULT_PARAMS = DRCParams()  # the paper's constants
+DEFAULT_PARAMS = DRCParams()
 IMAGE_DTYPES = {"float32": np.float32, "bfloat16": bfloat16}
-# The top-k compiles once per k (static); Searcher runs it at the smallest bucket >= k and slices.
+# k is static in top_k: it runs at the smallest bucket >= k, then slices.
 K_BUCKETS = (16, 64, 256, 1024)
-# Warm-up shapes of the text encoder: a query embeds 1 (no negation) to 4 texts (aff, neg, cf,
-# full), grouped by token-length bucket and padded to 1, 2 or 4 rows (clip.encode_texts);
-# everyday queries fit the 16- and 32-token buckets.
+# Text-encoder warm-up shapes: a query embeds 1-4 texts, padded to 1, 2 or 4 rows.
 WARM_TEXT_BATCHES = (1, 2, 4)
 WARM_TEXT_LENGTHS = (16, 32)
-WARM_LONG_LENGTHS = (48, 64, 77)  # a long query's caption (many -terms) alone, at batch 1
-TEXT_CACHE_ENTRIES = 4096  # prefixed text -> embedding: re-runs (compare, edits) skip encoding
-# Concepts a query may exclude; a query's count is padded (masked) up to a bucket, so many
-# "-terms" compile no new program, and the buckets are compiled by warm().
+WARM_LONG_LENGTHS = (48, 64, 77)  # a long query's caption alone, at batch 1
+TEXT_CACHE_ENTRIES = 4096
+# A query's excluded-concept count is padded (masked) up to a bucket: no new compile.
 CONCEPT_BUCKETS = (1, 2, 4, 8, 16)
 MAX_CONCEPTS = CONCEPT_BUCKETS[-1]
 
@@ -89,18 +76,20 @@ def k_bucket(k: int, n: int) -> int:
     for b in K_BUCKETS:
         if k <= b:
             return min(b, n)
-    return min(1 << (k - 1).bit_length(), n)  # deep pages: powers of two, few compiles
+    return min(1 << (k - 1).bit_length(), n)
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One ranked file: ``id`` its path under its root, ``time`` a video segment's start."""
+
     rank: int  # 1-indexed
     score: float
-    path: str  # absolute path of the image
-    id: str  # path relative to the indexed folder
-    duplicates: tuple[str, ...] = ()  # other indexed files with the same content (paths)
-    time: float | None = None  # a video: start (s) of its best-matching segment
-    facts: dict[str, Any] = field(default_factory=dict)  # kind, taken, width, height, ...
+    path: str
+    id: str
+    duplicates: tuple[str, ...] = ()  # other indexed files with the same content
+    time: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,10 +98,10 @@ class SearchResult:
     method: str
     decomposition: Any  # drc_jax.decompose.Decomposition
     hits: list[Hit] = field(default_factory=list)
-    exact: bool = True  # an exhaustive search (the scan, or a certified exhaustive ANN search)
+    exact: bool = True  # the scan, or a certified exhaustive ANN search
     candidates: int = 0  # vectors scored exactly
-    total: int = 0  # rows the search ranked (all, or those the filter selected)
-    offset: int = 0  # hits[0] is result number offset + 1
+    total: int = 0  # rows the search ranked (after the filter)
+    offset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = self.decomposition
@@ -129,14 +118,11 @@ class SearchResult:
 
 @dataclass
 class Searcher:
-    """An opened index plus a loaded CLIP and decomposer, reusable across calls (notebooks).
+    """An opened index plus a loaded CLIP and decomposer, reusable across calls.
 
-    The image embeddings are moved to the accelerator(s) once (as ``image_dtype``: bfloat16
-    halves memory and scoring time, with float32 accumulation), on the first search or
-    :meth:`warm`; reopen the Searcher to see later index updates. An index with an ANN file
-    (:mod:`~drc_jax.search.ann_file`) is searched through it (:func:`drc_jax.ann.search`:
-    ``ann_candidates`` per probe, ``ann_nprobe`` lists; the images then never go to the device)
-    unless a search asks for ``exact``.
+    The image embeddings go to the device(s) once, as ``image_dtype``; :meth:`reload` picks up
+    later index runs. An index with an ANN file is searched through it (``ann_candidates`` per
+    probe, ``ann_nprobe`` lists) unless a search asks for ``exact``.
     """
 
     info: IndexInfo
@@ -147,14 +133,13 @@ class Searcher:
     image_dtype: str = "float32"
     ann_candidates: int = ann.DEFAULT_CANDIDATES
     ann_nprobe: int | None = None  # None: the index's own
-    ann_note: str | None = None  # why an index's ANN file is not used
+    ann_note: str | None = None  # why the ANN file is not used
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     _ann: Any = field(default=None, init=False, repr=False)
     _ann_meta: Any = field(default=None, init=False, repr=False)
-    # The index's roots the user confirmed (roots.py); None: all of them (a caller's own index).
-    confirmed_roots: tuple[Path, ...] | None = None
+    confirmed_roots: tuple[Path, ...] | None = None  # None: all of the index's roots
     _ran: set = field(default_factory=set, init=False, repr=False)  # (shape, k) top-k compiled
 
     @classmethod
@@ -172,19 +157,11 @@ class Searcher:
         roots: Sequence[str | os.PathLike] = (),
         towers: tuple[str, ...] = ("text",),
     ) -> Searcher:
-        """Open ``index``; load the weights it was built with (or ``weights``/``clip``).
+        """Open ``index`` with the weights it was built with (or ``weights``/``clip``).
 
-        Only the index's roots inside folders this user indexed into it (recorded outside the
-        index, :mod:`~drc_jax.search.roots`) or inside ``roots`` are searched and served; none
-        confirmed raises ``ValueError``.
-
-        The index's own weights load only when they are a hub id, ``random:`` or inside the index
-        (:func:`~drc_jax.search.index.weights_to_load`); a local path elsewhere needs ``weights``.
-
-        The weights must produce the same ``weights_id`` the index was built with; otherwise the
-        image and text embeddings would live in different spaces and the error says so. Only
-        CLIP's text tower is loaded (``towers``: a server that indexes new files needs "image"
-        too): the index already holds the image embeddings.
+        Only roots confirmed by :mod:`~drc_jax.search.roots` or inside ``roots`` are searched;
+        none raises ``ValueError``, as do weights whose ``weights_id`` differs from the index's.
+        ``towers``: the CLIP towers to load (a server that indexes new files needs "image").
         """
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(
@@ -237,12 +214,11 @@ class Searcher:
         return self._snapshot
 
     def reload(self) -> bool:
-        """Load the index again if an index run finished since (its generation moved); the new
-        snapshot replaces the old in one assignment, so a search sees one or the other whole."""
+        """Load the index again if an index run finished since; whether it did."""
         if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
             return False
         self._snapshot = self._load()
-        self._ann, self._ann_meta, self.ann_note = None, None, None  # read again, for the new rows
+        self._ann, self._ann_meta, self.ann_note = None, None, None
         return True
 
     @property
@@ -268,14 +244,7 @@ class Searcher:
         methods: Sequence[str] = METHODS,
         concepts: Sequence[int] = CONCEPT_BUCKETS,
     ) -> None:
-        """Compile now what a query will need, so the first request is as fast as the next.
-
-        Moves the image embeddings to the device(s), encodes texts at the batch sizes and token
-        lengths everyday queries use (:data:`WARM_TEXT_BATCHES` x :data:`WARM_TEXT_LENGTHS`)
-        and runs the top-k once per method at ``k``'s bucket for each of ``concepts`` (counts of
-        excluded concepts, :data:`CONCEPT_BUCKETS`). With the persistent compilation cache
-        (:mod:`drc_jax.search.compile_cache`) a second start loads these from disk.
-        """
+        """Compile the text encoder and top-k shapes queries use, so the first request is fast."""
         from drc_jax.decompose import Decomposition
 
         self.snapshot()
@@ -292,7 +261,7 @@ class Searcher:
             negs = tuple(f"b{i}" for i in range(m))
             dec = Decomposition("a warm-up query", True, "a", "b0", "a with b0", "strong", negs)
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec])
-            # ... and once with a filter: masked searches are their own compiled program
+            # a filtered search is its own compiled program
             self.search([dec.caption], k=k, methods=methods, decompositions=[dec],
                         where=Filter(type="image"))  # fmt: skip
 
@@ -310,13 +279,9 @@ class Searcher:
     ) -> dict[str, list[SearchResult]]:
         """Top-``k`` images per query for each method: ``{method: [SearchResult per query]}``.
 
-        ``decompositions`` (one :class:`~drc_jax.decompose.Decomposition` per query) replaces
-        the decomposer's, e.g. after a user corrected aff / neg / strength. ``offset`` skips the
-        best ``offset`` (paging); ``where`` ranks only the files it selects (inside the search).
-        ``like`` (an indexed file's path, or an image embedding (D,)) anchors every query on it
-        (:mod:`drc_jax.search.example`); an indexed example is left out of its own results.
-        ``exact``
-        scans every vector where the index has an ANN file (as filters, examples, segments do).
+        ``decompositions`` replace the decomposer's; ``offset`` pages; ``where`` filters inside
+        the search; ``like`` (an indexed path or an embedding (D,)) anchors every query on an
+        example (:mod:`drc_jax.search.example`); ``exact`` skips the ANN file.
         """
         from drc_jax.decompose import decompose_queries
         from drc_jax.queries import queries_from_table
@@ -339,7 +304,7 @@ class Searcher:
                 f"index {self.info.index} holds no images; run `python -m drc_jax.search index "
                 f"--images DIR --index {self.info.index}` first"
             )
-        if decompositions is None:  # understands "cat -sofa"
+        if decompositions is None:
             decompositions = decompose_queries(self.decomposer, queries)
         contents, chosen = cat.row_mask(where)
         if like is not None:
@@ -352,12 +317,11 @@ class Searcher:
             if x.shape != (images.shape[1],) or not np.isfinite(x).all():
                 raise ValueError(f"an example embedding must be finite ({images.shape[1]},)")
             said = [(d.aff if d.negated else d.caption).strip().lower() for d in decompositions]
-            shows = np.asarray([t not in ("", NEUTRAL_AFF) for t in said])  # words besides it
+            shows = np.asarray([t not in ("", NEUTRAL_AFF) for t in said])
             if row is not None:
                 contents = np.ones(len(cat), bool) if contents is None else contents.copy()
-                contents[row] = False  # not its own result
+                contents[row] = False
         total = len(cat) if contents is None else int(contents.sum())
-        # the ANN path: a plain search (a filter, an example or segments scan: IDSelector later)
         plain = where is None and like is None and not len(snap.segments)
         use_ann = not exact and plain and self._ann_index() is not None
         valid = cat.searchable(contents)
@@ -370,7 +334,7 @@ class Searcher:
         out: dict[str, list[SearchResult]] = {}
         for method in methods:
             texts, strength = texts_of(text_set(method), decompositions)
-            m = concept_bucket(max(len(row) - 2 for row in texts) // 2)  # padded: no new shape
+            m = concept_bucket(max(len(row) - 2 for row in texts) // 2)
             q = queries_from_table(self.encode_texts, texts, strength, concepts=m)
             if like is not None:
                 q = example_queries(q, x, shows)
@@ -380,7 +344,7 @@ class Searcher:
             if use_ann:
                 ranked, counts, exacts = self._ann_ranked(snap, vectors, offset + k)
             else:
-                # A k already compiled for this shape serves any smaller k: no compile (no stall).
+                # a k already compiled for this shape serves any smaller k
                 shape = (method, len(q), q.neg.shape, valid is None)
                 done = [r for sh, r in self._ran if sh == shape and r >= min(offset + k, cat.rows)]
                 first = min(done) if done else k_bucket(offset + k, cat.rows)
@@ -405,7 +369,7 @@ class Searcher:
         return out
 
     def _ann_ranked(self, snap: Snapshot, vectors, need: int):
-        """:func:`_ranked`'s answer through the ANN index, with candidates and exact per query."""
+        """:func:`_ranked` through the ANN index, plus candidates and exact per query."""
         cat = snap.catalogue
         res = self._ann_search(snap, vectors, k_bucket(need, cat.rows))
         ranked = []
@@ -419,7 +383,7 @@ class Searcher:
         return ranked, res.candidates, res.exact
 
     def _ann_search(self, snap: Snapshot, vectors, k: int):
-        """(scores, rows, candidates, exact) through the ANN index (:func:`drc_jax.ann.search`)."""
+        """:func:`drc_jax.ann.search` over the snapshot; non-finite scores raise ``StoreError``."""
         index, meta = self._ann, self._ann_meta
         nprobe = self.ann_nprobe or meta["nprobe"]
         res = ann.search(
@@ -434,7 +398,7 @@ class Searcher:
             exhaustive_exact=nprobe >= meta["nlist"] and meta["factory"].endswith(",Flat"),
         )
         bad = res.rows[(res.rows >= 0) & ~np.isfinite(res.scores)]
-        if len(bad):  # as the scan refuses them (_device_images)
+        if len(bad):
             raise StoreError(
                 f"index {self.info.index} holds vectors that are not finite or too large to "
                 f"score, e.g. in rows {bad[:3].tolist()}; the index is damaged or was crafted: "
@@ -475,23 +439,23 @@ class Searcher:
         return self._ann
 
     def _device_images(self):
-        """The index embeddings on device (sharded over local devices when there are several)."""
+        """The index embeddings on device and the mesh they are sharded over (or ``None``)."""
         return self.snapshot().images, self._mesh
 
     def _load(self) -> Snapshot:
-        """One consistent read of the index (a single SQLite snapshot), its vectors on device."""
+        """One consistent read of the index (one SQLite snapshot), its vectors on device."""
         import jax
 
         from drc_jax.parallel import make_mesh
 
         if self._mesh is None and jax.local_device_count() > 1:
             self._mesh = make_mesh(jax.local_devices())
-        with self.store.transaction("BEGIN"):  # vectors, names and facts of one commit
+        with self.store.transaction("BEGIN"):
             gen = generation(self.store)
-            keys, vectors = self.store.vectors()  # memory-mapped
-            live_rows, array = self.store.rows()  # the same rows, in the same order, and all
+            keys, vectors = self.store.vectors()
+            live_rows, array = self.store.rows()
             bad = np.flatnonzero(unusable_rows(vectors))
-            if len(bad):  # a crafted or damaged index: inf / NaN scores would rank at random
+            if len(bad):  # inf / NaN scores would rank at random
                 raise StoreError(
                     f"index {self.info.index} holds {len(bad)} vector(s) that are not finite or "
                     f"too large to score, e.g. of {[keys[i] for i in bad[:3]]}; the index is "
@@ -499,7 +463,7 @@ class Searcher:
                 )
             files = _within(indexed_files(self.store, self.info.roots), self.roots)
             names, info = self.store.names(), self.store.info()
-        named = [i for i, key in enumerate(keys) if key in files]  # all, unless a run crashed
+        named = [i for i, key in enumerate(keys) if key in files]
         segs = [i for i, key in enumerate(keys) if SEGMENT_MARK in key and content_of(key) in files]
         if len(named) + len(segs) < len(keys) or segs:
             vectors = vectors[np.asarray(named + segs, np.int64)]
@@ -522,24 +486,22 @@ class Searcher:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What one search reads: the embeddings on device and the files behind them, of one commit."""
+    """The embeddings on device and the files behind them, of one commit."""
 
     images: Any
     catalogue: Catalogue
     generation: int
     path_set: frozenset[str]
-    array: Any = None  # every row of the store's array file, memory-mapped (the ANN re-ranks)
+    array: Any = None  # the store's whole array file (the ANN re-ranks from it)
     live_rows: Any = None
     position: Any = None  # store row -> row of ``images`` (-1: none)
     segments: Any = ()
 
 
 def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int, first: int):
-    """Per query the best ``need`` contents as ``(content row, score, segment start)``.
+    """Per query the best ``need`` distinct contents as ``(content row, score, segment start)``.
 
-    A video's segments are rows of their own, so the top rows may name one video several times;
-    the search is rerun deeper (4x) until ``need`` distinct contents are found or none remain;
-    the first run is at ``first`` (>= ``need``, or every row)."""
+    Segments of one video may fill the top rows, so the search reruns 4x deeper until enough."""
     k_run = first
     while True:
         res = top_k(images, vectors, k_run, mesh=mesh, valid=valid)
@@ -548,7 +510,7 @@ def _ranked(cat: Catalogue, images, vectors, need: int, mesh, valid, total: int,
         for qs, qi in zip(scores, indices, strict=True):
             seen: dict[int, tuple[int, float, float | None]] = {}
             for s, i in zip(qs.tolist(), qi.tolist(), strict=True):
-                if s == -np.inf:  # past the last row the filter selected
+                if s == -np.inf:  # past the filter's last row
                     break
                 row, start = cat.content_row(i)
                 seen.setdefault(row, (row, s, start))
@@ -590,7 +552,7 @@ def search(
 ) -> list[SearchResult]:
     """Search ``index`` with one query or a batch; one :class:`SearchResult` per query.
 
-    For repeated calls (a notebook), keep a :class:`Searcher` instead: it loads CLIP once.
+    Loads CLIP on every call; keep a :class:`Searcher` for repeated searches.
     """
     searcher = Searcher.open(
         index, weights=weights, clip=clip, decomposer=decomposer, params=params
@@ -605,11 +567,8 @@ def _words(text: str) -> list[set[str]]:
 
 
 def path_mentions(path: str, concept: str) -> bool | None:
-    """Whether a file path names ``concept`` (all its content words): a hint for figure borders.
-
-    ``None`` when there is no concept (query without negation). "beach" matches
-    ``photos/dog_on_beach_02.jpg``; plural/singular are folded.
-    """
+    """Whether ``path`` names every content word of ``concept`` (plurals folded); ``None``
+    without a concept."""
     wanted = _words(concept)
     if not wanted:
         return None
@@ -618,8 +577,7 @@ def path_mentions(path: str, concept: str) -> bool | None:
 
 
 def _drawable(hit: Hit) -> Any:
-    """The hit's file if, links resolved, it still lies inside the root it was indexed under (as
-    the server serves it); otherwise a blank tile, so a figure never draws a file from outside."""
+    """The hit's file if it still resolves inside its root (as served), else a blank tile."""
     from PIL import Image
 
     from drc_jax.search.files import NotServable, servable_path
@@ -637,12 +595,8 @@ def render_search_figure(
     hint_from_path: bool = False,
     warning: str = "",
 ) -> Path:
-    """One query's rankings as a figure: a row per method (e.g. CLIP above DRC), top-k each.
-
-    With ``hint_from_path`` a tile's border is red when its path names the negated concept and
-    green when it does not (an optional, name-based hint; no border otherwise). ``warning`` is
-    drawn as an orange line under the title (e.g. that the weights are random).
-    """
+    """One query's rankings as a figure, a row per method; ``hint_from_path`` borders a tile
+    red when its path names the negated concept (:func:`path_mentions`), else green."""
     from drc_jax.figures import FigureTile, render_comparison
 
     first = next(iter(results.values()))
