@@ -396,7 +396,7 @@ def test_server_dying_mid_batch_loses_nothing_and_resume_completes(server_factor
 
 
 def _run_decompose_cli(url: str, tmp_path, stdin: str, *extra: str):
-    """``python -m drc_jax.decompose --backend sglang --url URL`` on ``stdin``."""
+    """``python -m drc_jax.decompose --decomposer sglang --sglang_url URL`` on ``stdin``."""
     import subprocess
     import sys
 

@@ -189,7 +189,7 @@ def main(argv: Sequence[str]) -> int:
         return 1
     print(
         f"SGLang is up at {cfg.url} (pid {proc.pid}, log {FLAGS.log or f'sglang-{cfg.port}.log'})."
-        f"\nUse: python -m drc_jax.decompose --backend sglang --url {cfg.url}"
+        f"\nUse: python -m drc_jax.decompose --decomposer sglang --sglang_url {cfg.url}"
         f"\nStop: kill {proc.pid}",
         flush=True,
     )
