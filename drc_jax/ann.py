@@ -1,8 +1,7 @@
 """Negation-aware ANN search: candidates from a faiss inner-product index, re-ranked exactly.
 
-For ``w >= 0`` DRC's score ``x.q - w max_m max(x.n_m, 0)`` is ``min(x.q, min_m x.(q - w n_m))``, so
-each probe (``q``, every ``q - w n_m``) bounds it from above: candidates by each probe, merged, are
-scored by :func:`drc_jax.scoring.score_vectors`. Pure; the file I/O: :mod:`drc_jax.search.ann_file`.
+For ``w >= 0`` DRC's ``x.q - w max_m max(x.n_m, 0)`` is ``min(x.q, min_m x.(q - w n_m))``, so each
+probe (``q``, every ``q - w n_m``) bounds it from above. File I/O: :mod:`drc_jax.search.ann_file`.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ import numpy as np
 
 from drc_jax.scoring import QueryVectors, score_vectors
 
-FLAT_MAX_ROWS = 2_000_000  # above: 8-bit codes (IVF-SQ8), so 10M fits beside its bf16 store
-TRAIN_PER_LIST = 40  # k-means training sample: this many vectors per list (faiss asks >= 39)
+FLAT_MAX_ROWS = 2_000_000  # above: IVF-SQ8 codes
+TRAIN_PER_LIST = 40  # faiss asks >= 39 training vectors per list
 MAX_TRAIN = 1 << 20
 ADD_CHUNK = 1 << 16
 DEFAULT_CANDIDATES = 256  # per probe (at least 4 k)
@@ -29,10 +28,10 @@ MIN_RERANK = 256  # re-ranked rows are padded to a power of two >= this: few com
 class AnnResult(NamedTuple):
     """Per query: best ``k`` scores and rows (-1: none), candidates re-ranked, certified exact."""
 
-    scores: np.ndarray  # (Q, k) float32
-    rows: np.ndarray  # (Q, k) int64
-    candidates: np.ndarray  # (Q,) int64
-    exact: np.ndarray  # (Q,) bool
+    scores: np.ndarray
+    rows: np.ndarray
+    candidates: np.ndarray
+    exact: np.ndarray
 
 
 def require_faiss():
@@ -61,8 +60,7 @@ def nprobe_for(nlist: int) -> int:
 
 
 def factory_for(n: int, codes: str = "auto") -> str:
-    """The faiss factory string for ``n`` vectors: ``IVF<nlist>,Flat`` (``codes="flat"``),
-    ``,SQ8`` or ``,PQ<m>``; ``auto`` is Flat up to :data:`FLAT_MAX_ROWS`, else SQ8."""
+    """``IVF<nlist>,Flat|SQ8|PQ64`` for ``n`` vectors; ``auto``: Flat to :data:`FLAT_MAX_ROWS`."""
     if codes == "auto":
         codes = "flat" if n <= FLAT_MAX_ROWS else "sq8"
     tail = {"flat": "Flat", "sq8": "SQ8", "pq": "PQ64"}.get(codes)
@@ -72,8 +70,7 @@ def factory_for(n: int, codes: str = "auto") -> str:
 
 
 def build(array, rows: np.ndarray, *, codes: str = "auto", seed: int = 0, progress=None):
-    """A faiss IVF inner-product index over ``array[rows]`` (read in float32 chunks), ids ``rows``,
-    k-means trained on a seeded sample."""
+    """A faiss IVF inner-product index over ``array[rows]`` with ids ``rows``, seeded."""
     faiss = require_faiss()
 
     rows = np.asarray(rows, np.int64)
@@ -144,9 +141,9 @@ def search(
     dtype=None,
     exhaustive_exact: bool = False,
 ) -> AnnResult:
-    """Top-``k`` per query through ``index`` (ids: rows of ``array``; not ``live`` ones dropped),
-    ``max(candidates, 4 k)`` per probe, re-ranked as ``dtype``. ``exact`` needs an exhaustive
-    search (``exhaustive_exact``) where some probe's last fetched score <= the k-th exact score."""
+    """Top-``k`` per query through ``index`` (ids: rows of ``array``, ``live`` ones kept),
+    ``max(candidates, 4 k)`` per probe, re-ranked as ``dtype``; ``exact`` only with
+    ``exhaustive_exact`` and some probe's last fetched score <= the k-th exact score."""
     n_rows = array.shape[0]
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
@@ -175,14 +172,14 @@ def search(
         # a probe that fetched every row, or fewer than it asked for, saw them all
         full = (ids >= 0).all(axis=1) & (per_probe < index.ntotal)
         last = np.where(full, bound[:, -1], -np.inf)
-        tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision scores round the query
+        tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision rounding
         exact[i] = exhaustive_exact and len(s) == k and bool((s[-1] >= last + tol).any())
     return AnnResult(scores, rows, counts, exact)
 
 
 @contextlib.contextmanager
 def _one_thread():
-    """faiss on one thread: OpenMP's spinning threads gain a few probes nothing (RESULTS.md)."""
+    """faiss on one thread: OpenMP gains a few probes nothing (benchmarks/RESULTS.md)."""
     import faiss
 
     before = faiss.omp_get_max_threads()
@@ -194,7 +191,7 @@ def _one_thread():
 
 
 def faiss_nlist(index) -> int:
-    """IVF lists of ``index`` (possibly behind a transform)."""
+    """IVF lists of ``index``, behind any transform."""
     import faiss
 
     return int(faiss.extract_index_ivf(index).nlist)

@@ -1,24 +1,16 @@
 """``drc-search`` (or ``python -m drc_jax.search``): index folders of images, search with negation.
 
-Commands: index (embed folders into an index), query (search it from the shell), serve (a search
-page that keeps the index current), export (the index as a parquet table).
+Commands: index (embed folders), query (search from the shell), serve (a search page that keeps
+the index current), export (a parquet table), import (clip-retrieval's output, unencoded).
 
-    drc-search index --images ~/Pictures --index ~/pictures.idx [--follow_symlinks]
-    drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10
-    drc-search query --index ~/pictures.idx "a dog not on a beach" "no cars" \
-        --method drc --decomposer rules --figure out.png --json
+    drc-search index --images ~/Pictures --index ~/pictures.idx   # re-runs embed only changes
+    drc-search query --index ~/pictures.idx "a dog not on a beach" -k 10 [--figure out.png --json]
     drc-search serve --index ~/pictures.idx     # then open http://127.0.0.1:8000
+    drc-search export --index ~/pictures.idx --output pictures.parquet
     drc-search import --clip_retrieval OUT --index ~/big.idx --weights openai/clip-vit-base-patch32
 
-``index`` embeds every image under --images (recursively) and, on re-runs, only new and changed
-files; deleted files leave the index. ``query`` prints rank, score and path per query, with the
-decomposition it used; several queries are batched; ``--figure`` draws CLIP's top-k above the
-chosen method's (one PNG per query). ``serve`` keeps everything loaded and serves a search page
-and a JSON API (``drc_jax/search/server.py``), on 127.0.0.1 unless --allow_remote. Compiled shapes
-go to JAX's persistent compilation cache (--compilation_cache), so a second start is faster.
-``--ann ivf|auto`` keeps a faiss ANN index beside the vectors (large collections; ``auto`` from
-200k images on); queries then re-rank its candidates exactly unless ``--exact``. ``import`` reads
-clip-retrieval's output folder (embeddings, metadata, an autofaiss index) without re-embedding.
+``--ann ivf|auto`` keeps a faiss ANN index beside the vectors (``auto``: from 200k images on);
+queries re-rank its candidates exactly, or scan everything with ``--exact``.
 """
 
 from __future__ import annotations
@@ -65,7 +57,7 @@ cli.define(
         "cache_dir": "query: decompositions are cached under it.",
     },
 )
-cli.define_multihost()  # index: each process decodes its share of the images
+cli.define_multihost()
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 flags.DEFINE_enum("fingerprint", "stat", FINGERPRINTS, "index: detect changes by size+mtime|hash.")
 flags.DEFINE_bool("reset", False, "index: rebuild an index made with other weights/settings.")
@@ -162,7 +154,6 @@ def random_note(weights_id: str) -> str:
 
 
 def run_index() -> int:
-    # Everything the user can get wrong is checked before the weights load.
     cli.check_folders("images", FLAGS.images)
     if not FLAGS.index:
         raise cli.UserError("index needs --index DIR: where to write the index.")
@@ -214,7 +205,7 @@ def run_import() -> int:
         )
     cli.check_folders("clip_retrieval", [FLAGS.clip_retrieval])
     cli.check_writable_dir("index", FLAGS.index)
-    clip_retrieval.check_model(FLAGS.clip_model, FLAGS.weights)  # before the weights load
+    clip_retrieval.check_model(FLAGS.clip_model, FLAGS.weights)
     clip = cli.load_clip_checked(FLAGS.weights, FLAGS.dtype)
     n = clip_retrieval.import_clip_retrieval(
         FLAGS.clip_retrieval,
@@ -234,8 +225,7 @@ def run_import() -> int:
 
 
 def index_weights() -> str:
-    """``--weights`` if given; else an existing index's own weights (as a query loads them), so
-    re-indexing never switches models; else the default."""
+    """``--weights`` if given, else an existing index's own (re-indexing keeps its model)."""
     if (
         FLAGS["weights"].present
         or not (Path(FLAGS.index).expanduser() / "catalogue.sqlite").exists()
@@ -267,8 +257,7 @@ def run_export() -> int:
 
 
 def open_decomposer(queries: list[str] | None):
-    """The decomposer the flags name; for sglang the server is checked now (before CLIP loads)
-    unless every query's decomposition is already cached (``queries=None``, serve: always)."""
+    """The flags' decomposer; an sglang server is checked now unless every query is cached."""
     from drc_jax.decompose import get_decomposer
 
     if FLAGS.decomposer == "rules":
@@ -295,21 +284,20 @@ def figure_paths(out: str, n: int) -> list[Path]:
 
 
 def describe(dec) -> str:
-    """One line for a terminal (text from an LLM or a query is stripped of control bytes)."""
+    """``dec`` as one terminal line, control bytes stripped."""
     if not dec.negated:
         return "no negation found -> plain CLIP score"
     p = printable
-    more = "".join(f' | neg="{p(n)}"' for n in dec.negs[1:])  # further concepts, scored as well
+    more = "".join(f' | neg="{p(n)}"' for n in dec.negs[1:])
     head = f'aff="{p(dec.aff)}" | neg="{p(dec.neg)}"{more}'
     return f'{head} | cf="{p(dec.cf)}" | strength={dec.strength}'
 
 
 def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("text",)):
-    """The index, its CLIP and the decomposer, every user error found before the weights load:
-    the index is read, and the SGLang server checked (unless ``queries`` are all cached)."""
+    """The opened Searcher; user errors (index, SGLang server) are raised before CLIP loads."""
     from drc_jax.search.query import Searcher
 
-    info = read_info(FLAGS.index)  # a missing or damaged index, before anything loads
+    info = read_info(FLAGS.index)
     decomposer = open_decomposer(queries)
     if FLAGS.compilation_cache and FLAGS.cache_dir:  # --cache_dir '' turns every cache off
         from drc_jax.search.compile_cache import SUBDIR, enable_compilation_cache
@@ -322,7 +310,7 @@ def open_searcher(queries: list[str] | None = None, towers: tuple[str, ...] = ("
                 f"--cache_dir {FLAGS.cache_dir}: cannot keep the compilation cache there ({e}); "
                 "pass another --cache_dir, or --nocompilation_cache."
             ) from e
-    given = FLAGS["weights"].present  # else Searcher.open loads the weights the index names
+    given = FLAGS["weights"].present
     try:
         searcher = Searcher.open(
             FLAGS.index,
@@ -377,7 +365,7 @@ def run_serve() -> int:
     from drc_jax.search.watch import IndexWatcher
 
     searcher = open_searcher(towers=("text", "image") if FLAGS.watch else ("text",))
-    searcher.warm(k=DEFAULT_K)  # the page's k: its first search compiles nothing
+    searcher.warm(k=DEFAULT_K)
     import uvicorn
 
     if FLAGS.allow_remote:  # a token even on loopback: a proxy may forward other machines
@@ -421,7 +409,7 @@ def run_query(queries: list[str]) -> int:
     searcher = open_searcher(queries)
     methods = [FLAGS.method]
     if FLAGS.figure and FLAGS.method != "clip":
-        methods = ["clip", FLAGS.method]  # CLIP's row above the method's, as in the paper
+        methods = ["clip", FLAGS.method]
     from drc_jax.decompose import apply_overrides, decompose_queries
 
     decompositions = [
@@ -504,8 +492,7 @@ def main(argv: list[str]) -> int:
     return commands[command]()
 
 
-# Beside UserError (a damaged index, unreadable media, ...): weights that differ from the index's,
-# an SGLang server down or rejecting every request. They exit 2 with the message.
+# Besides cli.UserError, these exit 2 with their message.
 USER_ERRORS = (FileNotFoundError, ValueError, ImportError, ConnectionError)
 
 

@@ -1,9 +1,6 @@
-"""An index's ANN file ``ann-<n>.faiss`` (:mod:`drc_jax.ann`, ids = store rows): kept in step.
-
-Written to a temporary file, fsynced, renamed, then named by the catalogue's ``ann`` setting
-(a crash leaves the previous file in use). faiss trusts its input and an index may be someone
-else's: a file is read only once its size, header, dimension and count match that setting and a
-subprocess has read it without crashing.
+"""An index's ANN file ``ann-<n>.faiss`` (:mod:`drc_jax.ann`, ids = store rows), named by the
+``ann`` setting. faiss trusts its input and an index may be someone else's, so a file is read only
+once it matches the setting and a subprocess has read it without crashing.
 """
 
 from __future__ import annotations
@@ -21,10 +18,8 @@ from drc_jax import ann
 from drc_jax.store import Store, StoreError, own_file, plain_name
 
 MODES = ("none", "ivf", "auto")
-AUTO_MIN_ROWS = 200_000
-"""``--ann auto`` builds an ANN index from this many vectors on; below it the exact scan is as
-fast (benchmarks/RESULTS.md, ANN section)."""
-RETRAIN_GROWTH = 4  # an index that grew past this many times its training size is rebuilt
+AUTO_MIN_ROWS = 200_000  # ``--ann auto`` from here on (benchmarks/RESULTS.md, ANN)
+RETRAIN_GROWTH = 4  # rebuilt once grown past this many times its training size
 SETTING = "ann"
 HEADERS = (b"IwFl", b"IwSq", b"IwPQ", b"IwPf", b"IxPT")  # faiss IVF Flat/SQ/PQ/fast-scan, OPQ+IVF
 _FIELDS = {"file": str, "size": int, "ntotal": int, "dim": int, "upto": int, "vectors": str}
@@ -82,8 +77,7 @@ def load(store: Store, meta: dict, *, check_in_subprocess: bool = True):
 
 
 def _read(store: Store, path: Path, want: dict, size: int | None, check_in_subprocess=True):
-    """``path`` read by faiss once its size, header and (in a subprocess) contents are ``want``
-    (``ntotal``, ``d``, ``nlist``; inner-product metric)."""
+    """``path`` read by faiss once its size, header and (in a subprocess) contents match."""
     faiss = ann.require_faiss()
 
     try:
@@ -118,9 +112,7 @@ def _read(store: Store, path: Path, want: dict, size: int | None, check_in_subpr
 
 
 def adopt(store: Store, source: Path) -> dict:
-    """Use an existing faiss IVF inner-product index over the store's rows ``0..N-1`` (such as
-    autofaiss's ``image.index`` for clip-retrieval's embeddings) as the ANN file; checked as
-    :func:`load` checks, then written as :func:`sync` writes."""
+    """Check and write a faiss IVF inner-product index over rows ``0..N-1`` as the ANN file."""
     rows, array = store.rows()
     if not len(rows) or rows[-1] != len(rows) - 1:
         raise ValueError(f"{source}: a faiss index can only be adopted by a freshly written store")
@@ -150,11 +142,10 @@ def adopt(store: Store, source: Path) -> dict:
 
 
 def sync(store: Store, mode: str = "auto", *, codes: str = "auto", progress=None) -> dict | None:
-    """Bring the index's ANN file in step with its store (``mode`` as ``--ann``); its setting.
+    """Bring the ANN file in step with the store; its setting (``None``: no file).
 
-    ``none`` drops it; ``ivf`` builds or updates one; ``auto`` does so once the store holds
-    :data:`AUTO_MIN_ROWS` vectors or already has one. Updates add the new rows and remove the
-    dead ones; a compaction or a store grown :data:`RETRAIN_GROWTH`-fold rebuilds it."""
+    ``mode``: ``none`` drops it, ``ivf`` builds or updates it, ``auto`` does so from
+    :data:`AUTO_MIN_ROWS` vectors or when one exists."""
     if mode not in MODES:
         raise ValueError(f"--ann must be one of {MODES}, got {mode!r}")
     old = info(store)
@@ -174,7 +165,7 @@ def sync(store: Store, mode: str = "auto", *, codes: str = "auto", progress=None
         try:
             index = load(store, old)
         except StoreError:
-            index = None  # a damaged file is rebuilt
+            index = None
     if index is not None:
         upto = old["upto"]
         index.remove_ids(np.setdiff1d(np.arange(upto, dtype=np.int64), rows[rows < upto]))

@@ -1,11 +1,6 @@
-"""The files behind an index snapshot's rows, and filters over them as a mask of rows.
+"""The files behind an index snapshot's rows (one per content), and filters as row masks.
 
-A row is one stored content (identical files share it: the first is shown, the others are its
-duplicates). A :class:`Filter` (media type, folder, file-name substring, date taken) selects
-files; a row is searchable when any of its files is selected, and the search then ranks only
-those rows (:func:`drc_jax.retrieval.top_k`'s ``valid``), so a filtered search still returns its
-best ``k``. Dates are EXIF DateTimeOriginal (or a video's creation time) recorded at index time,
-else the file's modification time, labelled ``taken_source="mtime"``.
+A filtered search ranks only the selected rows (``top_k``'s ``valid``), so it still returns ``k``.
 """
 
 from __future__ import annotations
@@ -29,10 +24,10 @@ class Filter:
     """Which files a search may return; ``None`` fields do not filter."""
 
     type: str | None = None  # "image" | "video"
-    folder: str | None = None  # a folder: absolute, or relative to an indexed root
+    folder: str | None = None  # absolute, or relative to an indexed root
     name: str | None = None  # a substring of the file name, any case
-    taken_after: date | None = None  # inclusive
-    taken_before: date | None = None  # inclusive
+    taken_after: date | None = None  # inclusive, as is taken_before
+    taken_before: date | None = None
 
     def __post_init__(self):
         if self.type is not None and self.type not in TYPES:
@@ -57,13 +52,13 @@ class Catalogue:
 
     roots: tuple[Path, ...]
     keys: list[str]  # content key per row
-    paths: list[str]  # every indexed file with a stored vector, sorted
-    ids: list[str]  # path relative to its root, per file
-    row_of_file: np.ndarray  # (files,) int64
+    paths: list[str]
+    ids: list[str]
+    row_of_file: np.ndarray
     info: dict[str, dict[str, Any]]  # content key -> media facts
     stamps: list[str]  # "size:mtime_ns" per file
     seg_content: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (S,) row
-    seg_start: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (S,) seconds
+    seg_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _files_of_row: list[list[int]] = field(default_factory=list, repr=False)
     _masks: Any = field(default=None, repr=False)
 
@@ -106,8 +101,7 @@ class Catalogue:
         return out
 
     def searchable(self, contents: np.ndarray | None) -> np.ndarray | None:
-        """(rows,) bool: a video with segments is ranked by its segments (so a hit knows when),
-        not its whole-video row; ``contents`` (None: all) restricts to a filter's contents."""
+        """(rows,) bool of rows to rank: a segmented video by its segments, not its own row."""
         if contents is None and not len(self.seg_content):
             return None
         contents = np.ones(len(self.keys), bool) if contents is None else contents
@@ -122,7 +116,7 @@ class Catalogue:
 
     @property
     def files(self) -> int:
-        """Indexed files with a vector: the one count of "images in the index"."""
+        """Indexed files with a vector."""
         return len(self.paths)
 
     def row_of_path(self, path: str) -> int | None:
@@ -134,7 +128,7 @@ class Catalogue:
         return self._files_of_row[row]
 
     def facts(self, f: int) -> dict[str, Any]:
-        """What the page shows about file ``f``: kind, size, date taken (or file date), length."""
+        """File ``f``'s kind, size, dimensions, duration and date taken (else its mtime)."""
         info = self.info.get(self.keys[int(self.row_of_file[f])], {})
         out = {k: info[k] for k in ("width", "height", "duration") if info.get(k)}
         out["kind"] = info.get("kind") or media_kind(self.paths[f])
@@ -170,7 +164,7 @@ class Catalogue:
         return [int(f) for f in np.argsort(-taken, kind="stable")[:k]]
 
     def _folder(self, folder: str) -> np.ndarray:
-        """Files under ``folder`` (absolute, or relative to any root): ranges of sorted paths."""
+        """Files under ``folder`` (absolute, or relative to any root)."""
         out = np.zeros(len(self.paths), bool)
         rel = folder.strip().strip("/")
         starts = [folder.rstrip("/") + "/"] if folder.startswith("/") else []
@@ -191,7 +185,7 @@ class Catalogue:
             sub = where.name.lower()
             ok &= np.fromiter((sub in n for n in self._names), bool, len(self._names))
         if where.taken_after:
-            ok &= self._taken >= _epoch(where.taken_after, end=False)  # NaN (unknown) fails
+            ok &= self._taken >= _epoch(where.taken_after, end=False)  # NaN fails
         if where.taken_before:
             ok &= self._taken <= _epoch(where.taken_before, end=True)
         return ok

@@ -1,10 +1,8 @@
 """``search import --clip_retrieval DIR``: clip-retrieval's image embeddings as an index, unencoded.
 
-clip-retrieval's inference writes ``img_emb/img_emb_<i>.npy`` ((n, D) float16/32, unit-norm rows)
-and ``metadata/metadata_<i>.parquet`` (the same rows' ``image_path``, in order); autofaiss adds an
-``image.index`` over the rows of all parts in order. The folder does not say which CLIP made them
-(that was clip-retrieval's ``--clip_model``, default ``ViT-B/32``), so the caller names it and it
-must be the text tower searched with. Each file is keyed by its path (nothing is hashed or read).
+Reads ``img_emb/img_emb_<i>.npy``, ``metadata/metadata_<i>.parquet`` (``image_path``) and
+autofaiss's ``image.index``; the folder does not say which CLIP made them, so the caller names it.
+Each file is keyed by its path (nothing is hashed or read).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from drc_jax.search.roots import record_roots
 from drc_jax.store import Store
 
 DEFAULT_MODEL = "ViT-B/32"  # clip-retrieval's own default --clip_model
-OPENAI_NAMES = {  # clip-retrieval (OpenAI clip) names -> the Hugging Face ids of those weights
+OPENAI_NAMES = {  # clip-retrieval's names -> Hugging Face ids
     "ViT-B/32": "openai/clip-vit-base-patch32",
     "ViT-B/16": "openai/clip-vit-base-patch16",
     "ViT-L/14": "openai/clip-vit-large-patch14",
@@ -32,8 +30,7 @@ CHUNK = 1 << 16
 
 
 def model_id(name: str) -> str:
-    """A model's comparable name: clip-retrieval's (``ViT-B/32``, ``hf_clip:<id>``) or a weights
-    id (``<hub id or folder>@<fingerprint>:<dtype>``, ``random:<backbone>:...``)."""
+    """A comparable name for a clip-retrieval model name or a weights id."""
     name = name.removeprefix("hf_clip:")
     if name.startswith("random:"):
         return ":".join(name.split(":")[:2])
@@ -125,10 +122,8 @@ def import_clip_retrieval(
 ) -> int:
     """Write clip-retrieval's output ``folder`` into a new index ``index``; return its rows.
 
-    ``clip`` is the loaded text tower (its id is the index's); ``clip_model`` is what made the
-    embeddings. Rows must be finite and unit-norm; the index's roots are the folders the paths
-    share. ``faiss_index`` (default ``folder/image.index`` or ``folder/index/image.index`` when
-    present, unless ``ann="none"``) is adopted as the ANN file; otherwise ``ann`` as for indexing.
+    ``clip_model`` made the embeddings and must match ``clip``. ``faiss_index`` (default: the
+    folder's ``image.index`` unless ``ann="none"``) is adopted as the ANN file, else ``ann`` is.
     """
     folder, index = Path(folder).expanduser(), Path(index).expanduser()
     check_model(clip_model, clip.weights_id)
@@ -187,5 +182,5 @@ def import_clip_retrieval(
             ann_file.adopt(store, given)
         else:
             ann_file.sync(store, ann)
-        record_roots(index, [Path(root)])  # the user's own import: its folder is confirmed
+        record_roots(index, [Path(root)])
         return len(store)

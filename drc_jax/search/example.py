@@ -1,19 +1,9 @@
-"""Search by example: DRC's directions when the affirmative anchor is an image embedding.
+"""Search by example: DRC's directions when the affirmative anchor is an image embedding ``x``.
 
-"Like this photo, but no people": the example's CLIP image embedding ``x`` takes the place of
-the affirmative text, and the text concepts stay the negated directions. With ``t(.)`` the text
-embedding the method's texts give (:mod:`drc_jax.texts`) and ``u(v) = v / |v|``:
-
-- ``aff = x``, or ``u(x + t(aff text))`` when the query also says what to show ("like this, at
-  night"): the example and the words pull together;
-- ``full = aff``: the caption's own embedding has no image analogue, so the context direction
-  ``dctx = compose(full, neg)`` (eq. 8) equals ``d1 = compose(aff, neg)``;
-- ``cf_m = u(aff + t(neg_m))``: the counterfactual "this photo with neg_m", the midpoint of the
-  example and the concept on the sphere, so ``d2 = compose(aff, cf)`` turns away from it;
-- the repulsion ``w_base * rho * max(images.neg, 0)`` and the strength table are the paper's.
-
-Without a negated concept the score is eq. 2 with ``full = aff``: cosine similarity to the
-example. The example itself is left out of its own results by the caller.
+With ``u(v) = v / |v|`` and ``t(.)`` a text embedding: ``aff = x`` (or ``u(x + t(aff))`` when the
+query also says what to show); ``full = aff``, as a caption has no image analogue, so eq. 8's
+``dctx`` equals ``d1``; ``cf_m = u(aff + t(neg_m))``, "this photo with neg_m". The repulsion and
+strength table are the paper's.
 """
 
 from __future__ import annotations
@@ -29,8 +19,7 @@ def _unit(v):
 
 
 def example_queries(q: Queries, example: np.ndarray, with_aff_text: np.ndarray) -> Queries:
-    """``q`` (text queries, (Q, D) or (Q, M, D) concepts) anchored on the image embedding
-    ``example`` (D,); ``with_aff_text`` (Q,) bool says which queries also keep their aff text."""
+    """``q`` anchored on ``example`` (D,); ``with_aff_text`` (Q,) marks queries keeping aff text."""
     x = _unit(jnp.asarray(example, jnp.float32))[None, :]
     keep = jnp.asarray(with_aff_text, bool)[:, None]
     aff = jnp.where(keep, _unit(x + q.aff), jnp.broadcast_to(x, q.aff.shape))

@@ -11,15 +11,12 @@ from drc_jax.search.index import files_of_rows, read_info
 from drc_jax.store import Store
 
 FORMATS = ("parquet",)
-BATCH = 1 << 16  # rows per parquet row group: memory stays one batch, at any index size
+BATCH = 1 << 16  # rows per parquet row group
 
 
 def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "parquet") -> int:
-    """Write one row per indexed file to ``out``, streamed in batches; return the number of rows.
-
-    Columns: ``id`` (row number), ``path`` (absolute), ``hash`` (the content hash the embedding is
-    keyed by; files with equal contents share it) and ``embedding`` (float32 list).
-    """
+    """Write one row per indexed file to ``out`` (``id``, ``path``, content ``hash``, float32
+    ``embedding``), streamed in batches; return the number of rows."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     try:
@@ -56,5 +53,5 @@ def export_index(index: str | os.PathLike, out: str | os.PathLike, fmt: str = "p
             counted.append(n)
 
         counted: list[int] = []
-        atomic.write(out, stream)  # a link at ``out`` is replaced
+        atomic.write(out, stream)
     return counted[0]

@@ -1,8 +1,6 @@
 """Which files the search server may read: only indexed files that resolve inside the index roots.
 
-A request names a file the index lists (a hit's path). The index must list it, and the file, with
-every symlink and ``..`` resolved, must lie inside one of the index's roots (also resolved);
-anything else is refused the same way, so a refusal leaks nothing about the disk.
+Every refusal looks the same, so it leaks nothing about the disk.
 """
 
 from __future__ import annotations
@@ -18,11 +16,8 @@ class NotServable(LookupError):
 
 
 def servable_path(candidate: Path | None, roots: Sequence[Path]) -> Path:
-    """``candidate`` fully resolved, if it is an existing regular file inside one of ``roots``.
-
-    ``candidate`` is the file as the index lists it (``None``: not listed). Raises
-    :class:`NotServable` otherwise, e.g. for a symlink in a root that points outside it.
-    """
+    """``candidate`` (``None``: not listed) resolved, if a regular file inside one of ``roots``;
+    else :class:`NotServable`."""
     if candidate is None:
         raise NotServable("not in the index")
     try:
@@ -41,13 +36,9 @@ _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO nev
 
 
 def open_servable(candidate: Path | None, roots: Sequence[Path]) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of the file :func:`servable_path` allows, and its ``fstat``.
-
-    The resolved path is opened beneath its root's opened directory one component at a time,
-    none followed if it is a symbolic link, and what was opened must be a regular file: a
-    folder swapped for a link after the check makes the open fail instead of leaving the root.
-    The caller closes the descriptor. Raises :class:`NotServable`.
-    """
+    """A read-only descriptor (the caller closes it) of the file :func:`servable_path` allows,
+    and its ``fstat``. Opened from the root one component at a time, links not followed, so a
+    folder swapped for a link after the check fails instead of leaving the root."""
     real = servable_path(candidate, roots)
     root = next(
         Path(os.path.realpath(r)) for r in roots if real.is_relative_to(os.path.realpath(r))

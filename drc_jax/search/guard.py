@@ -1,11 +1,7 @@
 """Who may talk to the search server: the Host names it was started for, a token when remote.
 
-:class:`AccessGuard` is the app's outermost middleware, so nothing else runs for a refused
-request. A page whose DNS name rebinds to 127.0.0.1 sends its own name as ``Host`` (refused, 421);
-a request another site's page makes (``Origin`` of another host, ``Sec-Fetch-Site`` cross-site
-or same-site) is refused (403) unless it is a plain navigation to the page itself. With a token
-(``--allow_remote``) every request must carry it: ``X-DRC-Token``, ``Authorization: Bearer``, the
-``drc_token`` cookie, or ``?token=`` (which also sets that cookie, so the page keeps working).
+An unknown ``Host`` (DNS rebinding) is refused (421), another site's request (403) unless a plain
+navigation to the page; a token comes as ``X-DRC-Token``, Bearer, cookie or ``?token=``.
 """
 
 from __future__ import annotations
@@ -51,14 +47,13 @@ def split_host(value: str) -> tuple[str, int | None] | None:
 
 
 def machine_names(host: str) -> list[str]:
-    """Names a remote client may use for this machine: ``host`` (unless a wildcard), the host
-    name, its fully qualified name and the addresses it resolves to."""
+    """``host`` (unless a wildcard), this machine's names and the addresses they resolve to."""
     names = [] if host.strip() in WILDCARD_HOSTS else [host]
     try:
         hostname = socket.gethostname()
         names += [hostname, socket.getfqdn()]
         names += [info[4][0] for info in socket.getaddrinfo(hostname, None)]
-    except OSError:  # no resolvable host name: the --host and --allowed_host names still work
+    except OSError:
         pass
     return list(dict.fromkeys(host_name(n) for n in names if n))
 

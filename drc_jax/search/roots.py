@@ -1,9 +1,7 @@
 """Which folders an index may search and serve: only those its user confirmed.
 
-An index records its roots, but an index can come from someone else, so its roots are only a
-claim. ``drc-search index`` records the folders it indexed in a per-user file outside the index
-(under the cache root, keyed by the index's absolute path); ``query``/``serve`` search only the
-parts of the index's roots that lie inside those folders or inside folders given as ``--images``.
+An index may be someone else's, so its roots are only a claim; ``drc-search index`` records the
+folders it indexed in a per-user file outside the index, keyed by the index's absolute path.
 """
 
 from __future__ import annotations

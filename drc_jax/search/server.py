@@ -1,22 +1,8 @@
-"""``python -m drc_jax.search serve``: a local search server with a web page, warm between queries.
+"""``drc-search serve``: a warm :class:`~drc_jax.search.query.Searcher` behind a web page.
 
-One process keeps a :class:`~drc_jax.search.query.Searcher` (CLIP, the decomposer and the image
-embeddings) loaded and warmed, and serves
-
-- ``GET /``: the search page (``static/``: plain HTML/JS/CSS, no build step);
-- ``GET /api/search?q=...&k=...&method=drc|clip|spacevlm[&aff=...&neg=...&neg=...&strength=...]``:
-  ranked hits with the decomposition used (``q`` may say ``cat -sofa``; ``aff``/``strength`` and
-  ``neg``, repeated for every concept to exclude, override the decomposer's:
-  :func:`edited_decomposition`), whether the search was exhaustive (``exact``)
-  and how many vectors it scored (``candidates``); ``&exact=true`` scans every vector;
-- ``GET /api/health``: index size and freshness, model, decomposer;
-- ``GET /api/thumb/{path}?size=256``: a JPEG thumbnail (memory LRU, :mod:`.thumbs`);
-- ``GET /api/file/{path}``: the original file, only for files the index lists that resolve inside
-  its roots (:mod:`.files`); everything else is the same 404. ``path`` is a hit's absolute path
-  (percent-encoded), which, unlike its id, is unique across several roots.
-
-Requests are answered one search at a time (a lock): on a CPU a search already uses every core.
-Every request first passes :mod:`.guard` (its Host, its origin, the token with --allow_remote).
+Routes: ``/`` (the page, ``static/``), ``/api/search``, ``/api/health``, ``/api/recent``,
+``/api/upload``, ``/api/thumb/{path}`` and ``/api/file/{path}`` (``path``: a hit's absolute path;
+only indexed files inside the roots, :mod:`.files`). Every request first passes :mod:`.guard`.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime
@@ -57,7 +43,7 @@ from drc_jax.search.thumbs import THUMB_SIZES, TooLarge, disk_path, thumbnail
 DEFAULT_K = 24
 MAX_K = 200
 MAX_CONCEPTS = 32  # `neg` values one search may exclude
-MAX_OFFSET = 10_000  # paging depth
+MAX_OFFSET = 10_000
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -67,10 +53,10 @@ def static_dir() -> Path:
 
 
 def last_indexed(store) -> str | None:
-    """When the last index run finished, as the catalogue records it (ISO 8601, UTC)."""
+    """When the last index run finished (ISO 8601, UTC); ``None`` if unrecorded."""
     stamp = store.setting("indexed_at")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
-        return None  # an index of an older drc-jax: unknown
+        return None
     return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
@@ -79,7 +65,7 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost
+    except ValueError:
         return False
 
 
@@ -90,9 +76,7 @@ def _item_urls(path: str) -> dict[str, str]:
 
 
 def edited_decomposition(decomposed, aff=None, negs=None, strength=None):
-    """``decomposed`` with the page's edits: ``negs`` (every concept to exclude; ``[""]`` or
-    ``[]`` none) replaces the decomposer's concepts. Sending back an unedited panel (aff, every
-    neg, strength) reproduces ``decomposed`` exactly."""
+    """``decomposed`` with the page's edits; ``negs`` replaces every concept (``[]``: none)."""
     if negs is None:
         return apply_overrides(decomposed, aff=aff, strength=strength)
     kept = list(dict.fromkeys(n.strip() for n in negs if n.strip()))
@@ -111,15 +95,15 @@ def request_filter(type_, folder, name, taken_after, taken_before) -> Filter | N
 
 
 def hit_json(h, available: bool) -> dict[str, Any]:
-    """A hit as the page reads it: rank, score, paths, URLs, and what is known of the file."""
+    """A hit as the page reads it; ``available``: the file can still be served."""
     return {
         "rank": h.rank,
         "score": h.score,
         "id": h.id,
         "path": h.path,
-        "available": available,  # False: moved, deleted or outside the roots
+        "available": available,
         "duplicates": list(h.duplicates),
-        "time": h.time,  # a video: seconds into it of the best-matching segment
+        "time": h.time,
         **h.facts,
         **_item_urls(h.path),
     }
@@ -177,8 +161,7 @@ FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 
 
 class OpenedFileResponse(FileResponse):
-    """A FileResponse of an already opened descriptor (closed when sent): the file is read
-    through it (:data:`FD_DIR`), never again by name, so what was checked is what is sent."""
+    """A FileResponse of an opened descriptor (closed when sent), so what was checked is sent."""
 
     def __init__(self, fd: int, st: os.stat_result, name: str):
         media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -200,12 +183,9 @@ def create_app(
     watcher=None,
     access: Access | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``searcher`` (an opened, ideally warmed, Searcher); ``watcher``
-    (:class:`~drc_jax.search.watch.IndexWatcher`) reports background indexing to the page; the
-    clients ``access`` admits (default: loopback Host names on any port, no token; :mod:`.guard`).
-    """
+    """The FastAPI app serving ``searcher``; ``access`` defaults to :meth:`Access.loopback`."""
     app = FastAPI(title="drc-jax search", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    lock = threading.Lock()
+    lock = threading.Lock()  # one search at a time: on a CPU one already uses every core
     info = searcher.info
     page = (static_dir() / "index.html").read_text()
 
@@ -219,7 +199,7 @@ def create_app(
     def health() -> dict[str, Any] | JSONResponse:
         try:
             return _health()
-        except OSError as e:  # the folder was moved or deleted while serving
+        except OSError as e:
             return JSONResponse(
                 {
                     "status": "error",
@@ -236,8 +216,8 @@ def create_app(
         snap = searcher.snapshot()
         return {
             "status": "ok",
-            "images": snap.catalogue.files,  # files searches cover: the one count
-            "failed": sum(SEGMENT_MARK not in k for k in searcher.store.errors()),  # unreadable
+            "images": snap.catalogue.files,
+            "failed": sum(SEGMENT_MARK not in k for k in searcher.store.errors()),
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
             "last_indexed": last_indexed(searcher.store),
@@ -290,13 +270,13 @@ def create_app(
             like = example = like if like.startswith("/") else "/" + like
             if searcher.path_of(like) is None:
                 raise HTTPException(422, f"like={like!r} is not a file of this index")
-        q = q if q is not None else NEUTRAL_AFF  # an example alone: nothing to show or hide
+        q = q if q is not None else NEUTRAL_AFF
         if any(len(n) > 1000 for n in neg or ()):
             raise HTTPException(422, "a neg concept is longer than 1000 characters")
         where = request_filter(type, folder, name, taken_after, taken_before)
         start = time.perf_counter()
         with lock:
-            decomposed = decompose_queries(searcher.decomposer, [q])[0]  # "cat -sofa" syntax
+            decomposed = decompose_queries(searcher.decomposer, [q])[0]
             try:
                 used = edited_decomposition(decomposed, aff, neg, strength)
             except DecompositionError as e:
@@ -326,7 +306,7 @@ def create_app(
             "more": offset + len(result.hits) < result.total,
             "generation": searcher.snapshot().generation,
             "decomposition": used.to_dict(),
-            "cfs": list(used.cfs),  # the photo to avoid, per concept (DRC's cf)
+            "cfs": list(used.cfs),
             "decomposed": decomposed.to_dict(),
             "overridden": used != decomposed,
             "hits": [hit_json(h, _available(h.path)) for h in result.hits],
@@ -338,7 +318,7 @@ def create_app(
 
     @app.get("/api/recent")
     def recent(k: Annotated[int, Query(ge=1, le=max_k)] = 12) -> dict[str, Any]:
-        """The newest photos and videos (date taken, else file date), for the first screen."""
+        """The newest photos and videos (date taken, else file date)."""
         cat = searcher.catalogue
         hits = [
             {"id": cat.ids[f], "path": cat.paths[f], **cat.facts(f), **_item_urls(cat.paths[f])}
@@ -398,7 +378,7 @@ def create_app(
             data = thumbnail(Path(listed), size, cached, t, fd=fd)
         except TooLarge as e:
             raise HTTPException(413, f"no thumbnail: {e}") from None
-        except (OSError, Image.DecompressionBombError) as e:  # unreadable, not an image any more
+        except (OSError, Image.DecompressionBombError) as e:
             raise HTTPException(404, f"cannot make a thumbnail: {type(e).__name__}") from None
         finally:
             os.close(fd)
@@ -408,7 +388,7 @@ def create_app(
     def file(path: str) -> FileResponse:
         return OpenedFileResponse(*_opened(path), path)
 
-    # Added last, so it is the outermost middleware: a refused request reaches nothing else.
+    # Added last: the outermost middleware, so a refused request reaches nothing else.
     app.add_middleware(AccessGuard, access=access or Access.loopback())
     return app
 

@@ -1,11 +1,7 @@
-"""Thumbnails for the search page: decoded upright, shrunk with PIL, kept in a memory LRU; a
-video's is its poster frame (PyAV), a second in or a tenth of the way for short ones.
+"""Thumbnails for the search page: upright, in a memory LRU, a video's from its poster frame.
 
-Each content also gets a :data:`DISK_SIZE` px JPEG under ``<index>/thumbs/`` (keyed by its hash,
-so an edited file gets a new one), written while indexing decodes it (or on first request):
-smaller sizes are made from it, so a page of results never decodes the originals again.
-Decoding is bounded: at most :data:`DECODES` at once, JPEGs at a reduced scale, and an image
-needing more than ``max_pixels`` decoded pixels is refused (:class:`TooLarge`) from its header.
+Each content's :data:`DISK_SIZE` px JPEG is kept under ``<index>/thumbs/`` by hash; smaller sizes
+are made from it. At most :data:`DECODES` decodes run at once.
 """
 
 from __future__ import annotations
@@ -25,12 +21,12 @@ from PIL import Image, ImageOps
 from drc_jax.media import media_kind
 
 THUMB_SIZES = (128, 256, 512)
-CACHE_ENTRIES = 2048  # x ~10-30 KB per 256 px JPEG: tens of MB at most
+CACHE_ENTRIES = 2048
 DISK_SIZE = 512
 POSTER_S = 1.0
 POSTER_MAX_FRAMES = 250  # frames decoded at most to reach the poster time
-MAX_THUMB_PIXELS = 50_000_000  # decoded (after draft); ~200 MB of RGBA per decode at most
-DECODES = threading.BoundedSemaphore(2)  # the server's 40 worker threads share these
+MAX_THUMB_PIXELS = 50_000_000  # decoded, after draft
+DECODES = threading.BoundedSemaphore(2)  # shared by the server's worker threads
 
 
 class TooLarge(ValueError):
@@ -84,11 +80,10 @@ def thumbnail(
     fd: int | None = None,
     max_pixels: int = MAX_THUMB_PIXELS,
 ) -> bytes:
-    """A JPEG of ``path`` fitting in ``size`` x ``size`` (aspect kept); cached per file version,
-    from (and into) the on-disk thumbnail ``cached`` when given. ``at``: a video's frame at that
-    second instead of its poster (not kept on disk). ``fd``: ``path`` already opened
-    (:func:`~drc_jax.search.files.open_servable`), read instead of the name. Raises
-    :class:`TooLarge`, or ``OSError`` for an unreadable file."""
+    """A JPEG of ``path`` within ``size`` px, via the disk thumbnail ``cached`` when given.
+
+    ``at``: a video's frame at that second; ``fd``: ``path`` already opened, read instead.
+    Raises :class:`TooLarge`, or ``OSError`` for an unreadable file."""
     if size not in THUMB_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMB_SIZES}, got {size}")
     st = os.fstat(fd) if fd is not None else path.stat()
@@ -100,7 +95,7 @@ def thumbnail(
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
 def _thumbnail(version: _Version, size: int, cached: str, at, max_pixels: int) -> bytes:
-    """Keyed by mtime and size too, so an edited photo gets a fresh thumbnail."""
+    """:func:`thumbnail`, cached per file version."""
     with DECODES:
         if cached and Path(cached).is_file():
             with Image.open(cached) as img:
@@ -111,7 +106,7 @@ def _thumbnail(version: _Version, size: int, cached: str, at, max_pixels: int) -
         else:
             img = _decode(version, DISK_SIZE, max_pixels)
         if cached:
-            with contextlib.suppress(OSError):  # a read-only or full index: memory only
+            with contextlib.suppress(OSError):  # a read-only or full index
                 save_thumb(img, Path(cached))
         img.thumbnail((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
@@ -124,7 +119,7 @@ def _decode(version: _Version, size: int, max_pixels: int) -> Image.Image:
     with version.open() as f:
         img = Image.open(f)
         if img.format == "JPEG":
-            img.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
+            img.draft("RGB", (size, size))
         w, h = img.size
         if w * h > max_pixels:
             raise TooLarge(
@@ -138,8 +133,7 @@ def _decode(version: _Version, size: int, max_pixels: int) -> Image.Image:
 
 
 def poster_frame(path: Path, at: float | None = None, source=None) -> Image.Image:
-    """The frame at ``at`` s, else :data:`POSTER_S` (or a tenth of a shorter video); seeks to
-    the keyframe before it; OSError if none decodes."""
+    """The frame at ``at`` s, else at :data:`POSTER_S` (or a tenth of a short video); OSError."""
     import av
 
     try:

@@ -1,12 +1,7 @@
-"""Keeping a served index current: watch the roots, index changes in the background, swap.
+"""Keeping a served index current: watch the roots, index changes in the background, reload.
 
-Two threads beside the server. One waits for file changes under the index's roots (watchfiles;
-changes inside the index directory are ignored) and marks the index dirty. The other indexes when
-dirty (:func:`~drc_jax.search.index.build_index`, which embeds only new and changed files) and,
-after that or every ``poll_s`` seconds, asks the Searcher to :meth:`~Searcher.reload`: the
-catalogue's ``generation`` moves when any index run finishes, this one or a concurrent
-``drc-search index``, and the new snapshot replaces the old in one assignment, so a search sees
-one whole index, never a half-written one.
+One thread marks the index dirty on file changes; the other re-indexes when dirty and, after that
+or every ``poll_s`` seconds, calls :meth:`Searcher.reload` (which also sees other index runs).
 """
 
 from __future__ import annotations
@@ -18,8 +13,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-POLL_S = 2.0  # how often a concurrent index run is looked for
-DEBOUNCE_MS = 800  # file events gathered into one re-index
+POLL_S = 2.0
+DEBOUNCE_MS = 800
 
 
 class IndexWatcher:
