@@ -350,8 +350,8 @@ def top_k(
     """Top-``k`` of ``images`` (N, D) for each query of ``vectors``, best first.
 
     ``chunk_size=None`` plans one pass or :data:`DEFAULT_CHUNK` streaming (same ranking); a ``mesh``
-    shards the images over ``"data"``. ``gt_rank`` is ``1 + #{images scoring strictly higher}``
-    than ``gt_index`` (NegBench's rank). bf16/f16 images are searched as stored, with f32 sums.
+    shards the images over ``"data"``. With ``gt_index`` (Q,), ``gt_rank`` is 1 + #{images scoring
+    strictly higher} (NegBench's rank). bf16/f16 images are searched as stored, with f32 sums.
     ``valid`` (N,) bool filters the images inside the search (empty slots score ``-inf``).
     Raises ``ValueError`` on non-finite vectors or images, or a ``gt_index`` outside ``[0, N)``.
     """

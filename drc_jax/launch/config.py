@@ -212,7 +212,7 @@ def _neat_fields(name: str, neat: dict) -> ConfigDict:
 
 @dataclass(frozen=True)
 class Variant:
-    """A resolved row: ``name`` keys results.json, ``label`` is shown; ``weights=None``: run's."""
+    """A resolved row; ``name`` keys results.json, ``label`` is printed, ``weights=None``: run's."""
 
     name: str
     method: str
