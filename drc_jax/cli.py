@@ -1,9 +1,7 @@
 """One command-line vocabulary for ``drc-launch``, ``drc-decompose`` and ``drc-search``.
 
-A setting shared by several commands has one flag name (its run-config key) and one help text,
-defined here (:data:`SHARED`); old spellings (:data:`DEPRECATED`) warn for one release. A
-:class:`~drc_jax.errors.UserError` (or an absl flag error) ends every command the same way: one
-``error:`` paragraph on stderr and exit status 2 (:func:`run`).
+Shared flags have one name and help (:data:`SHARED`); a :class:`~drc_jax.errors.UserError` exits 2
+with one ``error:`` paragraph (:func:`run`).
 """
 
 from __future__ import annotations
@@ -67,7 +65,7 @@ SHARED: dict[str, Shared] = {
     "progress": Shared("bool", "Show progress bars."),
 }
 
-# Old spelling -> the shared name. Kept for one release: they work and print a warning.
+# Old spelling -> shared name; honoured with a warning for one release.
 DEPRECATED: dict[str, str] = {
     "backend": "decomposer",
     "url": "sglang_url",
@@ -75,8 +73,7 @@ DEPRECATED: dict[str, str] = {
     "batch": "batch_size",
 }
 
-# The launcher's defaults (base_config's; a test keeps them equal) for the other commands, which
-# do not import the run config (and with it JAX) to start.
+# base_config's defaults (a test keeps them equal) for commands that start without JAX.
 DEFAULTS = {
     "dtype": "float32",
     "preprocess": "spacevlm",
@@ -89,8 +86,7 @@ DEFAULTS = {
 
 
 def define(*names: str, help_suffix: dict[str, str] | None = None, **default) -> None:
-    """Define the shared flags ``names`` (defaults: :data:`DEFAULTS`, or ``name=value``), and
-    the deprecated spellings of those that have one."""
+    """Define the shared flags ``names`` (default :data:`DEFAULTS`) and their old spellings."""
     help_suffix = help_suffix or {}
     for name in names:
         spec = SHARED[name]
@@ -117,8 +113,7 @@ def _define(spec: Shared, name: str, value, text: str) -> None:
 
 
 def deprecated_flag(name: str, advice: str) -> None:
-    """Register ``--name`` (defined by the caller, still honoured by it) as deprecated: given, it
-    prints ``advice`` (what to use instead) as a one-line warning."""
+    """Register the caller's ``--name`` as deprecated: given, it warns with ``advice``."""
     _DEPRECATED_FLAGS[name] = advice
 
 
@@ -126,10 +121,7 @@ _DEPRECATED_FLAGS: dict[str, str] = {}
 
 
 def apply_deprecated(values: flags.FlagValues = flags.FLAGS) -> None:
-    """Copy each deprecated flag given into its new name, with a one-line warning on stderr.
-
-    Both spellings given with different values is a :class:`UserError`.
-    """
+    """Copy each deprecated flag given into its new name, warning; a conflict is a UserError."""
     for old, new in DEPRECATED.items():
         if old not in values or new not in values or not values[old].present:
             continue
@@ -157,8 +149,7 @@ def fail(message: str) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing with a bad flag (unknown name, value not allowed) as a user error,
-    then the deprecated spellings applied."""
+    """absl's flag parsing, bad flags as user errors; then the deprecated spellings applied."""
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
@@ -203,8 +194,7 @@ def run(
 
 def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
     """``get_decomposer("sglang", **options)`` caching under ``<cache_dir>/decompositions`` (or
-    the decomposition ``folder`` itself: the deprecated ``--decomposition_cache``); a cache folder
-    that cannot be made is a :class:`UserError` naming it."""
+    ``folder``); a cache folder that cannot be made is a :class:`UserError`."""
     from drc_jax.decompose import get_decomposer
 
     where = (
@@ -221,7 +211,6 @@ def sglang_decomposer(cache_dir: str, folder: str | None = None, **options):
         ) from e
 
 
-# --- checks made before anything slow ------------------------------------------------------------
 def check_folders(flag: str, folders: list[str]) -> list[Path]:
     """Each of ``folders`` (given as ``--flag``) exists and is a folder."""
     if not folders:
@@ -304,8 +293,7 @@ RANDOM_ADVICE = f"Or pass --weights {defaults.SYNTHETIC_WEIGHTS} to try it with 
 
 
 def load_clip_checked(weights: str, dtype: str):
-    """:func:`drc_jax.clip.load_clip`, with a hub that cannot be reached, an unknown hub id or an
-    unusable weight file as a :class:`UserError` saying what to pass instead."""
+    """:func:`drc_jax.clip.load_clip`, a load failure raised as a :class:`UserError` with advice."""
     from drc_jax.clip import load_clip
     from drc_jax.clip.load import WeightsUnavailableError
 

@@ -1,11 +1,7 @@
 """Retrieval figures in the style of the paper's Figures 1 and 3, drawn with Pillow only.
 
-One concern: turn ranked results into a readable PNG. A figure has the query as its title, one
-row per method (e.g. CLIP above DRC), and the top-k images of each row left to right. Each tile
-shows its rank, the caller's label (score, file name, ...) and, when known, a coloured border:
-green when the image does not contain the negated concept, red when it does (the failure Figure 1
-shows). The ground-truth image of a benchmark query carries a star badge. A legend explains the
-marks a figure uses.
+The query as title, one row of ranked tiles per method; a red border marks an image showing the
+negated concept, green one without, a star the ground truth.
 """
 
 from __future__ import annotations
@@ -31,18 +27,13 @@ TILE_BG = (236, 236, 236)
 
 @dataclass(frozen=True)
 class FigureTile:
-    """One retrieved image in a figure row.
-
-    ``contains_negated``: True -> red border, False -> green, None -> no border.
-    ``is_ground_truth`` adds a star badge. ``label`` (e.g. score and file name; a newline starts a
-    second line) is printed under the image.
-    """
+    """One retrieved image; ``contains_negated``: red / green / no border; ``label`` under it."""
 
     image: Image.Image | str | os.PathLike
     label: str = ""
     contains_negated: bool | None = None
     is_ground_truth: bool = False
-    rank: int | None = None  # drawn as "#rank"; default: the tile's position in its row (from 1)
+    rank: int | None = None  # default: the tile's position in its row (from 1)
 
 
 @dataclass(frozen=True)
@@ -153,11 +144,9 @@ def render_comparison(
     warning: str = "",
     style: FigureStyle = FigureStyle(),
 ) -> Path:
-    """Draw ``rows`` (row label -> ranked tiles, e.g. ``{"CLIP": [...], "DRC": [...]}``) to a PNG.
+    """Draw ``rows`` (label -> ranked tiles, e.g. ``{"CLIP": [...], "DRC": [...]}``) to a PNG path.
 
-    ``title`` is the query; ``subtitle`` an optional second line (e.g. the decomposition used);
-    ``warning`` an optional line in orange (e.g. "weights are random"). Tiles are numbered by rank
-    from 1. Returns the path.
+    ``title``: the query; ``subtitle``: a second line; ``warning``: a line in orange.
     """
     if not rows:
         raise ValueError("render_comparison needs at least one row of tiles")

@@ -1,10 +1,4 @@
-"""Text-to-image retrieval metrics (R@K as NegBench reports them; medR as named in :data:`MEDR`).
-
-A query is a hit at K when its ground-truth image is among the top K (R@K, in percent); medR is
-the median over queries of the 1-indexed rank of the ground truth, meanR its mean. Ranks come
-either from a full (Q, N) score matrix (:func:`ranks_from_scores`) or streamed from
-:func:`drc_jax.retrieval.top_k` (``gt_rank``); no (Q, N) one-hot tensor is ever built.
-"""
+"""Retrieval metrics from 1-indexed ground-truth ranks: R@K (percent, as NegBench), medR, meanR."""
 
 from __future__ import annotations
 
@@ -22,16 +16,12 @@ MEDR = {
 
 
 def ranks_from_scores(scores, gt_index) -> np.ndarray:
-    """1-indexed rank of each query's ground truth: 1 + #{images scoring strictly higher}.
+    """1 + #{images scoring strictly higher} than each query's ground truth, as ``top_k`` ranks.
 
-    Ties resolve in the ground truth's favour, as in :func:`drc_jax.retrieval.top_k`; scores are
-    compared at their own precision (float64 stays float64). A non-finite
-    ground-truth score is a ``ValueError`` (no rank can be read from it); a non-finite score of
-    any other image never counts above the ground truth (NaN compares false), so callers that
-    must not ignore such images check them first, as :func:`~drc_jax.retrieval.top_k` does.
+    A non-finite ground-truth score is a ``ValueError``; other NaN scores never count above it.
     """
     scores = np.asarray(scores)
-    if scores.dtype not in (np.float32, np.float64):  # bf16/f16 widen exactly; others as f32
+    if scores.dtype not in (np.float32, np.float64):
         scores = scores.astype(np.float32)
     gt_index = np.asarray(gt_index)
     if scores.ndim != 2 or gt_index.shape != (scores.shape[0],):
@@ -58,8 +48,7 @@ def ranks_from_scores(scores, gt_index) -> np.ndarray:
 def retrieval_metrics(
     gt_rank, ks: Sequence[int] = RECALL_KS, *, medr: str = "median"
 ) -> dict[str, float]:
-    """``{"R@1", "R@5", "R@10", "medR", "meanR"}`` from 1-indexed ground-truth ranks (Q,); R@K in
-    percent, medR by the :data:`MEDR` definition ``medr``."""
+    """``{"R@1", "R@5", "R@10", "medR", "meanR"}`` of ranks (Q,); medR as :data:`MEDR` ``medr``."""
     if medr not in MEDR:
         raise ValueError(f"medr must be one of {sorted(MEDR)}, got {medr!r}")
     ranks = np.asarray(gt_rank)
@@ -83,12 +72,9 @@ def retrieval_metrics(
 
 
 def negated_in_top_k(top_indices, contains_negated, k: int = 5) -> float:
-    """Share (percent) of top-``k`` results that contain the query's negated concept.
+    """Percent of top-``k`` results (``top_indices`` (Q, >=k)) showing the query's negated concept.
 
-    ``top_indices`` (Q, >=k) are retrieved image indices; ``contains_negated(q, image) -> bool``
-    says whether image ``image`` shows query ``q``'s negated concept (for COCO, the negated object
-    is in the image's ``positive_objects``). This is the failure of the paper's Figure 1 that R@K
-    alone hides.
+    ``contains_negated(q, image) -> bool``; the paper's Figure 1 failure, which R@K hides.
     """
     top = np.asarray(top_indices)[:, :k]
     hits = [contains_negated(q, int(i)) for q in range(top.shape[0]) for i in top[q] if i >= 0]
@@ -105,14 +91,9 @@ def paired_bootstrap(
     level: float = 0.95,
     block: int = 100,
 ) -> dict[str, dict[str, float]]:
-    """Paired bootstrap confidence intervals of the R@K change ``rank`` vs ``base_rank``.
+    """Paired bootstrap percentile interval of ``R@K(rank) - R@K(base_rank)`` (points), seeded.
 
-    Both are 1-indexed ground-truth ranks (Q,) of the *same* queries under two methods. Queries
-    are resampled with replacement ``resamples`` times (one ``numpy`` generator seeded with
-    ``seed``, so the result is deterministic), the same resample for both methods (paired); the
-    interval is the percentile interval at ``level`` of the resampled differences
-    ``R@K(rank) - R@K(base_rank)`` in percentage points. Returns ``{"R@K": {"delta", "lo",
-    "hi"}}``. Resamples are drawn ``block`` at a time (vectorised, bounded memory).
+    Both are ranks (Q,) of the same queries. Returns ``{"R@K": {"delta", "lo", "hi"}}``.
     """
     a, b = np.asarray(base_rank), np.asarray(rank)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:

@@ -1,8 +1,4 @@
-"""The encode step for text: the texts a method scores (:mod:`drc_jax.texts`) -> query embeddings.
-
-Texts are deduplicated before encoding, so rows that score the same text (any row's ``full`` of a
-negated caption and another's fallback, ...) share one embedding.
-"""
+"""The texts a method scores (:mod:`drc_jax.texts`) -> query embeddings, each distinct text once."""
 
 from __future__ import annotations
 
@@ -24,10 +20,9 @@ from drc_jax.texts import Prompts, text_set, texts_of
 )
 @dataclasses.dataclass(frozen=True)
 class Queries:
-    """Text embeddings of decomposed captions: (Q, D) unit-norm each, and strength (Q,) int32.
+    """Unit-norm (Q, D) text embeddings of decomposed captions and strength (Q,) int32.
 
-    With several negated concepts per caption ``neg`` and ``cf`` are (Q, M, D) and ``neg_mask``
-    (Q, M) bool marks the concepts present (None: all of them).
+    With M concepts ``neg``, ``cf`` are (Q, M, D), ``neg_mask`` (Q, M) marking those present.
     """
 
     aff: jax.Array
@@ -48,14 +43,12 @@ class Queries:
 def queries_from_table(
     lookup: Callable, texts: list[list[str]], strength, *, concepts: int = 1
 ) -> Queries:
-    """:class:`Queries` of ``texts`` (Q rows of [aff, neg, cf, full], each
-    optionally followed by ``neg, cf`` pairs of further concepts) from ``lookup(list[str]) ->
-    (B, D)`` embeddings of those texts (each distinct text asked once).
+    """:class:`Queries` of ``texts`` (rows of [aff, neg, cf, full] + ``neg, cf`` pairs) embedded by
+    ``lookup(list[str]) -> (B, D)``.
 
-    Rows of four texts give (Q, D) fields. When some row has further concepts, ``neg`` and ``cf``
-    are (Q, M, D) with ``neg_mask`` (Q, M) marking each row's real concepts (M = the most any row
-    has, at least ``concepts``; the padding repeats the row's first concept, masked out, so a
-    larger ``concepts`` gives the same scores at a shape shared by other counts)."""
+    Further concepts give (Q, M, D) ``neg``/``cf``, M at least ``concepts``; padding repeats the
+    first concept, masked, so the scores do not depend on M.
+    """
     if not texts:
         raise ValueError("queries need at least one row of texts")
     if any(len(row) < 4 or len(row) % 2 for row in texts):
@@ -65,7 +58,7 @@ def queries_from_table(
     pos = {t: i for i, t in enumerate(unique)}
     idx = np.asarray([[pos[t] for t in row[:4]] for row in texts])
     aff, neg, cf, full = (table[idx[:, j]] for j in range(4))
-    m = max(concepts, max(len(row) - 2 for row in texts) // 2)  # per row: 1 + (len - 4) / 2
+    m = max(concepts, max(len(row) - 2 for row in texts) // 2)
     strength = jnp.asarray(strength, jnp.int32)
     if m == 1:
         return Queries(*(jnp.asarray(x) for x in (aff, neg, cf, full)), strength=strength)
@@ -97,13 +90,8 @@ def embed_queries(
     all_concepts: bool = True,
     concepts: int = 1,
 ) -> Queries:
-    """Embed the texts ``method`` scores (:func:`drc_jax.texts.text_set`) into
-    :class:`Queries` ((Q, M, D) neg/cf for several DRC concepts); ``concepts`` as in
-    :func:`queries_from_table`.
-
-    ``clip_or_encode`` is a loaded CLIP (anything with ``encode_texts``) or a function
-    ``list[str] -> (B, D)`` array, e.g. one backed by an embedding cache.
-    """
+    """:class:`Queries` of the texts ``method`` scores, embedded by ``clip_or_encode``: a CLIP (with
+    ``encode_texts``) or ``list[str] -> (B, D)``; ``concepts`` as in :func:`queries_from_table`."""
     encode: Callable = getattr(clip_or_encode, "encode_texts", clip_or_encode)
     ts = text_set(method, prompts, concepts="all" if all_concepts else "one")
     texts, strength = texts_of(ts, decompositions)

@@ -1,18 +1,9 @@
-"""The retrieval engine: streamed, device-sharded top-k over any method's query vectors.
+"""Streamed, device-sharded top-k over any method's :class:`~drc_jax.scoring.QueryVectors`.
 
-Method-agnostic: it scores :class:`~drc_jax.scoring.QueryVectors` ``(q, neg, w_rep)`` as
-``images.q - w_rep * max(images.neg, 0)`` (:func:`~drc_jax.scoring.score_vectors`), whichever
-method made them (:func:`~drc_jax.scoring.query_vectors`). Images are scored a chunk at a time and
-merged into a running top-k, so memory stays O(Q k + Q chunk) however large N is; with a mesh each
-device streams its shard. A search whose whole score matrix is small (a person's handful of
-queries, up to :data:`ONE_PASS_SCORES` scores per shard) is planned as one pass instead: one GEMM
-over the images as they lie, q and neg rows stacked (``score_vectors(..., stacked=True)``), and one
-``lax.top_k``. :func:`top_k_memory` plans a search from shapes alone.
+Images are scored a chunk at a time into a running top-k (memory O(Q k + Q chunk)); a small score
+matrix is searched in one pass (one GEMM, one ``lax.top_k``). Usage::
 
-Usage::
-
-    vectors = query_vectors("drc", queries, DRCParams())
-    result = top_k(images, vectors, 10, gt_index=gt)
+    result = top_k(images, query_vectors("drc", queries, DRCParams()), 10, gt_index=gt)
 """
 
 from __future__ import annotations
@@ -31,8 +22,7 @@ STORAGE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 DEFAULT_CHUNK = 8192
 """Images per streamed step when the whole score matrix is too large for one pass."""
 ONE_PASS_SCORES = 1 << 25
-"""Largest (GEMM rows x shard images) score matrix searched in one pass (128 MiB of f32): e.g. 16
-DRC queries (32 rows) over 1M images. Larger searches stream :data:`DEFAULT_CHUNK` at a time."""
+"""Largest (GEMM rows x shard images) score matrix searched in one pass (128 MiB of f32)."""
 STACK_ROWS = 32
 """GEMM rows (q and neg, all queries of a block) up to which they are stacked into one GEMM."""
 
@@ -58,13 +48,7 @@ def _merge_top_k(scores_a, idx_a, scores_b, idx_b, k):
 
 
 def _to_bits(images: jax.Array) -> jax.Array:
-    """Half-precision images as their raw uint16 bits (other dtypes unchanged), for the loop.
-
-    XLA's CPU backend rewrites a bf16/f16 while-loop operand to f32 up front, materialising an
-    f32 copy of the whole image set (memory O(N), not O(chunk)); uint16 bits pass through
-    untouched and :func:`_from_bits` restores each chunk exactly and for free. It runs before the
-    jit (one copy): inside it, XLA:CPU materialises the converted set as a temporary as well.
-    """
+    """bf16/f16 images as uint16 bits, outside jit: XLA:CPU copies a half loop operand to f32."""
     if images.dtype in (jnp.bfloat16, jnp.float16):
         return jax.lax.bitcast_convert_type(images, jnp.uint16)
     return images
@@ -91,14 +75,13 @@ def _score(images, vectors: QueryVectors, dtype) -> jax.Array:
 
 
 def _one_pass(images, n_valid, offset, vectors, gt_index, *, mask, k, dtype, axis):
-    """Score a whole shard (M, D) at once: one GEMM, one ``lax.top_k``; the same outputs as
-    :func:`_stream_shard`. The ground truth's score is read from the very matrix it is ranked in
-    (the shard that holds it broadcasts it), so its duplicates tie with it bit for bit."""
+    """:func:`_stream_shard`'s outputs in one GEMM; the ground truth's score comes from that matrix,
+    so its exact duplicates tie with it."""
     m = images.shape[0]
     idx = offset + jnp.arange(m, dtype=jnp.int32)
     s = _score(images, vectors, dtype)
-    bad = ~jnp.isfinite(s[0])  # see _stream_shard
-    if axis is not None or mask is not None:  # padding rows (a mesh's shards) or masked media
+    bad = ~jnp.isfinite(s[0])
+    if axis is not None or mask is not None:
         real = (idx < n_valid) if mask is None else (idx < n_valid) & mask
         bad = bad & real
         s = jnp.where(real[None, :], s, -jnp.inf)
@@ -116,7 +99,7 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, mask, k, dtype, axi
         above = jnp.sum(beats, axis=1, dtype=jnp.int32)
     best, pos = jax.lax.top_k(s, min(k, m))
     best, best_idx = best, idx[pos]
-    if m < k:  # a shard smaller than k (several devices, tiny corpus): fill as _stream_shard does
+    if m < k:
         fill = ((0, 0), (0, k - m))
         best = jnp.pad(best, fill, constant_values=-jnp.inf)
         best_idx = jnp.pad(best_idx, fill, constant_values=-1)
@@ -126,29 +109,22 @@ def _one_pass(images, n_valid, offset, vectors, gt_index, *, mask, k, dtype, axi
 def _stream_shard(
     images, n_valid, offset, vectors, *, mask, gt_score, gt_index, k, chunk, dtype, axis
 ):
-    """Scan one shard of images (M, D), M >= chunk, in chunks, keeping a running top-k and
-    ground-truth count.
+    """Running top-k, ground-truth count and non-finite rows (count, first) of a shard (M >= chunk).
 
-    Memory is O(Q k + Q chunk): no (Q, M) matrix is ever built, and the images are sliced where
-    they lie (M need not be a multiple of ``chunk``: the last ``chunk`` rows are scored once more
-    and only their unseen rows kept), so they are never copied. ``offset`` is the shard's first
-    global image index; rows at or past ``n_valid`` (global) are padding and never retrieved.
-
-    Non-finite image rows are found on the way, at no extra pass over the images: with finite
-    query vectors (checked by :func:`top_k`) a NaN or inf anywhere in an image row makes its score
-    non-finite for every query (``NaN * 0`` and ``inf * 0`` are NaN), so query 0's scores, which a
-    real query always fills, tell. Returns their count and the first such global row too.
+    Images are sliced in place; a remainder rescores the last ``chunk`` rows. With finite query
+    vectors a non-finite image row makes query 0's score non-finite, so that finds bad rows.
+    ``offset`` is the shard's first global row; rows from ``n_valid`` on are padding.
     """
     m = images.shape[0]
     nq = vectors.q.shape[0]
-    full = m - m % chunk  # rows in whole chunks
+    full = m - m % chunk
 
     def update(carry, block, start, seen=0):
         best, best_idx, above, n_bad, first_bad = carry
         s = _score(block, vectors, dtype)
         local = start + jnp.arange(chunk, dtype=jnp.int32)
         idx = offset + local
-        real = (idx < n_valid) & (local >= seen)  # not padding, not scored before
+        real = (idx < n_valid) & (local >= seen)
         if mask is not None:
             real = real & jax.lax.dynamic_slice_in_dim(mask, start, chunk)
         bad = real & ~jnp.isfinite(s[0])
@@ -175,17 +151,14 @@ def _stream_shard(
     if axis is not None:  # inside shard_map the carry varies over the mesh axis
         init = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, axis, to="varying"), init)
     out, _ = jax.lax.scan(step, init, jnp.arange(0, full, chunk, dtype=jnp.int32))
-    if full < m:  # the remainder: the last chunk rows, of which those before ``full`` were seen
+    if full < m:
         out = update(out, images[m - chunk :], m - chunk, seen=full)
     return out
 
 
 def _gt_scores(gt_rows, vectors, chunk, dtype):
-    """(Q,) score of query i against its ground-truth row ``gt_rows[i]``, computed by the very
-    (Q, D) x (D, chunk) product the stream scores images with, so that the ground truth and an
-    exact duplicate of it score bit for bit the same and the tie goes to the ground truth. (A
-    row-wise dot product sums in another order: about half the duplicated ground truths would
-    then lose a rank to their own copy.)"""
+    """(Q,) score of each query's ``gt_rows[i]`` by the stream's own GEMM, so an exact duplicate
+    ties with it (a row-wise dot sums in another order)."""
     nq = gt_rows.shape[0]
     blocks = -(-nq // chunk)
     rows = jnp.pad(gt_rows, ((0, blocks * chunk - nq), (0, 0)))
@@ -205,13 +178,11 @@ def _gt_scores(gt_rows, vectors, chunk, dtype):
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh", "with_gt", "dtype"))
 def _top_k_jit(images, n_valid, vectors, gt_index, mask, *, k, chunk, mesh, with_gt, dtype):
-    """One query block's search; ``n_valid`` (the unpadded image count) is traced, so on a mesh
-    a corpus that grows within one padded shape reuses the executable. A ``chunk`` as large as a
-    shard searches it in one pass (:func:`_one_pass`), else streamed (:func:`_stream_shard`).
-    Returns ``(best, best_idx, gt_rank, n_bad, first_bad)``."""
+    """``(best, best_idx, gt_rank, n_bad, first_bad)`` of one query block; ``n_valid`` is traced so
+    a corpus growing within one padded shape reuses the executable."""
     one_pass = chunk >= images.shape[0] // (1 if mesh is None else mesh.size)
     if one_pass:
-        gt_score = None  # read from the shard's score matrix itself
+        gt_score = None
         gt_index = gt_index if with_gt else None
         stream = functools.partial(_one_pass, k=k, dtype=dtype)
     else:
@@ -242,7 +213,6 @@ def _top_k_jit(images, n_valid, vectors, gt_index, mask, *, k, chunk, mesh, with
             in_specs=(P(DATA_AXIS), P(), P(), P(), P() if mask is None else P(DATA_AXIS)),
             out_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P(), P()),
         )(images, n_valid, vectors, gt_index, mask)
-        # Merge the per-device top-k lists: (devices, Q, k) -> (Q, devices * k) -> (Q, k).
         nq = vectors.q.shape[0]
         best = jnp.moveaxis(best, 0, 1).reshape(nq, -1)
         best_idx = jnp.moveaxis(best_idx, 0, 1).reshape(nq, -1)
@@ -252,11 +222,8 @@ def _top_k_jit(images, n_valid, vectors, gt_index, mask, *, k, chunk, mesh, with
 
 
 def _plan(n: int, nq: int, rows_per_query: int, chunk_size, n_dev: int, query_block: int):
-    """``(chunk, padded_n, block, n_blocks)``: the image chunk, the image count padded to equal
-    shards (no padding on one device), and the equal query blocks a search of ``nq >= 1``
-    queries runs as. ``chunk_size=None`` picks one pass (chunk = shard) when a block's
-    ``block * rows_per_query`` GEMM rows times the shard's images are at most
-    :data:`ONE_PASS_SCORES`, else :data:`DEFAULT_CHUNK`."""
+    """``(chunk, padded_n, block, n_blocks)``; ``chunk_size=None``: one pass (chunk = shard) if the
+    block's score matrix fits :data:`ONE_PASS_SCORES`, else :data:`DEFAULT_CHUNK`."""
     per_dev = -(-n // n_dev)
     n_blocks = -(-nq // max(1, query_block))
     block = -(-nq // n_blocks)
@@ -284,16 +251,8 @@ def top_k_memory(
     query_block: int = 4096,
     with_gt: bool = True,
 ) -> dict[str, int]:
-    """Bytes one query block of a single-device :func:`top_k` search needs, read from the compiled
-    executable (compiled from shapes only: nothing of that size is allocated).
-
-    ``repulsion`` says whether the query vectors carry a repulsion term (DRC: yes; CLIP and
-    SpaceVLM: no). ``temp`` is the scratch memory, O(block k + block chunk) whatever
-    ``num_images``; ``argument`` is dominated by the images; ``block``/``blocks`` say how the
-    queries are split; ``chunk`` equal to ``num_images`` means one pass. ``chunk_size`` as in
-    :func:`top_k`. Use it to size a search before running it (benchmarks/bench_topk.py prints it
-    for corpus-scale N).
-    """
+    """Bytes (``temp``, ``argument``, ``output``) and plan of one query block of a single-device
+    :func:`top_k`, compiled from shapes only. ``repulsion``: the vectors have a neg term (DRC)."""
     if num_queries < 1 or num_images < 1:
         raise ValueError(
             f"top_k_memory needs >= 1 query and image, got {num_queries} and {num_images}"
@@ -305,7 +264,7 @@ def top_k_memory(
     shape = jax.ShapeDtypeStruct
     dtype = _storage_dtype(image_dtype)
     images = shape((padded, dim), dtype)
-    if chunk < padded:  # streamed: as top_k carries them
+    if chunk < padded:
         images = jax.eval_shape(_to_bits, images)
     vec = shape((block, dim), jnp.float32)
     vectors = (
@@ -336,8 +295,7 @@ def top_k_memory(
 
 @jax.jit
 def _nonfinite_rows(vectors: QueryVectors):
-    """Per field of ``vectors``: (count, first) of rows (axis 0) holding a NaN or inf, fused on
-    device so that only these scalars come back to the host."""
+    """Per field of ``vectors``: (count, first) of rows holding a NaN or inf, reduced on device."""
 
     def count(x):
         bad = ~jnp.isfinite(x).all(axis=tuple(range(1, x.ndim)))
@@ -389,32 +347,13 @@ def top_k(
     query_block: int = 4096,
     valid=None,
 ) -> TopK:
-    """Streamed top-``k`` retrieval of every query over ``images`` (N, D), best first.
+    """Top-``k`` of ``images`` (N, D) for each query of ``vectors``, best first.
 
-    ``vectors`` are any method's :class:`~drc_jax.scoring.QueryVectors` (from
-    :func:`~drc_jax.scoring.query_vectors`). Images are scored ``chunk_size`` at a time and merged
-    into a running top-k, so memory stays O(Q k + Q chunk) however large N is; queries go
-    ``query_block`` at a time. With a ``mesh`` the image set is sharded over its ``"data"`` axis,
-    each device streams its shard and the per-device lists are merged, so corpora larger than one
-    device's memory work. ``chunk_size=None`` (the default) plans it: each shard in one pass when
-    a query block's score matrix over it holds at most :data:`ONE_PASS_SCORES` scores (a few
-    queries: one GEMM over the images as stored, no copy), else :data:`DEFAULT_CHUNK` images at a
-    time. Both plans rank identically.
-
-    ``gt_index`` (Q,) gives each query's ground-truth image; ``gt_rank`` is then
-    ``1 + #{images scoring strictly higher}`` (NegBench's 1-indexed rank; ties resolve in the
-    ground truth's favour). ``image_dtype=jnp.bfloat16`` (or float16) halves image memory and
-    bandwidth, with f32 accumulation; other dtypes than f32/bf16/f16 are searched in f32.
-    ``valid`` (N,) bool restricts the search to those images (a filter applied inside the search,
-    so each query still gets its best ``k`` valid images; slots beyond the valid count come back
-    with score ``-inf``); the others never outrank a ground truth and are not checked for
-    finiteness.
-
-    Validated (``ValueError`` naming the first bad row): query vectors finite and as wide as the
-    images and ``gt_index`` inside ``[0, N)``, before anything is compiled; images finite (a NaN
-    row would otherwise win every query, and a NaN ground truth would get rank 1: drop or
-    re-encode such items first), found while they are streamed, so clean images cost no extra
-    pass. No queries give empty results.
+    ``chunk_size=None`` plans one pass or :data:`DEFAULT_CHUNK` streaming (same ranking); a ``mesh``
+    shards the images over ``"data"``. With ``gt_index`` (Q,), ``gt_rank`` is 1 + #{images scoring
+    strictly higher} (NegBench's rank). bf16/f16 images are searched as stored, with f32 sums.
+    ``valid`` (N,) bool filters the images inside the search (empty slots score ``-inf``).
+    Raises ``ValueError`` on non-finite vectors or images, or a ``gt_index`` outside ``[0, N)``.
     """
     images = jnp.asarray(images, dtype=image_dtype)
     if images.ndim != 2 or images.shape[0] == 0:
@@ -455,8 +394,6 @@ def top_k(
     rows = _gemm_rows(vectors) // nq
     chunk, padded, block, n_blocks = _plan(n, nq, rows, chunk_size, n_dev, query_block)
     if chunk < padded // n_dev:
-        # Streamed: f32 images are searched where they lie; half-precision ones cost one
-        # bit-copy (_to_bits). One pass reads them as they lie whatever the dtype.
         images = _to_bits(images)
     if padded != n:
         images = jnp.pad(images, ((0, padded - n), (0, 0)))
@@ -469,11 +406,10 @@ def top_k(
         if mask is not None:
             mask = jax.device_put(mask, batch_sharding(mesh))
 
-    # Equal query blocks (one compiled shape); the last is zero-padded and its extra rows dropped.
-    # A single block (a person's query) goes in as it is: no eager op before the search.
+    # Equal query blocks share one executable; the last is zero-padded.
     pad_q = n_blocks * block - nq
     if pad_q:
-        pad = lambda x: jnp.pad(x, ((0, pad_q),) + ((0, 0),) * (x.ndim - 1))  # noqa: E731
+        pad = lambda x: jnp.pad(x, ((0, pad_q),) + ((0, 0),) * (x.ndim - 1))
         vectors, gt_all = jax.tree_util.tree_map(pad, (vectors, gt_all))
     outs = []
     for lo in range(0, nq + pad_q, block):
@@ -492,14 +428,14 @@ def top_k(
                 dtype=dtype,
             )
         )
-    # Every block streams every image, so the first block's count says it (two scalars).
+    # Every block streams every image, so the first block's bad-row count covers all.
     n_bad, first_bad = jax.device_get(outs[0][3:])
     if n_bad:
         raise ValueError(
             f"image row {first_bad} is not finite ({n_bad} such rows): it would outrank every "
             "finite image; drop or re-encode those items before searching"
         )
-    if n_blocks == 1 and not pad_q:  # nothing to join
+    if n_blocks == 1 and not pad_q:
         return TopK(*outs[0][:2], outs[0][2] if with_gt else None)
     scores = jnp.concatenate([o[0] for o in outs])[:nq]
     indices = jnp.concatenate([o[1] for o in outs])[:nq]

@@ -1,13 +1,8 @@
-"""The method: SpaceVLM-DRC and its baselines as pure, jit-able functions of CLIP embeddings.
+"""SpaceVLM-DRC and its baselines as pure, jit-able functions of unit-norm CLIP embeddings.
 
-``images`` (N, D); ``aff``, ``full`` (Q, D); ``neg``, ``cf`` (Q, D) or (Q, M, D) for several
-negated concepts; ``strength`` (Q,) int32 indexing :data:`STRENGTHS`; scores are (Q, N). DRC:
-``d1 = compose(aff, neg)``, ``d2 = compose(aff, cf)``, ``dctx = compose(full, neg)`` with the
-strength's ``t`` (eq. 8, SpaceVLM's sign), score ``w1 s1 + w2 s2 + wctx sctx - w_base rho
-max(images.neg, 0)``; eq. 2 (``images.full``) without negation. Every method is one
-:class:`QueryVectors` ``(q, neg, w_rep)`` scored as ``images.q - w_rep max(images.neg, 0)``.
-Inputs are assumed finite and unit-norm; a strength outside 0..3 gives a NaN row here and a
-``ValueError`` at the non-jitted edges (:func:`query_vectors`, ``retrieval.top_k``). No I/O.
+``images`` (N, D); ``aff``, ``full`` (Q, D); ``neg``, ``cf`` (Q, D) or (Q, M, D); ``strength`` (Q,)
+indexes :data:`STRENGTHS`. Every method is one :class:`QueryVectors`; scores are (Q, N). A strength
+outside 0..3 gives a NaN row (a ``ValueError`` in :func:`query_vectors`).
 """
 
 from __future__ import annotations
@@ -40,11 +35,9 @@ SPACEVLM_T = 0.92
 )
 @dataclasses.dataclass(frozen=True)
 class DRCParams:
-    """Every constant of DRC and the switches of the paper's ablations (Tables 3, 4).
+    """DRC's constants and the ablation switches (Tables 3, 4); ``t``, ``w_base`` per strength.
 
-    Numbers are pytree leaves, switches static; ``t``, ``w_base`` are indexed by strength. The
-    enabled angular weights are renormalised to sum to one. ``operator="paper_eq8"`` is the
-    printed eq. 8's sign (an ablation); ``spacevlm_t`` is the SpaceVLM baseline's threshold.
+    Enabled angular weights are renormalised; ``operator="paper_eq8"`` takes the printed eq. 8 sign.
     """
 
     w1: float = 0.35
@@ -82,19 +75,14 @@ class DRCParams:
 
 
 class QueryVectors(NamedTuple):
-    """What any method scores with: ``score = images.q - w_rep * max(images.neg, 0)``.
+    """``score = images.q - w_rep * max(images.neg, 0)``; ``q`` (Q, D), ``w_rep`` (Q,) or None.
 
-    ``q`` (Q, D); ``neg`` (Q, D), or (Q, M, D) for several negated concepts (absent ones zero
-    rows; the repulsion then takes the largest over concepts); ``w_rep`` (Q,). ``neg`` and
-    ``w_rep`` are None for methods without repulsion, which then cost a single GEMM.
+    ``neg`` (Q, D), (Q, M, D) (max over M; absent concepts zero rows) or None (no repulsion).
     """
 
     q: jax.Array
     neg: jax.Array | None = None
     w_rep: jax.Array | None = None
-
-
-# ----------------------------------------------------------------------- the operator (eq. 8)
 
 
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -112,14 +100,12 @@ _DEGENERATE_SIN = 1e-4
 
 
 def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Array:
-    """SpaceVLM's angular operator (eq. 8, SpaceVLM's sign), batched over leading axes.
+    """SpaceVLM's angular operator (eq. 8, SpaceVLM's sign), batched over leading axes; unit f32.
 
-    With alpha = acos(t), theta = angle(a, b): where theta < 2 alpha, the unit vector at angle
-    ``alpha + theta/2`` from b on the great circle through a and b (turned away from b); else
-    ``a``. f32, unit-norm; ``a`` where sin(theta) < 1e-4 or ``t`` is NaN.
+    Where theta = angle(a, b) < 2 acos(t): the unit vector at ``acos(t) + theta/2`` from b on the
+    great circle through a, b (away from b); else, or if sin(theta) < 1e-4 or t is NaN, ``a``.
     """
-    # Evaluated as cos(phi) b + sin(phi) u (u: a's unit part orthogonal to b) with theta from
-    # atan2, which stays accurate for nearly parallel a, b where acos of a rounded dot does not.
+    # theta by atan2: accurate for nearly parallel a, b, where acos of a rounded dot is not.
     if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r}; expected one of {OPERATORS}")
     a32 = _unit(a.astype(jnp.float32))
@@ -127,9 +113,8 @@ def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Ar
     t = jnp.asarray(t, jnp.float32)
     alpha = jnp.arccos(jnp.clip(t, -1.0, 1.0))
     cos_theta = jnp.clip(_dot(a32, b32), -1.0, 1.0)
-    ortho = a32 - cos_theta[..., None] * b32  # sin(theta) u
-    # A second Gram-Schmidt pass: for nearly parallel a, b the rounding of a.b leaves a component
-    # along b of relative size eps / sin(theta) in the first, which would cost unit norm.
+    ortho = a32 - cos_theta[..., None] * b32
+    # Second Gram-Schmidt pass: for nearly parallel a, b the first leaves a residue along b.
     ortho = ortho - _dot(ortho, b32)[..., None] * b32
     sin_theta = jnp.linalg.norm(ortho, axis=-1)
     theta = jnp.arctan2(sin_theta, cos_theta)
@@ -147,13 +132,10 @@ def compose(a: jax.Array, b: jax.Array, t, operator: str = "spacevlm") -> jax.Ar
 
 
 def compose_each(a: jax.Array, bs: jax.Array, mask, t, operator: str = "spacevlm") -> jax.Array:
-    """:func:`compose` away from each of several negated directions in turn, (Q, D).
-
-    ``bs`` (Q, M, D), ``mask`` (Q, M) bool (None: all present): ``d <- compose(d, b_m, t)`` for
-    each present m, from ``a``; one present concept gives exactly ``compose(a, b, t)``.
-    """
+    """``a`` (Q, D) composed away from each present ``bs[:, m]`` (Q, M, D) in turn; ``mask`` (Q, M)
+    or None (all present). One concept gives exactly ``compose(a, b, t)``."""
     d = a.astype(jnp.float32)
-    if bs.shape[1] <= 2:  # unrolled: the common cases compile and run as before
+    if bs.shape[1] <= 2:
         for m in range(bs.shape[1]):
             step = compose(d, bs[:, m], t, operator)
             d = step if mask is None else jnp.where(mask[:, m, None], step, d)
@@ -167,14 +149,8 @@ def compose_each(a: jax.Array, bs: jax.Array, mask, t, operator: str = "spacevlm
     return jax.lax.scan(one, d, (jnp.swapaxes(bs, 0, 1), jnp.swapaxes(present, 0, 1)))[0]
 
 
-# ----------------------------------------------------------------------- per-method vectors
-
-
 def _strength_table(params: DRCParams, strength: jax.Array):
-    """(t, w_base, valid) per query from the strength table (paper, Sec. 3: strength-adaptive t).
-
-    Out-of-range strengths are not clamped: ``valid`` is False there and t, w_base are NaN.
-    """
+    """(t, w_base, valid) per query (Sec. 3's strength-adaptive t); NaN where out of range."""
     valid = (strength >= 0) & (strength < len(STRENGTHS))
     idx = jnp.clip(strength, 0, len(STRENGTHS) - 1)
     t = jnp.where(valid, jnp.asarray(params.t, jnp.float32)[idx], jnp.nan)
@@ -188,9 +164,7 @@ def clip_vectors(full: jax.Array) -> QueryVectors:
 
 
 def _negated(strength: jax.Array, neg: jax.Array, neg_mask) -> jax.Array:
-    """(Q,) bool: the caption excludes something. Strength 0 does not; with several concepts
-    (``neg`` (Q, M, D)) neither does a caption none of whose concepts is present (all masked, or
-    M = 0): nothing is left to turn away from, so it is scored as eq. 2 on ``full``."""
+    """(Q,) bool: strength > 0 and, for (Q, M, D) ``neg``, some concept present (else eq. 2)."""
     negated = strength > 0
     if neg.ndim == 3:
         present = neg.shape[1] > 0 if neg_mask is None else jnp.any(neg_mask, axis=1)
@@ -214,9 +188,8 @@ def spacevlm_vectors(
     operator: str = "spacevlm",
     neg_mask: jax.Array | None = None,
 ) -> QueryVectors:
-    """SpaceVLM: ``q = compose(aff, neg, t)`` with one ``t`` for every negated caption (its
-    retrieval script's ``--threshold``), no repulsion; eq. 2 on ``full`` at strength 0. Unlike
-    DRC's "+d1" ablation, ``t`` does not depend on the strength."""
+    """SpaceVLM: ``q = compose(aff, neg, t)``, one ``t`` at every strength (its ``--threshold``),
+    no repulsion; eq. 2 on ``full`` at strength 0."""
     valid = (strength >= 0) & (strength < len(STRENGTHS))
     d = _turn(aff, neg, neg_mask, t, operator)
     negated = _negated(strength, neg, neg_mask)
@@ -233,13 +206,10 @@ def drc_vectors(
     params: DRCParams = DRCParams(),
     neg_mask: jax.Array | None = None,
 ) -> QueryVectors:
-    """DRC's vectors: ``q = w1 d1 + w2 d2 + wctx dctx`` (enabled terms, renormalised weights),
-    ``full`` at strength 0 (eq. 2), and ``w_rep = w_base * rho`` on ``neg``.
+    """DRC: ``q = w1 d1 + w2 d2 + wctx dctx`` (enabled terms, renormalised), ``w_rep = w_base rho``.
 
-    ``neg``, ``cf`` are (Q, D), or (Q, M, D) for several concepts with ``neg_mask`` (Q, M) (None:
-    all present): each direction turns away from every concept in turn (:func:`compose_each`)
-    and the repulsion takes the largest over concepts (an image is as bad as its worst violation,
-    at the scale ``rho`` was set for). M = 1 gives the (Q, D) result exactly.
+    ``full`` at strength 0 (eq. 2). With (Q, M, D) concepts and ``neg_mask`` each direction turns
+    away from every concept (:func:`compose_each`) and the repulsion takes the worst.
     """
     t, w_base, valid = _strength_table(params, strength)
     terms = []
@@ -257,19 +227,15 @@ def drc_vectors(
     if not params.use_repulsion:
         return QueryVectors(q)
     w_rep = jnp.where(negated | ~valid, w_base * params.rho, 0.0)
-    if neg.ndim == 3 and neg_mask is not None:  # absent concepts: zero rows, max(images.0, 0) = 0
+    if neg.ndim == 3 and neg_mask is not None:
         neg = jnp.where(neg_mask[..., None], neg, 0.0)
     return QueryVectors(q, neg, w_rep)
 
 
-# ----------------------------------------------------------------------- one matmul - repulsion
-
-
 def _compute_dtype(image_dtype) -> jnp.dtype:
-    """The similarity GEMM's input dtype: bf16/f16 for images stored so (f32 accumulation; the
-    queries are rounded to it), else f32 (benchmarks/RESULTS.md)."""
+    """The GEMM input dtype: bf16/f16 for images stored so (queries rounded to it), else f32."""
     image_dtype = jnp.dtype(image_dtype)
-    if image_dtype in (jnp.bfloat16, jnp.float16):  # half-precision storage: half-precision GEMM
+    if image_dtype in (jnp.bfloat16, jnp.float16):
         return image_dtype
     return jnp.dtype(jnp.float32)
 
@@ -277,9 +243,7 @@ def _compute_dtype(image_dtype) -> jnp.dtype:
 def similarity(images: jax.Array, q: jax.Array) -> jax.Array:
     """(Q, N) similarities ``q . images``, accumulated in f32 (inputs may be bf16)."""
     cd = _compute_dtype(images.dtype)
-    # Contract D with D directly (no transposed operand) and ask for an f32 result: that is the
-    # form XLA:CPU hands to its bf16 GEMM kernel; ``q @ images.T`` or a bf16 result makes it
-    # upcast both operands to f32 first (~2.5x slower on AVX512-BF16; benchmarks/RESULTS.md).
+    # D with D and an f32 result: XLA:CPU upcasts ``q @ images.T`` instead of using its bf16 GEMM.
     return jax.lax.dot_general(
         q.astype(cd),
         images.astype(cd),
@@ -293,21 +257,17 @@ ROW_MULTIPLE = 4
 
 
 def _repulsion(neg_sims: jax.Array, neg: jax.Array) -> jax.Array:
-    """``max(images.neg, 0)`` (Q, N) from the similarities (Q [* M], N) of the ``neg`` rows; for
-    (Q, M, D) concepts the largest over M."""
+    """``max(images.neg, 0)`` (Q, N) from the ``neg`` rows' similarities; max over M."""
     if neg.ndim == 2:
         return jnp.maximum(neg_sims, 0.0)
     nq, m, _ = neg.shape
     n = neg_sims.shape[-1]
-    return jnp.max(neg_sims.reshape(nq, m, n), axis=1, initial=0.0)  # max_m max(s_m, 0); 0 if M=0
+    return jnp.max(neg_sims.reshape(nq, m, n), axis=1, initial=0.0)
 
 
 def score_vectors(images: jax.Array, vectors: QueryVectors, *, stacked: bool = False) -> jax.Array:
-    """``images.q - w_rep * max(images.neg, 0)``: the form every method takes, (Q, N).
-
-    ``stacked``: one GEMM over ``[q; neg]`` padded to :data:`ROW_MULTIPLE` rows, which reads the
-    images once (faster for a handful of queries; benchmarks/RESULTS.md, search section).
-    """
+    """``images.q - w_rep * max(images.neg, 0)``, (Q, N); ``stacked``: one GEMM over ``[q; neg]``
+    padded to :data:`ROW_MULTIPLE` rows, reading the images once."""
     q, neg = vectors.q, vectors.neg
     nq, dim = q.shape
     if not stacked:
@@ -325,14 +285,8 @@ def score_vectors(images: jax.Array, vectors: QueryVectors, *, stacked: bool = F
     return sims[:nq] - vectors.w_rep[:, None] * _repulsion(sims[nq:n_rows], neg)
 
 
-# ----------------------------------------------------------------------- the one dispatch point
-
-
 def check_queries(queries: Queries) -> None:
-    """Shapes and strength range of concrete queries, with an actionable message (outside jit).
-
-    Raises ``ValueError`` naming the field or the first bad query; traced values are skipped.
-    """
+    """Raises ``ValueError`` on a bad shape or strength (concrete values only), outside jit."""
     nq = len(queries)
     dim = queries.full.shape[-1]
     multi = queries.neg.ndim == 3
@@ -386,11 +340,7 @@ def _vectors(method: str, queries: Queries, params: DRCParams) -> QueryVectors:
 
 
 def query_vectors(method: str, queries: Queries, params: DRCParams = DRCParams()) -> QueryVectors:
-    """The :class:`QueryVectors` of one of :data:`METHODS` (the one dispatch over methods).
-
-    CLIP: :func:`clip_vectors`; SpaceVLM: :func:`spacevlm_vectors` with ``params.spacevlm_t``;
-    DRC: :func:`drc_vectors`. Concrete queries are checked first (:func:`check_queries`).
-    """
+    """The :class:`QueryVectors` of one of :data:`METHODS`, after :func:`check_queries`."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     check_queries(queries)
@@ -407,9 +357,6 @@ def score(
     return _score_vectors(images, query_vectors(method, queries, params))
 
 
-# ----------------------------------------------------------------------- the score functions
-
-
 @jax.jit
 def drc_score(
     images: jax.Array,
@@ -421,12 +368,7 @@ def drc_score(
     params: DRCParams = DRCParams(),
     neg_mask: jax.Array | None = None,
 ) -> jax.Array:
-    """SpaceVLM-DRC scores (Q, N) of Q decomposed captions against N unit-norm images (N, D).
-
-    ``aff``, ``full`` (Q, D); ``neg``, ``cf`` (Q, D), or (Q, M, D) with ``neg_mask`` for several
-    concepts (:func:`drc_vectors`); ``strength`` (Q,) int32 indexes :data:`STRENGTHS` (0: plain
-    CLIP, eq. 2; out of range: a NaN row). bf16/f16 ``images`` multiply in that dtype.
-    """
+    """SpaceVLM-DRC scores (Q, N) of unit-norm images (N, D); arguments as :func:`drc_vectors`."""
     return score_vectors(images, drc_vectors(aff, neg, cf, full, strength, params, neg_mask))
 
 

@@ -1,5 +1,4 @@
-"""The texts stage: per method and decomposition, the texts it encodes; the launcher's rows and
-search's columns both call :func:`text_set` + :func:`texts_of` (the one builder)."""
+"""The texts a method encodes per decomposition: :func:`text_set` + :func:`texts_of`."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ class Prompts:
 DRC_PROMPTS = Prompts()  # the paper: "A photo of" once decomposed, the raw caption otherwise
 RAW_PROMPTS = Prompts("", "", "", "", "")  # NegBench's CLIP baseline
 PHOTO_PROMPTS = Prompts(fallback=PROMPT_PREFIX)  # "clip_prefixed"
-# SpaceVLM's Retrieval/space_idea_retreival_LLM.py: aff raw ("This is a photo" if empty), neg
-# "A photo of a " + concept.
+# SpaceVLM's space_idea_retreival_LLM.py: aff raw ("This is a photo" if empty), "A photo of a " neg
 SPACEVLM_PROMPTS = Prompts("", SPACEVLM_NEG_PREFIX, "", "", "", SPACEVLM_EMPTY_AFF)
 METHOD_PROMPTS = {
     "clip": RAW_PROMPTS,
@@ -156,10 +154,8 @@ def scored_texts(method: str, row: list[str], strength: int) -> dict[str, str]:
 
 
 def neat_lists(decompositions, prompts: Prompts):
-    """NEAT's (captions, pos, neg, inv) from our decomposition: pos = aff, neg = neg, inv = cf
-    (:mod:`drc_jax.neat.texts`); a caption without negation gives (caption, caption, None, None),
-    which NEAT masks out of every term that reads neg / inv. NEAT refuses an empty text, so an
-    empty caption (kept by ``--on_bad_caption keep``) is given as the bare "A photo of"."""
+    """NEAT's (captions, pos, neg, inv) = (full, aff, neg, cf); without negation (caption, caption,
+    None, None), masked by NEAT; an empty caption as "A photo of" (NEAT refuses empty texts)."""
     captions, pos, neg, inv = [], [], [], []
     for d in decompositions:
         if not d.caption.strip():

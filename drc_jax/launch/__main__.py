@@ -5,12 +5,8 @@ r"""``drc-launch`` (or ``python -m drc_jax.launch``): reproduce the paper's NegB
         --data_dir ~/data/coco --weights openai/clip-vit-base-patch32 --config table3
     drc-launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
 
-The run's settings are one ``ConfigDict`` (:func:`drc_jax.launch.config.base_config`), read with
-``ml_collections.config_flags``: ``--config`` takes a name in ``configs/`` or a file path, and
-``--config.FIELD=VALUE`` overrides any field. Each top-level setting can also be written
-``--FIELD VALUE`` (``--benchmark msrvtt``, ``--noprogress``), the same override spelled short.
-
-User errors end as in every drc command (:func:`drc_jax.cli.run`): one ``error:`` paragraph, exit 2.
+``--config`` takes a name in ``configs/`` or a file path; ``--config.FIELD=VALUE`` overrides any
+field of :func:`drc_jax.launch.config.base_config`, a top-level one also as ``--FIELD VALUE``.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from ml_collections import ConfigDict, config_flags
 from drc_jax import cli, defaults
 from drc_jax.launch.config import ConfigError, base_config, find_config, output_dir, validate
 
-# Short spellings of nested fields (the flags of earlier versions).
+# Short spellings of nested fields (earlier flags).
 ALIASES = {
     "synthetic_images": "synthetic.num_images",
     "synthetic_videos": "synthetic.num_videos",
@@ -41,8 +37,7 @@ DEFAULT_CONFIG = "paper"
 
 
 def _define_flags() -> None:
-    """Defined once ``sys.argv`` holds the expanded command line: config_flags reads the
-    overrides from it when ``--config`` is parsed."""
+    """Call after ``sys.argv`` is expanded: config_flags reads the overrides from it."""
     config_flags.DEFINE_config_file(
         "config",
         str(find_config(DEFAULT_CONFIG)),
@@ -64,9 +59,8 @@ def _is_bool(path: str) -> bool:
 
 
 def expand_argv(argv: list[str]) -> list[str]:
-    """``--config NAME`` -> ``--config=<configs/NAME.py>`` (always present, and first, as
-    config_flags wants it before the overrides) and ``--FIELD v`` -> ``--config.FIELD=v`` for
-    the shorthands."""
+    """``--config NAME`` -> ``--config=<configs/NAME.py>``, put first (config_flags needs it before
+    the overrides), and shorthand ``--FIELD v`` -> ``--config.FIELD=v``."""
     out, config, i = [], [f"--config={find_config(DEFAULT_CONFIG).resolve()}"], 1
     while i < len(argv):
         arg = argv[i]
@@ -100,9 +94,8 @@ def expand_argv(argv: list[str]) -> list[str]:
 
 
 def check_sglang(config: ConfigDict) -> None:
-    """``--decomposer sglang``: the server answers, checked before the weights load; unless
-    ``--decompositions`` replaces it or a decomposition cache of this model exists (its answers
-    may need no server; the pipeline then names what is missing)."""
+    """For ``--decomposer sglang``, check the server answers before weights load, unless
+    ``--decompositions`` or this model's decomposition cache may make it unneeded."""
     if config.decomposer != "sglang" or config.decompositions:
         return
     model = config.sglang_model or defaults.SGLANG_MODEL
@@ -111,7 +104,7 @@ def check_sglang(config: ConfigDict) -> None:
         from drc_jax.decompose.prompts import PROMPT_VERSION
 
         where = defaults.cache_path(defaults.DECOMPOSITIONS, config.cache_dir)
-        backend = f"sglang-{config.decomposer_mode}"  # the cache the run will read
+        backend = f"sglang-{config.decomposer_mode}"
         if DecompositionCache.path_for(where, backend, model, PROMPT_VERSION).exists():
             return
     cli.check_sglang_server(config.sglang_url, model)
@@ -149,7 +142,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with an unknown ``--config.FIELD`` turned into a message."""
     try:
         return flags.FLAGS(argv)
-    except flags.Error as e:  # a value of the wrong type, an unknown flag
+    except flags.Error as e:
         cli.fail(f"{e}. Pass --helpfull for the flags; run config fields as --config.FIELD=VALUE.")
     except (AttributeError, KeyError) as e:
         detail = str(e.args[0] if e.args else e).replace("'", "")

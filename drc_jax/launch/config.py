@@ -1,18 +1,10 @@
-"""Run configs as code: one ``ml_collections.ConfigDict`` holds every setting of a run.
+"""Run configs as code: one ``ml_collections.ConfigDict`` (:func:`base_config`) per run.
 
-:func:`base_config` defines each setting once, with its default. A config file in ``configs/``
-(``configs/table3.py``; a wheel carries them as ``drc_jax/configs/``) defines ``get_config()``
-returning ``base_config()`` with its table's rows filled in (:func:`row`). The command line reads it
-with ``ml_collections.config_flags`` (big_vision's way), so any field can be overridden::
+``configs/<name>.py`` defines ``get_config()``: ``base_config()`` with ``rows`` (names, in order)
+and ``variants`` (one :func:`row` each; a ``None`` row field takes the run-level value). Any field
+can be overridden::
 
     python -m drc_jax.launch --config table4 --config.w1=0.4 --config.variants.rho_2.params.rho=3
-
-A table is ``config.rows`` (row names, in order) over ``config.variants`` (one :func:`row` each:
-method, label, backbone, and the :class:`~drc_jax.scoring.DRCParams` fields the row sets). A row
-field left ``None`` takes the run-level value (``config.rho``, ``config.use_d1``, ...), so
-``--config.rho=1.0`` changes every row that does not set its own rho. Every row of a run is scored
-on the *same* embeddings: media and texts are encoded once per backbone, so a whole ablation table
-(paper Tables 3 and 4) costs one encoding pass.
 """
 
 from __future__ import annotations
@@ -47,8 +39,7 @@ CONFIG_DIRS = (
 )
 BENCHMARKS = ("synthetic", "synthetic_video", "coco", "msrvtt")
 ROW_METHODS = (*METHODS, "neat")
-"""What a table row can be: a scoring method of :mod:`drc_jax.scoring`, or "neat" (CLIP + NEAT,
-test-time adaptation of the text encoder, :mod:`drc_jax.neat`)."""
+"""A row's method: one of :mod:`drc_jax.scoring`'s, or "neat" (CLIP + :mod:`drc_jax.neat`)."""
 
 PROMPT_PRESETS = {
     "raw": RAW_PROMPTS,
@@ -58,11 +49,10 @@ PROMPT_PRESETS = {
 }
 """Named prefix settings a row can take; unset fields take its method's own (METHOD_PROMPTS)."""
 VIDEO_MEANS = ("renormalized", "unnormalized")  # mean of unit frame embeddings: NegBench / SpaceVLM
-METHOD_VIDEO_MEAN = {"spacevlm": "unnormalized"}  # every other method: "renormalized"
+METHOD_VIDEO_MEAN = {"spacevlm": "unnormalized"}
 QUERY_KINDS = ("negated", "plain")
 SYNTHETIC = ("synthetic", "synthetic_video")
 
-# Settings that take one of a few values (checked by :func:`validate`).
 CHOICES = {
     "benchmark": BENCHMARKS,
     "dtype": defaults.DTYPES,
@@ -89,16 +79,14 @@ def base_config() -> ConfigDict:
     c = ConfigDict()
     c.name = ""
     c.description = ""
-    # Data: which benchmark, where its queries and media are.
-    c.benchmark = "synthetic"  # one of BENCHMARKS
+    c.benchmark = "synthetic"
     c.captions_csv = config_dict.placeholder(str)  # a NegBench query CSV (coco / msrvtt)
     c.data_dir = config_dict.placeholder(str)  # media, found by file name; synthetic: rendered here
-    c.limit = config_dict.placeholder(int)  # only the first N media rows (quick checks)
-    c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))  # the synthetic set's size
+    c.limit = config_dict.placeholder(int)  # only the first N media rows
+    c.synthetic = ConfigDict(dataclasses.asdict(SyntheticSpec()))
     c.on_missing_media = "fail"  # missing / unreadable media: stop, or evaluate without them
     c.on_bad_caption = "fail"  # empty captions: stop, leave out, or keep (NegBench's count)
     c.query_kind = "negated"  # "plain": captions without negation (configs/zeroshot.py)
-    # Encoding.
     c.weights = config_dict.placeholder(str)  # None: PAPER_WEIGHTS, or SYNTHETIC_WEIGHTS
     c.dtype = "float32"  # encoder compute dtype
     c.preprocess = "spacevlm"  # squash to 224 (SpaceVLM) or resize + centre crop (openai)
@@ -107,23 +95,19 @@ def base_config() -> ConfigDict:
     c.batch_size = 64  # encoding batch, split over local devices
     c.cache_dir = str(defaults.cache_root())  # embeddings + decompositions; '' turns caching off
     c.image_embeddings = config_dict.placeholder(str)  # precomputed (N, D) .npy, CSV row order
-    # Decomposition.
     c.decomposer = "rules"
-    # sglang: "merged" (one request per caption, the default: half the requests) or "two_prompt"
-    # (the paper's protocol: decomposer and strength estimator, two concurrent requests).
+    # sglang: "merged" (one request a caption) or "two_prompt" (the paper's, two requests).
     c.decomposer_mode = "merged"
     c.sglang_url = defaults.SGLANG_URL
     c.sglang_model = defaults.SGLANG_MODEL
     c.decompositions = config_dict.placeholder(str)  # a JSONL of precomputed decompositions
-    # SpaceVLM's own Mistral-7B split of the query CSV (drc_jax.data.spacevlm_split): rows of
-    # method "spacevlm" score its aff / neg verbatim instead of the run's decomposition.
+    # SpaceVLM's Mistral-7B split (drc_jax.data.spacevlm_split): "spacevlm" rows score it verbatim.
     c.spacevlm_split = config_dict.placeholder(str)
     c.concepts_per_caption = "all"  # DRC rows: every negated concept found, or "one" (the first)
     # The paper's decomposer: a run with another says so in its table and record.
     c.paper_decomposer = config_dict.placeholder(str)
-    # NEAT rows: NEAT's logic-inversion CSV (pos / neg / inverted captions, row-aligned with the
-    # query CSV; without it aff / neg / cf), and the --seed of its shuffled loader ("0,1,2": each
-    # seed adapts once; the row reports the mean and the spread).
+    # NEAT rows: its logic-inversion CSV (row-aligned with the query CSV; else aff / neg / cf) and
+    # its loader's --seed ("0,1,2": one adaptation each, reported as mean and spread).
     c.neat_texts = config_dict.placeholder(str)
     c.neat_seed = 0
     c.neat_seeds = config_dict.placeholder(str)
@@ -137,7 +121,6 @@ def base_config() -> ConfigDict:
     c.variants = ConfigDict()
     c.methods = config_dict.placeholder(str)  # comma-separated
     c.medr = "median"  # drc_jax.metrics.MEDR: "median" (np.median) or "lower" (NEAT's)
-    # Output.
     c.output_dir = config_dict.placeholder(str)  # None: runs/<benchmark>
     c.figures = 0  # render N sample queries to <output_dir>/figures
     c.overwrite = False  # replace results of another config/benchmark in output_dir
@@ -163,19 +146,11 @@ def row(
     video_mean: str | None = None,
     **params,
 ) -> ConfigDict:
-    """One table row: ``method`` scored with ``params`` (DRCParams fields; the others inherit the
-    run-level values) on backbone ``weights`` (None: the run's ``weights``).
+    """One table row: ``method`` scored with ``params`` (DRCParams fields) on backbone ``weights``.
 
-    ``prompts``: the prefix of each text field (aff, neg, cf, full, fallback), as a
-    :data:`PROMPT_PRESETS` name, a :class:`~drc_jax.queries.Prompts` or a dict of some fields;
-    fields left unset take the method's own (:data:`METHOD_PROMPTS`). ``neat`` (method "neat"
-    only): :class:`drc_jax.neat.NEATConfig` fields that differ from NEAT's defaults.
-    ``video_mean``: one of :data:`VIDEO_MEANS` (None: the method's own, :data:`METHOD_VIDEO_MEAN`).
-
-    Every DRCParams, prompt and NEAT field is present (``None``: inherit), so any row's setting can
-    be overridden from the command line (``--config.variants.clip.prompts.full='A photo of'``).
-    A new per-row setting is one more key here, a field of :class:`Variant` read in
-    :func:`table`, and its use where rows are scored.
+    ``prompts``: a :data:`PROMPT_PRESETS` name, :class:`~drc_jax.texts.Prompts` or dict of some of
+    its fields; ``neat``: NEATConfig fields; ``video_mean``: one of :data:`VIDEO_MEANS`. Every field
+    is present, ``None`` inheriting the run's or the method's own, so any can be overridden.
     """
     unknown = sorted(set(params) - set(_PARAM_FIELDS))
     if unknown:
@@ -237,21 +212,17 @@ def _neat_fields(name: str, neat: dict) -> ConfigDict:
 
 @dataclass(frozen=True)
 class Variant:
-    """One table row resolved: ``method`` scored with ``params`` on backbone ``weights``.
-
-    ``name`` keys the row in results.json; ``label`` is what the printed table shows.
-    ``weights=None`` means the run's ``weights``.
-    """
+    """A resolved row; ``name`` keys results.json, ``label`` is printed, ``weights=None``: run's."""
 
     name: str
     method: str
     params: DRCParams = field(default_factory=DRCParams)
     label: str = ""
     weights: str | None = None
-    prompts: Prompts | None = None  # None: the method's own (METHOD_PROMPTS)
+    prompts: Prompts | None = None
     neat: dict | None = None  # NEATConfig fields (method "neat")
     split: str | None = None  # SpaceVLM's split file (method "spacevlm" with spacevlm_split)
-    video_mean: str | None = None  # None: the method's own (METHOD_VIDEO_MEAN)
+    video_mean: str | None = None
     concepts: str = "all"  # concepts_per_caption (DRC); the baselines always score one
 
     def __post_init__(self):
@@ -304,8 +275,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Table:
-    """The rows of a run. Gains are reported against the first ``clip`` row of the same
-    backbone."""
+    """The rows of a run; gains are against the first ``clip`` row of the same backbone."""
 
     name: str
     variants: tuple[Variant, ...]
@@ -409,8 +379,7 @@ def neat_seeds(config: ConfigDict) -> tuple[int, ...]:
 
 
 def resolved_weights(config: ConfigDict) -> str:
-    """The run's default backbone: ``weights``, else the paper's ViT-B/32 (random weights for
-    the synthetic benchmarks)."""
+    """The run's default backbone: ``weights``, else the paper's (random if synthetic)."""
     if config.weights == "random":
         return defaults.SYNTHETIC_WEIGHTS
     if config.weights:
@@ -459,9 +428,8 @@ def _call_get_config(path: Path) -> ConfigDict:
 
 
 def load_config(spec: str, **overrides) -> ConfigDict:
-    """``get_config()`` of ``configs/<spec>.py`` or of the file ``spec``, with ``overrides``
-    (``field=value``, nested fields as ``"variants.drc.params.rho"``) applied; validated and
-    locked. The Python twin of ``--config spec --config.field=value``."""
+    """``--config spec --config.field=value`` in Python: the locked, validated config with
+    ``overrides`` (nested as ``"variants.drc.params.rho"``)."""
     config = _call_get_config(find_config(spec))
     config.lock()
     try:

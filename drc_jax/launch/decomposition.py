@@ -12,11 +12,7 @@ from drc_jax.progress import progress_bar
 
 
 def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
-    """One Decomposition per caption (each unique caption decomposed once).
-
-    The SGLang decomposer caches its answers under ``<cache_dir>/decompositions``; an empty
-    ``cache_dir`` turns that cache off as it does the embedding cache.
-    """
+    """One Decomposition per caption, each unique caption decomposed once (sglang: cached)."""
     from drc_jax.decompose import (
         SGLangRequestError,
         get_decomposer,
@@ -62,13 +58,13 @@ def decompose(captions: list[str], opts: RunOptions) -> Decomposed:
                 chunk = unique[lo : lo + step]
                 decs += d.decompose(chunk)
                 bar.update(len(chunk))
-        except ConnectionError as e:  # SGLangUnavailableError: the server is down
+        except ConnectionError as e:
             raise UserError(
                 f"--decomposer sglang: cannot reach the SGLang server at {opts.sglang_url} ({e}). "
                 "Start it (see the README), pass --sglang_url, use --decompositions with a "
                 "precomputed JSONL, or --decomposer rules. Finished answers are cached."
             ) from e
-        except SGLangRequestError as e:  # the server rejected every request (e.g. wrong model)
+        except SGLangRequestError as e:
             raise UserError(
                 f"--decomposer sglang: the server at {opts.sglang_url} rejected every request "
                 f"({e}). Check --sglang_model against the model the server was started with."

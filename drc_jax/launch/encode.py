@@ -1,10 +1,7 @@
-"""Encoding with an on-disk cache: media and texts -> CLIP embeddings, each computed once.
+"""Media and texts -> CLIP embeddings, computed once and cached by :class:`drc_jax.store.Store`.
 
-Embeddings are kept by :class:`drc_jax.store.Store`, one store per (weights, dtype, kind,
-preprocessing, video sampling); items are keyed by file path with a size:mtime fingerprint (media)
-or by text. The store is a cache: it keeps every item it ever saw. Stores are written batch by
-batch, so an interrupted run resumes where it stopped, and a second run (another table on the same
-data) encodes nothing. Without a cache directory the same code runs on a temporary store.
+One store per (weights, dtype, kind, preprocessing, video sampling), written batch by batch so an
+interrupted run resumes; without a cache directory a temporary store.
 """
 
 from __future__ import annotations
@@ -30,12 +27,7 @@ TEXT_BATCH = 512  # texts are cheap: big batches mean few compiled shapes
 
 
 def params_probe(clip) -> str | None:
-    """A cheap content fingerprint of the loaded parameters, part of every cache key.
-
-    ``weights_id`` names the weights, but the same name can denote other numbers (random
-    weights after a change in their initialiser, a file rewritten in place): hashing the first
-    values of every parameter array keeps a stale cache from being reused.
-    """
+    """A cheap fingerprint of the loaded parameters, in every cache key (not just the name)."""
     import jax
 
     params = getattr(clip, "params", None)
@@ -52,7 +44,6 @@ def _open_store(opts: RunOptions, meta: dict):
     from drc_jax.store import Store
 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    # "embedding-stores": the SQLite stores (caches of the older format lived in "embeddings")
     directory = cache_path("embedding-stores", opts.cache_dir) / f"{meta['kind']}-{key}"
     return Store.open(directory, meta)
 
@@ -72,12 +63,11 @@ def _store(opts: RunOptions, meta: dict):
             yield store
         return
     if jax.process_count() > 1:
-        # Multi-host: every process decodes its share of each batch and gets every embedding
-        # (MediaEmbedder, drc_jax.clip split=True); each process keeps its own cache.
+        # Every process gets every embedding (MediaEmbedder split=True) and keeps its own cache.
         meta = {**meta, "process": jax.process_index()}
     try:
         store = _open_store(opts, meta)
-    except Exception as e:  # StoreError, permissions, ...
+    except Exception as e:
         raise UserError(
             f"cannot use the embedding cache under {opts.cache_dir}: {e}. Pass another "
             "--cache_dir, or --cache_dir '' to run without a cache."
@@ -101,9 +91,7 @@ def _fill(store, items: dict[str, str], embed, *, opts: RunOptions, on_error: st
 
 
 def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbedder:
-    """``paths -> (B, D)`` embeddings of ``bench``'s media (:class:`drc_jax.media.MediaEmbedder`):
-    the decoding, preprocessing and per-file failures of the search index too (videos: the
-    unnormalised frame mean)."""
+    """``paths -> (B, D)`` embeddings of ``bench``'s media, as the search index embeds them."""
     return media.MediaEmbedder(
         clip,
         preprocess=opts.preprocess,
@@ -116,11 +104,9 @@ def media_embedder(clip, bench: Benchmark, opts: RunOptions) -> media.MediaEmbed
 
 
 def encode_media(clip, bench: Benchmark, paths: list[Path], opts: RunOptions, probe=None):
-    """:class:`MediaEmbeddings` of ``bench.media`` (files ``paths``), in that order.
+    """:class:`MediaEmbeddings` of ``bench.media`` (files ``paths``); ``probe``: the params probe.
 
-    With ``on_missing_media='fail'`` an unreadable file ends the run; with ``'skip'`` it is marked
-    invalid with its reason. ``probe`` is :func:`params_probe` of ``clip`` (computed once per
-    backbone by the caller).
+    An unreadable file ends the run, or with ``on_missing_media='skip'`` is marked invalid.
     """
     kind = bench.kind
     meta = {
@@ -192,9 +178,8 @@ def load_image_embeddings(path: str, bench_all: Benchmark, keep_index: list[int]
 
 
 def embed_texts(clip, text_sets: dict, opts: RunOptions, probe=None):
-    """One :class:`~drc_jax.scoring.Queries` per text set (``key -> (rows of [aff, neg, cf, full],
-    strength)``); the union of every set's texts is encoded once (each distinct text once) and
-    cached by weights."""
+    """One :class:`~drc_jax.queries.Queries` per text set (``key -> (rows, strength)``); each
+    distinct text is encoded once."""
     from drc_jax.launch.config import replace
     from drc_jax.queries import queries_from_table
 

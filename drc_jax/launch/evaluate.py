@@ -1,5 +1,4 @@
-"""Every row (NEAT's too) ranked by one engine, :func:`drc_jax.retrieval.top_k`, on shared
-embeddings, unreadable media masked out; the metrics of the report."""
+"""Every row (NEAT's too) ranked by :func:`drc_jax.retrieval.top_k`; the report's metrics."""
 
 from __future__ import annotations
 
@@ -120,8 +119,7 @@ def score_all(table: Table, default_weights: str, encoded: list[Encoded], bench,
 
 
 def rankings_npz(bench: Benchmark, rankings: list[Ranking], valid):
-    """``rankings.npz``'s writer: per variant top-10 media (Q, 10) and the ground truth's rank
-    (Q,); per query its ground truth, CSV line and whether it was evaluated."""
+    """``rankings.npz``: per row top-10 (Q, 10) and gt rank (Q,); per query gt, line, evaluated."""
     arrays = {
         "gt": np.asarray([q.gt for q in bench.queries], np.int32),
         "evaluated": evaluated_queries(bench, valid),

@@ -1,18 +1,8 @@
 """The benchmark pipeline: data -> decompose -> encode -> score -> report.
 
-One run encodes each medium and each text once per backbone (cached on disk by
-:class:`~drc_jax.store.Store`, keyed by weights, dtype, preprocessing and file), decomposes
-every caption once, then scores every row of the config's table on the same embeddings with the
-image set sharded over all devices (:func:`drc_jax.retrieval.top_k` with a mesh). What each row
-scores (its texts, after its prompts) is decided once (:func:`row_texts`); "CLIP + NEAT" rows
-adapt the text encoder while it is loaded (:mod:`drc_jax.launch.neat_rows`) and their adapted
-caption embeddings are ranked by the same engine. Media that cannot be read are masked out there.
-In multi-host runs every process reads the same inputs and the encoders and top-k compute on
-their own devices' shards; process 0 writes the outputs.
-
-Stages hand typed values to each other (:mod:`drc_jax.launch.stages`); :func:`run` times them and
-builds the report once. Everything the user can get wrong raises a
-:class:`drc_jax.errors.UserError` naming the file, row and what to do.
+Media and texts are encoded once per backbone (cached by :class:`~drc_jax.store.Store`) and every
+row of the table is ranked on them by :func:`drc_jax.retrieval.top_k` over all devices; process 0
+writes the outputs. User mistakes raise :class:`drc_jax.errors.UserError`.
 """
 
 from __future__ import annotations
@@ -72,8 +62,7 @@ MAX_RESULTS_BYTES = 64 << 20  # an earlier results.json is read only up to this
 
 
 def check_output_dir(opts: RunOptions) -> Path:
-    """Create the output directory and make sure it takes files and holds no other config's
-    results (unless ``--overwrite``), before any work is done."""
+    """The output directory, created; it must take files and hold no other config's results."""
     out = output_dir(opts)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,12 +158,8 @@ def _load_benchmark(opts: RunOptions) -> tuple[Benchmark, Path]:
 
 
 def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[dict]]:
-    """Empty captions fail the run, or are dropped (``--on_bad_caption skip``) or kept and
-    scored as NegBench scores them (``keep``: each row encodes the empty caption with its own
-    prefix: the empty text for the raw-caption CLIP row, "A photo of" for a prefixed one).
-
-    NegBench's own COCO file has a few empty captions; ``keep`` reproduces its query count.
-    """
+    """Empty captions fail the run, or are dropped (``skip``) or kept (``keep``: NegBench's COCO
+    query count, each row encoding the empty caption with its own prefix)."""
     bad = [q for q in bench.queries if not q.caption.strip()]
     if not bad or opts.on_bad_caption == "keep":
         return bench, []
@@ -193,8 +178,7 @@ def check_captions(bench: Benchmark, opts: RunOptions) -> tuple[Benchmark, list[
 
 
 def load_corpus(opts: RunOptions) -> tuple[Corpus, Benchmark]:
-    """The data stage: the :class:`Corpus` to evaluate, and the benchmark as read (whose media
-    order ``--image_embeddings`` follows)."""
+    """The data stage: the :class:`Corpus`, and the benchmark as read (every CSV row)."""
     read, root = _load_benchmark(opts)
     bench, skipped_captions = check_captions(read, opts)
     index = MediaIndex(root)
@@ -260,8 +244,7 @@ def encode(
     watch,
     neat_variants=(),
 ) -> Encoded:
-    """The encode stage for one backbone: media (or ``--image_embeddings``), query texts, and the
-    adapted caption embeddings of its NEAT rows (``neat_rows``), which adapt the encoder itself."""
+    """The encode stage for one backbone: media (or ``--image_embeddings``), texts, NEAT rows."""
     probe = params_probe(clip)
     bench = corpus.bench
     with watch(f"encode_{bench.kind}s"):

@@ -1,15 +1,5 @@
-"""The run record: what a reviewer needs to trust a table, written beside it.
-
-- per row (:func:`row_record`): everything that decides its scores: method, ``t`` per strength,
-  weights, rho, operator, the prefix of each text field, where its decomposition came from
-  (backend, mode, model; or SpaceVLM's split file), ``texts``, ``concepts_per_caption``,
-  ``video_mean``, ``medr``, NEAT's hyper-parameters;
-- :func:`environment`: package versions, git commit of a checkout, backend and devices;
-- :func:`inputs`: sha256 of the query CSV (and of SpaceVLM's split), the weights' fingerprints,
-  media found / missing;
-- :func:`decompositions_jsonl`: ``decompositions.jsonl``, one line per query with exactly the
-  texts each row scored (after prefixing).
-"""
+"""The run record written beside a table: :func:`row_record` (all that decides a row's scores),
+:func:`environment`, :func:`inputs` (hashes, fingerprints) and :func:`decompositions_jsonl`."""
 
 from __future__ import annotations
 
@@ -35,13 +25,12 @@ def _version(package: str) -> str | None:
 
 
 def git_commit(path: Path | None = None) -> dict | None:
-    """``{"commit", "dirty"}`` of the checkout holding this package, or None (a wheel install,
-    or no git)."""
+    """``{"commit", "dirty"}`` of the checkout holding this package, or None (no checkout/git)."""
     root = Path(path or Path(__file__).resolve().parents[2])
     if not (root / ".git").exists():
         return None
     try:
-        run = lambda *a: subprocess.run(  # noqa: E731
+        run = lambda *a: subprocess.run(
             ["git", *a], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
@@ -178,9 +167,8 @@ def _neat_scored(texts: tuple, cfg) -> list[dict]:
 
 
 def decompositions_jsonl(table, corpus, decomposed, texts, evaluated=None):
-    """``decompositions.jsonl``'s writer (a function of a binary file): per query its CSV line,
-    ground truth, caption, decomposition and, per row, the texts that row scored (after
-    prefixing; NEAT's after ``pre_caption``); queries out of the metrics: ``"evaluated": false``."""
+    """``decompositions.jsonl``'s writer: per query its line, ground truth, caption, decomposition
+    and each row's texts as scored; queries out of the metrics get ``"evaluated": false``."""
     neat = {
         v.name: _neat_scored(texts.neat[v.name], v.neat_config())
         for v in table.variants

@@ -1,10 +1,7 @@
 """Run report: the paper-layout table (text and Markdown) and results.json.
 
-Rows are variants; columns R@1, R@5, R@10 (percent) and medR, each followed by its change against
-the CLIP row of the same backbone in parentheses (as in the paper's tables). For benchmarks whose
-object lists are complete (COCO, synthetic) a last column gives the share of top-5 results that
-contain the negated object: the failure of the paper's Figure 1, which R@K alone hides (lower is
-better).
+R@1, R@5, R@10 and medR per row, each with its change against the same backbone's CLIP row; neg@5
+where the object lists are complete (COCO, synthetic).
 """
 
 from __future__ import annotations
@@ -71,8 +68,7 @@ def format_text(results: dict) -> str:
 
 
 def ci_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """The paired-bootstrap table: per row (other than its baseline) the R@K change vs its CLIP
-    row and the 95% interval, ``+1.2 [+0.3, +2.0]``."""
+    """Per row the R@K change vs its CLIP row and bootstrap 95% interval: ``+1.2 [+0.3, +2.0]``."""
     methods = results["methods"]
     ks = [c for c in COLUMNS if c.startswith("R@")]
     rows = []
@@ -188,8 +184,8 @@ def unreadable(corpus, encoded) -> list[dict]:
 def build(
     config, table, corpus, decomposed, encoded, rankings, *, timing, extra=None, row_records=None
 ) -> dict:
-    """results.json's content, from the run config and the typed stage outputs; ``extra`` and
-    ``row_records`` add top-level and per-row record entries; unreadable queries are left out."""
+    """results.json's content from the config and stage outputs; ``extra`` and ``row_records`` add
+    top-level and per-row entries."""
     import jax
 
     from drc_jax.data.negbench import DATASETS

@@ -1,9 +1,4 @@
-"""``--figures N``: render N sample queries per benchmark, one row of top-5 results per method.
-
-Tiles come from :func:`drc_jax.figures.render_comparison`: the ground truth is marked, and a
-green / red border says the result does not / does show the negated object (known when the
-benchmark's object lists are complete: COCO, synthetic). Videos show their middle frame.
-"""
+"""``--figures N``: N sample queries, one row of top-5 results per method (videos: middle frame)."""
 
 from __future__ import annotations
 
@@ -38,11 +33,7 @@ def _thumbnail(path, kind: str, opts):
 
 
 def render_samples(opts, corpus, decompositions, rankings) -> list[str]:
-    """Write ``figures/query_XX.png`` under the output dir; return their paths.
-
-    ``corpus`` is the :class:`~drc_jax.launch.stages.Corpus` scored, ``decompositions`` one per
-    query, ``rankings`` the :class:`~drc_jax.launch.stages.Ranking` of every table row.
-    """
+    """Write ``figures/query_XX.png`` under the output dir from every row's ranking; their paths."""
     from drc_jax.figures import FigureStyle, FigureTile, render_comparison
     from drc_jax.launch.config import output_dir
 

@@ -1,8 +1,4 @@
-"""What each stage of a run hands to the next: data -> decompose -> encode -> score -> report.
-
-Each stage returns one of these frozen values; nothing else travels between stages (no shared
-mutable state), and :func:`drc_jax.launch.report.build` makes the report from them once.
-"""
+"""The frozen values a run's stages hand on: data -> decompose -> encode -> score -> report."""
 
 from __future__ import annotations
 
@@ -20,11 +16,9 @@ STRENGTHS = ("weak", "moderate", "strong")
 
 @dataclass(frozen=True)
 class Corpus:
-    """The data stage: the queries and media to evaluate, and what was left out.
+    """The data stage: ``bench.media[i]`` found at ``paths[i]`` under ``root``.
 
-    ``paths[i]`` is where ``bench.media[i]`` was found under ``root``. ``skipped`` lists media
-    left out (not found, or unreadable) and ``skipped_captions`` the captions left out, each as
-    ``{"file"/"caption", "line", "reason"}``.
+    ``skipped`` / ``skipped_captions``: left out, as ``{"file"/"caption", "line", "reason"}``.
     """
 
     bench: Benchmark
@@ -34,8 +28,7 @@ class Corpus:
     skipped_captions: tuple[dict, ...] = ()
 
     def without_media(self, drop: dict[int, str]) -> tuple[Corpus, np.ndarray]:
-        """This corpus without the media ``drop`` (index -> reason) nor their queries; also the
-        indices of the queries kept."""
+        """This corpus less media ``drop`` (index -> reason) and their queries; the kept queries."""
         keep = [i for i in range(len(self.paths)) if i not in drop]
         kept_queries = np.asarray(
             [q for q, query in enumerate(self.bench.queries) if query.gt not in drop], np.int64
@@ -55,8 +48,7 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Decomposed:
-    """The decompose stage: one Decomposition per query (in ``Corpus.bench.queries`` order) and
-    the decomposer's description (name, fallbacks, ...)."""
+    """The decompose stage: one Decomposition per query, and the decomposer's description."""
 
     per_query: tuple
     source: dict
@@ -76,9 +68,7 @@ class Decomposed:
 
 @dataclass(frozen=True)
 class Texts:
-    """What every row scores, per query (:mod:`drc_jax.texts`): per
-    :class:`~drc_jax.texts.TextSet` the rows of [aff, neg, cf, full] and the strengths;
-    per NEAT row its (captions, pos, neg, inv) lists and where they came from."""
+    """The texts every row scores, per :class:`~drc_jax.texts.TextSet` and per NEAT row."""
 
     sets: dict  # TextSet -> (list of [aff, neg, cf, full], (Q,) int32 strength)
     neat: dict  # row name -> (captions, pos, neg, inv)
@@ -87,8 +77,7 @@ class Texts:
 
 @dataclass(frozen=True)
 class MediaEmbeddings:
-    """One backbone's unit-norm media embeddings, valid where ``valid[i]`` (``errors``: index ->
-    why not); videos also keep the ``unnormalized`` frame means."""
+    """One backbone's unit-norm media embeddings; ``errors``: index -> why not ``valid``."""
 
     vectors: np.ndarray  # (N, D) float32, zero rows where not valid
     valid: np.ndarray  # (N,) bool
@@ -115,9 +104,7 @@ class MediaEmbeddings:
 
 @dataclass(frozen=True)
 class Encoded:
-    """The encode stage, per backbone: media embeddings, the queries' text embeddings (one
-    :class:`~drc_jax.scoring.Queries` per text set) and NEAT rows' adapted caption embeddings,
-    which need the encoder itself (test-time adaptation)."""
+    """The encode stage, per backbone: media and query embeddings, and NEAT rows' adaptations."""
 
     weights: str  # as named in the config
     weights_id: str  # what was loaded (file fingerprint, dtype)
