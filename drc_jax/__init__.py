@@ -1,11 +1,8 @@
 """drc-jax: training-free, negation-aware retrieval (SpaceVLM-DRC) over a frozen CLIP.
 
-``from drc_jax import drc_score, DRCParams`` is the core: a pure, jitted scoring function
-(:mod:`drc_jax.scoring`, the method); :func:`top_k` (:mod:`drc_jax.retrieval`, the engine)
-searches large corpora with any method's :func:`query_vectors`. The encoders
-(:mod:`drc_jax.clip`), decomposers (:mod:`drc_jax.decompose`), the benchmark launcher
-(``python -m drc_jax.launch``) and search (``python -m drc_jax.search``) build on it and are
-imported on demand, so importing the scoring core stays light.
+The light core: :func:`drc_score` and the other scoring methods, :func:`top_k` over large corpora
+and the metrics. :mod:`drc_jax.clip`, :mod:`drc_jax.decompose`, ``python -m drc_jax.launch`` and
+``python -m drc_jax.search`` are imported on demand.
 """
 
 from drc_jax.metrics import ranks_from_scores, retrieval_metrics

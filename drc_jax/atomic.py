@@ -1,6 +1,5 @@
-"""Atomic, link-safe writes: each output is a new file made in its folder, then renamed onto its
-name, so a symbolic link planted at the name is replaced (never followed), a failed write leaves
-the old file whole and no temp file behind; and disk-full / read-only told apart from damage."""
+"""Atomic, link-safe writes: a new temp file renamed onto the name, so a symbolic link planted
+there is replaced, never followed, and a failed write leaves the old file whole."""
 
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ def _fill(fd: int, content: Content) -> None:
 
 
 def write_all(directory: str | os.PathLike, files: Mapping[str, Content]) -> list[Path]:
-    """Write ``name -> content`` (bytes, text, or a writer of a binary file) into ``directory``:
-    all to temp files first, then each renamed onto its name; a failure replaces nothing."""
+    """Write ``name -> content`` (bytes, text, or a writer of a binary file) into ``directory``;
+    all temp files are written before any rename, so a failure replaces nothing."""
     directory = Path(directory).expanduser()
     paths = [directory / name for name in files]
     for parent in dict.fromkeys(p.parent for p in paths):

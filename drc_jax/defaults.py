@@ -1,9 +1,4 @@
-"""Defaults shared by every entry point, each defined once.
-
-The launcher's run config (:func:`drc_jax.launch.config.base_config`), ``python -m
-drc_jax.decompose``, ``python -m drc_jax.search``, the SGLang client and the server launcher
-(:mod:`drc_jax.decompose.serve`) import these names instead of repeating the values.
-"""
+"""Defaults shared by every entry point, each defined once."""
 
 from __future__ import annotations
 
@@ -16,20 +11,18 @@ SGLANG_URL = f"http://{SGLANG_HOST}:{SGLANG_PORT}"
 SGLANG_MODEL = "Qwen/Qwen2.5-14B-Instruct"  # the paper's decomposer LLM
 
 PAPER_WEIGHTS = "openai/clip-vit-base-patch32"  # the paper's ViT-B/32
-SYNTHETIC_WEIGHTS = "random:ViT-B/32"  # synthetic checks run without downloading weights
+SYNTHETIC_WEIGHTS = "random:ViT-B/32"
 
-# The values of settings that every command line shares (drc_jax.cli, the run config's CHOICES).
 DTYPES = ("float32", "bfloat16")
 PREPROCESS_MODES = ("spacevlm", "openai")
 DECOMPOSERS = ("rules", "sglang")
 
 
-DECOMPOSITIONS = "decompositions"  # the LLM decomposition cache, under the cache root
+DECOMPOSITIONS = "decompositions"  # under the cache root
 
 
 def cache_root() -> Path:
-    """Where drc-jax caches converted weights, embeddings and decompositions:
-    ``$DRC_JAX_CACHE``, else ``~/.cache/drc_jax``."""
+    """drc-jax's cache: ``$DRC_JAX_CACHE``, else ``~/.cache/drc_jax``."""
     return Path(os.environ.get("DRC_JAX_CACHE") or Path.home() / ".cache" / "drc_jax").expanduser()
 
 

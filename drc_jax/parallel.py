@@ -1,10 +1,5 @@
-"""Device mesh helpers shared by encoding and retrieval.
-
-One concern: how a batch is laid out over devices. Everything here is data parallel over a 1-D
-``Mesh`` named ``"data"``: batches are sharded along their first axis, parameters and queries are
-replicated. Multi-host runs call :func:`initialize_distributed` first; ``jax.devices()`` then spans
-every process and the same code runs unchanged.
-"""
+"""Data parallelism over a 1-D ``Mesh`` named ``"data"``: batches sharded on axis 0, the rest
+replicated; multi-host runs call :func:`initialize_distributed` first."""
 
 from __future__ import annotations
 
@@ -32,11 +27,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def pad_batch(x: np.ndarray, multiple: int) -> tuple[np.ndarray, int]:
-    """Pad axis 0 of ``x`` with zeros up to a multiple of ``multiple``; return (padded, n_valid).
-
-    The last batch of a data set is rarely divisible by the device count; padding keeps one
-    compiled shape, and callers drop rows ``n_valid:`` from the result.
-    """
+    """Pad axis 0 of ``x`` with zeros up to a multiple of ``multiple``; return (padded, n_valid)."""
     n = x.shape[0]
     target = max(multiple, -(-n // multiple) * multiple)
     if target == n:
@@ -61,8 +52,7 @@ TEXT_BYTES = 512
 
 
 def allgather_text(texts: list[str], share: int) -> list[str]:
-    """Every process's ``texts`` (at most ``share`` each, padded with ``""``), in process order;
-    each truncated to :data:`TEXT_BYTES` bytes."""
+    """Every process's ``texts`` (``share`` each, ``""``-padded, truncated), in process order."""
     from jax.experimental import multihost_utils
 
     buf = np.zeros((share, TEXT_BYTES), np.uint8)
@@ -82,8 +72,7 @@ def barrier(name: str) -> None:
 
 
 def my_share(items: list) -> tuple[list, int]:
-    """``(this process's contiguous share of items, share size)``: process p gets
-    ``items[p * share : (p + 1) * share]``."""
+    """``(items[p * share : (p + 1) * share], share)`` for this process ``p``."""
     n = jax.process_count()
     share = -(-len(items) // n)
     me = jax.process_index()

@@ -1,21 +1,9 @@
-"""An embedding store on SQLite: a catalogue of items and one memory-mapped array of vectors.
+"""``key -> vector`` on disk: a SQLite catalogue (``catalogue.sqlite``) and a raw array file.
 
-One concern: keep ``key -> vector`` for a collection (image files, content hashes, caption texts)
-on disk so that nothing is embedded twice and no finished work is lost. A store directory holds::
-
-    catalogue.sqlite      WAL-mode SQLite: tables ``settings`` (meta, dim, rows, vectors file and
-                          the caller's own), ``items`` (key, fingerprint, status ok|error, error,
-                          row), ``names`` (another name for a key, e.g. a path -> its hash) and
-                          ``info`` (a caller's JSON facts per key, e.g. a photo's date taken)
-    vectors-<n>.bin       the vectors, raw ``(rows, dim)`` in the store's dtype, rows appended
-
-Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (writers queue; two processes
-writing one store lose nothing). Array bytes are written past the committed end of the array file
-(or, by a compaction, into a new file), fsynced, and only then does the catalogue commit point at
-them: a crash before the commit leaves bytes no row points to, overwritten by the next write or
-deleted at the next open. Committed rows are never rewritten, so a reader's memory map of its
-snapshot stays valid. Whether a store mirrors a collection (:meth:`Store.prune`) or caches
-everything it ever saw is the caller's choice.
+``vectors-<n>.bin`` holds ``(rows, dim)`` in the store's dtype. Each write is one ``BEGIN
+IMMEDIATE`` transaction; array bytes go past the committed end (or into a new file when
+compacting) and are fsynced before the catalogue points at them, so a crash loses nothing
+committed and a reader's memory map of its snapshot stays valid.
 """
 
 from __future__ import annotations
@@ -41,7 +29,7 @@ from drc_jax.progress import progress_bar
 
 CATALOGUE = "catalogue.sqlite"
 DTYPES = ("float32", "float16", "bfloat16")
-DEAD_FRACTION_TO_COMPACT = 0.25  # prune rewrites the array file once this share of rows is dead
+DEAD_FRACTION_TO_COMPACT = 0.25
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -80,8 +68,8 @@ class SyncReport:
     removed: int = 0
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
-    embedded: int = 0  # keys passed to a successful ``embed`` call (== added + changed)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # left out before reading
+    embedded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -121,13 +109,10 @@ def _damaged(directory: Path, error: object) -> StoreError:
 
 
 WAL_SWITCH_WAIT_S = 120.0
-"""How long opening waits for another process that holds the catalogue while it is switched to
-WAL (SQLite answers that switch with "database is locked" at once, without its busy handler)."""
 
 
 def _set_wal(db: sqlite3.Connection) -> None:
-    """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock (two
-    processes creating one store at the same moment both ask for the switch)."""
+    """``PRAGMA journal_mode=WAL``, retried while locked (no busy handler covers the switch)."""
     deadline = time.monotonic() + WAL_SWITCH_WAIT_S
     while True:
         try:
@@ -147,8 +132,7 @@ def _connect(path: Path, query: str = "") -> sqlite3.Connection:
 
 
 def unusable_rows(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Rows that are not finite or whose squared norm overflows float32 (a 3e38 entry): scoring
-    them gives inf / NaN. Checked in chunks (a memory map is read once, never copied whole)."""
+    """Mask of rows that are not finite or whose squared norm overflows float32."""
     bad = np.zeros(len(vectors), bool)
     with np.errstate(over="ignore", invalid="ignore"):
         for s in range(0, len(vectors), chunk):
@@ -158,8 +142,7 @@ def unusable_rows(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    """A read-only folder or medium: read-only with the WAL's commits if SQLite can, else as
-    immutable (nothing can change it)."""
+    """A read-only connection, else an immutable one (a read-only medium)."""
     try:
         db = _connect(path, "?mode=ro")
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -169,12 +152,12 @@ def _read_only(path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    """``key -> vector`` on disk (see the module docstring). Open with :meth:`open`."""
+    """``key -> vector`` on disk; open with :meth:`open`."""
 
     def __init__(self, directory: Path, *, read_only: bool = False):
         self.directory = directory
-        self._lock = threading.RLock()  # one connection, shared by threads: one transaction
-        for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):  # SQLite's files
+        self._lock = threading.RLock()
+        for name in (CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm"):
             own_file(directory / name)
         try:
             try:
@@ -206,10 +189,8 @@ class Store:
     ) -> Store:
         """Open (or create) the store in ``directory`` for vectors like ``meta``, kept as ``dtype``.
 
-        ``meta`` (e.g. ``{"weights": clip.weights_id, "kind": "image"}``) and ``dtype`` must equal
-        what the store was created with; otherwise :class:`StoreMismatchError` names the keys that
-        differ, or with ``on_mismatch="reset"`` the store is emptied and re-created. ``meta=None``
-        opens an existing store whatever it holds (to read it).
+        Other ``meta``/``dtype`` than stored raise :class:`StoreMismatchError`, or with
+        ``on_mismatch="reset"`` empty the store. ``meta=None`` opens an existing store to read.
         """
         directory = Path(directory)
         if on_mismatch not in ("error", "reset"):
@@ -227,7 +208,6 @@ class Store:
                 if atomic.write_problem(e):
                     raise _damaged(directory, e) from e
                 raise
-            # (a catalogue's -wal or an array file: another process creating the same store)
             foreign = [p.name for p in directory.iterdir()]
             foreign = sorted(n for n in foreign if not n.startswith((CATALOGUE, "vectors-")))
             if "manifest.json" in foreign:
@@ -243,7 +223,7 @@ class Store:
                 )
         store = cls(directory, read_only=meta is None)
         try:
-            if meta is None:  # read as it is: no write, no lock
+            if meta is None:
                 store._check_tables()
                 if store._setting("meta") is None:
                     raise _damaged(directory, "no settings")
@@ -265,7 +245,7 @@ class Store:
 
     def _check_meta(self, stored: dict | None, meta: dict, on_mismatch: str) -> None:
         """Inside a write transaction: record ``meta``, or compare it with the ``stored`` one."""
-        meta = json.loads(json.dumps(meta, sort_keys=True))  # tuples become lists, as stored
+        meta = json.loads(json.dumps(meta, sort_keys=True))
         if stored is None:
             self._set("meta", meta)
             self._set("vectors", "vectors-0.bin")
@@ -282,7 +262,7 @@ class Store:
                 + "\nUse another directory, or reset it (on_mismatch='reset') to re-embed "
                 "everything."
             )
-        if diff:  # reset: empty the store, start a new array file
+        if diff:
             self._db.execute("DELETE FROM items")
             self._db.execute("DELETE FROM names")
             self._db.execute("DELETE FROM info")
@@ -290,10 +270,8 @@ class Store:
             self._set("vectors", self._next_file())
             self._set("meta", meta)
 
-    # ------------------------------------------------------------------ settings
     def _check_settings(self) -> None:
-        """The store's own settings are what this version writes (a crafted or damaged catalogue
-        could hold any JSON): anything else is :func:`_damaged`, naming the setting."""
+        """The store's own settings have this version's types (a crafted catalogue may not)."""
         rows = self._db.execute(
             "SELECT name, value FROM settings WHERE name IN ('meta', 'dim', 'rows', 'vectors')"
         )
@@ -325,8 +303,7 @@ class Store:
                 raise _damaged(self.directory, f"table {table} {what}")
 
     def _check_rows(self) -> None:
-        """Every stored vector has its own row, inside the committed rows: no item reads another
-        item's vector, or past the array."""
+        """Each stored vector has its own row within the committed rows (crafted catalogues)."""
         n, rows, distinct, low, high = self._db.execute(
             "SELECT count(*), count(row), count(DISTINCT row), min(row), max(row) FROM items "
             "WHERE status='ok'"
@@ -369,7 +346,6 @@ class Store:
         with self.transaction():
             self._set(f"user.{name}", value)
 
-    # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM items WHERE status='ok'").fetchone()[0]
 
@@ -384,10 +360,9 @@ class Store:
         return {k: (fp, error) for k, (fp, status, error) in known if status == "error"}
 
     def missing(self, items: Mapping[str, str], *, retry_errors: bool = False) -> list[str]:
-        """Keys of ``items`` (``key -> fingerprint``) with no vector for that fingerprint.
+        """Keys of ``items`` (``key -> fingerprint``) with no vector or error for that fingerprint.
 
-        An item recorded as an error with the same fingerprint is not missing unless
-        ``retry_errors``; a changed fingerprint makes any item missing again.
+        Recorded errors count as missing only with ``retry_errors``.
         """
         known, retry = self._known(), "error" if retry_errors else None
         return [
@@ -399,9 +374,8 @@ class Store:
     def vectors(self, keys: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         """``(keys, (len(keys), dim) array)`` of ``keys`` (default: every stored key, by row).
 
-        With every row of the array file live, all vectors come back as a read-only memory map
-        (no copy); otherwise the rows asked for are copied out of it. What is read is one
-        snapshot: the catalogue and the array file as one committed write left them.
+        One snapshot: a read-only memory map when all keys are asked and every row is live, else
+        a copy.
         """
         for attempt in range(3):  # a compaction may delete the array file of our snapshot
             try:
@@ -433,8 +407,7 @@ class Store:
         return list(keys), np.asarray(array[np.asarray(take, np.int64)])
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, array)``: the live rows (int64, ascending) and every row of the array file,
-        memory-mapped; one snapshot, no per-key Python object (for collections of millions)."""
+        """``(live rows int64 ascending, memory-mapped array file)``, one snapshot."""
         with self.transaction("BEGIN"):
             q = "SELECT row FROM items WHERE status='ok' ORDER BY row"
             rows = np.fromiter((r for (r,) in self._db.execute(q)), np.int64)
@@ -500,12 +473,9 @@ class Store:
             raise _damaged(self.directory, f"its array file {path.name} is not a regular file")
         return path
 
-    # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def transaction(self, begin: str = "BEGIN IMMEDIATE"):
-        """Several writes as one (``with store.transaction(): ...``); waits for other writers.
-
-        Inside a transaction of this store (any thread's writes wait for it), joins it."""
+        """Several writes as one; waits for other writers, joins an open one of this store."""
         with self._lock:
             if self._db.in_transaction:
                 yield
@@ -517,7 +487,7 @@ class Store:
             except BaseException as e:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                if atomic.write_problem(e):  # a full disk or a read-only store, not damage
+                if atomic.write_problem(e):
                     raise _damaged(self.directory, e) from e
                 raise
 
@@ -572,9 +542,7 @@ class Store:
             )
 
     def prune(self, keep: Iterable[str]) -> int:
-        """Drop every item (vector or error) whose key is not in ``keep``; return how many.
-
-        Rewrites the array file once :data:`DEAD_FRACTION_TO_COMPACT` of its rows are dead."""
+        """Drop items not in ``keep`` and return how many; compacts once many rows are dead."""
         with self.transaction():
             keep = json.dumps(list(keep))
             gone = self._db.execute(
@@ -590,23 +558,21 @@ class Store:
         return gone
 
     def compact(self) -> None:
-        """Copy the live rows, in row order, into a new array file; delete the old one.
-
-        Not inside a caller's transaction: the old file goes only after the new one is committed."""
+        """Copy the live rows into a new array file; the old one goes after the commit."""
         with self.transaction():
             keys, array = self.vectors()
             if len(keys) == self._setting("rows", 0):
                 return
             self._set("vectors", self._next_file())
-            self._db.execute("UPDATE items SET row = -row - 1 WHERE status='ok'")  # free rows
-            self._db.execute(  # live rows renumbered 0.. in their order
+            self._db.execute("UPDATE items SET row = -row - 1 WHERE status='ok'")  # row is UNIQUE
+            self._db.execute(
                 "UPDATE items SET row = n - 1 FROM (SELECT key AS k, row_number() OVER "
                 "(ORDER BY row DESC) AS n FROM items WHERE status='ok') WHERE key = k"
             )
             if keys:
                 self._write(0, np.ascontiguousarray(array).tobytes())
             self._set("rows", len(keys))
-        with self._lock:  # after the commit (else the next open sweeps): a crash keeps the old file
+        with self._lock:
             if not self._db.in_transaction:
                 with self.transaction():
                     self._sweep()
@@ -622,14 +588,12 @@ class Store:
             if p.name != current:
                 p.unlink(missing_ok=True)
 
-    # ------------------------------------------------------------------ names
     def names(self) -> dict[str, tuple[str, str]]:
         """Other names of keys (e.g. file path -> content hash): ``name -> (key, stamp)``."""
         return {n: (k, s) for n, k, s in self._db.execute("SELECT name, key, stamp FROM names")}
 
     def update_names(self, names: Mapping[str, tuple[str, str]], drop: Iterable[str] = ()) -> None:
-        """Add or change ``name -> (key, stamp)`` and remove the names ``drop`` (one transaction;
-        the other names stay as they are)."""
+        """Add or change ``name -> (key, stamp)`` and remove ``drop``, in one transaction."""
         with self.transaction():
             self._db.executemany("DELETE FROM names WHERE name=?", ((n,) for n in drop))
             self._db.executemany(
@@ -645,12 +609,11 @@ class Store:
                 "INSERT INTO names VALUES (?, ?, ?)", ((n, k, s) for n, (k, s) in names.items())
             )
 
-    # ------------------------------------------------------------------ info
     def info(self) -> dict[str, Any]:
         """``key -> JSON value`` the caller recorded with :meth:`put_info` (older stores: none)."""
         try:
             rows = self._db.execute("SELECT key, value FROM info").fetchall()
-        except sqlite3.OperationalError:  # a store made before the table existed, opened to read
+        except sqlite3.OperationalError:  # an older store without the table, opened to read
             return {}
         return {k: json.loads(v) for k, v in rows}
 
@@ -683,15 +646,11 @@ def fill(
     desc: str = "encoding",
     progress: bool = True,
 ) -> SyncReport:
-    """Embed the items (``key -> fingerprint``) that ``store`` lacks; return what was done.
+    """Embed the items (``key -> fingerprint``) that ``store`` lacks, committing each batch.
 
-    Missing keys (new, or whose fingerprint changed) go to ``embed`` in batches of ``batch_size``
-    (in ``items`` order); each batch is committed before the next starts, so an interrupted fill
-    resumes where it stopped. ``embed`` may raise :class:`ItemError` for one bad item: the batch is
-    retried without it and the item is recorded and listed in ``report.failed``
-    (``on_error="skip"``; not retried while its fingerprint is unchanged unless ``retry_failed``),
-    or the error is re-raised (``on_error="fail"``; finished batches stay stored). Keys not in
-    ``items`` are kept: a mirror calls :meth:`Store.prune` afterwards.
+    An :class:`ItemError` from ``embed`` retries the batch without that item and records it
+    (``on_error="skip"``; retried later only with ``retry_failed``) or re-raises (``"fail"``).
+    Keys not in ``items`` stay; call :meth:`Store.prune` to mirror.
     """
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")

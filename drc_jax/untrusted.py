@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Any
 
-MAX_JSON_DEPTH = 32  # a decomposition is a flat object; any nesting past this is not an answer
+MAX_JSON_DEPTH = 32
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _ANSI = re.compile(  # CSI, OSC (to BEL or ST) and two-byte escapes; C1 CSI too
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]"
@@ -19,8 +19,7 @@ _BIDI = frozenset("\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
 
 
 def json_loads(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` that refuses (``ValueError``) nesting deeper than ``max_depth`` before
-    parsing, so a hostile answer cannot raise ``RecursionError``."""
+    """``json.loads``; ``ValueError``, not ``RecursionError``, for nesting past ``max_depth``."""
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8", errors="replace")
     depth = deepest = 0

@@ -2,8 +2,5 @@
 
 from __future__ import annotations
 
-STRENGTHS = ("none", "weak", "moderate", "strong")
-"""Negation strengths; a query's ``strength`` int is the index in this tuple."""
-
-NEUTRAL_AFF = "a photo"
-"""The aff of a query with nothing affirmative left ("not at night", "-snow")."""
+STRENGTHS = ("none", "weak", "moderate", "strong")  # a query's ``strength`` int indexes it
+NEUTRAL_AFF = "a photo"  # the aff of a query with nothing affirmative left ("-snow")

@@ -1,5 +1,4 @@
-"""A weight file opened lazily: its keys in file order and their shapes from the header (no tensor
-read), and single tensors on demand; for checks made before anything is converted or allocated."""
+"""A weight file opened lazily: keys in file order, header shapes, single tensors on demand."""
 
 from __future__ import annotations
 
@@ -11,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
+MAX_HEADER_BYTES = 100 << 20
 
 
 @dataclass(frozen=True)
 class LazyCheckpoint:
     path: Path
-    keys: tuple[str, ...]  # in the order their bytes lie in the file
+    keys: tuple[str, ...]
     shapes: dict[str, tuple[int, ...]]
-    get: Callable[[str], np.ndarray]  # one tensor as float32
+    get: Callable[[str], np.ndarray]  # float32
 
 
 def open_lazy(path: str | Path) -> LazyCheckpoint:
@@ -29,7 +28,7 @@ def open_lazy(path: str | Path) -> LazyCheckpoint:
         return _safetensors(path)
     from drc_jax.clip.torchscript import is_torchscript
 
-    if is_torchscript(path):  # its tensors come out all at once
+    if is_torchscript(path):
         from drc_jax.clip.load import read_state_dict
 
         sd = read_state_dict(path)
@@ -41,7 +40,7 @@ def _safetensors(path: Path) -> LazyCheckpoint:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="np"):  # the library validates the header first
+        with safe_open(str(path), framework="np"):  # validates the header
             pass
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -72,9 +71,9 @@ def _torch(path: Path) -> LazyCheckpoint:
     from drc_jax.clip.convert import unwrap_state_dict
 
     try:
-        try:  # memory-mapped: shapes and single tensors without reading the rest
+        try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # the legacy (non-zip) format cannot be mapped
+        except RuntimeError:  # the legacy non-zip format cannot be mapped
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any refusal is reported with the file name
         raise ValueError(f"{path}: cannot read as a tensor-only torch checkpoint ({e})") from e

@@ -1,9 +1,5 @@
-"""CLIP backbone configurations as code.
-
-Field names follow Hugging Face's ``CLIPVisionConfig`` / ``CLIPTextConfig`` so a ``config.json``
-maps onto them one to one; :func:`config_from_openai_state_dict` infers the same fields from the
-tensor shapes of an OpenAI/open_clip state dict (as OpenAI's ``clip.model.build_model`` does).
-"""
+"""CLIP backbone configurations; field names follow Hugging Face's ``CLIPVisionConfig`` /
+``CLIPTextConfig``."""
 
 from __future__ import annotations
 
@@ -16,8 +12,7 @@ BOS_TOKEN_ID = 49406
 
 
 def _check_sizes(cfg, prefix: str, sizes: tuple[str, ...]) -> None:
-    """Every field in ``sizes`` a positive int, ``layer_norm_eps`` a positive number, heads
-    dividing the width: a config from a file fails here by field name, not deep in the model."""
+    """Positive sizes and ``layer_norm_eps``, heads dividing the width, else ``ValueError``."""
     for name in sizes:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -64,9 +59,8 @@ class TextConfig:
     max_position_embeddings: int = 77
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
-    # Pooling token: the first position whose id is ``eos_token_id``. ``None`` (HF configs with the
-    # legacy ``eos_token_id == 2``) pools at ``argmax(ids)`` instead, as transformers does; OpenAI's
-    # argmax is the first EOT anyway, because EOT=49407 is the largest id.
+    # Pool at the first ``eos_token_id``; ``None`` pools at ``argmax(ids)`` (transformers, legacy
+    # ``eos_token_id == 2`` configs).
     eos_token_id: int | None = EOT_TOKEN_ID
 
     def __post_init__(self):
@@ -101,8 +95,7 @@ BACKBONES: dict[str, CLIPConfig] = {
         text=TextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12),
         projection_dim=768,
     ),
-    # Tiny model for fast end-to-end tests: real 224x224 inputs and the real 49408-token vocabulary
-    # (so real tokenizer ids are valid); 2 layers of width 128, heads 64 wide as OpenAI infers them.
+    # For tests: real input size and vocabulary, heads 64 wide as OpenAI infers them.
     "test-tiny": CLIPConfig(
         vision=VisionConfig(
             hidden_size=128,
@@ -120,10 +113,7 @@ BACKBONES: dict[str, CLIPConfig] = {
 
 
 def get_config(name: str) -> CLIPConfig:
-    """Backbone config ``name``: ``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14`` or ``test-tiny``.
-
-    Spellings ``ViT-B-32`` (open_clip) and ``vit-b/32`` are accepted too.
-    """
+    """Backbone config ``name`` (a key of :data:`BACKBONES`; ``ViT-B-32``, ``vit-b/32`` too)."""
     canon = {k.lower().replace("/", "-"): k for k in BACKBONES}
     key = canon.get(name.strip().lower().replace("/", "-"))
     if key is None:
@@ -154,7 +144,6 @@ def config_from_hf(hf: Mapping[str, Any]) -> CLIPConfig:
         eos = eos[0]
     if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or eos < 0):
         raise ValueError(f"text_config.eos_token_id={eos!r}: must be a token id (an integer >= 0)")
-    # transformers keeps argmax pooling for configs written before its eos_token_id fix (eos == 2).
     text = dataclasses.replace(text, eos_token_id=None if eos == 2 else eos)
     return CLIPConfig(
         vision=VisionConfig(**_fields(VisionConfig, vis)),
@@ -164,9 +153,7 @@ def config_from_hf(hf: Mapping[str, Any]) -> CLIPConfig:
 
 
 def hf_config_dict(cfg: CLIPConfig) -> dict[str, Any]:
-    """The keyword arguments of transformers' ``CLIPConfig`` for a model of ``cfg``'s shape (the
-    inverse of :func:`config_from_hf` for the sizes; activations keep transformers' defaults):
-    ``transformers.CLIPConfig(**hf_config_dict(cfg))``, used to build reference models."""
+    """Keyword arguments of transformers' ``CLIPConfig`` for ``cfg``'s sizes (reference models)."""
     v, t = cfg.vision, cfg.text
     return dict(
         vision_config=dict(
@@ -233,7 +220,7 @@ def config_from_openai_state_dict(
             num_attention_heads=max(1, t_width // head_width),
             max_position_embeddings=sd["positional_embedding"].shape[0],
             hidden_act=hidden_act,
-            # OpenAI pools at argmax(ids); EOT=49407 is the largest id, so that is the first EOT.
+            # OpenAI pools at argmax(ids): EOT=49407 is the largest id.
             eos_token_id=EOT_TOKEN_ID,
         ),
         projection_dim=sd["text_projection"].shape[1],

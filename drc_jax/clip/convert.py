@@ -1,11 +1,6 @@
-"""Weight conversion: OpenAI/open_clip and Hugging Face CLIP state dicts -> Flax params.
+"""Weight conversion: OpenAI/open_clip names -> Hugging Face names -> Flax param paths.
 
-Two short tables. OpenAI names map to Hugging Face names (:data:`OPENAI_TO_HF`, plus the fused
-``in_proj`` split and the ``x @ proj`` transposes), and Hugging Face names map to Flax paths by the
-module-naming rule of :mod:`drc_jax.clip.model` (``layers.N`` -> ``layers_N``; Linear ``weight``
--> ``kernel`` transposed; LayerNorm ``weight`` -> ``scale``; Embedding ``weight`` -> ``embedding``;
-patch conv ``weight`` (D, C, p, p) -> ``kernel`` (p, p, C, D)). Every tensor is checked against
-the model's expected shape; a mismatch names the key and both shapes.
+Every tensor is checked against the model's expected shape; a mismatch names the key and shapes.
 """
 
 from __future__ import annotations
@@ -41,7 +36,6 @@ OPENAI_TO_HF: tuple[tuple[str, str], ...] = (
     (r"\.mlp\.c_fc\.", ".mlp.fc1."),
     (r"\.mlp\.c_proj\.", ".mlp.fc2."),
 )
-# Keys in OpenAI/open_clip checkpoints that carry no weights we use.
 OPENAI_IGNORED = ("input_resolution", "context_length", "vocab_size", "logit_scale", "attn_mask")
 HF_IGNORED = ("logit_scale", "position_ids")
 
@@ -88,7 +82,7 @@ def openai_to_hf(
         for pattern, repl in OPENAI_TO_HF:
             name = re.sub(pattern, repl, name)
         if name.endswith(".attn.in_proj_weight") or name.endswith(".attn.in_proj_bias"):
-            prefix, kind = name.rsplit(".attn.in_proj_", 1)  # kind: weight | bias
+            prefix, kind = name.rsplit(".attn.in_proj_", 1)
             q, k, v = np.split(np.asarray(value), 3, axis=0)
             for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
                 out[f"{prefix}.self_attn.{proj}.{kind}"] = part
@@ -122,11 +116,7 @@ def _hf_to_flax_key(key: str, value: np.ndarray) -> tuple[tuple[str, ...], np.nd
 def expected_shapes(
     config: CLIPConfig, towers: tuple[str, ...] = TOWERS
 ) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Flat Flax param path -> shape, from the model definition (traced, nothing allocated).
-
-    ``towers`` (some of :data:`~drc_jax.clip.model.TOWERS`) limits the trace, and the result, to
-    those towers' params: a text-only model never traces the vision tower.
-    """
+    """Flat Flax param path -> shape of ``towers``' params, traced with nothing allocated."""
     c = config
     towers = check_towers(towers)
     pixels = jnp.zeros((1, c.vision.image_size, c.vision.image_size, 3))
@@ -165,7 +155,7 @@ def hf_to_flax(
 ):
     """Hugging Face ``CLIPModel`` state dict -> nested Flax params (float32 numpy).
 
-    Errors name the checkpoint's own key (``origins`` maps HF names back to it) and the shapes.
+    ``origins`` maps HF names back to the checkpoint's keys, for errors.
     """
     origins = origins or {}
     want = expected_shapes(config)
@@ -198,11 +188,12 @@ def _layers(shapes: Mapping[str, tuple], prefix: str) -> int:
 
 
 def check_hf_config(config: CLIPConfig, shapes: Mapping[str, tuple], weights, config_file) -> None:
-    """Every size of a ``config.json`` agrees with the tensor shapes of its weight file (read from
-    the header), checked before anything is traced or allocated: a config asking for 1e9
-    positions or 1e8 layers is a ``ValueError`` naming the file and field."""
+    """``ValueError`` unless ``config.json``'s sizes match the weight file's header shapes.
+
+    Checked before anything is allocated: a hostile config may ask for 1e9 positions.
+    """
     v, t = config.vision, config.text
-    want = {  # HF name -> (shape the config implies, the fields that set it)
+    want = {
         "text_model.embeddings.token_embedding.weight": (
             (t.vocab_size, t.hidden_size), "text_config.vocab_size / hidden_size"),
         "text_model.embeddings.position_embedding.weight": (

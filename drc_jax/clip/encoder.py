@@ -1,14 +1,8 @@
 """Data-parallel CLIP encoding: the object :func:`drc_jax.clip.load_clip` returns.
 
-Every ``encode_*`` call runs one jitted function per (config, dtype, mesh, kind) over a 1-D mesh of
-all devices: the batch is sharded along ``"data"``, parameters are replicated, and the output is
-replicated so every process of a multi-host run gets the full result. With ``split=True`` each
-process of a multi-host run passes only its own rows (as many in every process) and gets every
-process's results, in process order: each process decodes only its share of the media. Inputs are
-cut into chunks of
-``batch_size`` rows; the last chunk is zero-padded to a small set of sizes (device count times a
-power of two) so each shape compiles once. All chunks are dispatched before any result is fetched,
-so host-to-device copies overlap compute.
+Batches are sharded along the mesh's ``"data"`` axis, params and outputs replicated. The last
+chunk is zero-padded to ``devices * 2**k`` rows so few shapes compile. With ``split=True`` each
+process of a multi-host run passes its own rows and gets every process's, in process order.
 """
 
 from __future__ import annotations
@@ -57,8 +51,7 @@ def cast_params(params, dtype: str):
 
 
 def _chunk_sizes(n: int, batch_size: int, multiple: int) -> list[int]:
-    """Padded sizes for ``n`` rows: full ``batch_size`` chunks, then the smallest
-    ``multiple * 2**k`` (capped at ``batch_size``) that holds the remainder."""
+    """Full ``batch_size`` chunks, then the smallest ``multiple * 2**k`` holding the rest."""
     sizes = [batch_size] * (n // batch_size)
     rest = n % batch_size
     if rest:
@@ -71,21 +64,20 @@ def _chunk_sizes(n: int, batch_size: int, multiple: int) -> list[int]:
 
 @dataclasses.dataclass
 class ClipEncoder:
-    """A loaded CLIP: params on the mesh, tokenizer, and the encode functions (numpy out).
+    """A loaded CLIP: params on the mesh, tokenizer, encode functions (numpy out).
 
-    ``towers`` names the towers whose params were loaded (``load_clip(..., towers=("text",))``
-    for a text-only encoder, as a search query needs); encoding with a missing tower raises.
+    ``towers`` names the loaded towers; encoding with a missing one raises.
     """
 
     config: CLIPConfig
-    params: object  # replicated on ``mesh``
+    params: object
     tokenizer: ClipTokenizer
     dtype: str
     weights_id: str
     mesh: Mesh = dataclasses.field(default_factory=make_mesh)
     batch_size: int = 64
     preprocess_mode: str = "spacevlm"
-    loaded_from_cache: bool = False  # params restored from the orbax cache (not re-converted)
+    loaded_from_cache: bool = False
     towers: tuple[str, ...] = TOWERS
 
     def __post_init__(self):
@@ -95,7 +87,6 @@ class ClipEncoder:
         self.batch_size = max(n, -(-self.batch_size // n) * n)
         self.params = jax.device_put(cast_params(self.params, self.dtype), replicated(self.mesh))
 
-    # --- properties of the contract ---------------------------------------------------------
     @property
     def image_size(self) -> int:
         return self.config.vision.image_size
@@ -108,7 +99,6 @@ class ClipEncoder:
         """Tokens of ``text`` with BOS/EOT; more than 77 means it is truncated when encoded."""
         return self.tokenizer.count_tokens(text)
 
-    # --- encoding -----------------------------------------------------------------------------
     def _run(
         self, kind: str, x: np.ndarray, batch_size: int | None = None, split: bool = False
     ) -> np.ndarray:
@@ -151,7 +141,7 @@ class ClipEncoder:
             start += n_valid
         blocks = [[] for _ in range(nproc)]
         for out, size, n in outs:
-            out = np.asarray(out)  # replicated: every process's rows
+            out = np.asarray(out)
             for q in range(nproc):
                 blocks[q].append(out[q * size : q * size + n])
         rows = [b for q in blocks for b in q]
@@ -161,14 +151,12 @@ class ClipEncoder:
         sharding = batch_sharding(self.mesh)
         if jax.process_count() == 1:
             return jax.device_put(chunk, sharding)
-        # Multi-host: every process holds the same inputs and contributes its own shards.
         return jax.make_array_from_callback(chunk.shape, sharding, lambda idx: chunk[idx])
 
     def encode_images(
         self, pixels: np.ndarray, batch_size: int | None = None, *, split: bool = False
     ) -> np.ndarray:
-        """(B, H, W, 3) CLIP-normalised float32 NHWC -> (B, D) unit-norm float32 (``split``:
-        this process's B rows in, every process's out; see the module docstring)."""
+        """(B, H, W, 3) CLIP-normalised float32 NHWC -> (B, D) unit-norm float32."""
         pixels = np.asarray(pixels, np.float32)
         s = self.image_size
         if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
@@ -178,9 +166,7 @@ class ClipEncoder:
     def encode_token_ids(self, ids: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(B, L) int32 CLIP ids, each row ``BOS ... EOT`` then 0-padding -> (B, D) unit-norm.
 
-        Rows are grouped by length and each group runs at the shortest length bucket
-        (16/32/48/64/77) that holds it: under the causal mask with EOT pooling the result is the
-        same as at length 77 (tested), at a fraction of the cost for short captions.
+        Each row runs at the shortest length bucket holding it (same result under the causal mask).
         """
         ids = np.asarray(ids)
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -210,10 +196,7 @@ class ClipEncoder:
         return out
 
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        """Strings -> (B, D) unit-norm; tokenised with truncation to 77 tokens that keeps EOT.
-
-        Non-finite embeddings (damaged weights) raise ``ValueError`` naming a text, never reach
-        the caller."""
+        """Strings -> (B, D) unit-norm, truncated to 77 tokens keeping EOT; non-finite raises."""
         if isinstance(texts, str):
             raise TypeError("encode_texts expects a list of strings, got a single string")
         texts = list(texts)
@@ -245,8 +228,7 @@ class ClipEncoder:
     ) -> np.ndarray:
         """(B, F, S, S, 3) frames -> (B, D): mean of unit-norm frame embeddings.
 
-        ``renormalize=True`` (NegBench) L2-normalises the mean; ``False`` keeps SpaceVLM's
-        unnormalised mean (norm <= 1, smaller for videos whose frames disagree).
+        ``renormalize=True`` (NegBench) L2-normalises the mean; ``False`` is SpaceVLM's raw mean.
         """
         frames = np.asarray(frames, np.float32)
         if frames.ndim != 5:

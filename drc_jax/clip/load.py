@@ -1,27 +1,10 @@
 """``load_clip``: resolve a weights spec, convert (or restore cached) params, build the encoder.
 
-Specs:
-
-- ``random:<backbone>`` -- random weights (seeded) for ``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``
-  or ``test-tiny``, with the tokenizer built from CLIP's packaged BPE vocabulary;
-- a Hugging Face model directory (``config.json`` + ``model.safetensors``, or
-  ``pytorch_model.bin`` read with ``torch.load(weights_only=True)``);
-- a Hugging Face hub id such as ``openai/clip-vit-base-patch32`` (downloaded with
-  ``huggingface_hub``; a clear error when the machine is offline);
-- an OpenAI/open_clip state dict file (``.pt``/``.pth``/``.bin``/``.safetensors``), possibly wrapped
-  in ``{'state_dict': ...}`` with ``module.`` prefixes (NegCLIP-family checkpoints);
-- OpenAI's original release (``ViT-B-32.pt`` as ``clip.load`` downloads it), a TorchScript archive.
-
-Nothing is ever unpickled beyond tensors and no code from a weight file ever runs: safetensors,
-``torch.load(weights_only=True)``, or for TorchScript archives :mod:`drc_jax.clip.torchscript`,
-which reads their tensors with a restricted unpickler instead of ``torch.jit.load`` (which would
-run the archive's ``__setstate__`` code). Every weight-file or config problem is a ``ValueError``
-naming the file.
-Converted float32 params are cached with orbax-checkpoint under ``cache_dir`` (default
-``$DRC_JAX_CACHE`` or ``~/.cache/drc_jax``) keyed by the sha256 of the weight files' full
-content (:mod:`drc_jax.clip.param_cache`), so a second load skips converting the original
-checkpoint; ``random:`` params likewise, keyed by the config, seed and towers, so a second load
-skips drawing them.
+Specs: ``random:<backbone>`` (seeded), a Hugging Face model directory or hub id, an
+OpenAI/open_clip state dict file (``.pt``/``.pth``/``.bin``/``.safetensors``, NegCLIP-style
+wrappers too) or OpenAI's TorchScript release. Weight files are hostile input: only tensors are
+read, no code from them runs. Converted params are cached by content
+(:mod:`drc_jax.clip.param_cache`).
 """
 
 from __future__ import annotations
@@ -60,9 +43,9 @@ from drc_jax.defaults import cache_root
 
 log = logging.getLogger(__name__)
 
-MAX_CONFIG_BYTES = 1 << 20  # a CLIP config.json is a few KB
+MAX_CONFIG_BYTES = 1 << 20
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_PATTERNS = [
     "config.json",
     "model.safetensors",
@@ -75,8 +58,7 @@ _HUB_PATTERNS = [
 
 
 def is_hub_id(spec: str) -> bool:
-    """Whether ``load_clip(spec)`` would fetch ``spec`` from the Hugging Face Hub: an
-    ``owner/name`` id that is not a local path (safetensors/config/tokenizer files, no code)."""
+    """Whether ``load_clip(spec)`` would fetch ``spec`` from the Hugging Face Hub."""
     return bool(_HUB_ID.match(spec)) and not Path(spec).expanduser().exists()
 
 
@@ -84,7 +66,6 @@ def default_cache_dir() -> Path:
     return cache_root()
 
 
-# --- reading weight files ---------------------------------------------------------------------
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Tensors of a ``.safetensors`` or torch file as float32 numpy (no arbitrary unpickling)."""
     path = Path(path)
@@ -137,10 +118,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-# --- resolving specs ------------------------------------------------------------------------------
 class WeightsUnavailableError(RuntimeError):
-    """A hub id that cannot be downloaded (offline, unknown id, gated); the message says what to
-    do instead."""
+    """A hub id that cannot be downloaded (offline, unknown id, gated)."""
 
 
 def _download(hub_id: str) -> Path:
@@ -171,7 +150,7 @@ def _load_hf_dir(d: Path):
         cfg = config_from_hf(raw)
     except RecursionError as e:
         raise ValueError(f"{d / 'config.json'}: nested too deeply; fix or re-download it") from e
-    except (ValueError, TypeError) as e:  # JSON syntax, wrong field types, bad sizes
+    except (ValueError, TypeError) as e:
         raise ValueError(f"{d / 'config.json'}: {e}; fix or re-download it") from e
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (d / name).is_file():
@@ -180,12 +159,9 @@ def _load_hf_dir(d: Path):
 
 
 def _random_params(cfg: CLIPConfig, seed: int, towers: tuple[str, ...] = TOWERS):
-    """Seeded random params from the model's shapes (no compilation): N(0, 0.02) matrices and
-    embeddings, unit LayerNorm scales, zero biases.
+    """Seeded N(0, 0.02) params (unit norm scales, zero biases) from the model's shapes.
 
-    Draws follow the sorted param paths, where every text path (``text_*``) sorts before every
-    image path (``vision_*``, ``visual_*``): a text-only load draws a prefix of the same stream,
-    so its values equal the text tower of a full load without drawing the image tower.
+    Text paths sort before image paths, so a text-only load draws a prefix of a full load's stream.
     """
     drawn = ("text",) if towers == ("text",) else TOWERS
     rng = np.random.default_rng(seed)
@@ -216,13 +192,8 @@ def load_clip(
 ) -> ClipEncoder:
     """Load CLIP weights from ``spec`` (see module doc) as a data-parallel :class:`ClipEncoder`.
 
-    ``towers=("text",)`` loads only the text tower (what a search query over an index of image
-    embeddings needs): the image tower is neither traced, drawn (``random:``) nor put on the
-    devices, and the encoder's ``encode_images`` raises. ``weights_id`` does not depend on it.
-
-    ``hidden_act`` applies to OpenAI/open_clip state dicts only (they do not record it):
-    ``quick_gelu`` for OpenAI-trained weights and their fine-tunes (NegCLIP, CLIP_CC12M_NegFull),
-    ``gelu`` for open_clip models trained without QuickGELU.
+    ``towers=("text",)`` loads only the text tower (``encode_images`` then raises).
+    ``hidden_act`` applies to OpenAI/open_clip state dicts only, which do not record it.
     """
     spec_s = str(spec)
     towers = check_towers(towers)
@@ -239,7 +210,6 @@ def load_clip(
         cfg = get_config(backbone)
         tok = ClipTokenizer(load_tokenizer(None, **tok_kw), cfg.context_length)
         weights_id = f"random:{backbone}:seed{seed}:{dtype}"
-        # Drawing ViT-B/32's params takes seconds; the cache entry's key pins config, seed, towers.
         extra = f"{param_cache.config_to_json(cfg)}:seed{seed}:{towers}"
         key = f"random-{param_cache.content_key([], extra, None)}"
         entry = Path(cache_dir or default_cache_dir()) / "clip_params" / key
@@ -283,7 +253,7 @@ def load_clip(
     memo = root if use_cache else None
     if kind == "hf":
         cfg, weight_file = _load_hf_dir(model_dir)
-        lazy = open_lazy(weight_file)  # header shapes: a bad config fails before any allocation
+        lazy = open_lazy(weight_file)  # a bad config fails before any allocation
         check_hf_config(cfg, lazy.shapes, weight_file, model_dir / "config.json")
         fp = param_cache.content_key([model_dir / "config.json", weight_file], "hf", memo)
     else:
@@ -298,7 +268,7 @@ def load_clip(
             entry, restored[1], lazy or open_lazy(weight_file), kind, towers
         )
     ):
-        restored = None  # not this file's params: converted again and the entry rewritten
+        restored = None
     if restored is not None:
         cfg, params = restored
         log.info("restored converted CLIP params from %s", entry)
@@ -325,7 +295,7 @@ def load_clip(
             f"has {tok.vocab_size} tokens, so ids >= {cfg.text.vocab_size} would give NaN text "
             "embeddings. Use the checkpoint's own tokenizer files or a complete checkpoint."
         )
-    name = path.name if path.exists() else spec_s  # dir or file name, else the hub id
+    name = path.name if path.exists() else spec_s
     return ClipEncoder(
         cfg,
         params,

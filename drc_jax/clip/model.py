@@ -1,14 +1,8 @@
-"""CLIP image and text towers in Flax (linen).
+"""OpenAI CLIP's image and text towers in Flax (linen).
 
-Module and parameter names mirror Hugging Face's ``CLIPModel`` (``vision_model.encoder.layers.3.
-self_attn.q_proj.weight`` -> ``vision_model/encoder/layers_3/self_attn/q_proj/kernel``) so weight
-conversion (:mod:`drc_jax.clip.convert`) is a short table. The architecture is OpenAI's CLIP:
-pre-LN transformer blocks, quick-GELU MLPs, a pre-LN ("pre_layrnorm") before the vision encoder,
-class-token pooling for images and EOT pooling under a causal mask for text.
-
-Precision: matmuls run in ``dtype`` (float32 or bfloat16) with float32 accumulation; the residual
-stream, layer norms, activations (on the f32 GEMM outputs), softmax logits and statistics and the
-final L2 normalisation stay float32.
+Parameter names mirror Hugging Face's ``CLIPModel`` (``layers.3.self_attn.q_proj.weight`` ->
+``layers_3/self_attn/q_proj/kernel``) so :mod:`drc_jax.clip.convert` is a short table. Matmuls
+run in ``dtype`` with f32 accumulation; residuals, norms, softmax and outputs stay float32.
 """
 
 from __future__ import annotations
@@ -22,7 +16,6 @@ from flax import linen as nn
 from drc_jax.clip.config import CLIPConfig, TextConfig, VisionConfig
 
 Dtype = jnp.dtype
-# The two towers and the top-level param trees each owns (``CLIP``'s submodule names).
 TOWERS = ("image", "text")
 TOWER_PARAMS = {
     "image": ("vision_model", "visual_projection"),
@@ -50,12 +43,7 @@ def _activation(name: str):
 
 
 def matmul_precision(dtype) -> jax.lax.Precision:
-    """``HIGHEST`` for float32 compute, so f32 means f32 on every backend.
-
-    XLA's default precision lets NVIDIA GPUs run f32 products as TF32 (10-bit mantissa), which
-    would break the float32 parity with transformers' PyTorch CLIP (1e-4); on CPU the two are the
-    same. bf16 compute is unaffected (``DEFAULT``).
-    """
+    """``HIGHEST`` for float32 compute (else NVIDIA GPUs run it as TF32), ``DEFAULT`` else."""
     return (
         jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
     )
@@ -63,15 +51,7 @@ def matmul_precision(dtype) -> jax.lax.Precision:
 
 @jax.custom_vjp
 def lowp_dot(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """``x @ kernel`` of low-precision (bf16/f16) operands with a float32 result, whose backward
-    products also run in the operands' dtype.
-
-    Autodiff of ``jnp.dot(..., preferred_element_type=f32)`` would pair the f32 cotangent with the
-    bf16 operands, and XLA:CPU runs such mixed products in f32, so a bf16 backward pass (NEAT's
-    test-time adaptation) ran at f32 speed. Here the cotangent is rounded to the operands' dtype
-    and each product contracts both operands as stored (the form XLA:CPU's bf16 GEMM takes, see
-    :func:`drc_jax.scoring.similarity`), accumulating in f32. The forward is the plain product.
-    """
+    """``x @ kernel`` of bf16/f16 operands, f32 result; the backward products stay in that dtype."""
     return jnp.dot(x, kernel, preferred_element_type=jnp.float32)
 
 
@@ -83,11 +63,9 @@ def _lowp_dot_bwd(res, g):
     x, kernel = res
     g = g.astype(x.dtype)
     last = g.ndim - 1
-    # dx = g @ kernel.T, contracting g's last axis with kernel's last axis
     dx = jax.lax.dot_general(
         g, kernel, (((last,), (1,)), ((), ())), preferred_element_type=jnp.float32
     )
-    # dkernel = x.T @ g over every leading axis
     lead = tuple(range(last))
     dk = jax.lax.dot_general(x, g, ((lead, lead), ((), ())), preferred_element_type=jnp.float32)
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
@@ -97,8 +75,7 @@ lowp_dot.defvjp(_lowp_dot_fwd, _lowp_dot_bwd)
 
 
 class Dense(nn.Module):
-    """``x @ kernel + bias`` computed in ``dtype`` with a float32 result (f32 accumulation); in a
-    low-precision ``dtype`` the backward products stay in that dtype too (:func:`lowp_dot`)."""
+    """``x @ kernel + bias`` in ``dtype`` with a float32 result (bf16/f16: :func:`lowp_dot`)."""
 
     features: int
     use_bias: bool = True
@@ -131,12 +108,8 @@ def layer_norm(eps: float, name: str) -> nn.LayerNorm:
 def attention(q, k, v, *, scale: float, causal: bool):
     """Multi-head softmax attention over (B, T, heads, head_dim) inputs, in ``q.dtype``.
 
-    ``jax.nn.dot_product_attention`` (its default, XLA's implementation, on GPU too), except for
-    bf16 on CPU: there :func:`written_out_attention` keeps both products on XLA:CPU's bf16 GEMM
-    kernels (the generic version costs ~15% of a ViT-B/32 bf16 forward pass on CPU; for f32 it is
-    as fast or faster; benchmarks/RESULTS.md, bench_encode). f32 on an accelerator is written out
-    too, at ``HIGHEST`` precision (:func:`matmul_precision`): the generic version takes no
-    precision and would run as TF32 on NVIDIA GPUs.
+    Written out for bf16 on CPU (XLA:CPU's bf16 GEMMs) and f32 on accelerators (``HIGHEST``
+    precision, not TF32); else ``jax.nn.dot_product_attention``.
     """
     cpu = jax.default_backend() == "cpu"
     if (cpu and q.dtype == jnp.bfloat16) or (not cpu and q.dtype == jnp.float32):
@@ -145,8 +118,7 @@ def attention(q, k, v, *, scale: float, causal: bool):
 
 
 def written_out_attention(q, k, v, *, scale: float, causal: bool):
-    """Attention as two einsums: f32 logits and softmax, probabilities cast back to ``v.dtype``,
-    both products accumulated in f32 (at ``HIGHEST`` precision for f32 inputs)."""
+    """Attention as two einsums, f32 logits and softmax, products accumulated in f32."""
     if jnp.dtype(q.dtype) != jnp.float32:
         return lowp_attention(q, k, v, scale, causal)
     return _attention_fwd(q, k, v, scale, causal)[0]
@@ -182,7 +154,6 @@ def _lowp_attention_bwd(scale, causal, res, g):
     g = g.astype(dt)
     dv = jnp.einsum("bhqk,bqhd->bkhd", p.astype(dt), g, preferred_element_type=f32)
     dp = jnp.einsum("bqhd,bkhd->bhqk", g, v, preferred_element_type=f32)
-    # softmax backward in f32; masked entries have p == 0 and get no gradient
     dlogits = (p * (dp - jnp.sum(p * dp, axis=-1, keepdims=True)) * scale).astype(dt)
     dq = jnp.einsum("bhqk,bkhd->bqhd", dlogits, k, preferred_element_type=f32)
     dk = jnp.einsum("bhqk,bqhd->bkhd", dlogits, q, preferred_element_type=f32)
@@ -221,7 +192,6 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        # The activation reads fc1's f32 result and its output is cast once, for fc2's GEMM.
         y = Dense(self.intermediate_size, dtype=self.dtype, name="fc1")(x)
         y = _activation(self.act)(y).astype(self.dtype)
         return Dense(self.hidden_size, dtype=self.dtype, name="fc2")(y)
@@ -246,9 +216,7 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """``num_hidden_layers`` blocks. ``remat``: recompute each block's internals in the backward
-    pass instead of keeping them (for gradients through the tower, e.g. NEAT's test-time
-    adaptation: ~1 extra forward pass, activation memory of one block instead of all)."""
+    """``num_hidden_layers`` blocks; ``remat`` recomputes each block in the backward pass."""
 
     cfg: VisionConfig | TextConfig
     causal: bool
@@ -330,8 +298,7 @@ class TextTransformer(nn.Module):
         x = _TextEmbeddingsScope(c, name="embeddings")(ids)
         x = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat, name="encoder")(x)
         x = layer_norm(c.layer_norm_eps, "final_layer_norm")(x.astype(jnp.float32))
-        # EOT pooling. With a causal mask nothing before EOT sees the padding after it, so the
-        # pooled vector does not depend on how far the batch is padded (see encode length buckets).
+        # EOT pooling: under the causal mask, padding after EOT cannot change the pooled vector.
         if c.eos_token_id is None:
             eot = jnp.argmax(ids, axis=-1)
         else:
@@ -357,7 +324,7 @@ class CLIP(nn.Module):
 
     config: CLIPConfig
     dtype: Dtype = jnp.float32
-    remat_text: bool = False  # see Encoder.remat
+    remat_text: bool = False
 
     def setup(self):
         c = self.config

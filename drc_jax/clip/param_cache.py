@@ -1,6 +1,7 @@
-"""Converted CLIP params cached with orbax, keyed by the sha256 of the weight files (remembered in
-``clip_digests.json`` per path, size, mtime_ns and inode); since that memo trusts the stat, a
-restored entry is compared with the file once per process (:func:`matches_file`)."""
+"""Converted CLIP params cached with orbax, keyed by the sha256 of the weight files.
+
+Digests are memoised by stat, so a restored entry is checked against the file once per process.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +32,12 @@ from drc_jax.clip.model import TOWER_PARAMS, TOWERS
 log = logging.getLogger(__name__)
 
 DIGESTS = "clip_digests.json"
-MAX_DIGESTS = 512  # most recent files remembered
-SAMPLED_TENSORS = 5  # compared per first use; evenly spread over the file, the middle included
+MAX_DIGESTS = 512
+SAMPLED_TENSORS = 5
 _CHUNK = 1 << 22
 _verified: set[tuple] = set()  # (entry, weight file stat) checked in this process
 
 
-# --- keys ---------------------------------------------------------------------------------------
 def _identity(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
@@ -75,7 +75,7 @@ def file_digest(path: Path, cache_root: Path | None) -> str:
         table = dict(list(table.items())[-MAX_DIGESTS:])
         try:
             atomic.write(memo, json.dumps(table))
-        except OSError as e:  # remembering is an optimisation
+        except OSError as e:
             log.warning("could not remember weight digests in %s (%s)", memo, e)
     return digest
 
@@ -88,7 +88,6 @@ def content_key(files: list[Path], extra: str, cache_root: Path | None) -> str:
     return h.hexdigest()[:20]
 
 
-# --- entries ------------------------------------------------------------------------------------
 def config_to_json(cfg: CLIPConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
@@ -103,8 +102,7 @@ def _config_from_json(s: str) -> CLIPConfig:
 
 
 def restore(entry: Path, towers: tuple[str, ...] = TOWERS, *, check_shapes: bool = True):
-    """``(config, params of towers)`` of an entry, else ``None``; ``check_shapes``: only those
-    towers, in the model's shapes (off for keys that pin config and towers: random params)."""
+    """``(config, params of towers)`` of an entry, else ``None`` (``check_shapes``: the model's)."""
     import orbax.checkpoint as ocp
 
     try:
@@ -145,12 +143,11 @@ def save(entry: Path, cfg: CLIPConfig, params) -> None:
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
         tmp.rename(entry)
-    except Exception as e:  # noqa: BLE001 - caching is an optimisation
+    except Exception as e:  # noqa: BLE001 - a failed save only costs a later conversion
         log.warning("could not cache CLIP params at %s (%s)", entry, e)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# --- the first-use check ------------------------------------------------------------------------
 def _tower(key: str, kind: str) -> str:
     if kind == "openai":
         return "image" if key.startswith("visual.") else "text"
@@ -165,8 +162,7 @@ def _sample(keys: list[str]) -> list[str]:
 
 
 def matches_file(entry: Path, params, checkpoint, kind: str, towers: tuple[str, ...]) -> bool:
-    """Whether restored ``params`` hold ``checkpoint``'s tensors at keys spread over the file
-    (once per process per entry and file state)."""
+    """Whether ``params`` hold ``checkpoint``'s tensors at a few sampled keys (once per process)."""
     memo = (str(entry), *_identity(checkpoint.path))
     if memo in _verified:
         return True

@@ -1,13 +1,7 @@
 """Image preprocessing to CLIP's input: (B, 224, 224, 3) float32, OpenAI mean/std, NHWC.
 
-Two geometries:
-
-- ``"spacevlm"`` (default): squash the whole image to ``size x size`` with bicubic, antialiased
-  resampling -- SpaceVLM's ``transforms.Resize((224, 224), interpolation=BICUBIC)`` on PIL images,
-  which torchvision executes as ``PIL.Image.resize(..., BICUBIC)`` (PIL's resize is antialiased, its
-  filter support scales with the downsampling factor). Nothing is cropped; the aspect ratio changes.
-- ``"openai"``: OpenAI's CLIP transform -- resize the short side to ``size`` (bicubic), centre-crop
-  ``size x size``. Checked against transformers' ``CLIPImageProcessorPil`` on real photographs.
+``"spacevlm"`` reproduces SpaceVLM's ``transforms.Resize((224, 224), BICUBIC)`` (a PIL squash);
+``"openai"`` OpenAI's CLIP transform (short side to 224, centre crop).
 """
 
 from __future__ import annotations
@@ -68,10 +62,7 @@ def preprocess_one(image, mode: str = "spacevlm", size: int = 224) -> np.ndarray
 def preprocess(
     images: Sequence, mode: str = "spacevlm", size: int = 224, num_threads: int = 4
 ) -> np.ndarray:
-    """List of PIL images (or uint8 arrays) -> (B, size, size, 3) float32 CLIP-normalised NHWC.
-
-    PIL releases the GIL while resampling, so large lists are resized on a few threads.
-    """
+    """List of PIL images (or uint8 arrays) -> (B, size, size, 3) float32 CLIP-normalised NHWC."""
     images = list(images)
     out = np.empty((len(images), size, size, 3), np.float32)
 

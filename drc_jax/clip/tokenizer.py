@@ -1,16 +1,8 @@
 """CLIP BPE tokenizer: transformers' fast ``CLIPTokenizer`` with OpenAI's 77-token convention.
 
-A Hugging Face model directory brings its own tokenizer files. Checkpoints without them
-(OpenAI/open_clip ``.pt`` files, ``random:`` specs) get the same tokenizer built from CLIP's BPE
-merges file ``bpe_simple_vocab_16e6.txt.gz``, the copy shipped in the ``open_clip_torch`` wheel
-(``pip install --no-deps open_clip_torch``; only the data file is read, the package is never
-imported).
-The vocabulary is built exactly as OpenAI's ``SimpleTokenizer`` builds it.
-
-Building it takes seconds (importing transformers, then 49k merges), so :func:`load_tokenizer`
-keeps the built tokenizer's ``tokenizers`` JSON in the cache dir (``$DRC_JAX_CACHE`` or
-``~/.cache/drc_jax``, keyed by the BPE file's bytes and the library versions) and later loads it
-with ``tokenizers`` alone (:class:`BackendTokenizer`): same ids, no transformers import.
+Checkpoints without tokenizer files get one built from CLIP's ``bpe_simple_vocab_16e6.txt.gz``
+(the data file of ``open_clip_torch``, never imported) as OpenAI's ``SimpleTokenizer`` builds it,
+cached as ``tokenizers`` JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +22,6 @@ import numpy as np
 from drc_jax.clip.config import BOS_TOKEN_ID, EOT_TOKEN_ID
 
 CONTEXT_LENGTH = 77
-# Text batches are padded to the shortest bucket that fits (one compiled shape per bucket).
 LENGTH_BUCKETS = (16, 32, 48, 64, 77)
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 BOS_TOKEN, EOT_TOKEN = "<|startoftext|>", "<|endoftext|>"
@@ -45,7 +36,7 @@ def find_bpe_vocab() -> Path:
         if not Path(env).is_file():
             raise FileNotFoundError(f"DRC_JAX_CLIP_BPE={env} does not exist")
         return Path(env)
-    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
+    spec = importlib.util.find_spec("open_clip")  # without importing it
     if spec is not None and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:
             p = Path(loc) / BPE_FILENAME
@@ -93,9 +84,7 @@ def tokenizer_from_bpe(bpe_path: str | None = None):
 
 
 class BackendTokenizer:
-    """A ``tokenizers.Tokenizer`` with the slice of transformers' tokenizer API that
-    :class:`ClipTokenizer` uses: ``__call__(texts, add_special_tokens=False)["input_ids"]``,
-    ``len()``, ``bos_token_id`` and ``eos_token_id``."""
+    """A ``tokenizers.Tokenizer`` with the transformers API that :class:`ClipTokenizer` uses."""
 
     def __init__(self, backend):
         backend.no_truncation()
@@ -113,8 +102,7 @@ class BackendTokenizer:
 
 
 def cached_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None) -> BackendTokenizer:
-    """:func:`tokenizer_from_bpe`'s tokenizer, built once and then read from ``cache_dir``
-    (default ``<drc_jax cache>/tokenizers``) as a :class:`BackendTokenizer`."""
+    """:func:`tokenizer_from_bpe`'s tokenizer, built once, then read from ``cache_dir``."""
     from tokenizers import Tokenizer
 
     from drc_jax.defaults import cache_path
@@ -134,7 +122,7 @@ def cached_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None) -> Bac
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
             f.write(backend.to_str())
         os.replace(f.name, path)
-    except OSError as e:  # caching is an optimisation
+    except OSError as e:
         log.warning("could not cache the CLIP tokenizer at %s (%s)", path, e)
     return BackendTokenizer(Tokenizer.from_str(backend.to_str()))
 
@@ -145,9 +133,7 @@ def load_tokenizer(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
 ):
-    """The tokenizer of a HF model directory if it has one, else CLIP's BPE tokenizer (from
-    :func:`cached_tokenizer_from_bpe` under ``cache_dir/tokenizers`` unless ``use_cache`` is
-    false)."""
+    """The tokenizer of a HF model directory if it has one, else CLIP's BPE tokenizer."""
     if model_dir is not None:
         d = Path(model_dir)
         if (d / "tokenizer.json").is_file() or (d / "vocab.json").is_file():

@@ -1,20 +1,9 @@
-"""Reading the tensors of a TorchScript archive without TorchScript (no archive code runs).
+"""Reading the tensors of a TorchScript archive (OpenAI's ``ViT-B-32.pt``) without TorchScript.
 
-OpenAI's original CLIP release (``ViT-B-32.pt``) is a TorchScript archive: a zip holding
-``<name>/data.pkl`` (the module tree, pickled), ``<name>/data/<key>`` (raw tensor storages) and
-``<name>/code/`` (the modules' TorchScript source). ``torch.jit.load`` compiles that source and
-runs a module's ``__setstate__`` while loading, so a crafted archive can write files. This
-reader never compiles or runs anything:
-
-- ``data.pkl`` is read by a restricted unpickler that admits only the globals that rebuild
-  tensors (``torch._utils._rebuild_tensor_v2``, the ``torch.*Storage`` dtype markers,
-  ``collections.OrderedDict``, TorchScript's list builders); module classes (``__torch__.*``)
-  become inert records of their attributes; any other global refuses the file;
-- storages are read from ``data/<key>`` as little-endian numpy buffers, and every tensor view is
-  bounds-checked against its storage;
-- ``code/`` is only scanned as text: for each class its ``__parameters__`` / ``__buffers__``
-  (what ``state_dict()`` would return), and whether it defines ``__setstate__`` -- an archive
-  with a ``__setstate__`` is refused, since loading it with PyTorch would run that code.
+``torch.jit.load`` runs an archive's ``__setstate__`` code, so a crafted file could do anything.
+Here ``data.pkl`` goes through an unpickler admitting only tensor-rebuilding globals (module
+classes become inert records), tensor views are bounds-checked, and ``code/`` is only scanned as
+text for ``__parameters__``/``__buffers__``; an archive defining ``__setstate__`` is refused.
 """
 
 from __future__ import annotations
@@ -147,8 +136,7 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _declarations(z: zipfile.ZipFile, prefix: str) -> tuple[dict[str, set[str]], list[str]]:
-    """``class qualname -> parameter and buffer names`` and the classes defining __setstate__,
-    read from the archive's TorchScript source as text (never compiled)."""
+    """``class -> parameter and buffer names`` and the classes defining __setstate__ (text scan)."""
     declared: dict[str, set[str]] = {}
     setstate: list[str] = []
     for name in z.namelist():
@@ -183,8 +171,7 @@ def _state_dict(obj: _ScriptObject, declared: dict[str, set[str]], prefix="", ou
 def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
     """The ``state_dict()`` tensors of a TorchScript archive as numpy, running none of its code.
 
-    Raises :class:`TorchScriptRefused` (a ``ValueError`` naming the file and what it asked for)
-    for archives that need more than tensors to load.
+    Raises :class:`TorchScriptRefused` for archives that need more than tensors to load.
     """
     path = Path(path)
     try:

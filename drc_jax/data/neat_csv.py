@@ -11,7 +11,7 @@ from drc_jax.data.spacevlm_split import sha256_file
 
 COLUMNS = ("image_id", "captions", "pos_captions", "neg_captions", "inverted_captions")
 TEXTS = COLUMNS[2:]
-SHOWN = 5  # mismatches listed in one error
+SHOWN = 5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,16 +1,7 @@
 """Loaders for the NegBench Retrieval-Neg query files (COCO images, MSR-VTT videos).
 
-* COCO Retrieval-Neg: one row per val2017 image with ``positive_objects`` (COCO objects present),
-  ``negative_objects`` (objects absent), ``filepath``/``image_id`` and ``captions``: a list literal
-  of 5 (rarely 6-7) captions, each negating exactly one of ``negative_objects``.
-* MSR-VTT Retrieval-Neg: one row per test video with ``image_id`` (``video9838``), ``filepath``,
-  ``captions`` (a one-caption list literal) and ``negative_concept``.
-* The plain retrieval files (``COCO_val_retrieval.csv``, ``msr_vtt_retrieval.csv``: captions without
-  negation, for the zero-shot check) have the same columns; MSR-VTT's lacks ``negative_concept``.
-
-Every caption's ground truth is its own row's image / video (NegBench text->image recall). List
-cells are parsed with :func:`ast.literal_eval` (never ``eval``). Bad files raise
-:class:`DataError` with the file, the CSV line and what to do.
+One media item per CSV row, one query per caption of it (its ground truth). List cells are
+untrusted: parsed with :func:`ast.literal_eval`, never ``eval``. Bad files raise :class:`DataError`.
 """
 
 from __future__ import annotations
@@ -34,7 +25,7 @@ NEGBENCH_CSVS = (
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a user needs to fetch for one benchmark, for error messages and the README."""
+    """What a user needs to fetch for one benchmark (for error messages)."""
 
     name: str
     kind: Literal["image", "video"]
@@ -74,10 +65,10 @@ class DataError(UserError):
 class MediaItem:
     """One retrievable image or video (one CSV row)."""
 
-    id: str  # image_id as written in the CSV ("397133", "video9838")
+    id: str  # image_id as written in the CSV
     recorded_path: str  # filepath as written in the CSV (another machine's path)
-    positive_objects: tuple[str, ...]  # objects / concepts present (COCO: complete object list)
-    line: int  # line in the CSV (1 = header)
+    positive_objects: tuple[str, ...]
+    line: int  # 1 = header
 
     @property
     def file_name(self) -> str:
@@ -90,19 +81,18 @@ class Query:
 
     caption: str
     gt: int
-    negated: str | None  # the negated object / concept, None when it cannot be told
+    negated: str | None  # None when it cannot be told
     line: int
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    name: str  # "coco", "msrvtt", "synthetic", ...
+    name: str
     kind: Literal["image", "video"]
     csv_path: Path
     media: tuple[MediaItem, ...]
     queries: tuple[Query, ...]
-    # True when positive_objects lists *every* object present, so "top-k result contains the
-    # negated object" can be measured (COCO, synthetic); MSR-VTT concepts are not exhaustive.
+    # positive_objects lists every object present (COCO, synthetic; not MSR-VTT's concepts).
     objects_complete: bool = False
     notes: tuple[str, ...] = field(default=())
 
@@ -127,7 +117,7 @@ class Benchmark:
 
 
 COCO_COLUMNS = ("positive_objects", "negative_objects", "filepath", "image_id", "captions")
-MSRVTT_COLUMNS = ("image_id", "captions", "filepath")  # negative_concept: negated files only
+MSRVTT_COLUMNS = ("image_id", "captions", "filepath")
 
 # Ways captions name COCO objects other than the category name (for the Figure 1 metric).
 _SYNONYMS = {
@@ -151,19 +141,15 @@ def _word_re(term: str) -> re.Pattern[str]:
 
 
 def negated_object(caption: str, candidates: tuple[str, ...]) -> str | None:
-    """Which of ``candidates`` (a row's negative_objects) ``caption`` mentions; None if unclear.
-
-    NegBench COCO captions negate exactly one of their row's negative objects; the caption names it
-    (possibly in plural or by a common synonym such as "no one" for person). Ambiguous (several
-    named) or unnamed objects give None and are left out of the negated-object metric.
-    """
+    """Which of ``candidates`` (a row's negative_objects) ``caption`` names (plural, synonyms too);
+    None if none or several."""
     text = caption.lower()
     hits = []
     for obj in candidates:
         terms = (obj, *_SYNONYMS.get(obj, ()))
         if any(_word_re(t).search(text) for t in terms):
             hits.append(obj)
-    if len(hits) > 1:  # "dining table" and a "table" synonym, e.g.: prefer the longest name
+    if len(hits) > 1:  # "dining table" and a "table" synonym: prefer the longest name
         hits = [h for h in hits if not any(h != o and h in o for o in hits)]
     return hits[0] if len(hits) == 1 else None
 
@@ -172,7 +158,7 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
     if not path.is_file():
         raise DataError(f"{path}: no such file. {_where_to_get(benchmark)}")
     try:
-        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column name.
+        # utf-8-sig: Excel's byte-order mark is not part of the first column name.
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, strict=True)
             header = reader.fieldnames or []
@@ -194,7 +180,6 @@ def _read_rows(path: Path, required: tuple[str, ...], benchmark: str) -> list[tu
                     f": missing {missing}; found {header}; expected {list(required)}.{hint} "
                     + _where_to_get(benchmark)
                 )
-            # csv line numbers: header is line 1; reader.line_num counts physical lines.
             rows = []
             while True:
                 start = reader.line_num + 1
@@ -274,7 +259,7 @@ def _msrvtt_row(path: Path, line: int, row: dict):
 
 
 def _load(csv_path, benchmark: str, name: str, limit: int | None) -> Benchmark:
-    """One MediaItem per row and one Query per caption of the row (gt = the row)."""
+    """One MediaItem per row, one Query per caption of it."""
     path = Path(csv_path).expanduser()
     columns, parse_row, kind, complete = _FORMATS[benchmark]
     media, queries = [], []
@@ -288,7 +273,6 @@ def _load(csv_path, benchmark: str, name: str, limit: int | None) -> Benchmark:
     return Benchmark(name, kind, path, tuple(media), tuple(queries), objects_complete=complete)
 
 
-# benchmark -> (required columns, row parser, media kind, objects_complete)
 _FORMATS = {
     "coco": (COCO_COLUMNS, _coco_row, "image", True),
     "msrvtt": (MSRVTT_COLUMNS, _msrvtt_row, "video", False),
@@ -296,12 +280,12 @@ _FORMATS = {
 
 
 def load_coco_neg(csv_path: str | Path, *, name: str = "coco", limit: int | None = None):
-    """COCO Retrieval-Neg: one MediaItem per row, one Query per caption (gt = its row)."""
+    """COCO Retrieval-Neg (or the plain ``COCO_val_retrieval.csv``)."""
     return _load(csv_path, "coco", name, limit)
 
 
 def load_msrvtt_neg(csv_path: str | Path, *, name: str = "msrvtt", limit: int | None = None):
-    """MSR-VTT Retrieval-Neg: one MediaItem per video row, its caption(s) as queries."""
+    """MSR-VTT Retrieval-Neg (or the plain ``msr_vtt_retrieval.csv``)."""
     return _load(csv_path, "msrvtt", name, limit)
 
 

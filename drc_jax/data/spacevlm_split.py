@@ -1,16 +1,8 @@
 """SpaceVLM's own decomposition: its fine-tuned Mistral-7B split files.
 
-SpaceVLM's retrieval script (github sepehrkr/SpaceVLM,
-``Retrieval/space_idea_retrieval_LLM_simplified.py``) reads, beside NegBench's query CSV, a file
-whose row ``k`` splits the captions of the query CSV's row ``k``: one column ``captions`` holding
-``[[aff_1, ..., aff_n], [neg_1, ..., neg_n]]``, caption ``j``'s affirmative part and negated
-concept (``../shared/negbench/*_mistral_decomp_dev.csv``). The negated phrases already carry
-"A photo of" ("A photo of a chair"); the affirmative parts carry none.
-
-Prefixes: the script encodes both lists exactly as written, so the split's texts are scored
-verbatim (no prefix added, none stripped) whatever the row's prompt settings; the record says so.
-It composes *every* caption (``compose(aff, neg, t)``), so every query with a non-empty negated
-phrase is treated as negated; an empty one falls back to eq. 2 on the raw caption.
+As SpaceVLM's ``Retrieval/space_idea_retrieval_LLM_simplified.py`` (github sepehrkr/SpaceVLM):
+row ``k``'s ``captions`` cell ``[[aff, ...], [neg, ...]]`` splits the query CSV's row ``k``, and
+the texts are scored verbatim (no prompt prefix added or stripped).
 """
 
 from __future__ import annotations
@@ -68,12 +60,8 @@ def _pairs(path: Path, line: int, cell: str | None) -> list[tuple[str, str]]:
 def load_spacevlm_split(
     path: str | Path, read: Benchmark
 ) -> dict[tuple[int, str], tuple[str, str]]:
-    """``(query CSV line, caption) -> (aff, neg)`` for every caption of ``read`` (the query CSV
-    as read, every row in file order), from the split file ``path``, row-aligned to it.
-
-    Raises :class:`DataError` naming the file and line when the files do not line up (fewer rows,
-    another number of captions in a row).
-    """
+    """``(query CSV line, caption) -> (aff, neg)`` for every caption of ``read`` (all rows), from
+    the split file ``path``; :class:`DataError` names the line where the files do not line up."""
     path = Path(path).expanduser()
     rows = _read(path)
     if len(rows) < len(read.media):

@@ -1,15 +1,8 @@
-"""An offline NegBench-format benchmark, rendered on the fly (no downloads).
+"""An offline NegBench-format benchmark of coloured shapes, rendered on the fly (no downloads).
 
-Images (PIL) show a few coloured shapes ("objects") on a plain background; videos (PyAV) show one
-or two shapes moving. Captions name some present objects and negate an absent one, exactly like
-NegBench: "A red circle and a blue square, but no green triangle." The files are written in the
-two NegBench CSV formats (COCO Retrieval-Neg and MSR-VTT Retrieval-Neg), with ``filepath`` values
-from "another machine", and read back through the real loaders: the synthetic run exercises every
-stage of the real pipeline. With random weights the numbers only check plumbing; with real CLIP
-weights the task is easy but negation-sensitive.
-
-Generation is deterministic in (seed, sizes) and skipped when a finished set is on disk, so file
-fingerprints (and the embedding cache) stay valid across runs.
+Captions negate an absent shape ("A red circle, but no green triangle."); the CSVs use both
+NegBench formats with foreign ``filepath`` values and go through the real loaders. Generation is
+deterministic and skipped when the set is on disk, so file fingerprints stay valid.
 """
 
 from __future__ import annotations
@@ -62,7 +55,7 @@ PLAIN_VIDEO_TEMPLATES = (
     "{Pos} slides from left to right.",
 )
 
-FIXED_PATH = "/datasets/elsewhere/synthetic/{kind}/{name}"  # like NegBench's foreign paths
+FIXED_PATH = "/datasets/elsewhere/synthetic/{kind}/{name}"
 
 
 @dataclass(frozen=True)
@@ -138,7 +131,7 @@ def write_video(path: Path, objects: list[str], spec: SyntheticSpec, rng) -> Non
         stream = container.add_stream("mpeg4", rate=4)
         stream.width = stream.height = spec.size
         stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000  # small frames: keep colours clean
+        stream.bit_rate = 2_000_000
         for t in range(spec.frames_per_video):
             img = Image.new("RGB", (spec.size, spec.size), bg)
             draw = ImageDraw.Draw(img)

@@ -1,14 +1,5 @@
 """The one media path: finding, fingerprinting, decoding and embedding images and videos.
 
-- :mod:`~drc_jax.media.files`: which names are media, safe folder walks (links followed only on
-  request, loops entered once, FIFOs/devices never opened), fingerprints, NegBench's
-  find-by-file-name :class:`MediaIndex`;
-- :mod:`~drc_jax.media.image`: :func:`read_image` (EXIF orientation, decompression-bomb limit,
-  HEIC/AVIF through the ``heif`` extra);
-- :mod:`~drc_jax.media.video`: :func:`read_video_frames` (PyAV, SpaceVLM/NegBench sampling);
-- :mod:`~drc_jax.media.embed`: :class:`MediaEmbedder`, batches of files -> CLIP embeddings with
-  per-file failures.
-
 Every failure to read a file is a :class:`MediaError` naming it.
 """
 

@@ -1,13 +1,7 @@
 """Embedding batches of media files with a CLIP encoder; a bad file fails alone, named.
 
-Used by the benchmark launcher and the search index alike: the same decoding
-(:func:`~drc_jax.media.image.read_image`, :func:`~drc_jax.media.video.read_video_frames`), the
-same preprocessing, the same encoder, so a photo embeds identically in both. Files decode on a
-thread pool; the CLIP encoder then runs data parallel over all local devices. Videos embed as
-the mean of their L2-normalised frame embeddings (``ClipEncoder.encode_videos``). In a multi-host
-run each process reads and decodes only its share of the keys and the results are gathered
-(``split=True``). Each worker preprocesses what it decoded at once, and full-size decodes in flight
-share a pixel budget (:data:`DECODE_PIXELS`).
+The benchmark launcher and the search index share it, so a photo embeds identically in both.
+Files decode on a thread pool under a pixel budget; multi-host, each process decodes its share.
 """
 
 from __future__ import annotations
@@ -30,7 +24,7 @@ from drc_jax.media.image import read_image
 from drc_jax.media.segments import SEGMENT_FRAMES, read_video_segments
 from drc_jax.media.video import read_video_frames
 
-DECODE_PIXELS = 256_000_000  # decoded pixels in flight over all workers (~1 GB as Pillow RGB)
+DECODE_PIXELS = 256_000_000  # decoded pixels in flight over all workers (~1 GB as RGB)
 NON_FINITE = (
     "CLIP gave a non-finite embedding (NaN/inf) for this file: the weights are damaged or "
     "incompatible; re-download or re-convert them"
@@ -71,25 +65,18 @@ def _pixels(path: Path) -> int:
 class Embedded:
     """What :meth:`MediaEmbedder.embed` made of a batch: rows for ``keys``, reasons for the rest."""
 
-    keys: list[str]  # embedded, in input order
+    keys: list[str]
     vectors: np.ndarray  # (len(keys), D) float32
-    failed: dict[str, str]  # key -> reason (not found, not decodable, non-finite embedding)
+    failed: dict[str, str]  # key -> reason
 
 
 class MediaEmbedder:
     """``keys -> CLIP embeddings`` of the media files ``root / key`` (a context manager).
 
-    ``kind`` is ``"image"`` or ``"video"`` for every key, or ``None`` to decide per file by its
-    suffix (a photo library with videos). ``preprocess`` is ``clip.preprocess``'s mode. Videos
-    keep ``video_frames`` frames sampled by ``video_sampling``; ``video_renormalize`` L2-normalises
-    the mean of the frame embeddings (NegBench) or keeps it (SpaceVLM).
-
-    :meth:`embed` returns the embeddings and the per-file failures; calling the embedder is the
-    :class:`drc_jax.store.EmbeddingStore` protocol (raise ``ItemError`` for one bad key; the store
-    retries without it). Results of the last call are kept, so that retry neither decodes nor
-    encodes again. ``draft=True`` trades exactness for decoding speed on large JPEGs (see
-    :func:`drc_jax.media.image.read_image`); the benchmark and search both keep it off, so a
-    photo embeds exactly as the reference preprocessing would embed it.
+    ``kind``: ``"image"``, ``"video"`` or ``None`` (by suffix). Calling it is the ``embed``
+    callable of :func:`drc_jax.store.fill` (``ItemError`` for one bad key); the last call's
+    results are kept so the retry decodes nothing again. ``draft=True`` decodes large JPEGs
+    faster but not exactly as the reference preprocessing.
     """
 
     def __init__(
@@ -113,14 +100,11 @@ class MediaEmbedder:
         self.video_frames, self.video_sampling = video_frames, video_sampling
         self.video_renormalize = video_renormalize
         self.on_decoded = on_decoded  # (key, first decoded image): e.g. write a thumbnail
-        # Off by default: the reference preprocessing (SpaceVLM, OpenAI) resizes the full decode,
-        # and libjpeg's reduced-scale decode of a large JPEG gives other pixels. With
-        # ``draft=True`` JPEGs decode at a scale still >= 2x the model's input (see read_image).
         self.draft_size = 2 * int(getattr(clip, "image_size", 224)) if draft else None
         workers = num_workers or min(16, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.budget = PixelBudget()
-        self._last: dict[str, np.ndarray | str] = {}  # key -> vector or failure reason
+        self._last: dict[str, np.ndarray | str] = {}
 
     def path(self, key: str) -> Path:
         return self.root / key if self.root is not None else Path(key)
@@ -129,8 +113,7 @@ class MediaEmbedder:
         return self.kind or media_kind(key)
 
     def _decode(self, key: str) -> np.ndarray | MediaError:
-        """An image (1, S, S, 3) or a video's frames (F, S, S, 3), preprocessed; a
-        :class:`MediaError` if unreadable."""
+        """Preprocessed (1 or F, S, S, 3) pixels, or the :class:`MediaError`."""
         path = self.path(key)
         try:
             if self._kind(key) != "image":
@@ -138,7 +121,7 @@ class MediaEmbedder:
                 if self.on_decoded is not None:
                     self.on_decoded(key, frames[0])
                 return self.clip.preprocess(frames, mode=self.preprocess)
-            regular_file(path)  # before the header is read: never open a FIFO or a device
+            regular_file(path)  # never open a FIFO or a device
             with self.budget.take(_pixels(path)):
                 image = read_image(path, self.draft_size)
                 if self.on_decoded is not None:
@@ -191,13 +174,12 @@ class MediaEmbedder:
         )
 
     def _embed_split(self, todo: list[str]) -> dict[str, np.ndarray | str]:
-        """Multi-host: decode this process's share of ``todo`` per kind, encode the shares
-        together, gather every vector and failure."""
+        """Multi-host: decode this process's share of ``todo``, gather every result."""
         from drc_jax.parallel import allgather_text, my_share
 
         s, results = int(self.clip.image_size), {}
         for kind in ("image", "video"):
-            group = [k for k in todo if self._kind(k) == kind]  # the same list in every process
+            group = [k for k in todo if self._kind(k) == kind]
             if not group:
                 continue
             mine, share = my_share(group)
@@ -205,7 +187,7 @@ class MediaEmbedder:
             frames = 1 if kind == "image" else self.video_frames
             pixels = np.zeros((share, frames, s, s, 3), np.float32)
             good = [i for i, d in enumerate(decoded) if not isinstance(d, MediaError)]
-            for i in good:  # _decode returns preprocessed (frames, S, S, 3) pixels
+            for i in good:
                 pixels[i] = decoded[i]
             if kind == "image":
                 emb = self.clip.encode_images(pixels[:, 0], split=True)
@@ -214,13 +196,13 @@ class MediaEmbedder:
                     pixels, renormalize=self.video_renormalize, split=True
                 )
             reasons = allgather_text([getattr(d, "reason", "") for d in decoded], share)
-            for j, key in enumerate(group):  # row j: process j // share's (j % share)-th key
+            for j, key in enumerate(group):
                 finite = np.isfinite(emb[j]).all()
                 results[key] = reasons[j] or (emb[j] if finite else NON_FINITE)
         return results
 
     def __call__(self, keys: Sequence[str]) -> np.ndarray:
-        """The store protocol: ``(len(keys), D)``, or ``ItemError`` naming the first bad key."""
+        """``(len(keys), D)``, or ``ItemError`` naming the first bad key."""
         from drc_jax.store import ItemError
 
         out = self.embed(keys)
@@ -243,9 +225,7 @@ class MediaEmbedder:
 def embed_video_segments(
     clip, path: str | os.PathLike, preprocess: str = "spacevlm", batch: int = 16
 ) -> tuple[list[float], np.ndarray]:
-    """``(start seconds, (S, D) embeddings)`` of a video's segments
-    (:func:`~drc_jax.media.segments.read_video_segments`), each the renormalised mean of its
-    frames' embeddings; a :class:`MediaError` names an undecodable or non-finite video."""
+    """``(start seconds, (S, D) renormalised mean embeddings)`` of a video's segments."""
     starts, parts, pending = [], [], []
 
     def flush():

@@ -1,8 +1,6 @@
 """Media files on disk: which names are media, walking folders safely, fingerprints.
 
-Walking never opens a file and never hangs: only regular files are listed (a FIFO, device or
-socket named ``x.jpg`` would block the first ``open`` forever), symbolic links are followed only
-when asked, and a folder reached twice through links (a loop) is entered once.
+Only regular files are listed: a FIFO or device named ``x.jpg`` would block the first ``open``.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 )
-HEIF_SUFFIXES = frozenset({".heic", ".heif", ".avif"})  # HEIC via pillow-heif (the heif extra)
+HEIF_SUFFIXES = frozenset({".heic", ".heif", ".avif"})  # pillow-heif (the heif extra)
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"})
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | HEIF_SUFFIXES | VIDEO_SUFFIXES
 FINGERPRINTS = ("stat", "sha1")
@@ -42,15 +40,12 @@ def file_name(recorded_path: str) -> str:
 
 
 def regular_file(path: str | os.PathLike) -> os.stat_result:
-    """``stat`` of ``path`` if it is a regular file (links followed); else :class:`MediaError`.
-
-    Call before opening: opening a FIFO blocks until a writer appears (Ctrl-C cannot stop it).
-    """
+    """``stat`` of ``path`` if it is a regular file (links followed); else :class:`MediaError`."""
     try:
         st = os.stat(path)
     except FileNotFoundError as e:
         raise MediaError(path, "file not found") from e
-    except OSError as e:  # a symlink loop (ELOOP), permissions, ...
+    except OSError as e:
         raise MediaError(path, f"cannot stat ({e.strerror or e})") from e
     if not stat.S_ISREG(st.st_mode):
         raise MediaError(path, f"not a regular file ({_file_type(st.st_mode)}); not read")
@@ -58,8 +53,7 @@ def regular_file(path: str | os.PathLike) -> os.stat_result:
 
 
 def fingerprint(path: str | os.PathLike, how: str = "stat") -> str:
-    """``"size:mtime_ns"`` (cheap, changes when the file does) or ``"sha1:<hex>"`` of the bytes
-    (survives copies, moves and touches). Raises :class:`MediaError` for non-regular files."""
+    """``"size:mtime_ns"`` or ``"sha1:<hex>"`` of the bytes; :class:`MediaError` if not regular."""
     if how not in FINGERPRINTS:
         raise ValueError(f"fingerprint must be one of {FINGERPRINTS}, got {how!r}")
     st = regular_file(path)
@@ -99,12 +93,8 @@ def walk_files(
 ) -> Iterator[Path]:
     """Regular files under ``root`` whose suffix (any case) is in ``suffixes`` (all when None).
 
-    A folder's files come before its subfolders (as ``os.walk``), names sorted, depth first: a
-    stable order. Nothing is opened. Symbolic links (to
-    files or folders) are skipped unless ``follow_symlinks``; when followed, a folder already
-    entered (same device and inode: a link loop, or two links to one folder) is skipped.
-    Media-named entries that are not regular files (FIFOs, devices, sockets, broken links) and
-    skipped links are reported to ``on_skip(path, reason)`` (default: a log warning).
+    Sorted, depth first, nothing opened; links only with ``follow_symlinks`` (each folder entered
+    once). Skipped media-named entries go to ``on_skip(path, reason)``.
     """
     root = Path(root)
     on_skip = on_skip or (lambda path, reason: None)
@@ -134,7 +124,7 @@ def walk_files(
                         on_skip(path, "symbolic link not followed (follow_symlinks=True follows)")
                     continue
                 st = entry.stat(follow_symlinks=True)
-            except OSError as e:  # broken link, link loop (ELOOP), vanished
+            except OSError as e:
                 if wanted:
                     on_skip(path, f"cannot stat ({e.strerror or e})")
                 continue
@@ -161,11 +151,7 @@ def _dir_key(st: os.stat_result) -> tuple[int, int]:
 class MediaIndex:
     """Maps file names to paths under ``root`` (NegBench CSVs record paths of other machines).
 
-    Direct guesses (``root/name``, ``root/<recorded parent dirs>/name``) are tried first, so a
-    well-laid-out directory is never walked; otherwise ``root`` is walked once (lazily, with
-    :func:`walk_files`: links followed, loops entered once, FIFOs and devices left alone) and
-    every regular file is indexed by name. With several files of one name the first in walk
-    order wins.
+    Tries ``root/<recorded parent dirs>/name`` first, else walks ``root`` once (first name wins).
     """
 
     def __init__(self, root: str | os.PathLike, follow_symlinks: bool = True):
@@ -191,6 +177,6 @@ class MediaIndex:
         parts = [p for p in parts if p not in ("/", ".", "..") and not p.endswith(":")]
         for k in range(min(len(parts), 4), 0, -1):  # root/val2017/x.jpg, root/x.jpg, ...
             candidate = self.root.joinpath(*parts[-k:])
-            if candidate.is_file():  # regular files only (is_file is False for a FIFO)
+            if candidate.is_file():
                 return candidate
         return self._walk().get(name)

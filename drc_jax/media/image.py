@@ -1,9 +1,4 @@
-"""Decoding one image: upright (EXIF orientation applied), RGB, fully decoded, or a MediaError.
-
-The benchmark, the search index and the figures all decode through :func:`read_image`, so one
-photo gives one embedding everywhere. HEIC/HEIF (and AVIF where Pillow lacks it) decode through
-``pillow-heif`` (the ``heif`` extra), imported only when such a file is read.
-"""
+"""Decoding one image: upright (EXIF orientation applied), RGB, fully decoded, or a MediaError."""
 
 from __future__ import annotations
 
@@ -22,7 +17,7 @@ HEIF_HINT = "pip install 'drc-jax[heif]' (pillow-heif) to read HEIC/HEIF/AVIF ph
 
 @functools.cache
 def _register_heif() -> None:
-    import pillow_heif  # the heif extra: only for HEIC/AVIF files
+    import pillow_heif
 
     pillow_heif.register_heif_opener()
     if hasattr(pillow_heif, "register_avif_opener") and not features.check("avif"):
@@ -42,10 +37,8 @@ def _heif_decoder(path: Path) -> None:
 def read_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
     """Decode ``path`` upright (EXIF orientation applied) as RGB; errors are :class:`MediaError`.
 
-    ``draft_size`` lets a JPEG decode at a reduced scale (libjpeg's DCT scaling) that still keeps
-    both sides >= ``draft_size``: a large photo decodes several times faster, and an image already
-    smaller than that decodes exactly as without it. Images over Pillow's decompression-bomb
-    limit (``PIL.Image.MAX_IMAGE_PIXELS`` x 2) are refused before any pixel is decoded.
+    ``draft_size``: a JPEG may decode at a reduced scale keeping both sides >= it. Decompression
+    bombs (over ``2 * PIL.Image.MAX_IMAGE_PIXELS``) are refused before decoding.
     """
     path = Path(path)
     regular_file(path)  # never open a FIFO or a device
@@ -57,7 +50,7 @@ def read_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
             with Image.open(path) as img:
                 if draft_size and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
-                upright = ImageOps.exif_transpose(img)  # a decoded copy, rotated if tagged
+                upright = ImageOps.exif_transpose(img)
                 return upright.convert("RGB")
     except Image.DecompressionBombError as e:
         raise MediaError(

@@ -25,7 +25,7 @@ def _exif_date(text: Any) -> str | None:
 def _image_info(path: Path) -> dict[str, Any]:
     from PIL import Image
 
-    with Image.open(path) as img:  # reads the header only
+    with Image.open(path) as img:
         w, h = img.size
         exif = img.getexif()
         tags = {**exif, **exif.get_ifd(EXIF_IFD)}
@@ -56,8 +56,7 @@ def _video_info(path: Path) -> dict[str, Any]:
 
 
 def media_info(path: str | os.PathLike) -> dict[str, Any]:
-    """``{"kind", "width", "height", "taken" (ISO or None), ["duration" s]}``; a file whose header
-    cannot be read gets only its kind (the embedding step reports why it is unreadable)."""
+    """``{"kind", "width", "height", "taken" (ISO or None), ["duration" s]}``, or only the kind."""
     path = Path(path)
     kind = media_kind(path)
     try:

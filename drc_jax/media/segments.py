@@ -1,12 +1,7 @@
-"""A video as segments for search: every few seconds, a few frames, so a hit can say *when*.
+"""A video as segments for search (every :func:`segment_length` seconds), so a hit can say *when*.
 
-Segment ``i`` covers ``[i L, (i + 1) L)`` seconds (``L`` = :data:`SEGMENT_S`, longer for videos
-over :data:`MAX_SEGMENTS` segments) and keeps :data:`SEGMENT_FRAMES` frames, the first at or after
-the start of each equal part of it; a short last segment repeats its last frame. Frames are
-decoded once, in order, and shrunk to ``keep_size`` at once, so a long video never holds full-size
-frames. The search index embeds each segment as the mean of its frames' embeddings, as a whole
-video is (``ClipEncoder.encode_videos``); the benchmark's 4-frame whole-video protocol is
-unchanged.
+Each segment keeps :data:`SEGMENT_FRAMES` frames, the first at or after the start of each equal
+part; a short last segment repeats its last frame.
 """
 
 from __future__ import annotations
@@ -32,8 +27,7 @@ def segment_length(duration: float | None) -> float:
 def read_video_segments(
     path: str | Path, frames: int = SEGMENT_FRAMES, keep_size: int = 448
 ) -> Iterator[tuple[float, list[Image.Image]]]:
-    """``(start seconds, frames RGB images)`` per segment of ``path``; :class:`VideoReadError`
-    when it cannot be decoded (a video that decodes no frame at all included)."""
+    """``(start seconds, RGB frames)`` per segment; :class:`VideoReadError` when undecodable."""
     import av
 
     path = Path(path)
@@ -50,7 +44,7 @@ def read_video_segments(
             seg, got, any_frame = 0, [], False
             for frame in container.decode(stream):
                 t = frame.time if frame.time is not None else 0.0
-                while t >= (seg + 1) * length:  # the frame starts a later segment
+                while t >= (seg + 1) * length:
                     if got:
                         yield seg * length, (got + [got[-1]] * frames)[:frames]
                     seg, got = seg + 1, []

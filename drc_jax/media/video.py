@@ -1,13 +1,5 @@
-"""Decoding one video for CLIP: PyAV (imported only here), 4 frames, two sampling conventions.
-
-- ``"spacevlm"``: frame indices ``linspace(0, n - 1, num_frames)`` (first and last frame
-  included), truncated to int -- SpaceVLM's video retrieval.
-- ``"negbench"``: the midpoint of each of ``num_frames`` equal intervals,
-  ``int((i + 0.5) * n / num_frames)`` -- NegBench's MSR-VTT evaluation.
-
-Embedding (``encode_videos``): per-frame embeddings are L2-normalised then averaged; NegBench
-renormalises the mean (default), SpaceVLM keeps the unnormalised mean.
-"""
+"""Decoding one video for CLIP with PyAV, sampling frames as SpaceVLM (``linspace(0, n - 1)``)
+or NegBench's MSR-VTT evaluation (interval midpoints) does."""
 
 from __future__ import annotations
 
@@ -74,16 +66,13 @@ def read_video_frames(
 ) -> list[Image.Image]:
     """``num_frames`` RGB frames of ``path`` as PIL images, sampled by ``sampling``.
 
-    The frame count comes from the container (or by demuxing, no decoding); only the selected
-    frames are converted. If decoding yields a different count, indices are recomputed on the
-    true count. Missing, non-regular (FIFO, device), unreadable or corrupt files raise
-    :class:`VideoReadError` naming the file.
+    :class:`VideoReadError` names a missing, non-regular or undecodable file.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"unknown frame sampling {sampling!r}; choose one of {SAMPLINGS}")
     path = Path(path)
     try:
-        regular_file(path)  # never open a FIFO or a device
+        regular_file(path)
     except MediaError as e:
         reason = "no such video file" if e.reason == "file not found" else e.reason
         raise VideoReadError(path, reason) from e

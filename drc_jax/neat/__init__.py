@@ -1,9 +1,6 @@
 """NEAT: negation-aware test-time adaptation of CLIP's text LayerNorms (Han et al., 2025).
 
-The "CLIP + NEAT" baseline of the paper's Tables 1 and 2, in JAX: for each batch of captions the
-text encoder's residual-block LayerNorm scales and biases are adapted online with AdamW on the
-NEAT objective, and the captions are scored against every image with the adapted encoder
-(reference: github hhc1997/NEAT, ``src/train_TTA.py``).
+The "CLIP + NEAT" baseline of the paper's Tables 1 and 2 (reference: github hhc1997/NEAT).
 """
 
 from drc_jax.neat.adapt import (

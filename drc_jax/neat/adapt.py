@@ -1,17 +1,8 @@
-"""Online test-time adaptation of CLIP's text LayerNorms with NEAT (reference ``train_TTA.py``).
+"""Online test-time adaptation of CLIP's text LayerNorms with NEAT (hhc1997/NEAT ``train_TTA.py``).
 
-Trainable parameters: the scale and bias of both LayerNorms of every residual block of the text
-encoder (``text_model/encoder/layers_i/layer_norm{1,2}``), which is what the reference's
-``collect_params(model, only_visual=False)`` gathers from open_clip's ``model.transformer``; the
-final LayerNorm (``ln_final`` there, ``final_layer_norm`` here) sits outside it and stays frozen,
-as does everything else.
-
-Per batch of captions, ``steps`` times: encode caption, pos, neg and inv with the current
-LayerNorms, take the NEAT loss (:func:`drc_jax.neat.losses.neat_loss`), one AdamW update. The
-batch's scores are the caption-vs-all-images cosine similarities of the *last step's forward
-pass* (before that step's update), which is what the reference stores (``sims_matrix`` from
-``coarse_aligning_t2i`` of the last iteration). LayerNorms and AdamW state carry over to the next
-batch (online: one optimiser for the whole stream, never reset).
+As the reference: only the text blocks' ``layer_norm{1,2}`` train (not the final LayerNorm);
+``steps`` AdamW updates per batch; a batch's scores come from the last step's forward pass; the
+LayerNorms and AdamW state carry over from batch to batch, never reset.
 """
 
 from __future__ import annotations
@@ -42,18 +33,14 @@ TEXT_TOWER = ("text_model", "text_projection")
 
 
 def split_text_layer_norms(params) -> tuple[dict, dict]:
-    """``(ln, frozen)``: the trainable sub-tree ``{layers_i: {layer_norm1, layer_norm2}}`` of the
-    text encoder, and the text tower's params (``text_model``, ``text_projection``; the arrays
-    themselves, not copies). ``frozen`` still holds the original LayerNorm leaves, which
-    :func:`merge_text_layer_norms` replaces."""
+    """``(ln, frozen)``: ``{layers_i: {layer_norm1, layer_norm2}}``, the text tower (no copies)."""
     encoder = params["text_model"]["encoder"]
     ln = {layer: {n: dict(encoder[layer][n]) for n in LAYER_NORMS} for layer in encoder}
     return ln, {k: params[k] for k in TEXT_TOWER}
 
 
 def merge_text_layer_norms(frozen, ln):
-    """``frozen`` with the LayerNorms of ``ln`` substituted; only dicts are rebuilt (inside a jit
-    this is free: no array is copied)."""
+    """``frozen`` with the LayerNorms of ``ln`` substituted (only dicts are rebuilt)."""
     encoder = dict(frozen["text_model"]["encoder"])
     for layer, norms in ln.items():
         encoder[layer] = {**encoder[layer], **norms}
@@ -61,14 +48,13 @@ def merge_text_layer_norms(frozen, ln):
 
 
 def _optimizer(cfg: NEATConfig) -> optax.GradientTransformation:
-    """``torch.optim.AdamW(params, lr, weight_decay)``: same update (decoupled decay ``lr * wd``
-    on the old value, bias-corrected moments, eps outside the square root)."""
+    """The update of the reference's ``torch.optim.AdamW(params, lr, weight_decay)``."""
     return optax.adamw(cfg.lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 @dataclasses.dataclass
 class NEATState:
-    """What carries over from batch to batch: the adapted LayerNorms and AdamW's state."""
+    """The adapted LayerNorms and AdamW's state, carried from batch to batch."""
 
     ln: dict
     opt_state: optax.OptState
@@ -76,10 +62,10 @@ class NEATState:
 
 
 def init_state(clip: ClipEncoder, cfg: NEATConfig) -> NEATState:
-    """Fresh state: the loaded LayerNorms (copied, replicated on ``clip.mesh``), AdamW zeros."""
+    """The loaded LayerNorms (copied, replicated on ``clip.mesh``) and fresh AdamW state."""
     ln, _ = split_text_layer_norms(clip.params)
     rep = replicated(clip.mesh)
-    # New buffers: the step donates them, and they must not alias ``clip.params``.
+    # Copies: the step donates them, and they must not alias ``clip.params``.
     ln = jax.device_put(jax.tree.map(lambda x: np.array(x, np.float32), ln), rep)
     return NEATState(ln, jax.device_put(_optimizer(cfg).init(ln), rep))
 
@@ -92,16 +78,10 @@ def adapted_params(clip: ClipEncoder, state: NEATState):
 
 @functools.lru_cache(maxsize=16)
 def step_fn(config, dtype: str, cfg: NEATConfig):
-    """The jitted NEAT step ``(ln, opt_state, frozen, ids, negated, images) -> (ln, opt_state,
-    scores, aux)`` for one CLIP config and dtype.
+    """Jitted ``(ln, opt_state, frozen, ids, negated, images) -> (ln, opt_state, scores, aux)``.
 
-    ``ids`` is (4B, L): captions, pos, inv and neg stacked. Gradients are taken with respect to
-    ``ln`` only; ``frozen`` and ``images`` are ordinary (non-differentiated) arguments. ``neg``
-    only steers the coarse alignment, which the reference runs under ``no_grad``, so it is encoded
-    outside the differentiated function (same values and gradients, a quarter less backward
-    work); the other 3B rows go through the tower in one pass, with per-block rematerialisation
-    (activation memory of one block, not twelve: a 256-caption batch otherwise needs ~26 GB).
-    ``ln`` and ``opt_state`` are donated (updated in place).
+    ``ids``: (4B, L) captions, pos, inv, neg stacked; gradients w.r.t. ``ln`` only (``neg`` is
+    under ``no_grad`` in the reference). ``ln`` and ``opt_state`` are donated.
     """
     model = CLIP(config, DTYPES[dtype], remat_text=True)
     optimizer = _optimizer(cfg)
@@ -135,10 +115,10 @@ def adapt_batch(
     images,
     cfg: NEATConfig,
 ) -> tuple[NEATState, np.ndarray, dict]:
-    """``cfg.steps`` NEAT steps on one batch; returns the new state, the batch's (B, N) scores
-    and the last step's loss terms. ``images``: (N, D) unit-norm embeddings (numpy or on the
-    mesh). ``texts`` is used as given (apply ``pre_caption`` before, as :func:`neat_scores`
-    does)."""
+    """``cfg.steps`` NEAT steps on one batch -> (state, (B, N) scores, last step's loss terms).
+
+    ``images``: (N, D) unit-norm embeddings; ``texts`` as given (no ``pre_caption`` here).
+    """
     state, scores, _, aux = _adapt(clip, state, texts, images, cfg)
     return state, np.asarray(scores), aux
 
@@ -160,7 +140,7 @@ def _adapt(clip, state, texts, images, cfg):
         ln, opt_state, scores, aux = fn(ln, opt_state, frozen, ids, negated, images)
     text = aux.pop("text")
     aux = {k: float(v) for k, v in aux.items() if k != "aligned"}
-    if not scores.is_fully_addressable:  # multi-host: every process gets every row, as encoders do
+    if not scores.is_fully_addressable:  # multi-host: every process gets every row
         scores, text = jax.jit(lambda *x: x, out_shardings=replicated(mesh))(scores, text)
     return NEATState(ln, opt_state, state.batches + 1), scores, text, aux
 
@@ -177,9 +157,11 @@ def neat_scores(
     seed: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """(Q, N) "CLIP + NEAT" scores against ``images`` (N, D), the text LayerNorms adapted online
-    over batches of ``config.batch_size``: in the given order, or (``seed``) in NEAT's loader's
-    (:func:`drc_jax.neat.order.loader_order`). Rows come back in the given order."""
+    """(Q, N) "CLIP + NEAT" scores against ``images`` (N, D), rows in the given order.
+
+    Batches are adapted online in the given order, or with ``seed`` in NEAT's loader's
+    (:func:`~drc_jax.neat.order.loader_order`).
+    """
     texts = NEATTexts.from_lists(captions, pos, neg, inv)
     return neat_scores_for_texts(clip, images, texts, config, seed=seed, progress=progress)
 
@@ -193,8 +175,7 @@ def neat_scores_from_decompositions(
     seed: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """:func:`neat_scores` for :class:`~drc_jax.decompose.types.Decomposition` records, one per
-    query in order (texts as :func:`drc_jax.neat.texts.neat_texts` maps them)."""
+    """:func:`neat_scores` for :class:`~drc_jax.decompose.types.Decomposition` records."""
     return neat_scores_for_texts(
         clip, images, neat_texts(decompositions), config, seed=seed, progress=progress
     )
@@ -203,8 +184,7 @@ def neat_scores_from_decompositions(
 def neat_scores_for_texts(
     clip, images, texts: NEATTexts, config=None, *, seed=None, progress=False
 ) -> np.ndarray:
-    """:func:`neat_scores` for prepared :class:`NEATTexts` (``pre_caption`` applied here when
-    ``config.pre_caption``)."""
+    """:func:`neat_scores` for prepared :class:`NEATTexts`."""
     return _stream(clip, images, texts, config, seed, progress, "scores")
 
 
@@ -230,7 +210,6 @@ def _stream(clip, images, texts: NEATTexts, config, seed, progress, want):
     state = init_state(clip, cfg)
     out = np.empty((n, images.shape[0] if want == "scores" else clip.embed_dim), np.float32)
     bar = progress_bar(-(-n // bs), "NEAT", progress, unit="batch")
-    # Batches of bs, the last one shorter, as the reference's DataLoader (drop_last=False).
     for lo in range(0, n, bs):
         idx = order[lo : lo + bs]
         state, scores, text, aux = _adapt(clip, state, texts.select(idx), images, cfg)

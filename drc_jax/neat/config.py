@@ -1,10 +1,5 @@
-"""NEAT's hyper-parameters, defined once (recorded per run by the launcher).
-
-Defaults are the reference's (github hhc1997/NEAT, ``src/params.py`` TTA flags and the
-``torch.optim.AdamW`` built in ``src/main_TTA.py``), except ``batch_size``: 256 captions per batch
-as issue 11 specifies for the paper's rows (``--tta-total-bs``, whose default in ``params.py`` is
-64).
-"""
+"""NEAT's hyper-parameters: hhc1997/NEAT's ``src/params.py`` TTA defaults, except
+``batch_size`` 256 (the paper's rows; ``--tta-total-bs`` defaults to 64)."""
 
 from __future__ import annotations
 
@@ -14,22 +9,9 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class NEATConfig:
-    """Test-time adaptation settings.
-
-    Attributes:
-      lr: AdamW learning rate (``--tta-init-lr`` 2e-4).
-      weight_decay: AdamW decoupled weight decay (``--tta-wd`` 1e-3), applied to every adapted
-        parameter as ``torch.optim.AdamW`` does with one parameter group.
-      b1, b2, eps: AdamW moments and epsilon; ``main_TTA.py`` passes none, so torch's defaults.
-      steps: adaptation steps per batch (``--tta-steps`` 3).
-      batch_size: captions per batch (``--tta-total-bs``).
-      temperature: entropy temperature (``--tta-temperature`` 0.03).
-      temperature2: semantics-reversion divisor (``--tta-temperature2`` 0.07).
-      pos_weight: weight of ``|t - pos|`` in the textual triplet loss (5 in ``train_TTA.py``).
-      inv_margin: the triplet's ``margin - |t - inv|`` (2, the largest distance of unit vectors).
-      pairwise_eps: ``torch.nn.PairwiseDistance``'s eps, added to the difference before the norm.
-      pre_caption: lower-case and strip ``.!"()*#:;~`` from all four texts first, as the
-        reference's data loader does (``src/data/utils.py:pre_caption``).
+    """Test-time adaptation settings; defaults are the reference's flags (``--tta-init-lr``,
+    ``--tta-wd``, ``--tta-steps``, ``--tta-temperature{,2}``), torch's AdamW betas/eps and
+    ``train_TTA.py``'s triplet weights; ``pre_caption`` normalises texts as its loader does.
     """
 
     lr: float = 2e-4

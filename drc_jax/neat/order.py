@@ -1,7 +1,4 @@
-"""The caption order of NEAT's shuffled loader (``main_TTA.py``), reproduced without torch.
-
-See README ("Reproduce the paper") for how the draws go; ``tests/test_neat_order.py`` checks it.
-"""
+"""The caption order of NEAT's shuffled loader (``main_TTA.py``) without torch; see README."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import json
 
 import numpy as np
 
-SEED_DRAWS = 4  # int64 draws before the caption sampler seeds its generator (see module doc)
+SEED_DRAWS = 4  # int64 draws before the caption sampler seeds its generator
 MAX_SEED = 2**32  # torch's MT19937 keeps a seed's low 32 bits
 
 

@@ -1,18 +1,9 @@
-"""The four texts NEAT encodes per caption, and where they come from in our decomposition.
+"""The four texts NEAT encodes per caption, from our decomposition.
 
-NEAT's data (``src/data/coco_negated_dataset.py``) gives every caption three LLM-written texts:
-``pos_captions`` (the affirmative part: "A cartoon clip shows Pokemon dancing"), ``neg_captions``
-(the negated concept stated positively: "hiking scenes present") and ``inverted_captions`` (the
-logical inversion: "No cartoon clip shows Pokemon dancing, with hiking scenes present"). Ours are
-``aff``, ``neg`` and ``cf`` (``aff`` with ``neg`` present): ``pos = aff``, ``neg = neg``,
-``inv = cf``. ``cf`` keeps the affirmed part instead of negating it, so it is the nearest text we
-have to NEAT's inversion: both describe images that show the negated concept.
-
-Captions without negation: every row of NEAT's retrieval files is negated, so the reference has no
-rule. Here ``pos`` is the caption itself and the row is masked out of everything that reads
-``neg``/``inv`` (the alignment penalty, the semantics-reversion hinge, both triplet terms; see
-:mod:`drc_jax.neat.losses`). It still takes part in the entropy term (a caption-level objective
-that needs no decomposition) and is scored with the adapted encoder like every other row.
+NEAT's ``pos_captions``/``neg_captions``/``inverted_captions`` are our ``aff``/``neg``/``cf``
+(``cf`` is the nearest we have to NEAT's inversion: both show the negated concept). A caption
+without negation (the reference has none) uses itself as ``pos`` and is masked out of the terms
+reading ``neg``/``inv``.
 """
 
 from __future__ import annotations
@@ -28,9 +19,7 @@ _SPACES = re.compile(r"\s{2,}")
 
 
 def pre_caption(caption: str, max_words: int = 77) -> str:
-    """The reference loader's text normalisation (``src/data/utils.py:pre_caption``, called with
-    ``max_words=77``): lower-case, ``.!"()*#:;~`` -> space, runs of spaces -> one, strip, keep
-    the first ``max_words`` space-separated words."""
+    """The reference loader's text normalisation (``src/data/utils.py:pre_caption``)."""
     caption = _SPACES.sub(" ", _PUNCT.sub(" ", caption.lower())).rstrip("\n").strip(" ")
     words = caption.split(" ")
     return " ".join(words[:max_words]) if len(words) > max_words else caption
@@ -44,7 +33,7 @@ class NEATTexts:
     pos: tuple[str, ...]
     neg: tuple[str, ...]
     inv: tuple[str, ...]
-    negated: np.ndarray  # (Q,) bool
+    negated: np.ndarray
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -57,9 +46,8 @@ class NEATTexts:
         neg: Sequence[str | None],
         inv: Sequence[str | None],
     ) -> NEATTexts:
-        """Row ``i`` is negated when both ``neg[i]`` and ``inv[i]`` are non-empty; a row with
-        exactly one of them is an error. Non-negated rows encode their caption in the unused
-        ``neg``/``inv`` slots (fixed shapes; masked out of the loss)."""
+        """Row ``i`` is negated when ``neg[i]`` and ``inv[i]`` are given (one alone is an error);
+        other rows fill those slots with the caption (fixed shapes, masked out of the loss)."""
         if isinstance(captions, str):
             raise TypeError("captions must be a list of strings, got a single string")
         n = len(captions)
@@ -106,8 +94,7 @@ class NEATTexts:
 
 
 def neat_texts(decompositions) -> NEATTexts:
-    """NEAT's texts from :class:`drc_jax.decompose.types.Decomposition` records: a negated caption
-    gives ``(caption, aff, neg, cf)``, one without negation ``(caption, caption, -, -)``."""
+    """NEAT's texts from :class:`drc_jax.decompose.types.Decomposition` records."""
     rows = [
         (d.caption, d.aff, d.neg, d.cf) if d.negated else (d.caption, d.caption, None, None)
         for d in decompositions
