@@ -11,9 +11,9 @@ for every request, as paging repeats it: its mask is cached), with a new file-na
 time (the mask built afresh), and by example (``like`` a different indexed file each time, with the
 query's words): their p50 over the same queries in the same run, and the ratio to the p50 of the
 plain query sent again (its texts, like theirs, then embedded already; target 1.2x; interleaved,
-so machine load hits all alike). Finally a one-shot ``search query``
-runs twice on the smallest index with a fresh compilation cache: the second run reuses the first
-one's compiles.
+so machine load hits all alike), by the client's clock and by the server's ``took_ms``. Finally
+a one-shot ``search query`` runs twice on the smallest index with a fresh compilation cache: the
+second run reuses the first one's compiles.
 
 Run:  .venv/bin/python -m benchmarks.bench_search [--sizes 10000,100000,1000000]
 Writes benchmarks/results/bench_search_cpu.json. Numbers are wall-clock seconds on whatever runs
@@ -84,6 +84,7 @@ def write_random_index(index: Path, n: int, clip) -> None:
             store.set_names(names)
             store.set_setting("roots", [str(root)])
             store.set_setting("weights", FLAGS.weights)
+    root.mkdir()  # serve confirms it with --images
 
 
 def _free_port() -> int:
@@ -104,7 +105,7 @@ def start_server(index: Path, cache: Path) -> tuple[subprocess.Popen, str, float
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "drc_jax.search", "serve", "--index", str(index),
-         "--port", str(port), "--nowatch"],
+         "--images", str(index / "photos"), "--port", str(port), "--nowatch"],
         env=_env(cache), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -160,9 +161,14 @@ def timed_requests(url: str, queries: list[str], root: str, n: int) -> dict[str,
         "requests": len(wall["plain"]),
     }
     out["plain_again_p50_ms"] = float(np.percentile(wall["plain_again"], 50))
+    out["server_plain_again_p50_ms"] = float(np.percentile(server["plain_again"], 50))
     for kind in ("filtered", "fresh_filter", "example"):
         out[f"{kind}_p50_ms"] = float(np.percentile(wall[kind], 50))
         out[f"{kind}_vs_plain"] = out[f"{kind}_p50_ms"] / out["plain_again_p50_ms"]
+        # the server's own took_ms: the same ratio without HTTP and client noise
+        took = float(np.percentile(server[kind], 50))
+        out[f"server_{kind}_p50_ms"] = took
+        out[f"server_{kind}_vs_plain"] = took / out["server_plain_again_p50_ms"]
     return out
 
 
@@ -173,7 +179,7 @@ def cli_restart(index: Path, cache: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "drc_jax.search", "query", "--index", str(index),
-             "a dog not on a beach", "-k", "10"],
+             "--images", str(index / "photos"), "a dog not on a beach", "-k", "10"],
             env=_env(cache), cwd=REPO, check=True, capture_output=True,
         )  # fmt: skip
         times.append(time.perf_counter() - t0)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drc_jax.scoring import QueryVectors, score_vectors
+from drc_jax.scoring import QueryVectors, score_vectors, similarity
 
 FLAT_MAX_ROWS = 2_000_000  # above: IVF-SQ8 codes
 TRAIN_PER_LIST = 40  # faiss asks >= 39 training vectors per list
@@ -111,22 +111,43 @@ def probes(vectors: QueryVectors) -> list[np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnames="k")
-def _rerank(x, valid, vectors: QueryVectors, *, k: int):
+def _rerank(x, valid, vectors: QueryVectors, concept, *, k: int):
     s = score_vectors(x, vectors, stacked=True)[0]
-    return jax.lax.top_k(jnp.where(valid, s, -jnp.inf), k)
+    binding = jnp.zeros((), jnp.int32)
+    if vectors.neg is not None:
+        dots = similarity(x, vectors.neg[0].reshape(-1, x.shape[1]))  # (M, C)
+        mine = dots[concept]
+        binding = jnp.sum(valid & (mine >= 0) & (mine >= dots.max(axis=0)), dtype=jnp.int32)
+    return *jax.lax.top_k(jnp.where(valid, s, -jnp.inf), k), binding
 
 
-def rerank(x: np.ndarray, vectors: QueryVectors, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` (scores, positions) of one query over candidate rows ``x``, as the scan."""
+def rerank(
+    x: np.ndarray, vectors: QueryVectors, k: int, concept: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact top-``k`` (scores, positions) of one query over candidate rows ``x``, as the scan,
+    and how many rows' DRC score is their inner product with concept ``concept``'s probe."""
     c = len(x)
     size = max(MIN_RERANK, 1 << max(0, c - 1).bit_length())
     k_run = min(k, size)
     padded = np.zeros((size, x.shape[1]), x.dtype)
     padded[:c] = x
-    s, pos = _rerank(padded, np.arange(size) < c, vectors, k=k_run)
+    s, pos, binding = _rerank(padded, np.arange(size) < c, vectors, np.int32(concept), k=k_run)
     s, pos = np.asarray(s), np.asarray(pos)
     keep = pos < c
-    return s[keep][:k], pos[keep][:k]
+    return s[keep][:k], pos[keep][:k], int(binding)
+
+
+def _fetch(index, p: np.ndarray, per_probe: int, n_rows: int, live) -> tuple[np.ndarray, float]:
+    """Live candidate rows of probes ``p`` (P, D) and the lowest bound no fetched row is under
+    (``-inf`` where a probe saw every row it could reach)."""
+    with _one_thread():
+        bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
+    got = np.unique(ids[(ids >= 0) & (ids < n_rows)])
+    if live is not None:
+        got = got[live[got]]
+    # a probe that fetched every row, or fewer than it asked for, saw them all
+    full = (ids >= 0).all(axis=1) & (per_probe < index.ntotal)
+    return got, float(np.where(full, bound[:, -1], -np.inf).min())
 
 
 def search(
@@ -143,38 +164,60 @@ def search(
 ) -> AnnResult:
     """Top-``k`` per query through ``index`` (ids: rows of ``array``, ``live`` ones kept),
     ``max(candidates, 4 k)`` per probe, re-ranked as ``dtype``; ``exact`` only with
-    ``exhaustive_exact`` and some probe's last fetched score <= the k-th exact score."""
+    ``exhaustive_exact`` and some probe's last fetched score <= the k-th exact score.
+
+    The first concept's probe ``q - w n_1`` runs alone first. Every row of the DRC top-k has
+    ``x.p >= s_k`` for each probe ``p``, so one missed by ``p``'s search ranks below all of its
+    candidates; if ``k`` of those score ``x.p`` (their DRC equals it), they already fill the
+    top-k and the other probes cannot add to it. Otherwise ``q`` and the other concepts' probes
+    run too (``x.n < 0`` for most candidates: DRC is ``x.q`` there)."""
     n_rows = array.shape[0]
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
         set_nprobe(index, nprobe)
-    plist = probes(vectors)
+    plist, concepts = probes(vectors), _first_concepts(vectors)
     nq = len(plist)
     scores = np.full((nq, k), -np.inf, np.float32)
     rows = np.full((nq, k), -1, np.int64)
     counts = np.zeros(nq, np.int64)
     exact = np.zeros(nq, bool)
-    for i, p in enumerate(plist):
-        with _one_thread():
-            bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
-        got = np.unique(ids[(ids >= 0) & (ids < n_rows)])
-        if live is not None:
-            got = got[live[got]]
-        counts[i] = len(got)
-        if not len(got):
-            continue
+
+    def ranked(got, one, concept):
         x = np.asarray(array[got])
         if dtype is not None:
             x = x.astype(dtype, copy=False)
-        one = jax.tree_util.tree_map(lambda v, i=i: None if v is None else v[i : i + 1], vectors)
-        s, pos = rerank(x, QueryVectors(*one), k)
+        return x.dtype, *rerank(x, one, k, concept)
+
+    for i, p in enumerate(plist):
+        one = QueryVectors(
+            *jax.tree_util.tree_map(lambda v, i=i: None if v is None else v[i : i + 1], vectors)
+        )
+        alone = len(p) > 1
+        got, last = _fetch(index, p[1:2] if alone else p, per_probe, n_rows, live)
+        if len(got):
+            kind, s, pos, binding = ranked(got, one, concepts[i])
+        if alone and (not len(got) or binding < k):
+            more, more_last = _fetch(index, np.delete(p, 1, axis=0), per_probe, n_rows, live)
+            got, last = np.union1d(got, more), min(last, more_last)
+            if len(got):
+                kind, s, pos, _ = ranked(got, one, concepts[i])
+        counts[i] = len(got)
+        if not len(got):
+            continue
         scores[i, : len(s)], rows[i, : len(s)] = s, got[pos]
-        # a probe that fetched every row, or fewer than it asked for, saw them all
-        full = (ids >= 0).all(axis=1) & (per_probe < index.ntotal)
-        last = np.where(full, bound[:, -1], -np.inf)
-        tol = 0.0 if x.dtype == np.float32 else 2e-2  # half-precision rounding
-        exact[i] = exhaustive_exact and len(s) == k and bool((s[-1] >= last + tol).any())
+        tol = 0.0 if kind == np.float32 else 2e-2  # half-precision rounding
+        exact[i] = exhaustive_exact and len(s) == k and bool(s[-1] >= last + tol)
     return AnnResult(scores, rows, counts, exact)
+
+
+def _first_concepts(vectors: QueryVectors) -> list[int]:
+    """Per query the index of its first present (non-zero) concept, 0 without one."""
+    if vectors.neg is None:
+        return [0] * len(vectors.q)
+    neg = np.asarray(vectors.neg, np.float32)
+    neg = neg[:, None] if neg.ndim == 2 else neg
+    present = np.any(neg != 0, axis=2)
+    return [int(np.argmax(row)) for row in present]
 
 
 @contextlib.contextmanager

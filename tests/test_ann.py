@@ -88,6 +88,17 @@ def test_ann_finds_the_top_k_when_every_image_is_against_the_negated_concept():
     _, want = _exact(x, vectors, 10)
     got = ann.search(ann.build(x, np.arange(len(x))), x, vectors, 10)
     assert _recall(got.rows, want) >= 0.99
+    # no candidate of q - w n is repelled, so q's own probe ran too
+    assert (got.candidates > ann.DEFAULT_CANDIDATES).all()
+
+
+def test_the_concept_probe_alone_answers_when_k_of_its_candidates_are_repelled(collection):
+    c, x, index = collection
+    vectors = query_vectors("drc", drc_queries(c, 40, neg_angle=0.6))
+    _, want = _exact(x, vectors, 10)
+    got = ann.search(index, x, vectors, 10)
+    assert (got.candidates == ann.DEFAULT_CANDIDATES).all()  # one probe's candidates
+    assert _recall(got.rows, want) >= 0.99
 
 
 @pytest.mark.parametrize("method", ["drc", "clip", "spacevlm"])

@@ -155,8 +155,24 @@ class Catalogue:
         return np.asarray([media_kind(p) == "video" for p in self.paths], bool)
 
     @functools.cached_property
-    def _names(self) -> list[str]:
-        return [p.rsplit("/", 1)[-1].lower() for p in self.paths]
+    def _name_columns(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Lower-cased UTF-8 file names as fixed-width arrays, one per power-of-two width (so
+        none holds more than twice its names' bytes), with their file numbers."""
+        names = [p.rsplit("/", 1)[-1].lower().encode(errors="surrogateescape") for p in self.paths]
+        width = np.asarray([len(n).bit_length() for n in names], np.int64)
+        return [
+            (files, np.asarray([names[f] for f in files], f"S{1 << w}"))
+            for w in np.unique(width).tolist()
+            for files in [np.flatnonzero(width == w)]
+        ]
+
+    def _named(self, sub: str) -> np.ndarray:
+        """Files whose name holds ``sub``, any case (a vectorised scan: a new filter is cheap)."""
+        out = np.zeros(len(self.paths), bool)
+        key = sub.lower().encode(errors="surrogateescape")
+        for files, names in self._name_columns:
+            out[files] = np.strings.find(names, key) >= 0
+        return out
 
     def recent(self, k: int) -> list[int]:
         """The ``k`` files taken (or, without a date, modified) last, newest first."""
@@ -182,8 +198,7 @@ class Catalogue:
         if where.folder:
             ok &= self._folder(where.folder)
         if where.name:
-            sub = where.name.lower()
-            ok &= np.fromiter((sub in n for n in self._names), bool, len(self._names))
+            ok &= self._named(where.name)
         if where.taken_after:
             ok &= self._taken >= _epoch(where.taken_after, end=False)  # NaN fails
         if where.taken_before:
