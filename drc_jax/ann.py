@@ -175,6 +175,8 @@ def search(
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
         set_nprobe(index, nprobe)
+    # on the host once: slicing device arrays per query costs more than a probe at 100k
+    vectors = QueryVectors(*(None if v is None else np.asarray(v, np.float32) for v in vectors))
     plist, concepts = probes(vectors), _first_concepts(vectors)
     nq = len(plist)
     scores = np.full((nq, k), -np.inf, np.float32)
@@ -189,9 +191,7 @@ def search(
         return x.dtype, *rerank(x, one, k, concept)
 
     for i, p in enumerate(plist):
-        one = QueryVectors(
-            *jax.tree_util.tree_map(lambda v, i=i: None if v is None else v[i : i + 1], vectors)
-        )
+        one = QueryVectors(*(None if v is None else v[i : i + 1] for v in vectors))
         alone = len(p) > 1
         got, last = _fetch(index, p[1:2] if alone else p, per_probe, n_rows, live)
         if len(got):

@@ -16,7 +16,8 @@ def build_server_index(base: Path, video: bool = False):
     """Scenes under ``base/photos`` and ``escape.png``, an indexed photo that is then replaced by
     a symlink to a photo outside the folder (listed by the index, never served); with ``video``
     also ``clips/dusk.mp4`` (H.264, 12 s, dark from 8 s: the segment the random test CLIP
-    prefers, so a hit seeks past the start); returns ``(root, index, outside_photo)``."""
+    prefers, so a hit seeks past the start) and ``clips/old camera.mp4`` (MPEG-4 Part 2, 3 s);
+    returns ``(root, index, outside_photo)``."""
     from drc_jax.clip import load_clip
     from drc_jax.search import build_index
 
@@ -27,6 +28,9 @@ def build_server_index(base: Path, video: bool = False):
 
         (root / "clips").mkdir()
         write_video(root / "clips" / "dusk.mp4", [220] * 4 + [120] * 4 + [30] * 4, codec="libx264")
+        write_video(
+            root / "clips" / "old camera.mp4", [150] * 3
+        )  # MPEG-4 Part 2: no browser plays it
     outside = base / "private" / "secret.png"
     outside.parent.mkdir()
     draw_scene("cat", "street", seed=7).save(outside)

@@ -1,7 +1,8 @@
 """The search page in a real browser: Debian's headless Chromium, driven by Selenium, against the
 server (uvicorn on 127.0.0.1, a free port, stopped at the end) over a small real index.
 
-Fails, never skips, when Chromium or its driver is missing: `tests/run.sh` installs them.
+Fails, never skips, when Chromium or its driver is missing: `tests/run.sh` installs them. Pages
+are audited with axe-core (selenium-axe-python bundles it).
 Set DRC_JAX_SCREENSHOTS=folder to keep the screenshots (the README's are made this way).
 """
 
@@ -123,14 +124,14 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
 
     # A shared link runs its search; the empty first screen offers examples.
     browser.get(server.url + "/")
-    wait.until(EC.text_to_be_present_in_element((By.ID, "index-info"), "12 images"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "index-info"), "13 images"))
     assert find(By.ID, "random-note").is_displayed()  # random test weights
     assert find(By.ID, "start").is_displayed() and find(By.ID, "examples").text
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent img")) >= 10)  # newest
     browser.get(server.url + "/?q=dog+-beach+-sand")
     wait.until(settled)
     first = _hits(browser)
-    assert len(first) == 12 and find(By.ID, "q").get_attribute("value") == "dog -beach -sand"
+    assert len(first) == 13 and find(By.ID, "q").get_attribute("value") == "dog -beach -sand"
     negs = [i.get_attribute("value") for i in browser.find_elements(By.CSS_SELECTOR, "input.neg")]
     assert negs == ["a beach", "sand"]  # every concept the server used is shown
     assert find(By.ID, "aff").get_attribute("value") == "dog"
@@ -221,6 +222,28 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
         "return getComputedStyle(document.getElementById('q')).borderTopColor"
     )
     assert _contrast(contrast, "rgb(255, 255, 255)") >= 3.0
+    _audit(browser, "results")
+
+    # On a phone the results start on the first screen; the panel is one line until "Edit".
+    browser.set_window_size(390, 844)
+    browser.get(server.url + "/?q=dog+-beach+-sand")
+    wait.until(settled)
+    box = browser.execute_script(
+        "const r = e => document.querySelector(e).getBoundingClientRect();"
+        "return {view: innerHeight, wide: document.documentElement.scrollWidth - innerWidth,"
+        " hit: r('#results .hit').top, panel: r('#decomposition').height}"
+    )
+    assert box["hit"] < box["view"] - 150 and box["panel"] < 0.1 * box["view"], box
+    assert box["wide"] <= 0 and not find(By.ID, "aff").is_displayed()
+    assert find(By.ID, "dec-summary").text == "show “dog” · hide a beach, sand"
+    _shot(browser, tmp_path, "phone")
+    _audit(browser, "phone")
+    find(By.ID, "dec-edit").click()
+    assert find(By.ID, "aff").is_displayed() and find(By.ID, "apply").is_displayed()
+    browser.set_window_size(1280, 1000)
+    browser.get(server.url + "/?q=a+cat")
+    wait.until(settled)
+    thumb = find(By.CSS_SELECTOR, "#results .hit a.thumb")
 
     # The viewer: full size, next with the arrow key, download.
     thumb.click()
@@ -231,6 +254,7 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, media).get_attribute("src") != shown)
     assert find(By.ID, "download").get_attribute("href").startswith(server.url + "/api/file/")
     _shot(browser, tmp_path, "viewer")
+    _audit(browser, "viewer")
     find(By.ID, "close").click()
 
     # A video hit: a poster frame with a play badge and its length; the viewer seeks to the
@@ -246,9 +270,9 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
 
     q, video = next(
         (q, h) for q in ("a dark night", "a bright day", "dusk", "a video", "grey")
-        for h in api(q=q, type="video")["hits"] if h["time"]
+        for h in api(q=q, type="video", name="dusk")["hits"] if h["time"]
     )  # fmt: skip
-    browser.get(server.url + f"/?q={q.replace(' ', '+')}&type=video")
+    browser.get(server.url + f"/?q={q.replace(' ', '+')}&type=video&name=dusk")
     wait.until(settled)
     card = find(By.CSS_SELECTOR, "#results .hit")
     assert card.find_element(By.CLASS_NAME, "badge").text == "▶ 0:12"
@@ -271,6 +295,19 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
     _shot(browser, tmp_path, "video")
     find(By.ID, "close").click()
 
+    # A codec the browser cannot decode: the viewer says to download it, and the link does.
+    browser.get(server.url + f"/?q={q.replace(' ', '+')}&type=video&name=old+camera")
+    wait.until(settled)
+    assert _hits(browser) == [str(root.resolve() / "clips" / "old camera.mp4")]
+    find(By.CSS_SELECTOR, "#results .hit a.thumb").click()
+    wait.until(lambda d: d.find_element(By.ID, "no-play").is_displayed())
+    href = find(By.ID, "download").get_attribute("href")
+    with urllib.request.urlopen(href) as r:
+        assert r.read() == (root / "clips" / "old camera.mp4").read_bytes()
+    find(By.ID, "close").click()
+    browser.get(server.url + f"/?q={q.replace(' ', '+')}&type=video&name=dusk")
+    wait.until(settled)
+
     # "Similar" runs a search by example.
     find(By.CSS_SELECTOR, "#results .hit .similar").click()
     wait.until(lambda d: "like=" in d.current_url and settled(d))
@@ -288,6 +325,16 @@ def test_a_user_journey_through_the_search_page(served, browser, tmp_path):
     wait.until(lambda d: d.find_element(By.ID, "offline").is_displayed())
     assert "stale" in find(By.ID, "results").get_attribute("class")
     _shot(browser, tmp_path, "offline")
+
+
+def _audit(driver, where: str) -> None:
+    """axe-core's accessibility rules (WCAG 2 A/AA and best practices) find nothing."""
+    from selenium_axe_python import Axe
+
+    axe = Axe(driver)
+    axe.inject()
+    found = axe.run()["violations"]
+    assert not found, f"{where}: {Axe.report(found)}"
 
 
 def _contrast(fg: str, bg: str) -> float:

@@ -340,6 +340,12 @@ def test_symlinks_are_followed_only_on_request_and_what_the_walk_skips_is_report
     ]
     assert {k.split("/")[0] for k in stored(index)} >= {"linked"}
 
+    # a run that does not say (the server's watcher) follows links as the last run did
+    report = build_index(root, index, clip=tiny_clip, progress=False)
+    assert report.unchanged == 2 * n and report.removed == 0
+    report = build_index(root, index, clip=tiny_clip, progress=False, follow_symlinks=False)
+    assert report.removed == n and "linked" not in {k.split("/")[0] for k in stored(index)}
+
 
 @pytest.mark.parametrize("deleted", ["copy.png", "park/park_0.png"])
 def test_deleting_one_of_two_equal_files_keeps_the_embedding_for_the_other(

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from drc_jax.search.server import create_app, is_loopback
+from drc_jax.search.server import create_app, embed_upload, is_loopback
 from tests.search_server_fixtures import build_server_index, open_warm_searcher
 
 
@@ -314,3 +314,17 @@ def test_the_first_screen_lists_the_newest_files(served):
     assert (
         r[0]["taken"] >= searcher.catalogue.facts(searcher.catalogue.paths.index(newest))["taken"]
     )
+
+
+def test_a_text_only_server_loads_the_image_tower_for_an_uploaded_photo(served):
+    client, searcher, root, _ = served
+    assert searcher.clip.towers == ("text",)  # as `serve --nowatch` loads it
+    photo = root / "beach" / "dog_on_beach_0.png"
+    r = client.post("/api/upload", content=photo.read_bytes())
+    assert r.status_code == 200, r.text
+    assert client.get("/api/search", params={"like": r.json()["like"], "k": 3}).json()["hits"]
+    # the image tower it loaded is the index's: the photo embeds as it was indexed
+    got = embed_upload(searcher.image_clip(), photo.read_bytes(), searcher.info.preprocess)
+    snap = searcher.snapshot()
+    stored = np.asarray(snap.images[snap.catalogue.row_of_path(str(photo.resolve()))], np.float32)
+    np.testing.assert_allclose(got, stored, atol=1e-2)

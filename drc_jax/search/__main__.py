@@ -66,7 +66,7 @@ flags.DEFINE_bool(
     "follow_symlinks",
     False,
     "index: follow symbolic links to files and folders (a link loop is walked once); by default "
-    "links are skipped and listed.",
+    "links are skipped and listed, or followed if the index's last run followed them.",
 )
 flags.DEFINE_integer("k", 10, "query: results per query.")
 flags.DEFINE_enum("method", "drc", METHODS, "query: scoring method.")
@@ -176,7 +176,7 @@ def run_index() -> int:
         reset=FLAGS.reset,
         retry_failed=FLAGS.retry_failed,
         progress=FLAGS.progress,
-        follow_symlinks=FLAGS.follow_symlinks,
+        follow_symlinks=FLAGS.follow_symlinks if FLAGS["follow_symlinks"].present else None,
         ann=FLAGS.ann,
     )
     if is_random(clip.weights_id):

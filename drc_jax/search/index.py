@@ -246,7 +246,7 @@ def build_index(
     retry_failed: bool = False,
     progress: bool = True,
     store_dtype: str | None = None,
-    follow_symlinks: bool = False,
+    follow_symlinks: bool | None = None,
     ann: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
@@ -255,8 +255,8 @@ def build_index(
     ``weights`` (default :data:`DEFAULT_WEIGHTS`) loads unless ``clip`` is given. An index of
     other weights or preprocessing is refused unless ``reset``. Unreadable files go to
     ``report.failed``, entries the walk left out to ``report.skipped``, as ``(id, reason)``.
-    ``ann`` is as :func:`~drc_jax.search.ann_file.sync`'s ``mode``. A finished run bumps the
-    index's ``generation``.
+    ``ann`` is as :func:`~drc_jax.search.ann_file.sync`'s ``mode``; ``follow_symlinks=None``
+    follows links as the index's last run did. A finished run bumps the index's ``generation``.
     """
     given = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     for p in given:
@@ -304,6 +304,8 @@ def build_index(
         store = Store.open(index, None)
     with store:
         old = store.names()
+        if follow_symlinks is None:  # as the index's last run (the server's watcher re-indexes)
+            follow_symlinks = bool(store.setting("follow_symlinks", False))
         names, unreadable, skipped = _scan(roots, old, fingerprint_by, follow_symlinks)
         ids = {n: _id(n, roots) for n in names}
         first: dict[str, str] = {}
@@ -345,6 +347,7 @@ def build_index(
                 changed = {n: v for n, v in names.items() if old.get(n) != v}
                 store.update_names(changed, [n for n in old if n not in names])
                 store.set_setting("roots", [str(r) for r in roots])
+                store.set_setting("follow_symlinks", follow_symlinks)
                 store.set_setting("weights", str(weights or clip.weights_id))
                 store.set_setting("format", INDEX_FORMAT)
                 store.set_setting("generation", generation(store) + 1)

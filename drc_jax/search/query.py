@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,10 @@ class Searcher:
     _ann: Any = field(default=None, init=False, repr=False)
     _ann_meta: Any = field(default=None, init=False, repr=False)
     confirmed_roots: tuple[Path, ...] | None = None  # None: all of the index's roots
+    weights: str | None = None  # what ``clip`` was loaded from (``image_clip`` loads it again)
+    dtype: str = "float32"
+    _image_clip: Any = field(default=None, init=False, repr=False)
+    _image_lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
     _ran: set = field(default_factory=set, init=False, repr=False)  # (shape, k) top-k compiled
 
     @classmethod
@@ -180,7 +185,8 @@ class Searcher:
         if clip is None:
             from drc_jax.clip import load_clip
 
-            clip = load_clip(weights_to_load(info, weights), dtype=dtype, towers=towers)
+            weights = weights_to_load(info, weights)
+            clip = load_clip(weights, dtype=dtype, towers=towers)
         if clip.weights_id != info.weights_id:
             raise ValueError(
                 f"index {info.index} was built with weights {info.weights_id!r} but the loaded "
@@ -191,7 +197,31 @@ class Searcher:
             from drc_jax.decompose import get_decomposer
 
             decomposer = get_decomposer(decomposer, **(decomposer_options or {}))
-        return cls(info, store, clip, decomposer, params, image_dtype, confirmed_roots=tuple(kept))
+        return cls(
+            info,
+            store,
+            clip,
+            decomposer,
+            params,
+            image_dtype,
+            confirmed_roots=tuple(kept),
+            weights=weights,
+            dtype=dtype,
+        )
+
+    def image_clip(self):
+        """A CLIP with the image tower: ``clip``, or (loaded with only the text tower) the image
+        tower of the same weights, loaded on first use (search by an uploaded photo)."""
+        if "image" in getattr(self.clip, "towers", ("image",)):
+            return self.clip
+        if self.weights is None:
+            raise ValueError("this Searcher was given a CLIP without its image tower")
+        with self._image_lock:
+            if self._image_clip is None:
+                from drc_jax.clip import load_clip
+
+                self._image_clip = load_clip(self.weights, dtype=self.dtype, towers=("image",))
+            return self._image_clip
 
     @property
     def roots(self) -> list[Path]:

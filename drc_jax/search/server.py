@@ -334,12 +334,11 @@ def create_app(
         body = await request.body()
         if not body or len(body) > MAX_UPLOAD_BYTES:
             raise HTTPException(413 if body else 422, "send one image of up to 32 MB as the body")
-        if "image" not in getattr(searcher.clip, "towers", ("image",)):
-            raise HTTPException(503, "this server loaded no image encoder: serve with watching on")
 
         def embed() -> np.ndarray:
+            clip = searcher.image_clip()  # the first upload of a --nowatch server loads it
             with lock:
-                return embed_upload(searcher.clip, body, searcher.info.preprocess)
+                return embed_upload(clip, body, searcher.info.preprocess)
 
         try:
             vector = await run_in_threadpool(embed)

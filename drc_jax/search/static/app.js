@@ -138,6 +138,10 @@ function showDecomposition(res, method) {
   $("strength").value = d.negated ? d.strength : "strong";
   $("cf").textContent = d.negated ? res.cfs.join(" · ") : "(nothing hidden: plain similarity)";
   $("dec-state").textContent = res.overridden ? "(your edits)" : "";
+  const shown = d.negated ? d.aff : d.caption;  // the line a phone shows instead of the panel
+  $("dec-summary").textContent = method === "clip" ? "CLIP: the query as typed" :
+    `show “${shown}”` + (d.negs.length ? ` · hide ${d.negs.join(", ")}` : "") +
+    (res.overridden ? " (your edits)" : "");
   // CLIP scores the text as typed: offer no edit it would ignore. SpaceVLM ignores cf and strength.
   const clip = method === "clip";
   $("method-note").hidden = !clip;
@@ -147,6 +151,7 @@ function showDecomposition(res, method) {
   for (const el of [$("aff").parentElement, $("negs"), $("add-neg"), $("apply"), $("reset")]) {
     el.hidden = clip;
   }
+  $("dec-edit").hidden = clip;
   $("strength-field").hidden = clip || method === "spacevlm";
   $("cf-line").hidden = clip || method === "spacevlm";
 }
@@ -463,6 +468,11 @@ $("decomposition").addEventListener("submit", (ev) => { // the button or Enter i
   if (state) go({ ...state, edits: panelEdits(), pages: 1 });
 });
 
+$("dec-edit").addEventListener("click", () => {
+  const open = $("decomposition").classList.toggle("open");
+  $("dec-edit").setAttribute("aria-expanded", String(open));
+  $("dec-edit").textContent = open ? "Done" : "Edit";
+});
 $("add-neg").addEventListener("click", () => {
   const row = negRow("");
   $("negs").append(row);
