@@ -80,12 +80,12 @@ def write_memmap(path: Path, n: int, centre: np.ndarray) -> np.memmap:
     return np.memmap(path, dtype=ml_dtypes.bfloat16, mode="r", shape=(n, centre.shape[1]))
 
 
-def one_thread(fn, *args):
-    """faiss's peer rows run as the ANN path runs faiss: on one thread (drc_jax.ann._one_thread)."""
-    from drc_jax.ann import _one_thread
+def as_ann(index):
+    """The peer searches as the ANN path searches faiss (:func:`drc_jax.ann.lists_in_parallel`)."""
+    from drc_jax.ann import lists_in_parallel
 
-    with _one_thread():
-        return fn(*args)
+    lists_in_parallel(index)
+    return index
 
 
 def timed(fn, items) -> tuple[list, np.ndarray]:
@@ -150,7 +150,7 @@ def one_size(n: int, folder: Path) -> dict:
         flat = faiss.IndexFlatIP(FLAGS.dim)
         for start in range(0, n, CHUNK):
             flat.add(np.asarray(array[start : start + CHUNK], np.float32))
-        _, ms = timed(lambda q: one_thread(flat.search, q, k), clip_q)
+        _, ms = timed(lambda q: flat.search(q, k), clip_q)
         row["faiss_flat_clip"] = stats(ms)
         del flat
         release()
@@ -170,7 +170,7 @@ def one_size(n: int, folder: Path) -> dict:
         )
         ann_rows = [r.rows[0] for r in res]
         ann.set_nprobe(index, nprobe)
-        _, ivf_ms = timed(lambda q: one_thread(index.search, q, k), clip_q)
+        _, ivf_ms = timed(lambda q: as_ann(index).search(q, k), clip_q)
         row["ann"].append(
             {
                 "nprobe": nprobe,

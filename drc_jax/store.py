@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS items (
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), error TEXT, row INTEGER UNIQUE,
     CHECK ((status = 'ok') = (row IS NOT NULL)));
 CREATE INDEX IF NOT EXISTS live ON items (row, key) WHERE status = 'ok';  -- vectors(): one scan
+CREATE INDEX IF NOT EXISTS failed ON items (key) WHERE status = 'error';  -- errors(): no scan
 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key TEXT NOT NULL, stamp TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS names_by_key ON names (key);  -- a hit's names, by its row's key
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -356,8 +357,8 @@ class Store:
 
     def errors(self) -> dict[str, tuple[str, str]]:
         """Items that could not be embedded: ``key -> (fingerprint, error)``."""
-        known = self._known().items()
-        return {k: (fp, error) for k, (fp, status, error) in known if status == "error"}
+        rows = self._db.execute("SELECT key, fingerprint, error FROM items WHERE status='error'")
+        return {k: (fp, error) for k, fp, error in rows}
 
     def missing(self, items: Mapping[str, str], *, retry_errors: bool = False) -> list[str]:
         """Keys of ``items`` (``key -> fingerprint``) with no vector or error for that fingerprint.

@@ -210,14 +210,20 @@ def create_app(
                 status_code=503,
             )
 
+    failed: dict[int, int] = {}  # generation -> files that failed: the page asks every 3 s
+
     def _health() -> dict[str, Any]:
         if not info.index.is_dir():
             raise FileNotFoundError(2, "no such folder")
         snap = searcher.snapshot()
+        if snap.generation not in failed:
+            errors = searcher.store.errors()
+            failed.clear()
+            failed[snap.generation] = sum(SEGMENT_MARK not in k for k in errors)
         return {
             "status": "ok",
             "images": snap.catalogue.files,
-            "failed": sum(SEGMENT_MARK not in k for k in searcher.store.errors()),
+            "failed": failed[snap.generation],
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
             "last_indexed": last_indexed(searcher.store),
