@@ -6,6 +6,7 @@ probe (``q``, every ``q - w n_m``) bounds it from above. File I/O: :mod:`drc_jax
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import NamedTuple
@@ -139,7 +140,8 @@ def rerank(
 def _fetch(index, p: np.ndarray, per_probe: int, n_rows: int, live) -> tuple[np.ndarray, float]:
     """Live candidate rows of probes ``p`` (P, D) and the lowest bound no fetched row is under
     (``-inf`` where a probe saw every row it could reach)."""
-    bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
+    with _one_thread():
+        bound, ids = index.search(np.ascontiguousarray(p, np.float32), per_probe)
     got = np.unique(ids[(ids >= 0) & (ids < n_rows)])
     if live is not None:
         got = got[live[got]]
@@ -173,7 +175,6 @@ def search(
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:
         set_nprobe(index, nprobe)
-    lists_in_parallel(index)
     # on the host once: slicing device arrays per query costs more than a probe at 100k
     vectors = QueryVectors(*(None if v is None else np.asarray(v, np.float32) for v in vectors))
     plist, concepts = probes(vectors), _first_concepts(vectors)
@@ -219,12 +220,19 @@ def _first_concepts(vectors: QueryVectors) -> list[int]:
     return [int(np.argmax(row)) for row in present]
 
 
-def lists_in_parallel(index) -> None:
-    """faiss searches one query's IVF lists on all its threads (by default it splits only a
-    batch's queries, leaving one query on one core; benchmarks/RESULTS.md "ANN search")."""
+@contextlib.contextmanager
+def _one_thread():
+    """faiss on one thread. Splitting one query's lists over threads (``parallel_mode = 1``) is
+    faster on an idle machine but stalls tens of ms whenever another process holds a core
+    (benchmarks/RESULTS.md "ANN search"); by default faiss splits only a batch's queries."""
     import faiss
 
-    faiss.extract_index_ivf(index).parallel_mode = 1
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def faiss_nlist(index) -> int:
