@@ -167,10 +167,12 @@ def search(
     ``exhaustive_exact`` and some probe's last fetched score <= the k-th exact score.
 
     The first concept's probe ``q - w n_1`` runs alone first. Every row of the DRC top-k has
-    ``x.p >= s_k`` for each probe ``p``, so one missed by ``p``'s search ranks below all of its
-    candidates; if ``k`` of those score ``x.p`` (their DRC equals it), they already fill the
-    top-k and the other probes cannot add to it. Otherwise ``q`` and the other concepts' probes
-    run too (``x.n < 0`` for most candidates: DRC is ``x.q`` there)."""
+    ``x.p >= s_k`` for each probe ``p``, so one an exhaustive search by ``p`` missed ranks below
+    all of its candidates; if ``k`` of those score ``x.p`` (their DRC equals it), they already
+    fill the top-k and the other probes cannot add to it. Under IVF that holds for the lists
+    ``p`` probed: a row in another list that ``q``'s probe would reach can be missed, one more
+    approximation that recall against the exact scan measures. Otherwise ``q`` and the other
+    concepts' probes run too (``x.n < 0`` for most candidates: DRC is ``x.q`` there)."""
     n_rows = array.shape[0]
     per_probe = int(min(max(candidates, 4 * k), max(1, index.ntotal)))
     if nprobe is not None:

@@ -34,6 +34,22 @@ def test_health_reports_size_freshness_and_model(served):
     assert h["image_dtype"] == "bfloat16" and h["decomposer"] == "rules"
 
 
+def test_health_counts_a_failure_recorded_in_the_same_generation(served, monkeypatch):
+    """An index run records failures before its generation moves on: the count follows."""
+    import drc_jax.search.server as server
+
+    client, searcher, _, _ = served
+    monkeypatch.setattr(server, "FAILED_TTL_S", 1e-9)  # every request a tick of its own
+    before = client.get("/api/health").json()["failed"]
+    keys = list(searcher.store._known())
+    searcher.store.put_errors({"sha1:" + "f" * 40: ("1:1", "cannot identify image file")})
+    try:
+        assert client.get("/api/health").json()["failed"] == before + 1
+    finally:
+        searcher.store.prune(keys)
+    assert client.get("/api/health").json()["failed"] == before
+
+
 def test_search_returns_ranked_hits_equal_to_the_searcher_with_the_decomposition(served):
     client, searcher, _, _ = served
     r = client.get("/api/search", params={"q": "a dog not on a beach", "k": 5}).json()

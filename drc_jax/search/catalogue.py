@@ -169,7 +169,13 @@ class Catalogue:
     def _named(self, sub: str) -> np.ndarray:
         """Files whose name holds ``sub``, any case (a vectorised scan: a new filter is cheap)."""
         out = np.zeros(len(self.paths), bool)
-        key = sub.lower().encode(errors="surrogateescape")
+        try:
+            key = sub.lower().encode()
+        except UnicodeEncodeError:  # a surrogate (a non-UTF-8 argument): compare code points
+            sub = sub.lower()
+            return np.asarray([sub in p.rsplit("/", 1)[-1].lower() for p in self.paths], bool)
+        if b"\0" in key:  # no file name holds NUL, and numpy's bytes would read it as padding
+            return out
         for files, names in self._name_columns:
             out[files] = np.strings.find(names, key) >= 0
         return out

@@ -138,8 +138,7 @@ class Searcher:
     _mesh: Any = field(default=None, init=False, repr=False)
     _text_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
-    _ann: Any = field(default=None, init=False, repr=False)
-    _ann_meta: Any = field(default=None, init=False, repr=False)
+    _ann: Any = field(default=None, init=False, repr=False)  # (faiss index, its meta) or None
     confirmed_roots: tuple[Path, ...] | None = None  # None: all of the index's roots
     weights: str | None = None  # what ``clip`` was loaded from (``image_clip`` loads it again)
     dtype: str = "float32"
@@ -248,7 +247,7 @@ class Searcher:
         if self._snapshot is not None and generation(self.store) == self._snapshot.generation:
             return False
         self._snapshot = self._load()
-        self._ann, self._ann_meta, self.ann_note = None, None, None
+        self._ann, self.ann_note = None, None
         return True
 
     @property
@@ -258,12 +257,12 @@ class Searcher:
     def ann_status(self) -> dict[str, Any]:
         """Whether searches go through an ANN index, and its settings (or why not)."""
         try:
-            index = self._ann_index()
+            got = self._ann_index()
         except (StoreError, ImportError) as e:  # a search says so too, as an error
             return {"used": False, "note": str(e)}
-        if index is None:
+        if got is None:
             return {"used": False, "note": self.ann_note}
-        meta = self._ann_meta
+        index, meta = got
         keep = ("factory", "ntotal", "nlist")
         return {"used": True, **{k: meta[k] for k in keep}, "nprobe": ann.faiss_nprobe(index)}
 
@@ -353,7 +352,8 @@ class Searcher:
                 contents[row] = False
         total = len(cat) if contents is None else int(contents.sum())
         plain = where is None and like is None and not len(snap.segments)
-        use_ann = not exact and plain and self._ann_index() is not None
+        # one read of the ANN state: a reload (the watcher's thread) may clear it meanwhile
+        ann_state = self._ann_index() if not exact and plain else None
         valid = cat.searchable(contents)
         most = max(len(d.negs) if d.negated else 0 for d in decompositions)
         if most > MAX_CONCEPTS:
@@ -371,8 +371,8 @@ class Searcher:
             vectors = query_vectors(method, q, self.params)
             nq = len(queries)
             counts, exacts = np.full(nq, cat.rows), np.ones(nq, bool)
-            if use_ann:
-                ranked, counts, exacts = self._ann_ranked(snap, vectors, offset + k)
+            if ann_state is not None:
+                ranked, counts, exacts = self._ann_ranked(snap, ann_state, vectors, offset + k)
             else:
                 # a k already compiled for this shape serves any smaller k
                 shape = (method, len(q), q.neg.shape, valid is None)
@@ -398,10 +398,10 @@ class Searcher:
             ]
         return out
 
-    def _ann_ranked(self, snap: Snapshot, vectors, need: int):
+    def _ann_ranked(self, snap: Snapshot, ann_state, vectors, need: int):
         """:func:`_ranked` through the ANN index, plus candidates and exact per query."""
         cat = snap.catalogue
-        res = self._ann_search(snap, vectors, k_bucket(need, cat.rows))
+        res = self._ann_search(snap, ann_state, vectors, k_bucket(need, cat.rows))
         ranked = []
         for qs, qr in zip(res.scores.tolist(), res.rows.tolist(), strict=True):
             seen: dict[int, tuple[int, float, float | None]] = {}
@@ -412,9 +412,9 @@ class Searcher:
             ranked.append(list(seen.values()))
         return ranked, res.candidates, res.exact
 
-    def _ann_search(self, snap: Snapshot, vectors, k: int):
+    def _ann_search(self, snap: Snapshot, ann_state, vectors, k: int):
         """:func:`drc_jax.ann.search` over the snapshot; non-finite scores raise ``StoreError``."""
-        index, meta = self._ann, self._ann_meta
+        index, meta = ann_state
         nprobe = self.ann_nprobe or meta["nprobe"]
         res = ann.search(
             index,
@@ -451,8 +451,10 @@ class Searcher:
         return out
 
     def _ann_index(self):
-        """The index's ANN file, read and checked once (``None``: scan; see :attr:`ann_note`)."""
-        if self._ann_meta is None and self.ann_note is None:
+        """``(faiss index, meta)`` of the index's ANN file, read and checked once (``None``: scan;
+        see :attr:`ann_note`)."""
+        got = self._ann
+        if got is None and self.ann_note is None:
             meta = ann_file.info(self.store)
             why = (
                 None
@@ -464,9 +466,8 @@ class Searcher:
             elif why is not None:
                 self.ann_note = f"{why}; re-run `drc-search index` to update the ANN index"
             else:
-                self._ann = ann_file.load(self.store, meta)
-                self._ann_meta = meta
-        return self._ann
+                got = self._ann = (ann_file.load(self.store, meta), meta)
+        return got
 
     def _device_images(self):
         """The index embeddings on device and the mesh they are sharded over (or ``None``)."""

@@ -44,6 +44,7 @@ DEFAULT_K = 24
 MAX_K = 200
 MAX_CONCEPTS = 32  # `neg` values one search may exclude
 MAX_OFFSET = 10_000
+FAILED_TTL_S = 10  # how stale /api/health's count of failed files may be
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -210,20 +211,23 @@ def create_app(
                 status_code=503,
             )
 
-    failed: dict[int, int] = {}  # generation -> files that failed: the page asks every 3 s
+    # (generation, FAILED_TTL_S tick) -> files that failed; the page asks every 3 s, and an
+    # index run (this server's or another process's) records failures before its generation moves
+    failed: list[tuple[tuple[int, int], int]] = [((-1, -1), 0)]
 
     def _health() -> dict[str, Any]:
         if not info.index.is_dir():
             raise FileNotFoundError(2, "no such folder")
         snap = searcher.snapshot()
-        if snap.generation not in failed:
-            errors = searcher.store.errors()
-            failed.clear()
-            failed[snap.generation] = sum(SEGMENT_MARK not in k for k in errors)
+        key, n_failed = failed[0]
+        if key != (snap.generation, int(time.monotonic() // FAILED_TTL_S)):
+            key = (snap.generation, int(time.monotonic() // FAILED_TTL_S))
+            n_failed = sum(SEGMENT_MARK not in k for k in searcher.store.errors())
+            failed[0] = (key, n_failed)  # one assignment: concurrent requests read a pair
         return {
             "status": "ok",
             "images": snap.catalogue.files,
-            "failed": failed[snap.generation],
+            "failed": n_failed,
             "index": str(info.index),
             "roots": [str(r) for r in searcher.roots],
             "last_indexed": last_indexed(searcher.store),
