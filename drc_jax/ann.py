@@ -208,7 +208,10 @@ def search(
             continue
         scores[i, : len(s)], rows[i, : len(s)] = s, got[pos]
         tol = 0.0 if kind == np.float32 else 2e-2  # half-precision rounding
-        exact[i] = exhaustive_exact and len(s) == k and bool(s[-1] >= last + tol)
+        # a probe that saw every row (``last`` -inf) leaves nothing out, even with fewer than k
+        exact[i] = exhaustive_exact and (
+            last == -np.inf or (len(s) == k and bool(s[-1] >= last + tol))
+        )
     return AnnResult(scores, rows, counts, exact)
 
 

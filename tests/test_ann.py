@@ -114,6 +114,17 @@ def test_an_exhaustive_ann_search_is_the_exact_scan_query_for_query(collection, 
     assert got.exact.all() and (got.candidates == len(x)).all()
 
 
+def test_an_exhaustive_search_of_fewer_rows_than_k_is_exact(collection):
+    c, x, _ = collection
+    few = x[:6]
+    index = ann.build(few, np.arange(len(few)))
+    vectors = query_vectors("drc", drc_queries(c, 3))
+    got = ann.search(index, few, vectors, 10, nprobe=ann.faiss_nlist(index), exhaustive_exact=True)
+    want_s, want = _exact(few, vectors, 6)
+    np.testing.assert_array_equal(got.rows[:, :6], want)
+    assert (got.rows[:, 6:] == -1).all() and got.exact.all() and (got.candidates == 6).all()
+
+
 def test_rows_a_damaged_index_returns_outside_the_store_or_dead_are_dropped(collection):
     c, x, index = collection
     vectors = query_vectors("clip", drc_queries(c, 3))
