@@ -12,7 +12,6 @@ Run:  .venv/bin/python -m benchmarks.bench_ann_parts --n 10000000 --dir /tmp/ann
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,8 @@ flags.DEFINE_bool("keep", True, "Keep the map and the index under --dir for the 
 
 
 def p50(fn, items) -> float:
-    fn(items[0])
-    ms = []
-    for x in items:
-        t = time.perf_counter()
-        fn(x)
-        ms.append(1000 * (time.perf_counter() - t))
-    return round(float(np.median(ms)), 2)
+    """:func:`benchmarks.bench_ann.timed`'s p50 ms of ``fn`` over ``items``."""
+    return bench_ann.stats(bench_ann.timed(fn, items)[1])["p50_ms"]
 
 
 def main(argv):

@@ -46,6 +46,11 @@ def _epoch(d: date, end: bool) -> float:
     return datetime.combine(d, datetime.max.time() if end else datetime.min.time()).timestamp()
 
 
+def _lower_name(path: str) -> str:
+    """A path's file name, lower-cased: what the ``name`` filter matches."""
+    return path.rsplit("/", 1)[-1].lower()
+
+
 @dataclass
 class Catalogue:
     """Rows (content keys, the shown file of each) and every file, sorted by path."""
@@ -158,7 +163,7 @@ class Catalogue:
     def _name_columns(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Lower-cased UTF-8 file names as fixed-width arrays, one per power-of-two width (so
         none holds more than twice its names' bytes), with their file numbers."""
-        names = [p.rsplit("/", 1)[-1].lower().encode(errors="surrogateescape") for p in self.paths]
+        names = [_lower_name(p).encode(errors="surrogateescape") for p in self.paths]
         width = np.asarray([len(n).bit_length() for n in names], np.int64)
         return [
             (files, np.asarray([names[f] for f in files], f"S{1 << w}"))
@@ -173,7 +178,7 @@ class Catalogue:
             key = sub.lower().encode()
         except UnicodeEncodeError:  # a surrogate (a non-UTF-8 argument): compare code points
             sub = sub.lower()
-            return np.asarray([sub in p.rsplit("/", 1)[-1].lower() for p in self.paths], bool)
+            return np.asarray([sub in _lower_name(p) for p in self.paths], bool)
         if b"\0" in key:  # no file name holds NUL, and numpy's bytes would read it as padding
             return out
         for files, names in self._name_columns:

@@ -219,9 +219,9 @@ def create_app(
         if not info.index.is_dir():
             raise FileNotFoundError(2, "no such folder")
         snap = searcher.snapshot()
-        key, n_failed = failed[0]
-        if key != (snap.generation, int(time.monotonic() // FAILED_TTL_S)):
-            key = (snap.generation, int(time.monotonic() // FAILED_TTL_S))
+        key = (snap.generation, int(time.monotonic() // FAILED_TTL_S))
+        seen, n_failed = failed[0]
+        if seen != key:
             n_failed = sum(SEGMENT_MARK not in k for k in searcher.store.errors())
             failed[0] = (key, n_failed)  # one assignment: concurrent requests read a pair
         return {
